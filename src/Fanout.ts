@@ -1,0 +1,294 @@
+/**
+ * The fan-out: `send(event, { mode })` delivers an event to every target its routes name,
+ * concurrently, each under its own policy.
+ *
+ * - `all`: every target must succeed. On a failure the others are interrupted; those that
+ *   already succeeded and define `compensate` are compensated in reverse order (a saga).
+ * - `settled`: every target is tried; the result is a typed outcome per target.
+ * - `background`: returns at once; delivery goes on in a fiber owned by the `Fanout`
+ *   service's scope, which lets it finish (up to a grace period) or interrupts it on close.
+ *
+ * @since 0.1.0
+ */
+import { Clock, Context, Data, Duration, Effect, Fiber, FiberSet, Layer } from "effect"
+import type { Scope } from "effect"
+import type * as Event from "./Event.js"
+import type * as Outcome from "./Outcome.js"
+import * as Registry from "./Registry.js"
+import type * as Router from "./Router.js"
+import type * as Target from "./Target.js"
+import type { DeliveryError } from "./TargetError.js"
+
+/**
+ * No route matches the event's type.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class NoRouteError extends Data.TaggedError("NoRouteError")<{
+  readonly eventId: string
+  readonly type: string
+}> {
+  override get message() {
+    return `no route for event type ${JSON.stringify(this.type)} (event ${this.eventId})`
+  }
+}
+
+/**
+ * In `all` mode: a target failed. `target` and `error` name the first failure; `outcomes`
+ * has every target's end state (delivered, failed, cancelled or compensated).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class FanoutFailed extends Data.TaggedError("FanoutFailed")<{
+  readonly eventId: string
+  readonly target: string
+  readonly error: DeliveryError
+  readonly outcomes: Readonly<Record<string, Outcome.Outcome>>
+}> {
+  override get message() {
+    return `event ${this.eventId}: ${this.target} failed: ${this.error.message}`
+  }
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Settled {
+  readonly eventId: string
+  readonly type: string
+  readonly outcomes: Readonly<Record<string, Outcome.Delivered | Outcome.Failed | Outcome.Skipped>>
+  /** Shadow targets the event was mirrored to (delivered in the background). */
+  readonly shadow: ReadonlyArray<string>
+  readonly durationMs: number
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface AllDelivered {
+  readonly eventId: string
+  readonly type: string
+  readonly outcomes: Readonly<Record<string, Outcome.Delivered>>
+  readonly shadow: ReadonlyArray<string>
+  readonly durationMs: number
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Background {
+  readonly eventId: string
+  readonly targets: ReadonlyArray<string>
+  readonly shadow: ReadonlyArray<string>
+  /** Waits for the background delivery's per-target outcomes. */
+  readonly await: Effect.Effect<Settled>
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type Mode = "all" | "settled" | "background"
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Sender<E extends Event.Any> {
+  readonly send: {
+    (event: E, options: { readonly mode: "all" }): Effect.Effect<AllDelivered, FanoutFailed | NoRouteError>
+    (event: E, options: { readonly mode: "background" }): Effect.Effect<Background, NoRouteError>
+    (event: E, options?: { readonly mode?: "settled" }): Effect.Effect<Settled, NoRouteError>
+  }
+  /** The run-time of every routed target, by name (policy, breaker, bulkhead, limiter). */
+  readonly targets: ReadonlyMap<string, Target.Runtime<unknown>>
+  readonly router: Router.Router<E, any>
+}
+
+/**
+ * The fan-out service of an application whose events are untyped (the server's). Typed
+ * applications can build their own tag over `Sender<Router.EventsOf<typeof router>>` with
+ * {@link make}.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export class Fanout extends Context.Tag("fanout/Fanout")<Fanout, Sender<Event.Any>>() {}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  /** On scope close, how long background deliveries may run before they are interrupted. Default 5 seconds. */
+  readonly gracePeriod?: Duration.DurationInput
+}
+
+/**
+ * Builds the fan-out for a router. Requires every routed target's service, so a route
+ * naming a target the application does not provide fails type-checking.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = <E extends Event.Any, T extends Target.Any>(
+  router: Router.Router<E, T>,
+  options: Options = {}
+): Effect.Effect<Sender<E>, never, Target.Requirements<T> | Scope.Scope> =>
+  Effect.gen(function*() {
+    const runtimes = yield* Registry.make(router.targets)
+    const background = yield* FiberSet.make<unknown, never>()
+    const grace = Duration.decode(options.gracePeriod ?? "5 seconds")
+    // Finalizers are uninterruptible: without `interruptible`, the timeout could not cut the wait
+    // short and the grace period would never end before every background delivery did.
+    yield* Effect.addFinalizer(() =>
+      Effect.interruptible(FiberSet.awaitEmpty(background)).pipe(Effect.timeout(grace), Effect.ignore)
+    )
+
+    const runtimeOf = (target: Target.Any) => runtimes.get(target.name)!
+
+    const resolve = (event: Event.Any) =>
+      Effect.suspend(() => {
+        if (!router.hasRoute(event.type)) return Effect.fail(new NoRouteError({ eventId: event.id, type: event.type }))
+        return Effect.succeed(router.resolve(event))
+      })
+
+    const mirror = (event: Event.Any, shadow: ReadonlyArray<Target.Any>) =>
+      shadow.length === 0
+        ? Effect.void
+        : FiberSet.run(
+          background,
+          Effect.forEach(shadow, (t) => Effect.either(runtimeOf(t).deliver(event)), {
+            concurrency: "unbounded",
+            discard: true
+          }).pipe(Effect.withSpan("fanout.shadow", { attributes: { "fanout.event.id": event.id } }))
+        ).pipe(Effect.asVoid)
+
+    const settle = (event: Event.Any, targets: ReadonlyArray<Target.Any>) =>
+      Effect.all(
+        Object.fromEntries(
+          targets.map((t) => [t.name, Effect.merge(runtimeOf(t).deliver(event))] as const)
+        ),
+        { concurrency: "unbounded" }
+      )
+
+    const settleResolved = (event: Event.Any, { shadow, targets }: Router.Resolution): Effect.Effect<Settled> =>
+      Effect.gen(function*() {
+        const start = yield* Clock.currentTimeMillis
+        yield* mirror(event, shadow)
+        const outcomes = yield* settle(event, targets)
+        return {
+          eventId: event.id,
+          type: event.type,
+          outcomes,
+          shadow: shadow.map((t) => t.name),
+          durationMs: (yield* Clock.currentTimeMillis) - start
+        }
+      })
+
+    const sendSettled = (event: Event.Any): Effect.Effect<Settled, NoRouteError> =>
+      Effect.flatMap(resolve(event), (resolution) => settleResolved(event, resolution))
+
+    const sendAll = (event: Event.Any): Effect.Effect<AllDelivered, FanoutFailed | NoRouteError> =>
+      Effect.gen(function*() {
+        const start = yield* Clock.currentTimeMillis
+        const { shadow, targets } = yield* resolve(event)
+        yield* mirror(event, shadow)
+        const outcomes: Record<string, Outcome.Outcome> = {}
+        // Targets with a compensation, in the order they succeeded.
+        const succeeded: Array<{ readonly runtime: Target.Runtime<unknown>; readonly delivered: Outcome.Delivered }> = []
+        const result = yield* Effect.all(
+          targets.map((t) => {
+            const runtime = runtimeOf(t)
+            return runtime.deliver(event, {
+              finishInFlight: runtime.hasCompensation,
+              onDelivered: (delivered) =>
+                Effect.sync(() => {
+                  outcomes[t.name] = delivered
+                  if (runtime.hasCompensation) succeeded.push({ runtime, delivered })
+                })
+            }).pipe(
+              Effect.tapError((failure) => Effect.sync(() => (outcomes[t.name] = failure))),
+              Effect.onInterrupt(() =>
+                Effect.sync(() => {
+                  outcomes[t.name] ??= { _tag: "Cancelled", target: t.name }
+                })
+              )
+            )
+          }),
+          { concurrency: "unbounded", mode: "default", discard: true }
+        ).pipe(Effect.either)
+        if (result._tag === "Right") {
+          return {
+            eventId: event.id,
+            type: event.type,
+            outcomes: outcomes as Record<string, Outcome.Delivered>,
+            shadow: shadow.map((t) => t.name),
+            durationMs: (yield* Clock.currentTimeMillis) - start
+          }
+        }
+        const failure = result.left
+        // The saga's undo runs to the end even if the caller is interrupted meanwhile. It runs in
+        // a fiber of its own, interruptible inside (not under `Effect.uninterruptible`): there,
+        // the per-attempt timeouts of the compensations could not interrupt an attempt that never
+        // answers, and the send would hang.
+        const undo = yield* Effect.forkDaemon(Effect.interruptible(Effect.forEach(succeeded.reverse(), ({ delivered, runtime }) =>
+          Effect.map(Effect.merge(runtime.compensate(event, delivered.response)), (compensation) => {
+            outcomes[runtime.name] = { _tag: "Compensated", target: runtime.name, delivered, compensation }
+          }), { discard: true })))
+        yield* Effect.onInterrupt(Fiber.join(undo), () => Fiber.await(undo))
+        return yield* new FanoutFailed({ eventId: event.id, target: failure.target, error: failure.error, outcomes })
+      })
+
+    const sendBackground = (event: Event.Any): Effect.Effect<Background, NoRouteError> =>
+      Effect.gen(function*() {
+        const resolution = yield* resolve(event)
+        const fiber = yield* FiberSet.run(background, settleResolved(event, resolution))
+        return {
+          eventId: event.id,
+          targets: resolution.targets.map((t) => t.name),
+          shadow: resolution.shadow.map((t) => t.name),
+          await: Fiber.join(fiber) as Effect.Effect<Settled>
+        }
+      })
+
+    const send = (event: Event.Any, sendOptions?: { readonly mode?: Mode }): Effect.Effect<unknown, unknown> => {
+      const mode = sendOptions?.mode ?? "settled"
+      const run: Effect.Effect<unknown, unknown> = mode === "all" ? sendAll(event) : mode === "background" ? sendBackground(event) : sendSettled(event)
+      return run.pipe(
+        Effect.withSpan("fanout.send", {
+          attributes: { "fanout.event.id": event.id, "fanout.event.type": event.type, "fanout.mode": mode }
+        }),
+        Effect.annotateLogs({ eventId: event.id })
+      )
+    }
+
+    const sender: Sender<E> = { send: send as Sender<E>["send"], targets: runtimes, router }
+    return sender
+  }) as Effect.Effect<Sender<E>, never, Target.Requirements<T> | Scope.Scope>
+
+/**
+ * The {@link Fanout} service for a router: requires each routed target's layer.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = <E extends Event.Any, T extends Target.Any>(
+  router: Router.Router<E, T>,
+  options?: Options
+): Layer.Layer<Fanout, never, Target.Requirements<T>> =>
+  Layer.scoped(Fanout, make(router, options) as Effect.Effect<Sender<any>, never, Target.Requirements<T> | Scope.Scope>)
+
+/**
+ * Sends through the {@link Fanout} service.
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const send: Sender<Event.Any>["send"] = ((event: Event.Any, options?: { readonly mode?: Mode }) =>
+  Effect.flatMap(Fanout, (fanout) => fanout.send(event, options as { readonly mode: "all" }))) as any

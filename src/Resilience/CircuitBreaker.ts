@@ -1,0 +1,149 @@
+/**
+ * A circuit breaker in cockatiel's words: `Closed` → `Open` after `failureThreshold`
+ * consecutive failures (or a failure ratio over a window); `Open` → `HalfOpen` once
+ * `resetAfter` has passed; `HalfOpen` lets `halfOpenProbes` requests through: that many
+ * successes close it, one failure opens it again. Its state is a `SubscriptionRef`, so it can
+ * be read and watched.
+ *
+ * @since 0.1.0
+ */
+import { Clock, Duration, Effect, Exit, Stream, SubscriptionRef } from "effect"
+import { CircuitOpenError } from "../TargetError.js"
+import type { CircuitBreakerOptions } from "./Policy.js"
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type State =
+  | { readonly _tag: "Closed"; readonly consecutiveFailures: number }
+  | { readonly _tag: "Open"; readonly openedAt: number; readonly until: number }
+  | { readonly _tag: "HalfOpen"; readonly probes: number; readonly successes: number }
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface CircuitBreaker {
+  /**
+   * Runs `effect` if the breaker allows it, and records its result: a failure for which
+   * `isFailure` is true counts against the target; an interruption counts as nothing.
+   */
+  readonly run: <A, E, R>(
+    effect: Effect.Effect<A, E, R>,
+    isFailure: (error: E) => boolean
+  ) => Effect.Effect<A, E | CircuitOpenError, R>
+  readonly state: Effect.Effect<State>
+  readonly changes: Stream.Stream<State>
+}
+
+const closed: State = { _tag: "Closed", consecutiveFailures: 0 }
+
+/**
+ * A breaker that is always closed (policy without a breaker).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const disabled: CircuitBreaker = {
+  run: (effect) => effect,
+  state: Effect.succeed(closed),
+  changes: Stream.make(closed)
+}
+
+/**
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (target: string, options: CircuitBreakerOptions | undefined): Effect.Effect<CircuitBreaker> =>
+  options === undefined ? Effect.succeed(disabled) : Effect.gen(function*() {
+    const ref = yield* SubscriptionRef.make<State>(closed)
+    const resetAfter = Duration.toMillis(options.resetAfter)
+    const ratio = options.failureRatio
+    const windowMs = ratio ? Duration.toMillis(ratio.window) : 0
+    // Sliding window of recent outcomes for the ratio rule: [time, failed].
+    let samples: Array<readonly [number, boolean]> = []
+
+    const open = (now: number): State => {
+      samples = []
+      return { _tag: "Open", openedAt: now, until: now + resetAfter }
+    }
+
+    // Admission: returns whether this call is a half-open probe, or fails when open.
+    const admit = Effect.flatMap(Clock.currentTimeMillis, (now) =>
+      SubscriptionRef.modify(ref, (state): readonly [CircuitOpenError | "closed" | "probe", State] => {
+        switch (state._tag) {
+          case "Closed":
+            return ["closed", state]
+          case "Open":
+            if (now < state.until) {
+              return [
+                new CircuitOpenError({
+                  target,
+                  message: `${target}: circuit open for ${state.until - now} ms more`,
+                  retryAfter: state.until - now
+                }),
+                state
+              ]
+            }
+            return ["probe", { _tag: "HalfOpen", probes: 1, successes: 0 }]
+          case "HalfOpen":
+            if (state.probes < options.halfOpenProbes) {
+              return ["probe", { ...state, probes: state.probes + 1 }]
+            }
+            return [
+              new CircuitOpenError({ target, message: `${target}: circuit half-open, probes in flight` }),
+              state
+            ]
+        }
+      }).pipe(Effect.flatMap((r) => typeof r === "string" ? Effect.succeed(r) : Effect.fail(r))))
+
+    const record = (kind: "closed" | "probe", outcome: "success" | "failure" | "ignored") =>
+      Effect.flatMap(Clock.currentTimeMillis, (now) =>
+        SubscriptionRef.update(ref, (state): State => {
+          if (kind === "probe") {
+            if (state._tag !== "HalfOpen") return state
+            if (outcome === "failure") return open(now)
+            if (outcome === "ignored") return { ...state, probes: state.probes - 1 }
+            const successes = state.successes + 1
+            return successes >= options.halfOpenProbes ? closed : { ...state, successes }
+          }
+          if (state._tag !== "Closed" || outcome === "ignored") return state
+          if (ratio) {
+            samples.push([now, outcome === "failure"])
+            const from = now - windowMs
+            if (samples.length > 0 && samples[0]![0] < from) samples = samples.filter(([t]) => t >= from)
+          }
+          if (outcome === "success") return state.consecutiveFailures === 0 ? state : closed
+          const consecutiveFailures = state.consecutiveFailures + 1
+          if (consecutiveFailures >= options.failureThreshold) return open(now)
+          if (ratio && samples.length >= ratio.minimumRequests) {
+            const failures = samples.reduce((n, [, failed]) => n + (failed ? 1 : 0), 0)
+            if (failures / samples.length >= ratio.threshold) return open(now)
+          }
+          return { _tag: "Closed", consecutiveFailures }
+        }))
+
+    return {
+      run: <A, E, R>(effect: Effect.Effect<A, E, R>, isFailure: (error: E) => boolean) =>
+        Effect.uninterruptibleMask((restore) =>
+          Effect.flatMap(admit, (kind) =>
+            restore(effect).pipe(
+              Effect.onExit((exit) =>
+                record(
+                  kind,
+                  Exit.isSuccess(exit)
+                    ? "success"
+                    : Exit.isInterrupted(exit)
+                    ? "ignored"
+                    : exit.cause._tag === "Fail" && isFailure(exit.cause.error)
+                    ? "failure"
+                    : "ignored"
+                )
+              )
+            ))
+        ),
+      state: SubscriptionRef.get(ref),
+      changes: ref.changes
+    } satisfies CircuitBreaker
+  })

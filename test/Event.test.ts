@@ -1,0 +1,140 @@
+import { assert, describe, it } from "@effect/vitest"
+import { DateTime, Effect, Either, Equal, ParseResult, Schema, TestClock } from "effect"
+import * as fc from "fast-check"
+import { Event } from "../src/index.js"
+import { uuidv7 } from "../src/internal/uuid.js"
+
+const UUID_V7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/
+
+const OrderPlaced = Event.define(
+  "order.placed",
+  Schema.Struct({ orderId: Schema.String, sku: Schema.String, qty: Schema.Int })
+)
+
+/** The 48-bit millisecond timestamp at the front of a UUIDv7. */
+const millisOf = (id: string) => parseInt(id.replace(/-/g, "").slice(0, 12), 16)
+
+const formatError = (e: ParseResult.ParseError) => ParseResult.TreeFormatter.formatErrorSync(e)
+
+describe("Event ids (UUIDv7 from the Effect Clock)", () => {
+  it.effect("format: version nibble 7, variant 10xx, timestamp = Clock time", () =>
+    Effect.gen(function*() {
+      yield* TestClock.setTime(Date.parse("2025-06-01T12:00:00.123Z"))
+      const ids = yield* Effect.forEach(Array.from({ length: 50 }), () => Event.newId)
+      for (const id of ids) {
+        assert.match(id, UUID_V7)
+        assert.strictEqual(millisOf(id), Date.parse("2025-06-01T12:00:00.123Z"))
+      }
+      assert.strictEqual(new Set(ids).size, 50, "random bits make same-millisecond ids distinct")
+      const event = yield* OrderPlaced.make({ orderId: "o-1", sku: "s", qty: 1 })
+      assert.match(event.id, UUID_V7)
+      assert.isTrue(Equal.equals(event.createdAt, DateTime.unsafeMake(Date.parse("2025-06-01T12:00:00.123Z"))))
+    }))
+
+  it.effect("ids sort by creation time under TestClock", () =>
+    Effect.gen(function*() {
+      // Steps from 1 ms (same-prefix neighbours) to years; each id is made after the step.
+      const steps = [1, 1, 7, 255, 256, 65_536, 1, 3_600_000, 1, 86_400_000 * 400, 1]
+      const ids: Array<string> = [(yield* Event.make("t", null)).id]
+      for (const step of steps) {
+        yield* TestClock.adjust(step)
+        ids.push((yield* Event.make("t", null)).id)
+      }
+      assert.deepStrictEqual([...ids].sort(), ids)
+      assert.deepStrictEqual(ids.map(millisOf), [0, ...steps].map((_, i, all) => all.slice(0, i + 1).reduce((a, b) => a + b, 0)))
+    }))
+
+  // TestClock steps cost real milliseconds each, so the 200-run property drives the id
+  // function with the millisecond values the Clock would give.
+  it.prop(
+    "ids from increasing milliseconds sort in creation order",
+    [fc.array(fc.integer({ min: 0, max: 2 ** 47 }), { minLength: 2, maxLength: 30 })],
+    ([times]) => {
+      const sorted = [...new Set(times)].sort((a, b) => a - b)
+      const ids = sorted.map(uuidv7)
+      ids.forEach((id) => assert.match(id, UUID_V7))
+      assert.deepStrictEqual([...ids].sort(), ids)
+      assert.deepStrictEqual(ids.map(millisOf), sorted)
+    },
+    { fastCheck: { numRuns: 200 } }
+  )
+
+  it.effect("a caller's id, key and headers are kept", () =>
+    Effect.gen(function*() {
+      const event = yield* OrderPlaced.make(
+        { orderId: "o-1", sku: "s", qty: 2 },
+        { id: "my-id-1", key: "o-1", headers: { "x-tenant": "acme" } }
+      )
+      assert.strictEqual(event.id, "my-id-1")
+      assert.strictEqual(event.key, "o-1")
+      assert.deepStrictEqual(event.headers, { "x-tenant": "acme" })
+      assert.strictEqual(event.type, "order.placed")
+      const bare = yield* Event.make("t", 1)
+      assert.isFalse("key" in bare)
+      assert.deepStrictEqual(bare.headers, {})
+    }))
+})
+
+describe("Event envelope", () => {
+  const valid = {
+    id: "e-1",
+    type: "order.placed",
+    key: "o-1",
+    payload: { orderId: "o-1", sku: "s", qty: 2 },
+    headers: { "x-a": "1" },
+    createdAt: "2025-06-01T12:00:00.000Z"
+  }
+
+  it.effect("decode errors name the bad field", () =>
+    Effect.gen(function*() {
+      const { type: _type, ...noType } = valid
+      const cases: ReadonlyArray<readonly [unknown, RegExp]> = [
+        [noType, /\["type"\][\s\S]*is missing/],
+        [{ ...valid, id: "" }, /\["id"\]/],
+        [{ ...valid, createdAt: "yesterday" }, /\["createdAt"\]/],
+        [{ ...valid, headers: { "x-a": 1 } }, /\["headers"\][\s\S]*\["x-a"\][\s\S]*Expected string/],
+        [{ ...valid, key: 5 }, /\["key"\]/]
+      ]
+      for (const [input, expected] of cases) {
+        const result = yield* Effect.either(Event.decodeUnknown(input))
+        assert.isTrue(Either.isLeft(result), JSON.stringify(input))
+        if (Either.isLeft(result)) assert.match(formatError(result.left), expected)
+      }
+    }))
+
+  it.effect("headers default to {}; key is optional", () =>
+    Effect.gen(function*() {
+      const { headers: _h, key: _k, ...minimal } = valid
+      const event = yield* Event.decodeUnknown(minimal)
+      assert.deepStrictEqual(event.headers, {})
+      assert.isFalse("key" in event)
+    }))
+
+  it.effect("encode / decode round trip", () =>
+    Effect.gen(function*() {
+      yield* TestClock.setTime(Date.parse("2025-06-01T12:00:00.500Z"))
+      const event = yield* OrderPlaced.make({ orderId: "o-1", sku: "s", qty: 2 }, { key: "o-1", headers: { h: "v" } })
+      const encoded = Event.encode(event)
+      assert.strictEqual(encoded.createdAt, "2025-06-01T12:00:00.500Z")
+      const json = JSON.parse(JSON.stringify(encoded))
+      const decoded = yield* Event.decodeUnknown(json)
+      assert.deepStrictEqual({ ...decoded, createdAt: DateTime.formatIso(decoded.createdAt) }, {
+        ...event,
+        createdAt: DateTime.formatIso(event.createdAt)
+      })
+      assert.isTrue(Equal.equals(decoded.createdAt, event.createdAt))
+      assert.deepStrictEqual(Event.encode(decoded), encoded)
+    }))
+
+  it.effect("a definition decodes its payload and names the bad payload field", () =>
+    Effect.gen(function*() {
+      const untyped = yield* Event.decodeUnknown(valid)
+      const typed = yield* OrderPlaced.decode(untyped)
+      assert.deepStrictEqual(typed.payload, { orderId: "o-1", sku: "s", qty: 2 })
+      const bad = yield* Effect.either(OrderPlaced.decode({ ...untyped, payload: { orderId: "o-1", sku: "s", qty: 1.5 } }))
+      assert.isTrue(Either.isLeft(bad))
+      if (Either.isLeft(bad)) assert.match(formatError(bad.left), /\["qty"\]/)
+      const missing = yield* Effect.either(OrderPlaced.decode({ ...untyped, payload: { orderId: "o-1", qty: 1 } }))
+      assert.isTrue(Either.isLeft(missing) && /\["sku"\][\s\S]*is missing/.test(formatError(missing.left)))
+    }))
+})
