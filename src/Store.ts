@@ -1,0 +1,419 @@
+/**
+ * The durable outbox: one contract ({@link DeliveryStore}) with three implementations —
+ * `MemoryStore` (tests, direct mode), `SqliteStore` (the embedded default) and
+ * `PostgresStore` (several processes on several machines share one database).
+ *
+ * An event is enqueued once with one *delivery* row per target; workers {@link DeliveryStore.claim claim}
+ * due deliveries under a lease, try them, and {@link DeliveryStore.finish finish} each one with the
+ * attempt record and what comes next (delivered, retry at a time, dead-letter). Every state change
+ * a worker makes is fenced by its lease token: a worker whose lease expired (and whose delivery
+ * was claimed again by someone else) cannot overwrite the newer outcome.
+ *
+ * Times are epoch milliseconds read from the Effect `Clock` (so `TestClock` drives them in tests).
+ *
+ * @since 0.1.0
+ */
+import { Context, Data, type Duration, type Effect, type Option, Schema, type Stream } from "effect"
+import type * as Event from "./Event.js"
+
+/**
+ * The state of one delivery (one event to one target).
+ *
+ * - `pending`: waiting for its next attempt (due at `nextAttemptAt`);
+ * - `in_flight`: claimed by a worker whose lease runs until `leaseExpiresAt` (then it is claimable again);
+ * - `delivered`: the target accepted it;
+ * - `dead`: given up (permanent error, attempts or age exhausted) — a dead letter, replayable;
+ * - `compensated`: delivered, then undone by the target's `compensate` (saga).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Status = "pending" | "in_flight" | "delivered" | "dead" | "compensated"
+
+/**
+ * Why a store operation failed.
+ *
+ * - `Busy`: the database was locked or a serialization conflict happened; retrying is safe;
+ * - `Unavailable`: the database could not be reached or answered with an error;
+ * - `InvalidInput`: the caller passed something the store cannot hold (e.g. a payload that is not JSON);
+ * - `Corrupt`: a stored row could not be decoded;
+ * - `Migration`: the schema could not be created or upgraded;
+ * - `Closed`: the store was shut down while the operation waited;
+ * - `Unsupported`: the SQL client's dialect is not SQLite or PostgreSQL.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export type StoreErrorReason = "Busy" | "Unavailable" | "InvalidInput" | "Corrupt" | "Migration" | "Closed" | "Unsupported"
+
+/**
+ * The one error every store operation can fail with. Expected failures never become defects.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class StoreError extends Schema.TaggedError<StoreError>()("StoreError", {
+  operation: Schema.String,
+  reason: Schema.Literal("Busy", "Unavailable", "InvalidInput", "Corrupt", "Migration", "Closed", "Unsupported"),
+  message: Schema.String,
+  cause: Schema.optional(Schema.Defect)
+}) {}
+
+/**
+ * Whether retrying the failed operation may succeed (`Busy` or `Unavailable`).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export const isRetryable = (error: StoreError): boolean => error.reason === "Busy" || error.reason === "Unavailable"
+
+/**
+ * The idempotency key every request of a delivery carries: `<event id>:<target>`. Derived, never
+ * stored, so it survives retries, reclaims and replays unchanged.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const idempotencyKey = (eventId: string, target: string): string => `${eventId}:${target}`
+
+/**
+ * The answer to {@link DeliveryStore.enqueue}.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Enqueued {
+  readonly eventId: string
+  /** `false` when an event with this id was already stored: nothing was written. */
+  readonly created: boolean
+  /** The event's deliveries (for a duplicate: those of the first enqueue, with their current status). */
+  readonly deliveries: ReadonlyArray<{ readonly id: string; readonly target: string; readonly status: Status }>
+}
+
+/**
+ * What {@link DeliveryStore.claim} takes.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ClaimOptions {
+  /** Who claims (recorded on the row and in the attempt history). */
+  readonly workerId: string
+  /** At most this many deliveries in the batch. */
+  readonly limit: number
+  /** The lease: the claimed rows become claimable again this long after the claim unless finished or extended. */
+  readonly leaseMs: number
+  /** Only deliveries to these targets (default: all). */
+  readonly targets?: ReadonlyArray<string> | undefined
+}
+
+/**
+ * The fencing token of a claimed delivery: its id and the lease token of the claim.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Claim {
+  readonly id: string
+  readonly lease: string
+}
+
+/**
+ * A claimed delivery, with everything a worker needs to attempt it.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Claimed extends Claim {
+  readonly eventId: string
+  readonly target: string
+  /** `<event id>:<target>`, see {@link idempotencyKey}. */
+  readonly idempotencyKey: string
+  readonly event: Event.Any
+  /** Attempts made so far, for scheduling (reset by a replay). */
+  readonly attempts: number
+  /** When the first attempt (since the last replay) started, if one was recorded. */
+  readonly firstAttemptAt: number | undefined
+  readonly leaseExpiresAt: number
+  readonly enqueuedAt: number
+  readonly workerId: string
+}
+
+/**
+ * One try of a delivery, as the worker reports it to {@link DeliveryStore.finish}.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface AttemptInput {
+  readonly startedAt: number
+  readonly durationMs: number
+  /** `"success"`, or the error label (`TargetError.label`: `"http_503"`, `"timeout"`, …). */
+  readonly outcome: string
+  /** The HTTP status, when a response came back. */
+  readonly status?: number | undefined
+  /** The tag of the typed error (`"TransientError"`, …). */
+  readonly errorTag?: string | undefined
+  readonly message?: string | undefined
+  /** What the target asked for (`Retry-After`), in milliseconds. */
+  readonly retryAfterMs?: number | undefined
+}
+
+/**
+ * One entry of a delivery's attempt history.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Attempt extends AttemptInput {
+  /** 1 for the first attempt ever; never reset (a replay continues the count). */
+  readonly number: number
+  readonly lease: string
+  readonly workerId: string | undefined
+}
+
+/**
+ * What follows an attempt:
+ * - `Delivered`: done;
+ * - `Retry`: back to pending, due at `at` (computed by the caller, e.g. from `Retry.decide`);
+ * - `Dead`: dead-lettered with a reason;
+ * - `Compensated`: done, and undone (saga).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Next = Data.TaggedEnum<{
+  Delivered: {}
+  Retry: { readonly at: number }
+  Dead: { readonly reason: string }
+  Compensated: {}
+}>
+
+/**
+ * Constructors and matchers for {@link Next}: `Next.Delivered()`, `Next.Retry({ at })`,
+ * `Next.Dead({ reason })`, `Next.Compensated()`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const Next = Data.taggedEnum<Next>()
+
+/**
+ * Which dead letters an operation applies to. Every field narrows; `from`/`to` bound the time
+ * the delivery died (inclusive, epoch ms).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface DeadLetterFilter {
+  readonly target?: string | undefined
+  /** The outcome label of the last attempt (`"http_400"`, `"timeout"`, …). */
+  readonly errorLabel?: string | undefined
+  readonly from?: number | undefined
+  readonly to?: number | undefined
+}
+
+/**
+ * A page request over dead letters (oldest delivery first).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface DeadLetterQuery extends DeadLetterFilter {
+  readonly limit: number
+  /** The `next` of the previous page. */
+  readonly cursor?: string | undefined
+}
+
+/**
+ * A dead delivery.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface DeadLetter {
+  readonly id: string
+  readonly eventId: string
+  readonly eventType: string
+  readonly target: string
+  readonly idempotencyKey: string
+  readonly reason: string
+  readonly lastError: string | undefined
+  readonly lastErrorMessage: string | undefined
+  readonly attempts: number
+  readonly totalAttempts: number
+  readonly deadAt: number
+  readonly enqueuedAt: number
+}
+
+/**
+ * One page of dead letters; `next` is set when more may follow.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface DeadLetterPage {
+  readonly items: ReadonlyArray<DeadLetter>
+  readonly next: string | undefined
+}
+
+/**
+ * The state of one delivery, with its full attempt history (oldest first).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface DeliveryStatus {
+  readonly id: string
+  readonly target: string
+  readonly idempotencyKey: string
+  readonly status: Status
+  /** Attempts counted for scheduling (reset by a replay). */
+  readonly attempts: number
+  /** Every attempt ever made (equals `history.length`). */
+  readonly totalAttempts: number
+  /** When a `pending` delivery is due. */
+  readonly nextAttemptAt: number | undefined
+  /** When the lease of an `in_flight` delivery runs out. */
+  readonly leaseExpiresAt: number | undefined
+  readonly lastError: string | undefined
+  readonly lastErrorMessage: string | undefined
+  readonly deadReason: string | undefined
+  /** When it was delivered, dead-lettered or compensated. */
+  readonly finishedAt: number | undefined
+  readonly history: ReadonlyArray<Attempt>
+}
+
+/**
+ * The answer to {@link DeliveryStore.status}.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface EventStatus {
+  readonly event: Event.Any
+  readonly enqueuedAt: number
+  readonly deliveries: ReadonlyArray<DeliveryStatus>
+}
+
+/**
+ * Delivery counts by status.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Counts {
+  readonly pending: number
+  readonly inFlight: number
+  readonly delivered: number
+  readonly dead: number
+  readonly compensated: number
+}
+
+/**
+ * The answer to {@link DeliveryStore.stats}.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Stats extends Counts {
+  /** pending + in_flight. */
+  readonly depth: number
+  /** Age of the oldest pending or in-flight delivery (since it was enqueued); 0 when none. */
+  readonly oldestPendingAgeMs: number
+  readonly targets: Readonly<Record<string, Counts>>
+}
+
+/**
+ * The answer to {@link DeliveryStore.retention}.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Removed {
+  readonly deliveries: number
+  readonly events: number
+}
+
+/**
+ * Counters of this store instance (this process), for tests and metrics.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Diagnostics {
+  /** Write transactions this instance committed (a group commit counts once). */
+  readonly writeTransactions: number
+  /** Write operations (enqueue, claim, finish, …) those transactions carried. */
+  readonly writeOperations: number
+  /** The most operations one transaction carried. */
+  readonly largestBatch: number
+}
+
+/**
+ * The durable outbox.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface DeliveryStore {
+  /**
+   * Writes the event and one pending delivery per target (due now) in one transaction. Idempotent on
+   * `event.id`: a second enqueue of the same id writes nothing and answers the first with `created: false`.
+   * Inside an open `SqlClient` transaction on the store's own client (the `layerClient` variants), it
+   * joins that transaction (transactional outbox).
+   */
+  readonly enqueue: (event: Event.Any, targets: ReadonlyArray<string>) => Effect.Effect<Enqueued, StoreError>
+  /**
+   * Claims up to `limit` due deliveries — pending ones whose time has come, and in-flight ones whose
+   * lease expired (a crashed worker's) — under a fresh lease token per delivery. The batch is shared
+   * fairly: round-robin across targets, oldest due first within a target.
+   */
+  readonly claim: (options: ClaimOptions) => Effect.Effect<ReadonlyArray<Claimed>, StoreError>
+  /**
+   * Records the attempt and applies `next`, in one transaction, fenced by the claim's lease: `false`
+   * (and nothing written) when the lease was lost.
+   */
+  readonly finish: (claim: Claim, attempt: AttemptInput, next: Next) => Effect.Effect<boolean, StoreError>
+  /** Moves the lease expiry to now + `leaseMs`; fenced, `false` when the lease was lost. */
+  readonly extendLease: (claim: Claim, leaseMs: number) => Effect.Effect<boolean, StoreError>
+  /** Hands claimed deliveries back (pending, due now, no attempt counted); fenced. Answers how many were released. */
+  readonly release: (claims: ReadonlyArray<Claim>) => Effect.Effect<number, StoreError>
+  /** A page of dead letters, oldest delivery first. */
+  readonly deadLetters: (query: DeadLetterQuery) => Effect.Effect<DeadLetterPage, StoreError>
+  /**
+   * Puts one dead delivery back to pending, due now, with its scheduling attempts reset; the history and
+   * the idempotency key stay. `false` when there is no dead delivery with this id.
+   */
+  readonly replay: (id: string) => Effect.Effect<boolean, StoreError>
+  /** {@link replay} for every dead letter matching the filter; answers how many. */
+  readonly replayMany: (filter: DeadLetterFilter) => Effect.Effect<number, StoreError>
+  /** Deletes one dead letter (by id) or every dead letter matching a filter, with their history; answers how many. */
+  readonly purge: (selection: string | DeadLetterFilter) => Effect.Effect<number, StoreError>
+  /** The event with each delivery's state and attempt history; none when the id is unknown. */
+  readonly status: (eventId: string) => Effect.Effect<Option.Option<EventStatus>, StoreError>
+  /** Queue depth, oldest pending age, counts by status overall and per target. */
+  readonly stats: Effect.Effect<Stats, StoreError>
+  /**
+   * Deletes delivered and compensated deliveries that finished more than `olderThan` ago (with their
+   * history), and events left with no delivery. Never touches pending, in-flight or dead rows.
+   */
+  readonly retention: (olderThan: Duration.DurationInput) => Effect.Effect<Removed, StoreError>
+  /**
+   * Emits when new work may be due (enqueue, replay, release). A hint, never a guarantee: workers
+   * should also poll. PostgreSQL: `LISTEN/NOTIFY` across processes; SQLite and memory: this process.
+   */
+  readonly wakeups: Stream.Stream<void>
+  /** This instance's counters. */
+  readonly diagnostics: Effect.Effect<Diagnostics>
+}
+
+/**
+ * The service tag.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export const DeliveryStore: Context.Tag<DeliveryStore, DeliveryStore> = Context.GenericTag<DeliveryStore>(
+  "fanout/DeliveryStore"
+)

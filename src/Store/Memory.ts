@@ -1,0 +1,447 @@
+/**
+ * The in-memory {@link Store.DeliveryStore}: the same contract as the SQL stores, held in this process
+ * only (nothing survives a restart). For tests, and for direct mode when no durability is wanted.
+ *
+ * Every operation is one synchronous step on the JavaScript thread, so each is atomic.
+ *
+ * @since 0.1.0
+ */
+import { Clock, Duration, Effect, Layer, Option } from "effect"
+import type * as Event from "../Event.js"
+import * as Store from "../Store.js"
+import {
+  checkPositiveInt,
+  checkTargets,
+  encodeEnvelope,
+  invalid,
+  makeSignal,
+  newLeaseToken,
+  roundRobin
+} from "./internal.js"
+
+interface Row {
+  readonly id: string
+  readonly seq: number
+  readonly eventId: string
+  readonly target: string
+  status: Store.Status
+  attempts: number
+  availableAt: number | undefined
+  firstAttemptAt: number | undefined
+  lease: string | undefined
+  workerId: string | undefined
+  lastError: string | undefined
+  lastErrorMessage: string | undefined
+  deadReason: string | undefined
+  readonly enqueuedAt: number
+  finishedAt: number | undefined
+  readonly history: Array<Store.Attempt>
+}
+
+interface EventRow {
+  readonly event: Event.Any
+  readonly enqueuedAt: number
+  readonly deliveries: Array<string>
+}
+
+const isActive = (row: Row) => row.status === "pending" || row.status === "in_flight"
+
+const matches = (row: Row, filter: Store.DeadLetterFilter): boolean =>
+  row.status === "dead" &&
+  (filter.target === undefined || row.target === filter.target) &&
+  (filter.errorLabel === undefined || row.lastError === filter.errorLabel) &&
+  (filter.from === undefined || (row.finishedAt ?? 0) >= filter.from) &&
+  (filter.to === undefined || (row.finishedAt ?? 0) <= filter.to)
+
+const emptyCounts = (): { -readonly [K in keyof Store.Counts]: number } => ({
+  pending: 0,
+  inFlight: 0,
+  delivered: 0,
+  dead: 0,
+  compensated: 0
+})
+
+const countKey = (status: Store.Status): keyof Store.Counts => status === "in_flight" ? "inFlight" : status
+
+/**
+ * A new, empty in-memory store.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make: Effect.Effect<Store.DeliveryStore> = Effect.gen(function*() {
+  const events = new Map<string, EventRow>()
+  const rows = new Map<string, Row>()
+  /** Ids of pending/in-flight rows per target, so claims do not scan finished rows. */
+  const active = new Map<string, Set<string>>()
+  const signal = yield* makeSignal
+  let seq = 0
+  let rotation = 0
+  let writes = 0
+
+  const activate = (row: Row) => {
+    let set = active.get(row.target)
+    if (set === undefined) {
+      set = new Set()
+      active.set(row.target, set)
+    }
+    set.add(row.id)
+  }
+  const deactivate = (row: Row) => active.get(row.target)?.delete(row.id)
+
+  const write = <A>(f: (now: number) => A): Effect.Effect<A> =>
+    Effect.flatMap(Clock.currentTimeMillis, (now) =>
+      Effect.sync(() => {
+        writes++
+        return f(now)
+      }))
+
+  const fenced = (claim: Store.Claim): Row | undefined => {
+    const row = rows.get(claim.id)
+    return row !== undefined && row.status === "in_flight" && row.lease === claim.lease ? row : undefined
+  }
+
+  const remove = (row: Row) => {
+    rows.delete(row.id)
+    deactivate(row)
+    const owner = events.get(row.eventId)
+    if (owner === undefined) return false
+    const i = owner.deliveries.indexOf(row.id)
+    if (i >= 0) owner.deliveries.splice(i, 1)
+    if (owner.deliveries.length === 0) {
+      events.delete(row.eventId)
+      return true
+    }
+    return false
+  }
+
+  const deadRows = (filter: Store.DeadLetterFilter): Array<Row> => {
+    const out: Array<Row> = []
+    for (const row of rows.values()) if (matches(row, filter)) out.push(row)
+    return out
+  }
+
+  const replayRow = (row: Row, now: number) => {
+    row.status = "pending"
+    row.attempts = 0
+    row.firstAttemptAt = undefined
+    row.availableAt = now
+    row.lease = undefined
+    row.deadReason = undefined
+    row.finishedAt = undefined
+    activate(row)
+  }
+
+  const enqueue: Store.DeliveryStore["enqueue"] = (event, targets) =>
+    Effect.gen(function*() {
+      const unique = yield* checkTargets(targets)
+      yield* encodeEnvelope(event)
+      const result = yield* write((now): Store.Enqueued => {
+        const existing = events.get(event.id)
+        if (existing !== undefined) {
+          return {
+            eventId: event.id,
+            created: false,
+            deliveries: existing.deliveries.map((id) => {
+              const row = rows.get(id)!
+              return { id, target: row.target, status: row.status }
+            })
+          }
+        }
+        const ids: Array<string> = []
+        for (const target of unique) {
+          const id = String(++seq)
+          const row: Row = {
+            id,
+            seq,
+            eventId: event.id,
+            target,
+            status: "pending",
+            attempts: 0,
+            availableAt: now,
+            firstAttemptAt: undefined,
+            lease: undefined,
+            workerId: undefined,
+            lastError: undefined,
+            lastErrorMessage: undefined,
+            deadReason: undefined,
+            enqueuedAt: now,
+            finishedAt: undefined,
+            history: []
+          }
+          rows.set(id, row)
+          activate(row)
+          ids.push(id)
+        }
+        events.set(event.id, { event, enqueuedAt: now, deliveries: ids })
+        return {
+          eventId: event.id,
+          created: true,
+          deliveries: ids.map((id) => ({ id, target: rows.get(id)!.target, status: "pending" as const }))
+        }
+      })
+      if (result.created) yield* signal.notify
+      return result
+    })
+
+  const claim: Store.DeliveryStore["claim"] = (options) =>
+    Effect.gen(function*() {
+      yield* checkPositiveInt("claim", "limit", options.limit)
+      yield* checkPositiveInt("claim", "leaseMs", options.leaseMs)
+      return yield* write((now) => {
+        const targets = options.targets ?? Array.from(active.keys())
+        const groups: Array<Array<Row>> = []
+        for (const target of targets) {
+          const ids = active.get(target)
+          if (ids === undefined) continue
+          const due: Array<Row> = []
+          for (const id of ids) {
+            const row = rows.get(id)!
+            if (isActive(row) && row.availableAt !== undefined && row.availableAt <= now) due.push(row)
+          }
+          due.sort((a, b) => a.availableAt! - b.availableAt! || a.seq - b.seq)
+          if (due.length > 0) groups.push(due.slice(0, options.limit))
+        }
+        const picked = roundRobin(groups, options.limit, rotation++)
+        const token = newLeaseToken()
+        return picked.map((row): Store.Claimed => {
+          row.status = "in_flight"
+          row.lease = `${token}:${row.id}`
+          row.availableAt = now + options.leaseMs
+          row.workerId = options.workerId
+          return {
+            id: row.id,
+            lease: row.lease,
+            eventId: row.eventId,
+            target: row.target,
+            idempotencyKey: Store.idempotencyKey(row.eventId, row.target),
+            event: events.get(row.eventId)!.event,
+            attempts: row.attempts,
+            firstAttemptAt: row.firstAttemptAt,
+            leaseExpiresAt: row.availableAt,
+            enqueuedAt: row.enqueuedAt,
+            workerId: options.workerId
+          }
+        })
+      })
+    })
+
+  const finish: Store.DeliveryStore["finish"] = (claim, attempt, next) =>
+    write((now) => {
+      const row = fenced(claim)
+      if (row === undefined) return false
+      row.attempts++
+      row.firstAttemptAt ??= attempt.startedAt
+      row.history.push({ ...attempt, number: row.history.length + 1, lease: claim.lease, workerId: row.workerId })
+      if (attempt.outcome !== "success") {
+        row.lastError = attempt.outcome
+        row.lastErrorMessage = attempt.message
+      }
+      row.lease = undefined
+      switch (next._tag) {
+        case "Retry":
+          row.status = "pending"
+          row.availableAt = next.at
+          return true
+        case "Dead":
+          row.deadReason = next.reason
+          row.status = "dead"
+          break
+        case "Delivered":
+          row.status = "delivered"
+          break
+        case "Compensated":
+          row.status = "compensated"
+          break
+      }
+      row.availableAt = undefined
+      row.finishedAt = now
+      deactivate(row)
+      return true
+    })
+
+  const extendLease: Store.DeliveryStore["extendLease"] = (claim, leaseMs) =>
+    Effect.zipRight(
+      checkPositiveInt("extendLease", "leaseMs", leaseMs),
+      write((now) => {
+        const row = fenced(claim)
+        if (row === undefined) return false
+        row.availableAt = now + leaseMs
+        return true
+      })
+    )
+
+  const release: Store.DeliveryStore["release"] = (claims) =>
+    Effect.tap(
+      write((now) => {
+        let n = 0
+        for (const claim of claims) {
+          const row = fenced(claim)
+          if (row === undefined) continue
+          row.status = "pending"
+          row.lease = undefined
+          row.availableAt = now
+          n++
+        }
+        return n
+      }),
+      (n) => n > 0 ? signal.notify : Effect.void
+    )
+
+  const toDeadLetter = (row: Row): Store.DeadLetter => ({
+    id: row.id,
+    eventId: row.eventId,
+    eventType: events.get(row.eventId)!.event.type,
+    target: row.target,
+    idempotencyKey: Store.idempotencyKey(row.eventId, row.target),
+    reason: row.deadReason ?? "",
+    lastError: row.lastError,
+    lastErrorMessage: row.lastErrorMessage,
+    attempts: row.attempts,
+    totalAttempts: row.history.length,
+    deadAt: row.finishedAt ?? 0,
+    enqueuedAt: row.enqueuedAt
+  })
+
+  const deadLetters: Store.DeliveryStore["deadLetters"] = (query) =>
+    Effect.zipRight(
+      checkPositiveInt("deadLetters", "limit", query.limit),
+      query.cursor !== undefined && !/^[0-9]{1,15}$/.test(query.cursor)
+        ? Effect.fail(invalid("deadLetters", `bad cursor ${JSON.stringify(query.cursor)}`))
+        : Effect.void
+    ).pipe(
+      Effect.zipRight(Effect.sync(() => {
+        const after = query.cursor !== undefined ? Number(query.cursor) : 0
+        const items: Array<Store.DeadLetter> = []
+        let more = false
+        for (const row of rows.values()) {
+          if (row.seq <= after || !matches(row, query)) continue
+          if (items.length === query.limit) {
+            more = true
+            break
+          }
+          items.push(toDeadLetter(row))
+        }
+        return { items, next: more ? items[items.length - 1]!.id : undefined }
+      }))
+    )
+
+  const replay: Store.DeliveryStore["replay"] = (id) =>
+    Effect.tap(
+      write((now) => {
+        const row = rows.get(id)
+        if (row === undefined || row.status !== "dead") return false
+        replayRow(row, now)
+        return true
+      }),
+      (done) => done ? signal.notify : Effect.void
+    )
+
+  const replayMany: Store.DeliveryStore["replayMany"] = (filter) =>
+    Effect.tap(
+      write((now) => {
+        const selected = deadRows(filter)
+        for (const row of selected) replayRow(row, now)
+        return selected.length
+      }),
+      (n) => n > 0 ? signal.notify : Effect.void
+    )
+
+  const purge: Store.DeliveryStore["purge"] = (selection) =>
+    write(() => {
+      const selected = typeof selection === "string"
+        ? Option.match(Option.fromNullable(rows.get(selection)), {
+          onNone: () => [],
+          onSome: (row) => row.status === "dead" ? [row] : []
+        })
+        : deadRows(selection)
+      for (const row of selected) remove(row)
+      return selected.length
+    })
+
+  const status: Store.DeliveryStore["status"] = (eventId) =>
+    Effect.sync(() => {
+      const stored = events.get(eventId)
+      if (stored === undefined) return Option.none()
+      return Option.some<Store.EventStatus>({
+        event: stored.event,
+        enqueuedAt: stored.enqueuedAt,
+        deliveries: stored.deliveries.map((id) => {
+          const row = rows.get(id)!
+          return {
+            id: row.id,
+            target: row.target,
+            idempotencyKey: Store.idempotencyKey(row.eventId, row.target),
+            status: row.status,
+            attempts: row.attempts,
+            totalAttempts: row.history.length,
+            nextAttemptAt: row.status === "pending" ? row.availableAt : undefined,
+            leaseExpiresAt: row.status === "in_flight" ? row.availableAt : undefined,
+            lastError: row.lastError,
+            lastErrorMessage: row.lastErrorMessage,
+            deadReason: row.deadReason,
+            finishedAt: row.finishedAt,
+            history: row.history.slice()
+          }
+        })
+      })
+    })
+
+  const stats: Store.DeliveryStore["stats"] = Effect.flatMap(Clock.currentTimeMillis, (now) =>
+    Effect.sync((): Store.Stats => {
+      const total = emptyCounts()
+      const targets: Record<string, ReturnType<typeof emptyCounts>> = {}
+      let oldest: number | undefined
+      for (const row of rows.values()) {
+        const key = countKey(row.status)
+        total[key]++
+        ;(targets[row.target] ??= emptyCounts())[key]++
+        if (isActive(row) && (oldest === undefined || row.enqueuedAt < oldest)) oldest = row.enqueuedAt
+      }
+      return {
+        ...total,
+        depth: total.pending + total.inFlight,
+        oldestPendingAgeMs: oldest === undefined ? 0 : Math.max(0, now - oldest),
+        targets
+      }
+    }))
+
+  const retention: Store.DeliveryStore["retention"] = (olderThan) =>
+    write((now) => {
+      const cutoff = now - Duration.toMillis(Duration.decode(olderThan))
+      let deliveries = 0
+      let removedEvents = 0
+      for (const row of Array.from(rows.values())) {
+        if ((row.status === "delivered" || row.status === "compensated") && (row.finishedAt ?? now) < cutoff) {
+          deliveries++
+          if (remove(row)) removedEvents++
+        }
+      }
+      return { deliveries, events: removedEvents }
+    })
+
+  return {
+    enqueue,
+    claim,
+    finish,
+    extendLease,
+    release,
+    deadLetters,
+    replay,
+    replayMany,
+    purge,
+    status,
+    stats,
+    retention,
+    wakeups: signal.stream,
+    diagnostics: Effect.sync(() => ({ writeTransactions: writes, writeOperations: writes, largestBatch: writes > 0 ? 1 : 0 }))
+  }
+})
+
+/**
+ * A fresh in-memory store per build of the layer.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer: Layer.Layer<Store.DeliveryStore> = Layer.effect(Store.DeliveryStore, make)

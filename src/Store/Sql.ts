@@ -1,0 +1,974 @@
+/**
+ * The SQL {@link Store.DeliveryStore}, over any `@effect/sql` `SqlClient` whose dialect is SQLite or
+ * PostgreSQL. `SqliteStore` and `PostgresStore` are thin layers over {@link make}; use this module
+ * directly only to tune options they do not expose.
+ *
+ * How it writes:
+ * - **Own transactions** (`BEGIN IMMEDIATE` on SQLite, so a write never starts as a reader and fails
+ *   with `SQLITE_BUSY_SNAPSHOT`; `BEGIN` on PostgreSQL) with typed commit errors.
+ * - **Group commit** (SQLite): enqueue, claim, finish, extendLease and release are queued and one writer
+ *   fiber commits whatever has accumulated in one transaction (one fsync), each operation inside its own
+ *   savepoint so one failure does not sink the others. Callers are answered only after the commit.
+ * - **Single statements** (PostgreSQL): claim (`FOR UPDATE SKIP LOCKED`), finish, extendLease and
+ *   replay are one statement each, atomic on their own.
+ * - **Joined transactions** (`joinTransactions: true`): an operation called inside an open
+ *   `SqlClient` transaction (`sql.withTransaction`) of the same client runs in it — under a savepoint —
+ *   and commits or rolls back with it: the transactional outbox.
+ *
+ * Every state change a worker makes is fenced: `WHERE id = ? AND lease = ? AND status = 'in_flight'`.
+ *
+ * @since 0.1.0
+ */
+import * as Migrator from "@effect/sql/Migrator"
+import * as SqlClient from "@effect/sql/SqlClient"
+import type { Connection } from "@effect/sql/SqlConnection"
+import type { SqlError } from "@effect/sql/SqlError"
+import type { Fragment } from "@effect/sql/Statement"
+import {
+  Cause,
+  Clock,
+  Context,
+  Deferred,
+  Duration,
+  Effect,
+  Exit,
+  Option,
+  Queue,
+  Schedule,
+  type Scope,
+  Stream
+} from "effect"
+import * as Store from "../Store.js"
+import {
+  checkPositiveInt,
+  checkTargets,
+  decodeEnvelope,
+  encodeEnvelope,
+  invalid,
+  makeSignal,
+  newLeaseToken,
+  roundRobin
+} from "./internal.js"
+import { migrations, type Tables, tables } from "./migrations/index.js"
+
+/**
+ * Options of {@link make}.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  /**
+   * Prefix of every table (and of the PostgreSQL notification channel `<prefix>work`): lower-case
+   * letters, digits and `_`. Default `"fanout_"`.
+   */
+  readonly prefix?: string | undefined
+  /**
+   * Run inside an open transaction of the caller's `SqlClient` when there is one (transactional
+   * outbox). Only correct when the store uses the very client the application uses; the layers that
+   * open their own client set it to `false` and ignore foreign transactions.
+   */
+  readonly joinTransactions: boolean
+  /** Group commit of small writes (the SQLite layers turn it on). */
+  readonly groupCommit?: {
+    /** At most this many operations per transaction (default 512). */
+    readonly maxBatch?: number | undefined
+    /** Operations that may wait for the writer before callers are back-pressured (default 10 000). */
+    readonly maxPending?: number | undefined
+  } | undefined
+  /** Cross-process wake-ups: subscribe to a notification channel (PostgreSQL `LISTEN`). */
+  readonly listen?: ((channel: string) => Stream.Stream<string, SqlError>) | undefined
+}
+
+/**
+ * The default table prefix.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const defaultPrefix = "fanout_"
+
+const prefixPattern = /^[a-z_][a-z0-9_]{0,39}$/
+
+/** @internal */
+export const isValidPrefix = (prefix: string): boolean => prefixPattern.test(prefix)
+
+const busyCodes = new Set([
+  "SQLITE_BUSY",
+  "SQLITE_BUSY_SNAPSHOT",
+  "SQLITE_BUSY_RECOVERY",
+  "SQLITE_BUSY_TIMEOUT",
+  "SQLITE_LOCKED",
+  "SQLITE_LOCKED_SHAREDCACHE",
+  "40001",
+  "40P01",
+  "55P03"
+])
+
+/**
+ * Maps an `SqlError` to a {@link Store.StoreError}: `Busy` for lock/serialization conflicts, else `Unavailable`.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export const fromSqlError = (operation: string) => (error: SqlError): Store.StoreError => {
+  const cause = error.cause as { readonly code?: unknown; readonly message?: unknown } | null | undefined
+  const code = typeof cause?.code === "string" ? cause.code : undefined
+  const detail = typeof cause?.message === "string" ? cause.message : error.message
+  return new Store.StoreError({
+    operation,
+    reason: code !== undefined && busyCodes.has(code) ? "Busy" : "Unavailable",
+    message: `${operation}: ${detail}`,
+    cause: error
+  })
+}
+
+const lift = (operation: string) => <A, R>(effect: Effect.Effect<A, SqlError | Store.StoreError, R>) =>
+  Effect.catchTag(effect, "SqlError", (error) => Effect.fail(fromSqlError(operation)(error)))
+
+const num = (value: unknown): number => typeof value === "number" ? value : Number(value)
+const optNum = (value: unknown): number | undefined => value === null || value === undefined ? undefined : num(value)
+const optStr = (value: unknown): string | undefined => value === null || value === undefined ? undefined : String(value)
+const parseId = (id: string): number | undefined => /^[0-9]{1,15}$/.test(id) ? Number(id) : undefined
+const chunks = <A>(items: ReadonlyArray<A>, size: number): Array<ReadonlyArray<A>> => {
+  const out: Array<ReadonlyArray<A>> = []
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size))
+  return out
+}
+
+interface ClaimRow {
+  readonly id: unknown
+  readonly event_id: string
+  readonly target: string
+  readonly attempts: unknown
+  readonly first_attempt_at: unknown
+  readonly enqueued_at: unknown
+  readonly envelope: string
+  readonly lease: string
+  readonly available_at: unknown
+}
+
+interface DeliveryRow {
+  readonly id: unknown
+  readonly event_id: string
+  readonly target: string
+  readonly status: Store.Status
+  readonly attempts: unknown
+  readonly total_attempts: unknown
+  readonly available_at: unknown
+  readonly last_error: unknown
+  readonly last_error_message: unknown
+  readonly dead_reason: unknown
+  readonly finished_at: unknown
+  readonly enqueued_at: unknown
+}
+
+interface AttemptRow {
+  readonly delivery_id: unknown
+  readonly number: unknown
+  readonly started_at: unknown
+  readonly duration_ms: unknown
+  readonly outcome: string
+  readonly http_status: unknown
+  readonly error_tag: unknown
+  readonly message: unknown
+  readonly retry_after_ms: unknown
+  readonly lease: string
+  readonly worker_id: unknown
+}
+
+const toAttempt = (row: AttemptRow): Store.Attempt => {
+  const status = optNum(row.http_status)
+  const errorTag = optStr(row.error_tag)
+  const message = optStr(row.message)
+  const retryAfterMs = optNum(row.retry_after_ms)
+  return {
+    number: num(row.number),
+    startedAt: num(row.started_at),
+    durationMs: num(row.duration_ms),
+    outcome: row.outcome,
+    lease: row.lease,
+    workerId: optStr(row.worker_id),
+    ...(status !== undefined ? { status } : {}),
+    ...(errorTag !== undefined ? { errorTag } : {}),
+    ...(message !== undefined ? { message } : {}),
+    ...(retryAfterMs !== undefined ? { retryAfterMs } : {})
+  }
+}
+
+const finalState = (next: Store.Next, now: number) => {
+  switch (next._tag) {
+    case "Retry":
+      return { status: "pending" as const, availableAt: Math.round(next.at), deadReason: null, finishedAt: null }
+    case "Dead":
+      return { status: "dead" as const, availableAt: null, deadReason: next.reason, finishedAt: now }
+    case "Delivered":
+      return { status: "delivered" as const, availableAt: null, deadReason: null, finishedAt: now }
+    case "Compensated":
+      return { status: "compensated" as const, availableAt: null, deadReason: null, finishedAt: now }
+  }
+}
+
+interface Job {
+  readonly op: Effect.Effect<unknown, Store.StoreError>
+  readonly done: Deferred.Deferred<unknown, Store.StoreError>
+}
+
+/**
+ * Builds the store over the `SqlClient` in context: runs the migrations (under a lock, so several
+ * processes may start at once), then answers the {@link Store.DeliveryStore} contract.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (
+  options: Options
+): Effect.Effect<Store.DeliveryStore, Store.StoreError, SqlClient.SqlClient | Scope.Scope> =>
+  Effect.gen(function*() {
+    const prefix = options.prefix ?? defaultPrefix
+    if (!isValidPrefix(prefix)) {
+      return yield* Effect.fail(invalid("open", `bad table prefix ${JSON.stringify(prefix)}: use [a-z_][a-z0-9_]*`))
+    }
+    const sql = (yield* SqlClient.SqlClient).withoutTransforms()
+    const dialect = sql.onDialectOrElse({
+      sqlite: () => "sqlite" as const,
+      pg: () => "pg" as const,
+      orElse: () => undefined
+    })
+    if (dialect === undefined) {
+      return yield* Effect.fail(
+        new Store.StoreError({ operation: "open", reason: "Unsupported", message: "open: only SQLite and PostgreSQL are supported" })
+      )
+    }
+    const pg = dialect === "pg"
+    const names: Tables = tables(prefix)
+    const T = {
+      events: sql(names.events),
+      targets: sql(names.targets),
+      deliveries: sql(names.deliveries),
+      attempts: sql(names.attempts)
+    }
+    const channel = `${prefix}work`
+    const signal = yield* makeSignal
+    /** Targets known to be committed in the targets table (never removed, so safe to cache). */
+    const knownTargets = new Set<string>()
+    const counters = { writeTransactions: 0, writeOperations: 0, largestBatch: 0 }
+    let rotation = 0
+
+    // ---- transactions ------------------------------------------------------------------------
+
+    const exec = (conn: Connection, statement: string) => conn.executeUnprepared(statement, [], undefined)
+    const beginWrite = pg ? "BEGIN" : "BEGIN IMMEDIATE"
+    const beginRead = pg ? "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY" : "BEGIN"
+
+    /** Runs `effect` in a transaction of our own on a reserved connection; commit errors are typed. */
+    const own = <A, E, R>(
+      operation: string,
+      kind: "write" | "read",
+      effect: Effect.Effect<A, E, R>
+    ): Effect.Effect<A, E | Store.StoreError, Exclude<R, SqlClient.TransactionConnection>> =>
+      Effect.uninterruptibleMask((restore) =>
+        Effect.scoped(
+          Effect.gen(function*() {
+            const toError = fromSqlError(operation)
+            const conn = yield* Effect.mapError(restore(sql.reserve), toError)
+            yield* Effect.mapError(exec(conn, kind === "write" ? beginWrite : beginRead), toError)
+            const exit = yield* Effect.exit(
+              restore(effect).pipe(Effect.provideService(SqlClient.TransactionConnection, [conn, 0] as const))
+            )
+            if (Exit.isFailure(exit)) {
+              yield* Effect.ignore(exec(conn, "ROLLBACK"))
+              return yield* exit
+            }
+            const committed = yield* Effect.exit(exec(conn, "COMMIT"))
+            if (Exit.isFailure(committed)) {
+              yield* Effect.ignore(exec(conn, "ROLLBACK"))
+              return yield* Effect.failCause(Cause.map(committed.cause, toError))
+            }
+            return exit.value
+          })
+        )
+      ) as Effect.Effect<A, E | Store.StoreError, Exclude<R, SqlClient.TransactionConnection>>
+
+    const countWrite = (operations: number) => {
+      counters.writeTransactions++
+      counters.writeOperations += operations
+      if (operations > counters.largestBatch) counters.largestBatch = operations
+    }
+
+    // ---- group commit (SQLite) ---------------------------------------------------------------
+
+    const closedError = new Store.StoreError({ operation: "commit", reason: "Closed", message: "commit: the store was closed" })
+    let submit: (<A>(op: Effect.Effect<A, Store.StoreError>) => Effect.Effect<A, Store.StoreError>) | undefined
+    if (options.groupCommit !== undefined) {
+      const maxBatch = Math.max(1, options.groupCommit.maxBatch ?? 512)
+      const queue = yield* Queue.bounded<Job>(Math.max(1, options.groupCommit.maxPending ?? 10_000))
+      let closed = false
+      const runJob = (conn: Connection) => (job: Job) =>
+        Effect.gen(function*() {
+          yield* exec(conn, "SAVEPOINT fanout_op")
+          const exit = yield* Effect.exit(job.op)
+          if (Exit.isFailure(exit)) yield* exec(conn, "ROLLBACK TO fanout_op")
+          yield* exec(conn, "RELEASE fanout_op")
+          return exit
+        })
+      const runBatch = (jobs: ReadonlyArray<Job>) =>
+        own(
+          "commit",
+          "write",
+          Effect.flatMap(SqlClient.TransactionConnection, ([conn]) => Effect.forEach(jobs, runJob(conn)))
+        ).pipe(
+          Effect.catchTag("SqlError", (error) => Effect.fail(fromSqlError("commit")(error))),
+          Effect.exit,
+          Effect.flatMap((exit) => {
+            if (Exit.isSuccess(exit)) {
+              countWrite(jobs.length)
+              return Effect.forEach(jobs, (job, i) => Deferred.done(job.done, exit.value[i]!), { discard: true })
+            }
+            return Effect.forEach(jobs, (job) => Deferred.failCause(job.done, exit.cause), { discard: true })
+          })
+        )
+      yield* Effect.addFinalizer(() =>
+        Effect.gen(function*() {
+          closed = true
+          const rest = yield* Queue.takeAll(queue)
+          yield* Effect.forEach(rest, (job) => Deferred.fail(job.done, closedError), { discard: true })
+          yield* Queue.shutdown(queue)
+        })
+      )
+      // The commit is synchronous (better-sqlite3) and blocks the event loop, so jobs only pile up
+      // while the loop turns: yield one macrotask after the first job, so the requests that arrived
+      // meanwhile (HTTP, other fibers) can submit theirs into the same transaction.
+      const turn = Effect.async<void>((resume) => {
+        const handle = setImmediate(() => resume(Effect.void))
+        return Effect.sync(() => clearImmediate(handle))
+      })
+      yield* Effect.gen(function*() {
+        const first = yield* Queue.take(queue)
+        yield* turn
+        const more = yield* Queue.takeUpTo(queue, maxBatch - 1)
+        yield* Effect.uninterruptible(runBatch([first, ...more]))
+      }).pipe(Effect.forever, Effect.forkScoped)
+      submit = <A>(op: Effect.Effect<A, Store.StoreError>) =>
+        Effect.suspend(() => {
+          if (closed) return Effect.fail(closedError)
+          return Effect.flatMap(Deferred.make<unknown, Store.StoreError>(), (done) =>
+            Effect.zipRight(Queue.offer(queue, { op, done }), Deferred.await(done)))
+        }) as Effect.Effect<A, Store.StoreError>
+    }
+
+    // ---- running an operation ----------------------------------------------------------------
+
+    const ambient = Effect.serviceOption(SqlClient.TransactionConnection)
+    const detach = <A, E>(effect: Effect.Effect<A, E>): Effect.Effect<A, E> =>
+      options.joinTransactions
+        ? effect
+        : Effect.mapInputContext(effect, (context: Context.Context<never>) =>
+          Context.omit(SqlClient.TransactionConnection)(context) as Context.Context<never>)
+
+    /**
+     * How an operation runs when no joinable transaction is open:
+     * - `batch`: a write that may share a group commit (else: its own write transaction, or alone when `single`);
+     * - `write`: its own write transaction;
+     * - `read`: its own read transaction (a consistent snapshot over several statements);
+     * - `query`: one read statement, no transaction.
+     * `single` marks an operation that is one statement, atomic on its own (no BEGIN needed on PostgreSQL).
+     */
+    const run = <A>(
+      operation: string,
+      kind: "batch" | "write" | "read" | "query",
+      op: Effect.Effect<A, SqlError | Store.StoreError>,
+      single = false
+    ): Effect.Effect<A, Store.StoreError> => {
+      const lifted = lift(operation)(op)
+      const alone: Effect.Effect<A, Store.StoreError> = kind === "query"
+        ? lifted
+        : kind === "read"
+        ? own(operation, "read", lifted)
+        : kind === "batch" && submit !== undefined
+        ? submit(lifted)
+        : pg && single
+        ? Effect.tap(lifted, () => countWrite(1))
+        : Effect.tap(own(operation, "write", lifted), () => countWrite(1))
+      if (!options.joinTransactions) return detach(alone)
+      return Effect.flatMap(ambient, (open) => {
+        if (Option.isNone(open)) return alone
+        counters.writeOperations += kind === "batch" || kind === "write" ? 1 : 0
+        return kind === "query" || kind === "read"
+          ? lifted
+          : lift(operation)(sql.withTransaction(lifted))
+      })
+    }
+
+    const inJoinedTransaction: Effect.Effect<boolean> = options.joinTransactions
+      ? Effect.map(ambient, Option.isSome)
+      : Effect.succeed(false)
+
+    // ---- migrations --------------------------------------------------------------------------
+
+    const migrate = Effect.gen(function*() {
+      if (pg) {
+        yield* sql`SELECT pg_advisory_xact_lock(hashtext(${names.migrations}))`
+        yield* sql.unsafe(`CREATE TABLE IF NOT EXISTS ${names.migrations} (
+          migration_id integer PRIMARY KEY,
+          created_at timestamp with time zone NOT NULL DEFAULT now(),
+          name text NOT NULL
+        )`)
+      }
+      return yield* Migrator.make({})({
+        loader: Migrator.fromRecord(migrations(sql, names, dialect)),
+        table: names.migrations
+      })
+    }).pipe(Effect.provideService(SqlClient.SqlClient, sql))
+    const migrationError = (cause: unknown) =>
+      new Store.StoreError({
+        operation: "migrate",
+        reason: "Migration",
+        message: `migrate: ${cause instanceof Error ? cause.message : String(cause)}${
+          cause instanceof Error && cause.cause instanceof Error ? ` (${cause.cause.message})` : ""
+        }`,
+        cause
+      })
+    yield* detach(own("migrate", "write", migrate)).pipe(
+      Effect.catchAllDefect((defect) => Effect.fail(migrationError(defect))),
+      Effect.mapError((error) => error._tag === "StoreError" ? error : migrationError(error))
+    )
+
+    // ---- enqueue -----------------------------------------------------------------------------
+
+    type Enqueue = (
+      event: { readonly id: string; readonly type: string },
+      json: string,
+      targets: ReadonlyArray<string>,
+      now: number,
+      notifyInline: boolean
+    ) => Effect.Effect<Store.Enqueued, SqlError>
+
+    /**
+     * PostgreSQL: NOTIFY after our own commits from one background fiber, coalesced (a sliding queue of
+     * one: any number of requests while a NOTIFY runs become one more). A NOTIFY inside a transaction
+     * takes a database-wide lock at commit, serialising every committing enqueue; outside, data
+     * commits never wait for it. Inside an application's transaction we cannot see the commit, so
+     * there the NOTIFY stays in the statement (delivered when the application commits).
+     */
+    const notifyLater: Effect.Effect<void> = pg
+      ? yield* Effect.gen(function*() {
+        const requests = yield* Queue.sliding<void>(1)
+        yield* Queue.take(requests).pipe(
+          Effect.zipRight(sql`SELECT pg_notify(${channel}, '1')`),
+          Effect.catchAllCause((cause) => Effect.logWarning("fanout store: NOTIFY failed", cause)),
+          Effect.forever,
+          Effect.forkScoped
+        )
+        return Effect.asVoid(Queue.offer(requests, undefined))
+      })
+      : Effect.void
+
+    const existing = (eventId: string) =>
+      Effect.map(
+        sql<{ id: unknown; target: string; status: Store.Status }>`SELECT id, target, status
+          FROM ${T.deliveries} WHERE event_id = ${eventId} ORDER BY id`,
+        (rows): Store.Enqueued => ({
+          eventId,
+          created: false,
+          deliveries: rows.map((row) => ({ id: String(row.id), target: row.target, status: row.status }))
+        })
+      )
+
+    /**
+     * PostgreSQL: one statement inserts the event, any new target names and the deliveries, and
+     * NOTIFYs (delivered at commit). A duplicate id inserts nothing; its deliveries are then read by a
+     * second statement, whose fresh snapshot sees a concurrent first enqueue once it has committed.
+     */
+    const enqueuePg: Enqueue = (event, json, targets, now, notifyInline) =>
+      Effect.gen(function*() {
+        const fresh = targets.filter((target) => !knownTargets.has(target))
+        const names = sql.csv(fresh.map((name) => sql`(${name}::text)`))
+        const rows = sql.csv(targets.map((target, i) => sql`(${target}::text, ${i}::integer)`))
+        const inserted = yield* sql<{ id: unknown; target: string; status: Store.Status }>`WITH
+          ev AS (
+            INSERT INTO ${T.events} (id, type, envelope, enqueued_at)
+            VALUES (${event.id}, ${event.type}, ${json}, ${now})
+            ON CONFLICT (id) DO NOTHING RETURNING id
+          ),${
+          fresh.length > 0
+            ? sql` tg AS (
+            INSERT INTO ${T.targets} (name) SELECT name FROM (VALUES ${names}) AS v (name)
+            ON CONFLICT (name) DO NOTHING
+          ),`
+            : sql.literal("")
+        }
+          dl AS (
+            INSERT INTO ${T.deliveries} (event_id, target, status, attempts, total_attempts, available_at, enqueued_at, updated_at)
+            SELECT ev.id, v.target, 'pending', 0, 0, ${now}, ${now}, ${now}
+            FROM ev CROSS JOIN (VALUES ${rows}) AS v (target, ord) ORDER BY v.ord
+            RETURNING id, target, status${notifyInline ? sql`, pg_notify(${channel}, '1')::text AS notified` : sql.literal("")}
+          )
+          SELECT id, target, status FROM dl ORDER BY id`
+        if (inserted.length === 0) return yield* existing(event.id)
+        return {
+          eventId: event.id,
+          created: true,
+          deliveries: inserted.map((row) => ({ id: String(row.id), target: row.target, status: row.status }))
+        } satisfies Store.Enqueued
+      })
+
+    const enqueueSqlite: Enqueue = (event, json, targets, now) =>
+      Effect.gen(function*() {
+        const inserted = yield* sql`INSERT INTO ${T.events} (id, type, envelope, enqueued_at)
+          VALUES (${event.id}, ${event.type}, ${json}, ${now})
+          ON CONFLICT (id) DO NOTHING RETURNING id`
+        if (inserted.length === 0) return yield* existing(event.id)
+        const fresh = targets.filter((target) => !knownTargets.has(target))
+        if (fresh.length > 0) {
+          yield* sql`INSERT INTO ${T.targets} ${sql.insert(fresh.map((name) => ({ name })))} ON CONFLICT (name) DO NOTHING`
+        }
+        const rows = yield* sql<{ id: unknown; target: string; status: Store.Status }>`INSERT INTO ${T.deliveries} ${
+          sql.insert(targets.map((target) => ({
+            event_id: event.id,
+            target,
+            status: "pending",
+            attempts: 0,
+            total_attempts: 0,
+            available_at: now,
+            enqueued_at: now,
+            updated_at: now
+          })))
+        } RETURNING id, target, status`
+        return {
+          eventId: event.id,
+          created: true,
+          deliveries: rows.map((row) => ({ id: String(row.id), target: row.target, status: row.status }))
+        } satisfies Store.Enqueued
+      })
+
+    const enqueue: Store.DeliveryStore["enqueue"] = (event, targets) =>
+      Effect.gen(function*() {
+        const unique = yield* checkTargets(targets)
+        const json = yield* encodeEnvelope(event)
+        const now = yield* Clock.currentTimeMillis
+        const joined = yield* inJoinedTransaction
+        const result = yield* run("enqueue", "batch", (pg ? enqueuePg : enqueueSqlite)(event, json, unique, now, joined), true)
+        if (result.created) {
+          if (!joined) {
+            for (const target of unique) knownTargets.add(target)
+            yield* notifyLater
+          }
+          yield* signal.notify
+        }
+        return result
+      })
+
+    // ---- claim -------------------------------------------------------------------------------
+
+    const claimSqlite = (options: Store.ClaimOptions, now: number, token: string, start: number) =>
+      Effect.gen(function*() {
+        const targets = options.targets ??
+          (yield* sql<{ name: string }>`SELECT name FROM ${T.targets} ORDER BY name`).map((row) => row.name)
+        const groups = yield* Effect.forEach(targets, (target) =>
+          sql<ClaimRow>`SELECT d.id, d.event_id, d.target, d.attempts, d.first_attempt_at, d.enqueued_at, e.envelope
+            FROM ${T.deliveries} d JOIN ${T.events} e ON e.id = d.event_id
+            WHERE d.target = ${target} AND d.status IN ('pending', 'in_flight') AND d.available_at <= ${now}
+            ORDER BY d.available_at, d.id LIMIT ${options.limit}`)
+        const picked = roundRobin(groups, options.limit, start)
+        if (picked.length === 0) return []
+        const expires = now + options.leaseMs
+        yield* sql`UPDATE ${T.deliveries}
+          SET status = 'in_flight', lease = ${token} || ':' || id, available_at = ${expires},
+              worker_id = ${options.workerId}, updated_at = ${now}
+          WHERE id IN ${sql.in(picked.map((row) => row.id))}`
+        return picked.map((row): ClaimRow => ({ ...row, lease: `${token}:${num(row.id)}`, available_at: expires }))
+      })
+
+    const claimPg = (options: Store.ClaimOptions, now: number, token: string) => {
+      const targets = options.targets !== undefined
+        ? sql`SELECT name FROM ${T.targets} WHERE name IN ${sql.in(options.targets)}`
+        : sql`SELECT name FROM ${T.targets}`
+      return sql<ClaimRow>`WITH candidates AS (
+          SELECT c.id, c.target, c.available_at
+          FROM (${targets}) t
+          CROSS JOIN LATERAL (
+            SELECT d.id, d.target, d.available_at FROM ${T.deliveries} d
+            WHERE d.target = t.name AND d.status IN ('pending', 'in_flight') AND d.available_at <= ${now}
+            ORDER BY d.available_at, d.id
+            LIMIT ${options.limit}
+            FOR UPDATE SKIP LOCKED
+          ) c
+        ), picked AS (
+          SELECT id FROM (
+            SELECT id, available_at, row_number() OVER (PARTITION BY target ORDER BY available_at, id) AS rn
+            FROM candidates
+          ) r
+          ORDER BY rn, available_at, id
+          LIMIT ${options.limit}
+        ), claimed AS (
+          UPDATE ${T.deliveries} d
+          SET status = 'in_flight', lease = ${token}::text || ':' || d.id::text, available_at = ${now + options.leaseMs},
+              worker_id = ${options.workerId}, updated_at = ${now}
+          FROM picked WHERE d.id = picked.id
+          RETURNING d.id, d.event_id, d.target, d.attempts, d.first_attempt_at, d.enqueued_at, d.lease, d.available_at
+        )
+        SELECT claimed.*, e.envelope FROM claimed JOIN ${T.events} e ON e.id = claimed.event_id
+        ORDER BY claimed.available_at, claimed.id`
+    }
+
+    const claim: Store.DeliveryStore["claim"] = (options) =>
+      Effect.gen(function*() {
+        yield* checkPositiveInt("claim", "limit", options.limit)
+        yield* checkPositiveInt("claim", "leaseMs", options.leaseMs)
+        if (options.targets !== undefined && options.targets.length === 0) return []
+        const now = yield* Clock.currentTimeMillis
+        const token = newLeaseToken()
+        const rows = yield* run(
+          "claim",
+          "batch",
+          pg ? claimPg(options, now, token) : claimSqlite(options, now, token, rotation++),
+          true
+        )
+        const claimed: Array<Store.Claimed> = []
+        for (const row of rows) {
+          const id = String(row.id)
+          const decoded = yield* Effect.either(decodeEnvelope("claim", row.envelope))
+          if (decoded._tag === "Left") {
+            // A row we cannot read would be claimed forever: dead-letter it, fenced by this claim.
+            yield* finish(
+              { id, lease: row.lease },
+              { startedAt: now, durationMs: 0, outcome: "corrupt_envelope", message: decoded.left.message },
+              Store.Next.Dead({ reason: "corrupt envelope" })
+            ).pipe(Effect.ignore)
+            continue
+          }
+          claimed.push({
+            id,
+            lease: row.lease,
+            eventId: row.event_id,
+            target: row.target,
+            idempotencyKey: Store.idempotencyKey(row.event_id, row.target),
+            event: decoded.right,
+            attempts: num(row.attempts),
+            firstAttemptAt: optNum(row.first_attempt_at),
+            leaseExpiresAt: num(row.available_at),
+            enqueuedAt: num(row.enqueued_at),
+            workerId: options.workerId
+          })
+        }
+        return claimed
+      })
+
+    // ---- finish ------------------------------------------------------------------------------
+
+    const finishOp = (id: number, claim: Store.Claim, attempt: Store.AttemptInput, next: Store.Next, now: number) => {
+      const state = finalState(next, now)
+      const failed = attempt.outcome !== "success"
+      const errorColumns = failed
+        ? sql`, last_error = ${attempt.outcome}, last_error_message = ${attempt.message ?? null}`
+        : sql.literal("")
+      const update = sql`UPDATE ${T.deliveries}
+        SET status = ${state.status}, attempts = attempts + 1, total_attempts = total_attempts + 1,
+            first_attempt_at = COALESCE(first_attempt_at, ${Math.round(attempt.startedAt)}),
+            available_at = ${state.availableAt}, lease = NULL, dead_reason = ${state.deadReason},
+            finished_at = ${state.finishedAt}, updated_at = ${now}${errorColumns}
+        WHERE id = ${id} AND lease = ${claim.lease} AND status = 'in_flight'
+        RETURNING id, total_attempts, worker_id`
+      const values = {
+        started_at: Math.round(attempt.startedAt),
+        duration_ms: Math.max(0, Math.round(attempt.durationMs)),
+        outcome: attempt.outcome,
+        http_status: attempt.status ?? null,
+        error_tag: attempt.errorTag ?? null,
+        message: attempt.message ?? null,
+        retry_after_ms: attempt.retryAfterMs !== undefined ? Math.round(attempt.retryAfterMs) : null,
+        lease: claim.lease
+      }
+      if (pg) {
+        return Effect.map(
+          sql`WITH updated AS (${update})
+            INSERT INTO ${T.attempts}
+              (delivery_id, number, started_at, duration_ms, outcome, http_status, error_tag, message, retry_after_ms, lease, worker_id)
+            SELECT id, total_attempts, ${values.started_at}::bigint, ${values.duration_ms}::integer, ${values.outcome}::text,
+                   ${values.http_status}::integer, ${values.error_tag}::text, ${values.message}::text,
+                   ${values.retry_after_ms}::bigint, ${values.lease}::text, worker_id
+            FROM updated RETURNING delivery_id`,
+          (rows) => rows.length > 0
+        )
+      }
+      return Effect.gen(function*() {
+        const rows = yield* update
+        const row = rows[0]
+        if (row === undefined) return false
+        yield* sql`INSERT INTO ${T.attempts} ${
+          sql.insert({ delivery_id: id, number: num(row.total_attempts), ...values, worker_id: optStr(row.worker_id) ?? null })
+        }`
+        return true
+      })
+    }
+
+    const finish: Store.DeliveryStore["finish"] = (claim, attempt, next) =>
+      Effect.gen(function*() {
+        const id = parseId(claim.id)
+        if (id === undefined) return false
+        const now = yield* Clock.currentTimeMillis
+        return yield* run("finish", "batch", finishOp(id, claim, attempt, next, now), true)
+      })
+
+    const extendLease: Store.DeliveryStore["extendLease"] = (claim, leaseMs) =>
+      Effect.gen(function*() {
+        yield* checkPositiveInt("extendLease", "leaseMs", leaseMs)
+        const id = parseId(claim.id)
+        if (id === undefined) return false
+        const now = yield* Clock.currentTimeMillis
+        const rows = yield* run(
+          "extendLease",
+          "batch",
+          sql`UPDATE ${T.deliveries} SET available_at = ${now + leaseMs}, updated_at = ${now}
+            WHERE id = ${id} AND lease = ${claim.lease} AND status = 'in_flight' RETURNING id`,
+          true
+        )
+        return rows.length > 0
+      })
+
+    const release: Store.DeliveryStore["release"] = (claims) =>
+      Effect.gen(function*() {
+        const valid = claims.filter((claim) => parseId(claim.id) !== undefined)
+        if (valid.length === 0) return 0
+        const now = yield* Clock.currentTimeMillis
+        const parts = chunks(valid, 500)
+        const released = yield* run(
+          "release",
+          "batch",
+          Effect.map(
+            Effect.forEach(parts, (part) =>
+              sql`UPDATE ${T.deliveries} SET status = 'pending', lease = NULL, available_at = ${now}, updated_at = ${now}
+                WHERE id IN ${sql.in(part.map((claim) => parseId(claim.id)!))}
+                  AND lease IN ${sql.in(part.map((claim) => claim.lease))}
+                  AND status = 'in_flight'
+                RETURNING id`),
+            (results) => results.reduce((n, rows) => n + rows.length, 0)
+          ),
+          parts.length === 1
+        )
+        if (released > 0) yield* signal.notify
+        return released
+      })
+
+    // ---- dead letters ------------------------------------------------------------------------
+
+    const deadWhere = (filter: Store.DeadLetterFilter): Fragment => {
+      const clauses: Array<Fragment> = [sql`status = 'dead'`]
+      if (filter.target !== undefined) clauses.push(sql`target = ${filter.target}`)
+      if (filter.errorLabel !== undefined) clauses.push(sql`last_error = ${filter.errorLabel}`)
+      if (filter.from !== undefined) clauses.push(sql`finished_at >= ${filter.from}`)
+      if (filter.to !== undefined) clauses.push(sql`finished_at <= ${filter.to}`)
+      return sql.and(clauses)
+    }
+
+    const deadLetters: Store.DeliveryStore["deadLetters"] = (query) =>
+      Effect.gen(function*() {
+        yield* checkPositiveInt("deadLetters", "limit", query.limit)
+        const after = query.cursor !== undefined ? parseId(query.cursor) : 0
+        if (after === undefined) return yield* Effect.fail(invalid("deadLetters", `bad cursor ${JSON.stringify(query.cursor)}`))
+        const rows = yield* run(
+          "deadLetters",
+          "query",
+          sql<DeliveryRow & { type: string }>`SELECT d.id, d.event_id, e.type, d.target, d.status, d.attempts, d.total_attempts,
+              d.available_at, d.last_error, d.last_error_message, d.dead_reason, d.finished_at, d.enqueued_at
+            FROM ${T.deliveries} d JOIN ${T.events} e ON e.id = d.event_id
+            WHERE ${deadWhere(query)} AND d.id > ${after}
+            ORDER BY d.id LIMIT ${query.limit + 1}`
+        )
+        const items = rows.slice(0, query.limit).map((row): Store.DeadLetter => ({
+          id: String(row.id),
+          eventId: row.event_id,
+          eventType: row.type,
+          target: row.target,
+          idempotencyKey: Store.idempotencyKey(row.event_id, row.target),
+          reason: optStr(row.dead_reason) ?? "",
+          lastError: optStr(row.last_error),
+          lastErrorMessage: optStr(row.last_error_message),
+          attempts: num(row.attempts),
+          totalAttempts: num(row.total_attempts),
+          deadAt: num(row.finished_at),
+          enqueuedAt: num(row.enqueued_at)
+        }))
+        return { items, next: rows.length > query.limit ? items[items.length - 1]!.id : undefined }
+      })
+
+    const replayWhere = (operation: string, where: Fragment, single: boolean) =>
+      Effect.gen(function*() {
+        const now = yield* Clock.currentTimeMillis
+        const update = sql`UPDATE ${T.deliveries}
+          SET status = 'pending', attempts = 0, first_attempt_at = NULL, available_at = ${now}, lease = NULL,
+              dead_reason = NULL, finished_at = NULL, updated_at = ${now}
+          WHERE ${where} RETURNING id`
+        const rows = yield* run(
+          operation,
+          single ? "batch" : "write",
+          pg ? sql`WITH replayed AS (${update}) SELECT id, pg_notify(${channel}, '1') FROM replayed` : update,
+          true
+        )
+        if (rows.length > 0) yield* signal.notify
+        return rows.length
+      })
+
+    const replay: Store.DeliveryStore["replay"] = (id) => {
+      const parsed = parseId(id)
+      if (parsed === undefined) return Effect.succeed(false)
+      return Effect.map(replayWhere("replay", sql`id = ${parsed} AND status = 'dead'`, true), (n) => n > 0)
+    }
+
+    const replayMany: Store.DeliveryStore["replayMany"] = (filter) => replayWhere("replayMany", deadWhere(filter), false)
+
+    /** Deletes matching deliveries (with their attempts, and events left empty) in chunks of 1 000. */
+    const deleteWhere = (operation: string, where: Fragment) =>
+      Effect.gen(function*() {
+        let deliveries = 0
+        let events = 0
+        while (true) {
+          const [n, e] = yield* run(
+            operation,
+            "write",
+            Effect.gen(function*() {
+              const rows = yield* sql<{ id: unknown; event_id: string }>`SELECT id, event_id FROM ${T.deliveries}
+                WHERE ${where} ORDER BY id LIMIT 1000`
+              if (rows.length === 0) return [0, 0] as const
+              const ids = rows.map((row) => num(row.id))
+              yield* sql`DELETE FROM ${T.attempts} WHERE delivery_id IN ${sql.in(ids)}`
+              yield* sql`DELETE FROM ${T.deliveries} WHERE id IN ${sql.in(ids)}`
+              const eventIds = Array.from(new Set(rows.map((row) => row.event_id)))
+              const gone = yield* sql`DELETE FROM ${T.events} WHERE id IN ${sql.in(eventIds)}
+                AND NOT EXISTS (SELECT 1 FROM ${T.deliveries} d WHERE d.event_id = ${T.events}.id)
+                RETURNING id`
+              return [rows.length, gone.length] as const
+            })
+          )
+          deliveries += n
+          events += e
+          if (n < 1000) return { deliveries, events }
+        }
+      })
+
+    const purge: Store.DeliveryStore["purge"] = (selection) => {
+      if (typeof selection === "string") {
+        const id = parseId(selection)
+        if (id === undefined) return Effect.succeed(0)
+        return Effect.map(deleteWhere("purge", sql`id = ${id} AND status = 'dead'`), (removed) => removed.deliveries)
+      }
+      return Effect.map(deleteWhere("purge", deadWhere(selection)), (removed) => removed.deliveries)
+    }
+
+    const retention: Store.DeliveryStore["retention"] = (olderThan) =>
+      Effect.gen(function*() {
+        const now = yield* Clock.currentTimeMillis
+        const cutoff = now - Duration.toMillis(Duration.decode(olderThan))
+        return yield* deleteWhere(
+          "retention",
+          sql`status IN ('delivered', 'compensated') AND finished_at < ${cutoff}`
+        )
+      })
+
+    // ---- reads -------------------------------------------------------------------------------
+
+    const status: Store.DeliveryStore["status"] = (eventId) =>
+      Effect.gen(function*() {
+        const found = yield* run(
+          "status",
+          "read",
+          Effect.gen(function*() {
+            const events = yield* sql<{ envelope: string; enqueued_at: unknown }>`SELECT envelope, enqueued_at
+              FROM ${T.events} WHERE id = ${eventId}`
+            const event = events[0]
+            if (event === undefined) return Option.none()
+            const deliveries = yield* sql<DeliveryRow>`SELECT * FROM ${T.deliveries} WHERE event_id = ${eventId} ORDER BY id`
+            const attempts = deliveries.length === 0 ? [] : yield* sql<AttemptRow>`SELECT * FROM ${T.attempts}
+              WHERE delivery_id IN ${sql.in(deliveries.map((row) => num(row.id)))} ORDER BY delivery_id, number`
+            return Option.some({ event, deliveries, attempts })
+          })
+        )
+        if (Option.isNone(found)) return Option.none()
+        const { attempts, deliveries, event } = found.value
+        const decoded = yield* decodeEnvelope("status", event.envelope)
+        return Option.some<Store.EventStatus>({
+          event: decoded,
+          enqueuedAt: num(event.enqueued_at),
+          deliveries: deliveries.map((row): Store.DeliveryStatus => {
+            const history = attempts.filter((a) => num(a.delivery_id) === num(row.id)).map(toAttempt)
+            return {
+              id: String(row.id),
+              target: row.target,
+              idempotencyKey: Store.idempotencyKey(row.event_id, row.target),
+              status: row.status,
+              attempts: num(row.attempts),
+              totalAttempts: num(row.total_attempts),
+              nextAttemptAt: row.status === "pending" ? optNum(row.available_at) : undefined,
+              leaseExpiresAt: row.status === "in_flight" ? optNum(row.available_at) : undefined,
+              lastError: optStr(row.last_error),
+              lastErrorMessage: optStr(row.last_error_message),
+              deadReason: optStr(row.dead_reason),
+              finishedAt: optNum(row.finished_at),
+              history
+            }
+          })
+        })
+      })
+
+    const stats: Store.DeliveryStore["stats"] = Effect.gen(function*() {
+      const now = yield* Clock.currentTimeMillis
+      const rows = yield* run(
+        "stats",
+        "query",
+        sql<{ target: string; status: Store.Status; n: unknown; oldest: unknown }>`SELECT target, status,
+            COUNT(*) AS n, MIN(enqueued_at) AS oldest
+          FROM ${T.deliveries} GROUP BY target, status`
+      )
+      const total = { pending: 0, inFlight: 0, delivered: 0, dead: 0, compensated: 0 }
+      const targets: Record<string, typeof total> = {}
+      let oldest: number | undefined
+      for (const row of rows) {
+        const key = row.status === "in_flight" ? "inFlight" : row.status
+        const n = num(row.n)
+        total[key] += n
+        ;(targets[row.target] ??= { pending: 0, inFlight: 0, delivered: 0, dead: 0, compensated: 0 })[key] += n
+        if (row.status === "pending" || row.status === "in_flight") {
+          const o = optNum(row.oldest)
+          if (o !== undefined && (oldest === undefined || o < oldest)) oldest = o
+        }
+      }
+      return {
+        ...total,
+        depth: total.pending + total.inFlight,
+        oldestPendingAgeMs: oldest === undefined ? 0 : Math.max(0, now - oldest),
+        targets
+      }
+    })
+
+    // ---- wake-ups ----------------------------------------------------------------------------
+
+    const wakeups: Stream.Stream<void> = options.listen === undefined
+      ? signal.stream
+      : Stream.merge(
+        signal.stream,
+        options.listen(channel).pipe(
+          Stream.map((): void => undefined),
+          Stream.tapErrorCause((cause) => Effect.logWarning("fanout store: LISTEN failed, retrying", cause)),
+          Stream.retry(Schedule.spaced("1 second")),
+          Stream.catchAll(() => Stream.empty)
+        )
+      )
+
+    return {
+      enqueue,
+      claim,
+      finish,
+      extendLease,
+      release,
+      deadLetters,
+      replay,
+      replayMany,
+      purge,
+      status,
+      stats,
+      retention,
+      wakeups,
+      diagnostics: Effect.sync(() => ({ ...counters }))
+    } satisfies Store.DeliveryStore
+  })

@@ -1,0 +1,147 @@
+/**
+ * The embedded {@link Store.DeliveryStore}: one SQLite file (`@effect/sql-sqlite-node`, better-sqlite3),
+ * zero setup. The default store.
+ *
+ * - WAL journal, `synchronous = FULL` by default (a commit is on disk before it is acknowledged;
+ *   `"NORMAL"` is faster but may lose the last commits on power loss — see docs/store.md), a busy
+ *   timeout, foreign keys on.
+ * - Writes run in `BEGIN IMMEDIATE` transactions, and small writes share a group commit: concurrent
+ *   enqueues (and claims, finishes, …) are committed together, one fsync for many, each caller
+ *   answered only after the commit.
+ * - Several processes may open the same file (the write lock serialises them); a claim is then
+ *   exclusive across processes because it runs inside `BEGIN IMMEDIATE`.
+ *
+ * @since 0.1.0
+ */
+import * as SqlClient from "@effect/sql/SqlClient"
+import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
+import * as Reactivity from "@effect/experimental/Reactivity"
+import { Effect, Layer, type Scope } from "effect"
+import * as Store from "../Store.js"
+import * as Sql from "./Sql.js"
+
+/**
+ * Options shared by every SQLite variant.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface StoreOptions {
+  /** `"FULL"` (default: durable at acknowledgement) or `"NORMAL"` (faster; last commits may be lost on power loss). */
+  readonly synchronous?: "FULL" | "NORMAL" | undefined
+  /** How long a write waits for another process's lock before failing `Busy` (default 5000 ms). */
+  readonly busyTimeoutMs?: number | undefined
+  /** Table prefix (default `"fanout_"`). */
+  readonly prefix?: string | undefined
+  /** Most operations per group commit (default 512). */
+  readonly maxBatch?: number | undefined
+}
+
+/**
+ * Options of {@link layer} / {@link make}.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options extends StoreOptions {
+  /** The database file (created if missing). */
+  readonly filename: string
+}
+
+const configure = (options: StoreOptions) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const synchronous = options.synchronous ?? "FULL"
+    if (synchronous !== "FULL" && synchronous !== "NORMAL") {
+      return yield* Effect.fail(
+        new Store.StoreError({ operation: "open", reason: "InvalidInput", message: `open: synchronous must be FULL or NORMAL` })
+      )
+    }
+    const busy = Math.max(0, Math.floor(options.busyTimeoutMs ?? 5000))
+    yield* sql.unsafe(`PRAGMA busy_timeout = ${busy}`)
+    yield* sql.unsafe(`PRAGMA journal_mode = WAL`)
+    yield* sql.unsafe(`PRAGMA synchronous = ${synchronous}`)
+    yield* sql.unsafe(`PRAGMA foreign_keys = ON`)
+  }).pipe(Effect.catchTag("SqlError", (error) => Effect.fail(Sql.fromSqlError("open")(error))))
+
+const storeOptions = (options: StoreOptions, joinTransactions: boolean): Sql.Options => ({
+  prefix: options.prefix,
+  joinTransactions,
+  groupCommit: { maxBatch: options.maxBatch }
+})
+
+/**
+ * A store over the SQLite `SqlClient` in context — the application's own client, so that `enqueue`
+ * inside the application's `sql.withTransaction` joins it (transactional outbox). Sets the pragmas
+ * above on that connection.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeWithClient = (
+  options: StoreOptions = {}
+): Effect.Effect<Store.DeliveryStore, Store.StoreError, SqlClient.SqlClient | Scope.Scope> =>
+  Effect.zipRight(configure(options), Sql.make(storeOptions(options, true)))
+
+/**
+ * Opens (or creates) the file with a client of its own and builds the store on it.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (options: Options): Effect.Effect<Store.DeliveryStore, Store.StoreError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const client = yield* SqliteClient.make({ filename: options.filename }).pipe(
+      Effect.provide(Reactivity.layer),
+      Effect.catchAllDefect((cause) =>
+        Effect.fail(
+          new Store.StoreError({
+            operation: "open",
+            reason: "Unavailable",
+            message: `open: cannot open ${options.filename}: ${cause instanceof Error ? cause.message : String(cause)}`,
+            cause
+          })
+        )
+      )
+    )
+    return yield* Effect.zipRight(configure(options), Sql.make(storeOptions(options, false))).pipe(
+      Effect.provideService(SqlClient.SqlClient, client)
+    )
+  })
+
+/**
+ * The SQLite store on its own connection to `filename`.
+ *
+ * @example
+ * ```ts
+ * const StoreLive = SqliteStore.layer({ filename: "./fanout.db" })
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options: Options): Layer.Layer<Store.DeliveryStore, Store.StoreError> =>
+  Layer.scoped(Store.DeliveryStore, make(options))
+
+/**
+ * The SQLite store on the application's `SqlClient` (provide `SqliteClient.layer(...)`): enqueue joins
+ * the application's open transactions.
+ *
+ * @example
+ * ```ts
+ * const Db = SqliteClient.layer({ filename: "./app.db" })
+ * const Live = SqliteStore.layerClient().pipe(Layer.provideMerge(Db))
+ * // in a handler:
+ * sql.withTransaction(Effect.gen(function*() {
+ *   yield* sql`INSERT INTO orders ${sql.insert(order)}`
+ *   yield* store.enqueue(event, ["inventory", "notification"]) // commits or rolls back with the order
+ * }))
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerClient = (
+  options: StoreOptions = {}
+): Layer.Layer<Store.DeliveryStore, Store.StoreError, SqlClient.SqlClient> =>
+  Layer.scoped(Store.DeliveryStore, makeWithClient(options))

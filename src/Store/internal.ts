@@ -1,0 +1,120 @@
+/**
+ * Helpers shared by the store implementations. Not part of the public API.
+ *
+ * @internal
+ */
+import { Effect, PubSub, Stream } from "effect"
+import * as Event from "../Event.js"
+import { StoreError } from "../Store.js"
+
+/** @internal */
+export const invalid = (operation: string, message: string): StoreError =>
+  new StoreError({ operation, reason: "InvalidInput", message: `${operation}: ${message}` })
+
+/**
+ * The JSON envelope of an event, as stored. Fails with `InvalidInput` when the event does not match
+ * the envelope schema or its payload is not JSON-serialisable.
+ *
+ * @internal
+ */
+export const encodeEnvelope = (event: Event.Any): Effect.Effect<string, StoreError> =>
+  Effect.try({
+    try: () => {
+      const json = JSON.stringify(Event.encode(event))
+      if (typeof json !== "string") throw new Error("the event does not serialise to JSON")
+      return json
+    },
+    catch: (cause) =>
+      new StoreError({
+        operation: "enqueue",
+        reason: "InvalidInput",
+        message: `enqueue: event ${String(event?.id)} cannot be stored: ${cause instanceof Error ? cause.message : String(cause)}`,
+        cause
+      })
+  })
+
+/**
+ * Decodes a stored envelope; `Corrupt` when it is not valid JSON or not an event.
+ *
+ * @internal
+ */
+export const decodeEnvelope = (operation: string, json: string): Effect.Effect<Event.Any, StoreError> =>
+  Effect.try({
+    try: () => JSON.parse(json) as unknown,
+    catch: (cause) => new StoreError({ operation, reason: "Corrupt", message: `${operation}: stored envelope is not JSON`, cause })
+  }).pipe(
+    Effect.flatMap(Event.decodeUnknown),
+    Effect.mapError((cause) =>
+      cause instanceof StoreError
+        ? cause
+        : new StoreError({ operation, reason: "Corrupt", message: `${operation}: stored envelope is not an event: ${cause.message}`, cause })
+    )
+  )
+
+/**
+ * Checks enqueue's targets: at least one, each a non-empty string; duplicates are dropped (first kept).
+ *
+ * @internal
+ */
+export const checkTargets = (targets: ReadonlyArray<string>): Effect.Effect<ReadonlyArray<string>, StoreError> => {
+  if (!Array.isArray(targets) || targets.length === 0) return Effect.fail(invalid("enqueue", "at least one target is required"))
+  const unique: Array<string> = []
+  for (const target of targets) {
+    if (typeof target !== "string" || target.length === 0 || target.length > 200) {
+      return Effect.fail(invalid("enqueue", `bad target name ${JSON.stringify(target)}`))
+    }
+    if (!unique.includes(target)) unique.push(target)
+  }
+  return Effect.succeed(unique)
+}
+
+/** @internal */
+export const checkPositiveInt = (operation: string, name: string, value: number): Effect.Effect<void, StoreError> =>
+  Number.isSafeInteger(value) && value > 0
+    ? Effect.void
+    : Effect.fail(invalid(operation, `${name} must be a positive integer, got ${value}`))
+
+/**
+ * Picks at most `limit` candidates round-robin across targets: the first due of each target, then the
+ * second of each, and so on. `groups` are each already in due order; `start` rotates which target goes
+ * first so a small limit does not always favour the same target.
+ *
+ * @internal
+ */
+export const roundRobin = <A>(groups: ReadonlyArray<ReadonlyArray<A>>, limit: number, start: number): Array<A> => {
+  const picked: Array<A> = []
+  const n = groups.length
+  if (n === 0) return picked
+  for (let rank = 0; picked.length < limit; rank++) {
+    let any = false
+    for (let k = 0; k < n && picked.length < limit; k++) {
+      const group = groups[(start + k) % n]!
+      const item = group[rank]
+      if (item !== undefined) {
+        picked.push(item)
+        any = true
+      }
+    }
+    if (!any) break
+  }
+  return picked
+}
+
+/**
+ * An in-process wake-up signal: `notify` never blocks, slow subscribers see coalesced signals.
+ *
+ * @internal
+ */
+export interface Signal {
+  readonly notify: Effect.Effect<void>
+  readonly stream: Stream.Stream<void>
+}
+
+/** @internal */
+export const makeSignal: Effect.Effect<Signal> = Effect.map(PubSub.sliding<void>(1), (pubsub) => ({
+  notify: Effect.asVoid(PubSub.publish(pubsub, undefined)),
+  stream: Stream.fromPubSub(pubsub)
+}))
+
+/** @internal */
+export const newLeaseToken = (): string => globalThis.crypto.randomUUID()

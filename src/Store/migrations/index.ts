@@ -1,0 +1,41 @@
+/**
+ * The store's migrations, in order, for `@effect/sql`'s `Migrator.fromRecord`. Keys are
+ * `<id>_<name>`; ids only grow; released migrations are never edited.
+ *
+ * @internal
+ */
+import type { SqlClient } from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
+import type { Effect } from "effect"
+import init from "./0001_init.js"
+
+/**
+ * Table names (plain lower-case identifiers: `<prefix>events`, …).
+ *
+ * @internal
+ */
+export interface Tables {
+  readonly events: string
+  readonly targets: string
+  readonly deliveries: string
+  readonly attempts: string
+  readonly migrations: string
+}
+
+/** @internal */
+export const tables = (prefix: string): Tables => ({
+  events: `${prefix}events`,
+  targets: `${prefix}targets`,
+  deliveries: `${prefix}deliveries`,
+  attempts: `${prefix}attempts`,
+  migrations: `${prefix}migrations`
+})
+
+/** @internal */
+export const migrations = (
+  sql: SqlClient,
+  t: Tables,
+  dialect: "sqlite" | "pg"
+): Record<string, Effect.Effect<void, SqlError>> => ({
+  "0001_init": init(sql, t, dialect)
+})

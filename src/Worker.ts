@@ -1,0 +1,735 @@
+/**
+ * Durable delivery workers: a worker claims due deliveries from the {@link Store.DeliveryStore}
+ * under a lease, sends each through the very same target and policy code as direct mode
+ * (`Target.Runtime.attempt`: breaker, bulkhead, rate limit, per-attempt timeout), records every
+ * attempt with `store.finish`, and decides what follows with `Retry.decide` (delivered, retry at a
+ * time, or dead-letter).
+ *
+ * - **Isolation.** Claims are made per target, only for targets with free capacity. Each target holds
+ *   at most its share of the worker — `concurrency` split evenly across the targets, and no more than
+ *   its bulkhead permits — so a target that hangs ties up its own share only. Targets whose breaker is
+ *   open, or whose rate limiter has no token yet, are not claimed for until then. A target that hangs
+ *   or fails therefore never slows another target's deliveries.
+ * - **Wake-ups.** Idle targets wake on `store.wakeups` (PostgreSQL `LISTEN/NOTIFY`, in-process for
+ *   SQLite), on retries this worker scheduled itself, and on a poll interval as a fallback.
+ * - **Leases.** Longer than the attempt timeout by default, and extended while an attempt runs. A
+ *   worker that loses a lease (it was paused past it and another worker took the delivery over) has
+ *   its late result rejected by the store's fencing: the newer outcome stands.
+ * - **Failures of the store.** Claim, finish and extend errors are logged and retried with backoff;
+ *   the worker never exits because the database went away. A finish is retried until it is written
+ *   (at worst the lease expires first and the delivery is sent again: at-least-once).
+ * - **Graceful stop.** On scope close the worker stops claiming, lets in-flight attempts finish for
+ *   up to `shutdownGrace`, then interrupts the rest and releases their leases.
+ *
+ * What is per process: a target's breaker, bulkhead and rate limiter live in its runtime (its
+ * `Layer`), shared by every worker fiber and every direct `send` of this process, not across
+ * processes. What is shared across processes: the store (queue, leases, attempt history).
+ *
+ * @since 0.1.0
+ */
+import { hostname } from "node:os"
+import { Headers, HttpTraceContext } from "@effect/platform"
+import type { Scope, Tracer } from "effect"
+import { Cause, Clock, Context, Duration, Effect, Fiber, FiberSet, Layer, Metric, Queue, Random, Stream } from "effect"
+import type * as Event from "./Event.js"
+import * as Metrics from "./Metrics.js"
+import * as Retry from "./Resilience/Retry.js"
+import type * as Router from "./Router.js"
+import * as Store from "./Store.js"
+import type * as Target from "./Target.js"
+import * as TargetError from "./TargetError.js"
+
+/**
+ * What the worker serves: the targets themselves, or a router (every target it names).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Source<T extends Target.Any> =
+  | { readonly targets: ReadonlyArray<T>; readonly router?: undefined }
+  | { readonly router: Router.Router<any, T>; readonly targets?: undefined }
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Tuning {
+  /** Recorded on every claim and attempt. Default `<hostname>:<pid>:<random>`. */
+  readonly workerId?: string
+  /**
+   * Deliveries this worker holds (claimed or in flight) at once, across targets. Split evenly: each
+   * target gets `concurrency / targets` (at most its bulkhead permits). Default 100.
+   */
+  readonly concurrency?: number
+  /** Most deliveries one claim takes. Default 50. */
+  readonly batchSize?: number
+  /**
+   * The lease of a claim, in milliseconds, extended while an attempt runs (every third of it). Keep it
+   * longer than every target's attempt timeout (a warning is logged otherwise). Default: the larger of
+   * 30 seconds and twice the longest attempt timeout.
+   */
+  readonly leaseMs?: number
+  /** Idle targets look for due work at least this often (wake-ups usually come sooner). Default 1 second. */
+  readonly pollInterval?: Duration.DurationInput
+  /** On scope close, how long in-flight attempts may run before they are interrupted. Default 10 seconds. */
+  readonly shutdownGrace?: Duration.DurationInput
+  /** How often the queue gauges (depth, oldest pending age, dead letters) are sampled; `false` turns it off. Default 10 seconds. */
+  readonly metricsInterval?: Duration.DurationInput | false
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type Options<T extends Target.Any> = Source<T> & Tuning
+
+/**
+ * A target's view inside the worker.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface TargetState {
+  /** Deliveries held: claimed (lease taken) and not yet finished or released. */
+  readonly claimed: number
+  /** Of those, attempts running now. */
+  readonly inFlight: number
+  /** The most this worker holds for the target (its share of `concurrency`, at most its bulkhead permits). */
+  readonly limit: number
+  /** Its last claim found less due work than asked for: waiting for a wake-up. */
+  readonly idle: boolean
+}
+
+/**
+ * What a worker is doing, for metrics, health checks and tests.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface State {
+  readonly workerId: string
+  /** False once the worker is stopping (no new claims). */
+  readonly running: boolean
+  readonly claimed: number
+  readonly inFlight: number
+  readonly targets: Readonly<Record<string, TargetState>>
+  /** Claims made (store round trips), and deliveries they returned. */
+  readonly claims: number
+  readonly claimedTotal: number
+  /** Finished deliveries by what followed. */
+  readonly delivered: number
+  readonly retried: number
+  readonly dead: number
+  /** Results the store rejected because the lease had been lost (another worker owns the delivery now). */
+  readonly lostLeases: number
+  /** Leases extended during long attempts. */
+  readonly extended: number
+  /** Deliveries handed back on shutdown. */
+  readonly released: number
+  /** Store operations that failed (each is retried). */
+  readonly storeErrors: number
+  readonly lastError: { readonly operation: string; readonly message: string; readonly at: number } | undefined
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Service {
+  readonly workerId: string
+  readonly leaseMs: number
+  readonly state: Effect.Effect<State>
+}
+
+/**
+ * @since 0.1.0
+ * @category tags
+ */
+export class Worker extends Context.Tag("fanout/Worker")<Worker, Service>() {}
+
+interface Lane {
+  readonly name: string
+  readonly runtime: Target.Runtime<unknown>
+  readonly limit: number
+  readonly timeoutMs: number
+  held: number
+  inFlight: number
+  idle: boolean
+  /** Bumped by every wake-up: a claim that started before one must not mark the lane idle. */
+  generation: number
+  claiming: boolean
+  /** Earliest retry this worker scheduled for the lane and a timer is set for. */
+  timerAt: number | undefined
+  timer: Fiber.RuntimeFiber<void> | undefined
+  /** Min-heap of times (epoch ms, 10 ms buckets) at which work this worker scheduled falls due. */
+  readonly wakeTimes: Array<number>
+  /** Not before this time (breaker open, no rate-limit token). */
+  blockedUntil: number
+  readonly attemptCounter: (outcome: string) => Effect.Effect<void>
+  readonly deliveryCounter: (outcome: string) => Effect.Effect<void>
+  readonly retriesMetric: Metric.Metric.Counter<number>
+}
+
+interface Entry {
+  readonly claim: Store.Claim
+  readonly lane: Lane
+  leaseExpiresAt: number
+  phase: "attempt" | "finish" | "done"
+  /** The store answered finish (written or fenced off). */
+  settled: boolean
+  /** The store told us the lease is gone. */
+  lost: boolean
+}
+
+/** The span the event was enqueued under (its W3C `traceparent` header): its attempts join that trace. */
+const enqueuedUnder = (event: Event.Any): { readonly parent?: Tracer.ExternalSpan } => {
+  const parent = HttpTraceContext.w3c(Headers.fromInput(event.headers))
+  return parent._tag === "Some" ? { parent: parent.value } : {}
+}
+
+const positiveInt = (name: string, value: number): number => {
+  if (!Number.isSafeInteger(value) || value < 1) throw new RangeError(`Worker: ${name} must be an integer >= 1, got ${value}`)
+  return value
+}
+
+const counterBy = (metric: Metric.Metric.Counter<number>) => {
+  const tagged = new Map<string, Metric.Metric.Counter<number>>()
+  return (outcome: string) => {
+    let counter = tagged.get(outcome)
+    if (counter === undefined) {
+      counter = Metric.tagged(metric, "outcome", outcome)
+      tagged.set(outcome, counter)
+    }
+    return Metric.increment(counter)
+  }
+}
+
+const heapPush = (heap: Array<number>, value: number): void => {
+  heap.push(value)
+  let i = heap.length - 1
+  while (i > 0) {
+    const parent = (i - 1) >> 1
+    if (heap[parent]! <= heap[i]!) break
+    ;[heap[parent], heap[i]] = [heap[i]!, heap[parent]!]
+    i = parent
+  }
+}
+
+const heapPop = (heap: Array<number>): number | undefined => {
+  const top = heap[0]
+  const last = heap.pop()
+  if (heap.length > 0 && last !== undefined) {
+    heap[0] = last
+    let i = 0
+    for (;;) {
+      const l = 2 * i + 1
+      const r = l + 1
+      let m = i
+      if (l < heap.length && heap[l]! < heap[m]!) m = l
+      if (r < heap.length && heap[r]! < heap[m]!) m = r
+      if (m === i) break
+      ;[heap[m], heap[i]] = [heap[i]!, heap[m]!]
+      i = m
+    }
+  }
+  return top
+}
+
+const deadReason = (reason: "Permanent" | "MaxAttempts" | "MaxElapsed"): string =>
+  reason === "Permanent" ? "permanent" : reason === "MaxAttempts" ? "max_attempts" : "max_age"
+
+const statusOf = (error: TargetError.DeliveryError): number | undefined =>
+  error._tag === "TransientError" || error._tag === "PermanentError" ? error.status : undefined
+
+/** Retry backoff for store operations: 50 ms doubling to 5 s, with jitter. */
+const storeBackoff = (failures: number): Effect.Effect<void> =>
+  Effect.flatMap(Random.next, (r) =>
+    Effect.sleep(Duration.millis(Math.round(Math.min(5_000, 50 * 2 ** Math.min(failures, 10)) * (0.5 + r / 2)))))
+
+/**
+ * A worker over the targets (or router) given, until the scope closes. Needs the store and every
+ * target's runtime (their layers), so the worker shares breakers, bulkheads and rate limiters with
+ * everything else of this process that uses the same targets.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = <T extends Target.Any>(
+  options: Options<T>
+): Effect.Effect<Service, never, Store.DeliveryStore | Target.Requirements<T> | Scope.Scope> =>
+  Effect.gen(function*() {
+    const store = yield* Store.DeliveryStore
+    const declared: ReadonlyArray<Target.Any> = options.router !== undefined
+      ? options.router.targets
+      : options.targets ?? []
+    if (declared.length === 0) throw new RangeError("Worker: no targets to serve")
+
+    const concurrency = positiveInt("concurrency", options.concurrency ?? 100)
+    const batchSize = positiveInt("batchSize", options.batchSize ?? 50)
+    const pollInterval = Duration.decode(options.pollInterval ?? "1 second")
+    const shutdownGrace = Duration.decode(options.shutdownGrace ?? "10 seconds")
+    const workerId = options.workerId ??
+      `${hostname()}:${process.pid}:${globalThis.crypto.randomUUID().slice(0, 8)}`
+
+    const unique = [...new Map(declared.map((t) => [t.name, t] as const)).values()]
+    // Each target's share of the worker: an even split of `concurrency`, at most its bulkhead permits.
+    // Strict (no borrowing): a target that hangs holds at most its share, never another target's.
+    const share = Math.max(1, Math.floor(concurrency / unique.length))
+    const lanes: Array<Lane> = []
+    for (const target of unique) {
+      const runtime = (yield* (target.tag as Context.Tag<any, Target.Runtime<unknown>>)) as Target.Runtime<unknown>
+      const lane: Lane = {
+        name: target.name,
+        runtime,
+        limit: Math.min(runtime.bulkhead.permits, share),
+        timeoutMs: Duration.toMillis(runtime.policy.timeout),
+        held: 0,
+        inFlight: 0,
+        idle: false,
+        generation: 0,
+        claiming: false,
+        timerAt: undefined,
+        timer: undefined,
+        wakeTimes: [],
+        blockedUntil: 0,
+        attemptCounter: counterBy(Metrics.attempts.pipe(Metric.tagged("target", target.name))),
+        deliveryCounter: counterBy(Metrics.deliveries.pipe(Metric.tagged("target", target.name))),
+        retriesMetric: Metrics.retries.pipe(Metric.tagged("target", target.name))
+      }
+      lanes.push(lane)
+    }
+    const longestTimeout = Math.max(...lanes.map((lane) => lane.timeoutMs))
+    const leaseMs = positiveInt("leaseMs", options.leaseMs ?? Math.max(30_000, 2 * longestTimeout))
+    if (leaseMs <= longestTimeout) {
+      yield* Effect.logWarning(
+        `worker: leaseMs (${leaseMs}) is not longer than the longest attempt timeout (${longestTimeout} ms): ` +
+          "every attempt relies on lease extension, and a paused worker loses its deliveries sooner"
+      )
+    }
+    /** Below this a lane that already holds work waits for more free slots before it claims (fewer, larger claims). */
+    const minClaim = Math.max(1, Math.ceil(batchSize / 4))
+
+    let running = true
+    let held = 0
+    let rotation = 0
+    const entries = new Map<string, Entry>()
+    const toRelease: Array<Store.Claim> = []
+    const counts = {
+      claims: 0,
+      claimedTotal: 0,
+      delivered: 0,
+      retried: 0,
+      dead: 0,
+      lostLeases: 0,
+      extended: 0,
+      released: 0,
+      storeErrors: 0
+    }
+    let lastError: State["lastError"] = undefined
+
+    const kicks = yield* Queue.sliding<void>(1)
+    const kick = Queue.offer(kicks, undefined)
+    const control = yield* FiberSet.make<void, never>()
+    const deliveries = yield* FiberSet.make<void, never>()
+
+    const storeFailed = (operation: string, error: Store.StoreError, annotations: Record<string, unknown> = {}) =>
+      Effect.flatMap(Clock.currentTimeMillis, (at) => {
+        counts.storeErrors++
+        lastError = { operation, message: error.message, at }
+        return Effect.logWarning(`worker: store ${operation} failed (${error.reason}), will retry`).pipe(
+          Effect.annotateLogs({ workerId, operation, reason: error.reason, error: error.message, ...annotations })
+        )
+      })
+
+    const wake = (lane: Lane) => {
+      lane.idle = false
+      lane.generation++
+    }
+    const wakeAll = Effect.zipRight(Effect.sync(() => lanes.forEach(wake)), kick)
+
+    /**
+     * Wakes the lane at `at` (a retry this worker scheduled, a breaker that reopens, a rate-limit
+     * token). Times wait in a min-heap per lane; one timer runs for the earliest.
+     */
+    const wakeAt = (lane: Lane, at: number): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        if (!running) return Effect.void
+        heapPush(lane.wakeTimes, Math.ceil(at / 10) * 10)
+        return armTimer(lane)
+      })
+
+    const armTimer = (lane: Lane): Effect.Effect<void> =>
+      Effect.gen(function*() {
+        const earliest = lane.wakeTimes[0]
+        if (earliest === undefined || (lane.timerAt !== undefined && lane.timerAt <= earliest)) return
+        if (lane.timer !== undefined) yield* Fiber.interruptFork(lane.timer)
+        lane.timerAt = earliest
+        const now = yield* Clock.currentTimeMillis
+        lane.timer = yield* FiberSet.run(
+          control,
+          Effect.sleep(Duration.millis(Math.max(0, earliest - now) + 1)).pipe(
+            Effect.zipRight(Clock.currentTimeMillis),
+            Effect.flatMap((now) => {
+              lane.timerAt = undefined
+              lane.timer = undefined
+              while (lane.wakeTimes.length > 0 && lane.wakeTimes[0]! <= now + 1) heapPop(lane.wakeTimes)
+              wake(lane)
+              return Effect.zipRight(kick, running ? armTimer(lane) : Effect.void)
+            })
+          )
+        )
+      })
+
+    // ---- one delivery: attempt, decide, finish ----------------------------------------------------
+
+    /** Writes the attempt, retrying store failures until it is written or fenced off; "abandoned" when the store refuses it. */
+    const finishDurably = (
+      entry: Entry,
+      attempt: Store.AttemptInput,
+      next: Store.Next
+    ): Effect.Effect<"written" | "fenced" | "abandoned"> =>
+      Effect.gen(function*() {
+        let failures = 0
+        while (true) {
+          const result = yield* Effect.either(store.finish(entry.claim, attempt, next))
+          if (result._tag === "Right") return result.right ? "written" : "fenced"
+          yield* storeFailed("finish", result.left, { deliveryId: entry.claim.id, target: entry.lane.name })
+          if (!Store.isRetryable(result.left)) {
+            // The store refuses the record (or is closed): the lease expires and the delivery is sent again.
+            yield* Effect.logError("worker: the attempt could not be recorded; the delivery will be retried after its lease")
+              .pipe(Effect.annotateLogs({ workerId, deliveryId: entry.claim.id, reason: result.left.reason }))
+            return "abandoned"
+          }
+          yield* storeBackoff(failures++)
+        }
+      })
+
+    const deliver = (lane: Lane, claimed: Store.Claimed, entry: Entry): Effect.Effect<void> =>
+      Effect.gen(function*() {
+        const number = claimed.attempts + 1
+        const startedAt = yield* Clock.currentTimeMillis
+        lane.inFlight++
+        const result = yield* lane.runtime.attempt(claimed.event, number).pipe(
+          Effect.ensuring(Effect.sync(() => lane.inFlight--)),
+          Effect.withSpan("fanout.attempt", {
+            attributes: {
+              "fanout.target": lane.name,
+              "fanout.attempt": number,
+              "fanout.delivery.id": claimed.id,
+              "fanout.event.id": claimed.eventId,
+              "fanout.idempotency_key": claimed.idempotencyKey,
+              "fanout.worker.id": workerId
+            },
+            ...enqueuedUnder(claimed.event)
+          }),
+          Effect.either
+        )
+        entry.phase = "finish"
+        const now = yield* Clock.currentTimeMillis
+        const durationMs = now - startedAt
+        let record: Store.AttemptInput
+        let next: Store.Next
+        if (result._tag === "Right") {
+          record = { startedAt, durationMs, outcome: "success", status: result.right.status }
+          next = Store.Next.Delivered()
+          yield* lane.attemptCounter("success")
+        } else {
+          const error = result.left
+          const label = TargetError.label(error)
+          const retryAfterMs = TargetError.retryAfter(error)
+          record = {
+            startedAt,
+            durationMs,
+            outcome: label,
+            status: statusOf(error),
+            errorTag: error._tag,
+            message: error.message,
+            retryAfterMs
+          }
+          yield* lane.attemptCounter(label)
+          const decision = Retry.decide(lane.runtime.policy.retry, {
+            attempts: number,
+            elapsed: now - claimed.enqueuedAt,
+            error,
+            random: yield* Random.next,
+            budget: Duration.toMillis(lane.runtime.policy.retry.maxAge)
+          })
+          next = decision._tag === "Retry"
+            ? Store.Next.Retry({ at: now + decision.delay })
+            : Store.Next.Dead({ reason: deadReason(decision.reason) })
+        }
+        const written = yield* finishDurably(entry, record, next)
+        entry.settled = true
+        if (written === "abandoned") return
+        if (written === "fenced") {
+          entry.lost = true
+          counts.lostLeases++
+          yield* Effect.logWarning("worker: lease lost before the attempt was recorded; its result is discarded").pipe(
+            Effect.annotateLogs({ workerId, deliveryId: claimed.id, target: lane.name, attempt: number })
+          )
+          return
+        }
+        switch (next._tag) {
+          case "Delivered":
+            counts.delivered++
+            yield* lane.deliveryCounter("delivered")
+            break
+          case "Retry":
+            counts.retried++
+            yield* Metric.increment(lane.retriesMetric)
+            yield* wakeAt(lane, next.at)
+            break
+          case "Dead":
+            counts.dead++
+            yield* lane.deliveryCounter("dead")
+            yield* Effect.logInfo(`worker: delivery dead-lettered (${next.reason})`).pipe(
+              Effect.annotateLogs({ workerId, deliveryId: claimed.id, target: lane.name, error: record.outcome })
+            )
+            break
+        }
+      }).pipe(
+        Effect.catchAllCause((cause) =>
+          Cause.isInterruptedOnly(cause)
+            ? Effect.interrupt
+            : Effect.logError("worker: delivery failed unexpectedly", cause).pipe(
+              Effect.annotateLogs({ workerId, deliveryId: claimed.id, target: lane.name })
+            )
+        ),
+        Effect.ensuring(Effect.suspend(() => {
+          entry.phase = "done"
+          entries.delete(claimed.id)
+          if (!entry.settled && !entry.lost && !running) toRelease.push(entry.claim)
+          lane.held--
+          held--
+          return kick
+        })),
+        // Every log line of a delivery names its event, target and attempt.
+        Effect.annotateLogs({ eventId: claimed.eventId, target: lane.name, attempt: claimed.attempts + 1 })
+      )
+
+    // ---- claiming ----------------------------------------------------------------------------------
+
+    /** Refreshes a lane's gate from its breaker and rate limiter; schedules a wake-up when it opens. */
+    const gate = (lane: Lane, now: number): Effect.Effect<number> =>
+      Effect.gen(function*() {
+        const breaker = yield* lane.runtime.breaker.state
+        if (breaker._tag === "Open" && breaker.until > now) {
+          lane.blockedUntil = breaker.until
+          yield* wakeAt(lane, breaker.until)
+          return 0
+        }
+        const free = yield* lane.runtime.limiter.nextFreeAt
+        if (free > now) {
+          lane.blockedUntil = free
+          yield* wakeAt(lane, free)
+          return 0
+        }
+        lane.blockedUntil = 0
+        let want = Math.min(lane.limit - lane.held, batchSize)
+        if (breaker._tag === "HalfOpen") want = Math.min(want, Math.max(0, 1 - lane.inFlight))
+        const rate = lane.runtime.policy.rateLimit
+        if (rate !== undefined) want = Math.min(want, rate.limit)
+        if (lane.held > 0 && want < Math.min(minClaim, lane.limit)) return 0
+        return Math.max(0, want)
+      })
+
+    const plan = (now: number): Effect.Effect<Array<readonly [Lane, number]>> =>
+      Effect.gen(function*() {
+        const out: Array<readonly [Lane, number]> = []
+        const start = rotation++ % lanes.length
+        for (let k = 0; k < lanes.length; k++) {
+          const lane = lanes[(start + k) % lanes.length]!
+          if (lane.idle || lane.claiming || lane.held >= lane.limit || lane.blockedUntil > now) continue
+          const want = yield* gate(lane, now)
+          if (want > 0) out.push([lane, want])
+        }
+        return out
+      })
+
+    const claimFor = (lane: Lane, n: number): Effect.Effect<boolean> =>
+      Effect.gen(function*() {
+        const generation = lane.generation
+        lane.claiming = true
+        lane.held += n
+        held += n
+        const result = yield* store.claim({ workerId, limit: n, leaseMs, targets: [lane.name] }).pipe(
+          Effect.either,
+          Effect.ensuring(Effect.sync(() => {
+            lane.claiming = false
+          }))
+        )
+        if (result._tag === "Left") {
+          lane.held -= n
+          held -= n
+          yield* storeFailed("claim", result.left, { target: lane.name })
+          return false
+        }
+        const claimed = result.right
+        counts.claims++
+        counts.claimedTotal += claimed.length
+        const unused = n - claimed.length
+        lane.held -= unused
+        held -= unused
+        if (claimed.length < n && lane.generation === generation) lane.idle = true
+        for (const c of claimed) {
+          const entry: Entry = {
+            claim: { id: c.id, lease: c.lease },
+            lane,
+            leaseExpiresAt: c.leaseExpiresAt,
+            phase: "attempt",
+            settled: false,
+            lost: false
+          }
+          entries.set(c.id, entry)
+          yield* FiberSet.run(deliveries, deliver(lane, c, entry))
+        }
+        return true
+      })
+
+    const dispatcher = Effect.gen(function*() {
+      let failures = 0
+      while (running) {
+        const now = yield* Clock.currentTimeMillis
+        const rounds = yield* plan(now)
+        if (rounds.length === 0) {
+          yield* Queue.take(kicks)
+          continue
+        }
+        const ok = yield* Effect.forEach(rounds, ([lane, n]) => claimFor(lane, n), { concurrency: "unbounded" })
+        if (ok.every(Boolean)) failures = 0
+        else yield* storeBackoff(failures++)
+      }
+    }).pipe(
+      Effect.catchAllCause((cause) =>
+        Cause.isInterruptedOnly(cause)
+          ? Effect.interrupt
+          : Effect.logError("worker: dispatcher failed, restarting", cause).pipe(Effect.zipRight(Effect.sleep("1 second")))
+      ),
+      Effect.forever
+    )
+
+    // ---- leases of long attempts -------------------------------------------------------------------
+
+    const extendOne = (entry: Entry) =>
+      Effect.gen(function*() {
+        const result = yield* Effect.either(store.extendLease(entry.claim, leaseMs))
+        if (result._tag === "Left") return yield* storeFailed("extendLease", result.left, { deliveryId: entry.claim.id })
+        if (result.right) {
+          entry.leaseExpiresAt = (yield* Clock.currentTimeMillis) + leaseMs
+          counts.extended++
+          return
+        }
+        if (entry.phase !== "attempt" || entry.lost) return
+        // Someone else owns the delivery now. The attempt is left to end (it is bounded by its timeout);
+        // the store's fencing rejects its result and this worker does not hand the lease back.
+        entry.lost = true
+        yield* Effect.logWarning("worker: lease lost during an attempt; its result will be discarded").pipe(
+          Effect.annotateLogs({ workerId, deliveryId: entry.claim.id, target: entry.lane.name })
+        )
+      })
+
+    const keeper = Effect.gen(function*() {
+      const period = Duration.millis(Math.max(10, Math.floor(leaseMs / 3)))
+      while (true) {
+        yield* Effect.sleep(period)
+        const now = yield* Clock.currentTimeMillis
+        const due = [...entries.values()].filter((e) => e.phase === "attempt" && !e.lost && e.leaseExpiresAt - now < leaseMs / 2)
+        yield* Effect.forEach(due, extendOne, { concurrency: 8, discard: true })
+      }
+    })
+
+    // ---- gauges ------------------------------------------------------------------------------------
+
+    const claimedGauges = new Map(lanes.map((lane) => [lane, Metrics.workerClaimed.pipe(Metric.tagged("target", lane.name))]))
+    const sampler = (every: Duration.Duration) =>
+      Effect.gen(function*() {
+        while (true) {
+          for (const [lane, gauge] of claimedGauges) yield* Metric.set(gauge, lane.held)
+          const stats = yield* Effect.either(store.stats)
+          if (stats._tag === "Right") {
+            yield* Metric.set(Metrics.queueDepth, stats.right.depth)
+            yield* Metric.set(Metrics.oldestPendingAge, stats.right.oldestPendingAgeMs / 1000)
+            yield* Metric.set(Metrics.deadLetters, stats.right.dead)
+            for (const [name, c] of Object.entries(stats.right.targets)) {
+              yield* Metric.set(Metrics.queueDepth.pipe(Metric.tagged("target", name)), c.pending + c.inFlight)
+              yield* Metric.set(Metrics.deadLetters.pipe(Metric.tagged("target", name)), c.dead)
+            }
+          } else {
+            yield* storeFailed("stats", stats.left)
+          }
+          yield* Effect.sleep(every)
+        }
+      })
+
+    // ---- start and stop ----------------------------------------------------------------------------
+
+    yield* FiberSet.run(control, dispatcher)
+    yield* FiberSet.run(control, Stream.runForEach(store.wakeups, () => wakeAll))
+    yield* FiberSet.run(control, Effect.forever(Effect.zipRight(Effect.sleep(pollInterval), wakeAll)))
+    const keeperFiber = yield* Effect.forkDaemon(keeper)
+    if (options.metricsInterval !== false) {
+      yield* FiberSet.run(control, sampler(Duration.decode(options.metricsInterval ?? "10 seconds")))
+    }
+
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function*() {
+        running = false
+        yield* FiberSet.clear(control)
+        // Finalizers run uninterruptibly: the waits below must be made interruptible for their timeouts to work.
+        const drained = yield* Effect.interruptible(FiberSet.awaitEmpty(deliveries)).pipe(Effect.timeoutOption(shutdownGrace))
+        if (drained._tag === "None") {
+          yield* Effect.logWarning(`worker: ${entries.size} attempts still running after the shutdown grace; interrupting`)
+            .pipe(Effect.annotateLogs({ workerId }))
+          yield* FiberSet.clear(deliveries)
+        }
+        yield* Fiber.interrupt(keeperFiber)
+        const claims = toRelease.splice(0)
+        if (claims.length > 0) {
+          const released = yield* Effect.interruptible(store.release(claims)).pipe(
+            Effect.timeoutOption("5 seconds"),
+            Effect.either
+          )
+          if (released._tag === "Right" && released.right._tag === "Some") counts.released += released.right.value
+          else {
+            yield* Effect.logWarning(`worker: could not release ${claims.length} leases; they expire in ${leaseMs} ms`)
+              .pipe(Effect.annotateLogs({ workerId }))
+          }
+        }
+        yield* Effect.logDebug("worker: stopped").pipe(Effect.annotateLogs({ workerId, ...counts }))
+      })
+    )
+
+    const state: Effect.Effect<State> = Effect.sync(() => {
+      const targets: Record<string, TargetState> = {}
+      let inFlight = 0
+      for (const lane of lanes) {
+        inFlight += lane.inFlight
+        targets[lane.name] = { claimed: lane.held, inFlight: lane.inFlight, limit: lane.limit, idle: lane.idle }
+      }
+      return { workerId, running, claimed: held, inFlight, targets, ...counts, lastError }
+    })
+
+    yield* Effect.logDebug("worker: started").pipe(
+      Effect.annotateLogs({ workerId, concurrency, batchSize, leaseMs, targets: lanes.map((l) => l.name).join(",") })
+    )
+    return { workerId, leaseMs, state } satisfies Service
+  })
+
+/**
+ * The worker as a layer: it runs from when the layer is built until its scope closes.
+ *
+ * @example
+ * ```ts
+ * const WorkerLive = Worker.layer({ router, concurrency: 100 }).pipe(
+ *   Layer.provide(Layer.mergeAll(Inventory.layer, Notification.layer)),
+ *   Layer.provide(NodeHttpClient.layerUndici),
+ *   Layer.provide(Sqlite.layer({ filename: "fanout.db" }))
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = <T extends Target.Any>(
+  options: Options<T>
+): Layer.Layer<Worker, never, Store.DeliveryStore | Target.Requirements<T>> => Layer.scoped(Worker, make(options))

@@ -1,0 +1,798 @@
+/**
+ * The one conformance suite every DeliveryStore must pass (Memory, SQLite, PostgreSQL).
+ *
+ * `layer` must build a FRESH, EMPTY store every time it is built: each test provides it anew.
+ * Time is the TestClock unless a test says otherwise, so leases only expire when a test moves the clock.
+ */
+import * as SqlClient from "@effect/sql/SqlClient"
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Either, Fiber, type Layer, Option, Ref, Stream, TestClock } from "effect"
+import * as Event from "../../src/Event.js"
+import * as Store from "../../src/Store.js"
+
+type StoreLayer = Layer.Layer<Store.DeliveryStore, unknown>
+
+export interface SuiteOptions {
+  /** SQL stores: a fresh database holding the store on the application's own client (layerClient). */
+  readonly outbox?: Layer.Layer<Store.DeliveryStore | SqlClient.SqlClient, unknown>
+  /** When set, every test is skipped with this reason. */
+  readonly skip?: string
+}
+
+const ok: Store.AttemptInput = { startedAt: 0, durationMs: 5, outcome: "success", status: 200 }
+const failed = (outcome: string, extra: Partial<Store.AttemptInput> = {}): Store.AttemptInput => ({
+  startedAt: 0,
+  durationMs: 7,
+  outcome,
+  errorTag: "TransientError",
+  message: `${outcome} happened`,
+  ...extra
+})
+
+const makeEvent = (id: string, payload: unknown = { id }) => Event.make("order.placed", payload, { id, key: "k-1" })
+
+const encode = (event: Event.Any) => Event.encode(event)
+
+const getStatus = (id: string) =>
+  Effect.flatMap(Store.DeliveryStore, (store) => store.status(id)).pipe(
+    Effect.map(Option.getOrThrowWith(() => new Error(`no status for ${id}`)))
+  )
+
+const deliveryOf = (status: Store.EventStatus, target: string) => {
+  const found = status.deliveries.find((d) => d.target === target)
+  assert.isDefined(found, `delivery to ${target}`)
+  return found!
+}
+
+/** Drives a delivery to dead after `attempts` failed attempts with the given outcome label. */
+const killDelivery = (target: string, eventId: string, label: string, attempts = 1) =>
+  Effect.gen(function*() {
+    const store = yield* Store.DeliveryStore
+    for (let i = 1; i <= attempts; i++) {
+      const batch = yield* store.claim({ workerId: "killer", limit: 1_000, leaseMs: 60_000, targets: [target] })
+      const claim = batch.find((c) => c.eventId === eventId)
+      yield* store.release(batch.filter((c) => c !== claim))
+      assert.isDefined(claim, `claim ${eventId} → ${target} (attempt ${i})`)
+      const next = i === attempts ? Store.Next.Dead({ reason: `gave up on ${label}` }) : Store.Next.Retry({ at: 0 })
+      const applied = yield* store.finish(claim!, failed(label), next)
+      assert.isTrue(applied)
+    }
+  })
+
+export const suite = (name: string, layer: StoreLayer, options: SuiteOptions = {}) => {
+  const d = options.skip !== undefined ? describe.skip : describe
+  d(`DeliveryStore conformance: ${name}${options.skip !== undefined ? ` (skipped: ${options.skip})` : ""}`, () => {
+    const test = <A, E>(title: string, body: () => Effect.Effect<A, E, Store.DeliveryStore>) =>
+      it.effect(title, () => Effect.scoped(Effect.provide(body(), layer)))
+
+    // ---- enqueue ---------------------------------------------------------------------------
+
+    test("enqueue writes the event and one pending delivery per target, due now", () =>
+      Effect.gen(function*() {
+        const store = yield* Store.DeliveryStore
+        yield* TestClock.adjust(1_000)
+        const event = yield* makeEvent("e-1", { orderId: "o-1", qty: 2 })
+        const result = yield* store.enqueue(event, ["inventory", "notification", "inventory"])
+        assert.strictEqual(result.eventId, "e-1")
+        assert.isTrue(result.created)
+        assert.deepStrictEqual(result.deliveries.map((x) => [x.target, x.status]), [
+          ["inventory", "pending"],
+          ["notification", "pending"]
+        ])
+        const status = yield* getStatus("e-1")
+        assert.deepStrictEqual(encode(status.event), encode(event))
+        assert.strictEqual(status.enqueuedAt, 1_000)
+        assert.strictEqual(status.deliveries.length, 2)
+        for (const delivery of status.deliveries) {
+          assert.strictEqual(delivery.status, "pending")
+          assert.strictEqual(delivery.attempts, 0)
+          assert.strictEqual(delivery.nextAttemptAt, 1_000)
+          assert.strictEqual(delivery.idempotencyKey, `e-1:${delivery.target}`)
+          assert.deepStrictEqual(delivery.history, [])
+        }
+        assert.deepStrictEqual(new Set(status.deliveries.map((x) => x.id)), new Set(result.deliveries.map((x) => x.id)))
+      }))
+
+    test("enqueue is idempotent on the event id: the second returns the first and writes nothing", () =>
+      Effect.gen(function*() {
+        const store = yield* Store.DeliveryStore
+        const first = yield* store.enqueue(yield* makeEvent("dup", { v: 1 }), ["a", "b"])
+        const again = yield* store.enqueue(yield* makeEvent("dup", { v: 2 }), ["a", "b", "c"])
+        assert.isTrue(first.created)
+        assert.isFalse(again.created)
+        assert.deepStrictEqual(again.deliveries, first.deliveries)
+        const status = yield* getStatus("dup")
+        assert.deepStrictEqual(status.event.payload, { v: 1 })
+        assert.deepStrictEqual(status.deliveries.map((x) => x.target).sort(), ["a", "b"])
+        const stats = yield* store.stats
+        assert.strictEqual(stats.pending, 2)
+        // the duplicate reports the current state of the first enqueue's deliveries
+        const [claim] = yield* store.claim({ workerId: "w", limit: 1, leaseMs: 1_000, targets: ["a"] })
+        const third = yield* store.enqueue(yield* makeEvent("dup"), ["a"])
+        assert.deepStrictEqual(third.deliveries.find((x) => x.id === claim!.id)?.status, "in_flight")
+      }))
+
+    test("20 concurrent enqueues of the same id create one event", () =>
+      Effect.gen(function*() {
+        const store = yield* Store.DeliveryStore
+        const event = yield* makeEvent("same")
+        const results = yield* Effect.all(Array.from({ length: 20 }, () => store.enqueue(event, ["a", "b"])), {
+          concurrency: "unbounded"
+        })
+        assert.strictEqual(results.filter((r) => r.created).length, 1)
+        const ids = new Set(results.flatMap((r) => r.deliveries.map((x) => x.id)))
+        assert.strictEqual(ids.size, 2)
+        const stats = yield* store.stats
+        assert.strictEqual(stats.pending, 2)
+        assert.strictEqual((yield* getStatus("same")).deliveries.length, 2)
+      }))
+
+    test("bad input fails with a typed InvalidInput error, never a defect", () =>
+      Effect.gen(function*() {
+        const store = yield* Store.DeliveryStore
+        const event = yield* makeEvent("bad")
+        const noTargets = yield* Effect.flip(store.enqueue(event, []))
+        assert.strictEqual(noTargets.reason, "InvalidInput")
+        const bigint = yield* Effect.flip(store.enqueue(yield* makeEvent("big", { n: 1n }), ["a"]))
+        assert.strictEqual(bigint._tag, "StoreError")
+        assert.strictEqual(bigint.reason, "InvalidInput")
+        const emptyId = yield* Effect.flip(store.enqueue({ ...event, id: "" }, ["a"]))
+        assert.strictEqual(emptyId.reason, "InvalidInput")
+        const badLimit = yield* Effect.flip(store.claim({ workerId: "w", limit: 0, leaseMs: 1_000 }))
+        assert.strictEqual(badLimit.reason, "InvalidInput")
+        const badLease = yield* Effect.flip(store.claim({ workerId: "w", limit: 1, leaseMs: -5 }))
+        assert.strictEqual(badLease.reason, "InvalidInput")
+        assert.isTrue(Option.isNone(yield* store.status("big")))
+        assert.isTrue(Option.isNone(yield* store.status("bad")))
+      }))
+
+    test("status of an unknown event is none", () =>
+      Effect.gen(function*() {
+        const store = yield* Store.DeliveryStore
+        assert.isTrue(Option.isNone(yield* store.status("nope")))
+      }))
+
+    // ---- claim -----------------------------------------------------------------------------
+
+    test("claim returns due deliveries with the decoded event, a unique lease per row and its expiry", () =>
+      Effect.gen(function*() {
+        const store = yield* Store.DeliveryStore
+        yield* TestClock.adjust(5_000)
+        const event = yield* makeEvent("c-1", { nested: { list: [1, "two", null] } })
+        yield* store.enqueue(event, ["a", "b"])
+        const claimed = yield* store.claim({ workerId: "w-1", limit: 10, leaseMs: 30_000 })
+        assert.strictEqual(claimed.length, 2)
+        assert.deepStrictEqual(claimed.map((c) => c.target).sort(), ["a", "b"])
+        for (const c of claimed) {
+          assert.deepStrictEqual(encode(c.event), encode(event))
+          assert.strictEqual(c.eventId, "c-1")
+          assert.strictEqual(c.idempotencyKey, `c-1:${c.target}`)
+          assert.strictEqual(c.attempts, 0)
+          assert.strictEqual(c.firstAttemptAt, undefined)
+          assert.strictEqual(c.leaseExpiresAt, 35_000)
+          assert.strictEqual(c.enqueuedAt, 5_000)
+          assert.strictEqual(c.workerId, "w-1")
+        }
+        assert.notStrictEqual(claimed[0]!.lease, claimed[1]!.lease)
+        // in flight under a live lease: nobody else gets them
+        assert.deepStrictEqual(yield* store.claim({ workerId: "w-2", limit: 10, leaseMs: 30_000 }), [])
+        const status = yield* getStatus("c-1")
+        for (const delivery of status.deliveries) {
+          assert.strictEqual(delivery.status, "in_flight")
+          assert.strictEqual(delivery.leaseExpiresAt, 35_000)
+        }
+      }))
+
+    test("claim honours limit, the targets filter and the next attempt time", () =>
+      Effect.gen(function*() {
+        const store = yield* Store.DeliveryStore
+        for (let i = 0; i < 5; i++) yield* store.enqueue(yield* makeEvent(`l-${i}`), ["a", "b"])
+        const onlyB = yield* store.claim({ workerId: "w", limit: 3, leaseMs: 60_000, targets: ["b"] })
+        assert.strictEqual(onlyB.length, 3)
+        assert.isTrue(onlyB.every((c) => c.target === "b"))
+        assert.deepStrictEqual(yield* store.claim({ workerId: "w", limit: 3, leaseMs: 1_000, targets: ["zzz"] }), [])
+        assert.deepStrictEqual(yield* store.claim({ workerId: "w", limit: 3, leaseMs: 1_000, targets: [] }), [])
+        // reschedule one 10 s ahead: not claimable before then
+        const applied = yield* store.finish(onlyB[0]!, failed("http_503"), Store.Next.Retry({ at: 10_000 }))
+        assert.isTrue(applied)
+        const rest = yield* store.claim({ workerId: "w", limit: 100, leaseMs: 60_000, targets: ["b"] })
+        assert.strictEqual(rest.length, 2)
+        assert.isFalse(rest.some((c) => c.id === onlyB[0]!.id))
+        yield* TestClock.adjust(9_999)
+        assert.deepStrictEqual(yield* store.claim({ workerId: "w", limit: 100, leaseMs: 60_000, targets: ["b"] }), [])
+        yield* TestClock.adjust(1)
+        const due = yield* store.claim({ workerId: "w", limit: 100, leaseMs: 60_000, targets: ["b"] })
+        assert.deepStrictEqual(due.map((c) => c.id), [onlyB[0]!.id])
+        assert.strictEqual(due[0]!.attempts, 1)
+        assert.strictEqual(due[0]!.firstAttemptAt, 0)
+      }))
+
+    test("claims are fair across targets: a huge backlog does not starve the others", () =>
+      Effect.gen(function*() {
+        const store = yield* Store.DeliveryStore
+        for (let i = 0; i < 60; i++) yield* store.enqueue(yield* makeEvent(`big-${i}`), ["big"])
+        yield* TestClock.adjust(10)
+        for (let i = 0; i < 3; i++) yield* store.enqueue(yield* makeEvent(`small-${i}`), ["small1", "small2"])
+        const claimed = yield* store.claim({ workerId: "w", limit: 6, leaseMs: 60_000 })
+        const count = (target: string) => claimed.filter((c) => c.target === target).length
+        assert.strictEqual(claimed.length, 6)
+        assert.strictEqual(count("small1"), 2)
+        assert.strictEqual(count("small2"), 2)
+        assert.strictEqual(count("big"), 2)
+        // within a target, the oldest due comes first
+        assert.deepStrictEqual(claimed.filter((c) => c.target === "big").map((c) => c.eventId), ["big-0", "big-1"])
+        assert.deepStrictEqual(claimed.filter((c) => c.target === "small1").map((c) => c.eventId), ["small-0", "small-1"])
+      }))
+
+    test("an expired lease is reclaimed (a crashed worker's deliveries come back), with a new lease", () =>
+      Effect.gen(function*() {
+        const store = yield* Store.DeliveryStore
+        yield* store.enqueue(yield* makeEvent("crash"), ["a"])
+        const [first] = yield* store.claim({ workerId: "crashed", limit: 1, leaseMs: 1_000 })
+        assert.isDefined(first)
+        yield* TestClock.adjust(999)
+        assert.deepStrictEqual(yield* store.claim({ workerId: "w-2", limit: 1, leaseMs: 1_000 }), [])
+        yield* TestClock.adjust(1)
+        const [second] = yield* store.claim({ workerId: "w-2", limit: 1, leaseMs: 1_000 })
+        assert.isDefined(second)
+        assert.strictEqual(second!.id, first!.id)
+        assert.notStrictEqual(second!.lease, first!.lease)
+        assert.strictEqual(second!.attempts, 0)
+        assert.strictEqual(second!.leaseExpiresAt, 2_000)
+        assert.strictEqual(second!.workerId, "w-2")
+      }))
+
+    // ---- fencing ---------------------------------------------------------------------------
+
+    test("fencing: a stale worker's finish, extend and release are rejected and change nothing", () =>
+      Effect.gen(function*() {
+        const store = yield* Store.DeliveryStore
+        yield* store.enqueue(yield* makeEvent("fence"), ["a"])
+        const [stale] = yield* store.claim({ workerId: "stale", limit: 1, leaseMs: 1_000 })
+        yield* TestClock.adjust(1_500)
+        const [live] = yield* store.claim({ workerId: "live", limit: 1, leaseMs: 10_000 })
+        assert.strictEqual(live!.id, stale!.id)
+        const before = yield* getStatus("fence")
+        assert.isFalse(yield* store.finish(stale!, failed("http_400"), Store.Next.Dead({ reason: "stale says dead" })))
+        assert.isFalse(yield* store.finish(stale!, ok, Store.Next.Delivered()))
+        assert.isFalse(yield* store.extendLease(stale!, 999_999))
+        assert.strictEqual(yield* store.release([stale!]), 0)
+        const after = yield* getStatus("fence")
+        assert.deepStrictEqual(after, before)
+        assert.strictEqual(deliveryOf(after, "a").status, "in_flight")
+        assert.strictEqual(deliveryOf(after, "a").leaseExpiresAt, 11_500)
+        // the live worker's outcome stands, and is recorded with its lease and worker
+        assert.isTrue(yield* store.finish(live!, { ...ok, startedAt: 1_500 }, Store.Next.Delivered()))
+        const done = deliveryOf(yield* getStatus("fence"), "a")
+        assert.strictEqual(done.status, "delivered")
+        assert.strictEqual(done.history.length, 1)
+        assert.strictEqual(done.history[0]!.lease, live!.lease)
+        assert.strictEqual(done.history[0]!.workerId, "live")
+        // a finished lease cannot be used twice, nor with a made-up id
+        assert.isFalse(yield* store.finish(live!, ok, Store.Next.Delivered()))
+        assert.isFalse(yield* store.finish({ id: "not-an-id", lease: live!.lease }, ok, Store.Next.Delivered()))
+        assert.isFalse(yield* store.finish({ id: "999999", lease: live!.lease }, ok, Store.Next.Delivered()))
+      }))
+
+    test("a reclaim never resurrects a delivered row", () =>
+      Effect.gen(function*() {
+        const store = yield* Store.DeliveryStore
+        yield* store.enqueue(yield* makeEvent("done"), ["a"])
+        const [claim] = yield* store.claim({ workerId: "w", limit: 1, leaseMs: 1_000 })
+        assert.isTrue(yield* store.finish(claim!, ok, Store.Next.Delivered()))
+        yield* TestClock.adjust(60_000)
+        assert.deepStrictEqual(yield* store.claim({ workerId: "sweeper", limit: 10, leaseMs: 1_000 }), [])
+        assert.strictEqual(yield* store.release([claim!]), 0)
+        assert.isFalse(yield* store.extendLease(claim!, 1_000))
+        const delivery = deliveryOf(yield* getStatus("done"), "a")
+        assert.strictEqual(delivery.status, "delivered")
+        assert.strictEqual((yield* store.stats).delivered, 1)
+      }))
+
+    test("finish racing a reclaim: exactly one of them wins for every row", () =>
+      Effect.gen(function*() {
+        const store = yield* Store.DeliveryStore
+        const n = 20
+        for (let i = 0; i < n; i++) yield* store.enqueue(yield* makeEvent(`race-${i}`), ["a"])
+        const claims = yield* store.claim({ workerId: "slow", limit: n, leaseMs: 1_000 })
+        assert.strictEqual(claims.length, n)
+        yield* TestClock.adjust(1_000)
+        // interleave the stale holder's finishes with another worker's claims, claims first
+        const finished: Array<readonly [string, boolean]> = []
+        const reclaimed: Array<ReadonlyArray<Store.Claimed>> = []
+        const racers: Array<Effect.Effect<void, Store.StoreError>> = []
+        claims.forEach((c, i) => {
+          if (i % 5 === 0) {
+            racers.push(Effect.map(store.claim({ workerId: "sweeper", limit: 5, leaseMs: 1_000 }), (batch) => {
+              reclaimed.push(batch)
+            }))
+          }
+          racers.push(Effect.map(store.finish(c, ok, Store.Next.Delivered()), (applied) => {
+            finished.push([c.id, applied])
+          }))
+        })
+        yield* Effect.all(racers, { concurrency: "unbounded", discard: true })
+        const reclaimedIds = reclaimed.flat().map((c) => c.id)
+        assert.strictEqual(new Set(reclaimedIds).size, reclaimedIds.length, "no row reclaimed twice")
+        for (const [id, applied] of finished) {
+          assert.notStrictEqual(applied, reclaimedIds.includes(id), `row ${id}: finish applied XOR reclaimed`)
+        }
+        const stats = yield* store.stats
+        assert.strictEqual(stats.delivered + stats.inFlight, n)
+        assert.strictEqual(stats.inFlight, reclaimedIds.length)
+      }))
+
+    // ---- finish ----------------------------------------------------------------------------
+
+    test("finish appends the attempt history and applies Retry, Dead and Delivered", () =>
+      Effect.gen(function*() {
+        const store = yield* Store.DeliveryStore
+        yield* store.enqueue(yield* makeEvent("f-1"), ["a", "b"])
+        yield* TestClock.adjust(100)
+        const first = yield* store.claim({ workerId: "w-1", limit: 10, leaseMs: 5_000 })
+        const a = first.find((c) => c.target === "a")!
+        const b = first.find((c) => c.target === "b")!
+        const attempt = failed("http_429", { startedAt: 100, durationMs: 12, status: 429, retryAfterMs: 2_000 })
+        assert.isTrue(yield* store.finish(a, attempt, Store.Next.Retry({ at: 2_100 })))
+        assert.isTrue(
+          yield* store.finish(b, failed("http_400", { startedAt: 100, status: 400, errorTag: "PermanentError" }), Store.Next.Dead({ reason: "permanent" }))
+        )
+        let status = yield* getStatus("f-1")
+        const pa = deliveryOf(status, "a")
+        assert.strictEqual(pa.status, "pending")
+        assert.strictEqual(pa.attempts, 1)
+        assert.strictEqual(pa.totalAttempts, 1)
+        assert.strictEqual(pa.nextAttemptAt, 2_100)
+        assert.strictEqual(pa.leaseExpiresAt, undefined)
+        assert.strictEqual(pa.lastError, "http_429")
+        assert.strictEqual(pa.lastErrorMessage, "http_429 happened")
+        assert.deepStrictEqual(pa.history, [{
+          number: 1,
+          startedAt: 100,
+          durationMs: 12,
+          outcome: "http_429",
+          status: 429,
+          errorTag: "TransientError",
+          message: "http_429 happened",
+          retryAfterMs: 2_000,
+          lease: a.lease,
+          workerId: "w-1"
+        }])
+        const pb = deliveryOf(status, "b")
+        assert.strictEqual(pb.status, "dead")
+        assert.strictEqual(pb.deadReason, "permanent")
+        assert.strictEqual(pb.finishedAt, 100)
+        assert.strictEqual(pb.nextAttemptAt, undefined)
+        yield* TestClock.adjust(2_000)
+        const [again] = yield* store.claim({ workerId: "w-2", limit: 10, leaseMs: 5_000 })
+        assert.strictEqual(again!.id, a.id)
+        assert.strictEqual(again!.attempts, 1)
+        assert.strictEqual(again!.firstAttemptAt, 100)
+        assert.isTrue(yield* store.finish(again!, { ...ok, startedAt: 2_100 }, Store.Next.Delivered()))
+        status = yield* getStatus("f-1")
+        const da = deliveryOf(status, "a")
+        assert.strictEqual(da.status, "delivered")
+        assert.strictEqual(da.finishedAt, 2_100)
+        assert.strictEqual(da.attempts, 2)
+        assert.deepStrictEqual(da.history.map((h) => [h.number, h.outcome, h.workerId]), [[1, "http_429", "w-1"], [2, "success", "w-2"]])
+        assert.strictEqual(da.lastError, "http_429", "a success keeps the last error for the record")
+      }))
+
+    test("extendLease moves the expiry; release hands deliveries back without counting an attempt", () =>
+      Effect.gen(function*() {
+        const store = yield* Store.DeliveryStore
+        yield* store.enqueue(yield* makeEvent("x-1"), ["a", "b"])
+        const claimed = yield* store.claim({ workerId: "w", limit: 10, leaseMs: 1_000 })
+        yield* TestClock.adjust(800)
+        assert.isTrue(yield* store.extendLease(claimed[0]!, 1_000))
+        yield* TestClock.adjust(200)
+        // claimed[1]'s lease expired at 1000; claimed[0]'s now runs to 1800
+        const reclaimed = yield* store.claim({ workerId: "other", limit: 10, leaseMs: 1_000 })
+        assert.deepStrictEqual(reclaimed.map((c) => c.id), [claimed[1]!.id])
+        assert.strictEqual(deliveryOf(yield* getStatus("x-1"), claimed[0]!.target).leaseExpiresAt, 1_800)
+        assert.strictEqual(yield* store.release([claimed[0]!, claimed[1]!, ...reclaimed]), 2)
+        const status = yield* getStatus("x-1")
+        for (const delivery of status.deliveries) {
+          assert.strictEqual(delivery.status, "pending")
+          assert.strictEqual(delivery.nextAttemptAt, 1_000)
+          assert.strictEqual(delivery.attempts, 0)
+          assert.deepStrictEqual(delivery.history, [])
+        }
+        assert.strictEqual((yield* store.claim({ workerId: "w", limit: 10, leaseMs: 1_000 })).length, 2)
+        assert.strictEqual(yield* store.release([]), 0)
+      }))
+
+    // ---- many producers, many consumers ----------------------------------------------------
+
+    test("4 producers × 4 claimers: every delivery claimed and finished exactly once", () =>
+      Effect.gen(function*() {
+        const store = yield* Store.DeliveryStore
+        const producers = 4
+        const perProducer = 25
+        const targets = ["a", "b"]
+        const expected = producers * perProducer * targets.length
+        const seen = yield* Ref.make<Array<string>>([])
+        const finishedCount = yield* Ref.make(0)
+        const produce = (p: number) =>
+          Effect.forEach(Array.from({ length: perProducer }, (_, i) => i), (i) =>
+            Effect.flatMap(makeEvent(`p${p}-${String(i).padStart(3, "0")}`), (event) => store.enqueue(event, targets)), {
+            discard: true
+          })
+        const consume = (worker: number) =>
+          Effect.gen(function*() {
+            for (let spins = 0; spins < 200_000; spins++) {
+              if ((yield* Ref.get(finishedCount)) >= expected) return
+              const batch = yield* store.claim({ workerId: `c${worker}`, limit: 5, leaseMs: 60_000 })
+              if (batch.length === 0) {
+                yield* Effect.yieldNow()
+                continue
+              }
+              for (const claim of batch) {
+                yield* Ref.update(seen, (all) => [...all, `${claim.eventId}:${claim.target}`])
+                const applied = yield* store.finish(claim, ok, Store.Next.Delivered())
+                assert.isTrue(applied, `finish of ${claim.idempotencyKey}`)
+                yield* Ref.update(finishedCount, (n) => n + 1)
+              }
+            }
+            assert.fail(`consumer ${worker} gave up`)
+          })
+        yield* Effect.all([
+          ...Array.from({ length: producers }, (_, p) => produce(p)),
+          ...Array.from({ length: 4 }, (_, c) => consume(c))
+        ], { concurrency: "unbounded", discard: true })
+        const keys = (yield* Ref.get(seen)).slice().sort()
+        const enqueued = Array.from({ length: producers }, (_, p) =>
+          Array.from({ length: perProducer }, (_, i) => targets.map((t) => `p${p}-${String(i).padStart(3, "0")}:${t}`))).flat(2)
+          .sort()
+        assert.deepStrictEqual(keys, enqueued)
+        const stats = yield* store.stats
+        assert.strictEqual(stats.delivered, expected)
+        assert.strictEqual(stats.depth, 0)
+      }))
+
+    // ---- dead letters ----------------------------------------------------------------------
+
+    test("dead letters: filters by target, error label and time, and pages without gaps or repeats", () =>
+      Effect.gen(function*() {
+        const store = yield* Store.DeliveryStore
+        yield* store.enqueue(yield* makeEvent("d-1"), ["a", "b"])
+        yield* store.enqueue(yield* makeEvent("d-2"), ["a", "b"])
+        yield* store.enqueue(yield* makeEvent("d-3"), ["a", "b"])
+        yield* store.enqueue(yield* makeEvent("alive"), ["a"])
+        yield* TestClock.adjust(1_000)
+        yield* killDelivery("a", "d-1", "http_400")
+        yield* killDelivery("b", "d-1", "http_410")
+        yield* TestClock.adjust(1_000)
+        yield* killDelivery("a", "d-2", "http_400", 3)
+        yield* killDelivery("b", "d-2", "timeout")
+        yield* TestClock.adjust(1_000)
+        yield* killDelivery("a", "d-3", "http_400")
+        const all = yield* store.deadLetters({ limit: 100 })
+        assert.strictEqual(all.items.length, 5)
+        assert.strictEqual(all.next, undefined)
+        const d2a = all.items.find((x) => x.eventId === "d-2" && x.target === "a")!
+        assert.strictEqual(d2a.eventType, "order.placed")
+        assert.strictEqual(d2a.idempotencyKey, "d-2:a")
+        assert.strictEqual(d2a.reason, "gave up on http_400")
+        assert.strictEqual(d2a.lastError, "http_400")
+        assert.strictEqual(d2a.lastErrorMessage, "http_400 happened")
+        assert.strictEqual(d2a.attempts, 3)
+        assert.strictEqual(d2a.totalAttempts, 3)
+        assert.strictEqual(d2a.deadAt, 2_000)
+        assert.strictEqual(d2a.enqueuedAt, 0)
+        const pairs = (page: Store.DeadLetterPage) => page.items.map((x) => `${x.eventId}:${x.target}`).sort()
+        assert.deepStrictEqual(pairs(yield* store.deadLetters({ limit: 100, target: "a" })), ["d-1:a", "d-2:a", "d-3:a"])
+        assert.deepStrictEqual(pairs(yield* store.deadLetters({ limit: 100, errorLabel: "http_400" })), ["d-1:a", "d-2:a", "d-3:a"])
+        assert.deepStrictEqual(pairs(yield* store.deadLetters({ limit: 100, target: "b", errorLabel: "timeout" })), ["d-2:b"])
+        assert.deepStrictEqual(pairs(yield* store.deadLetters({ limit: 100, from: 2_000 })), ["d-2:a", "d-2:b", "d-3:a"])
+        assert.deepStrictEqual(pairs(yield* store.deadLetters({ limit: 100, to: 1_000 })), ["d-1:a", "d-1:b"])
+        assert.deepStrictEqual(pairs(yield* store.deadLetters({ limit: 100, from: 1_500, to: 2_500 })), ["d-2:a", "d-2:b"])
+        assert.deepStrictEqual(pairs(yield* store.deadLetters({ limit: 100, errorLabel: "nope" })), [])
+        // paging
+        const pages: Array<Store.DeadLetterPage> = []
+        let cursor: string | undefined
+        do {
+          const page: Store.DeadLetterPage = yield* store.deadLetters({ limit: 2, cursor })
+          pages.push(page)
+          cursor = page.next
+        } while (cursor !== undefined && pages.length < 10)
+        assert.deepStrictEqual(pages.map((p) => p.items.length), [2, 2, 1])
+        const paged = pages.flatMap((p) => p.items.map((x) => x.id))
+        assert.deepStrictEqual(paged, all.items.map((x) => x.id))
+        const exact = yield* store.deadLetters({ limit: 5 })
+        assert.strictEqual(exact.next, undefined, "no next page when exactly `limit` remain")
+        const bad = yield* Effect.flip(store.deadLetters({ limit: 2, cursor: "garbage" }))
+        assert.strictEqual(bad.reason, "InvalidInput")
+      }))
+
+    test("replay: back to pending, due now, scheduling reset; history and idempotency key kept", () =>
+      Effect.gen(function*() {
+        const store = yield* Store.DeliveryStore
+        yield* store.enqueue(yield* makeEvent("r-1"), ["a", "b"])
+        yield* killDelivery("a", "r-1", "http_503", 2)
+        yield* TestClock.adjust(5_000)
+        const [dead] = (yield* store.deadLetters({ limit: 10 })).items
+        assert.isTrue(yield* store.replay(dead!.id))
+        const delivery = deliveryOf(yield* getStatus("r-1"), "a")
+        assert.strictEqual(delivery.status, "pending")
+        assert.strictEqual(delivery.nextAttemptAt, 5_000)
+        assert.strictEqual(delivery.attempts, 0)
+        assert.strictEqual(delivery.totalAttempts, 2)
+        assert.strictEqual(delivery.history.length, 2)
+        assert.strictEqual(delivery.deadReason, undefined)
+        assert.strictEqual(delivery.idempotencyKey, "r-1:a")
+        assert.deepStrictEqual((yield* store.deadLetters({ limit: 10 })).items, [])
+        const [claim] = yield* store.claim({ workerId: "w", limit: 1, leaseMs: 1_000, targets: ["a"] })
+        assert.strictEqual(claim!.id, dead!.id)
+        assert.strictEqual(claim!.idempotencyKey, "r-1:a")
+        assert.strictEqual(claim!.attempts, 0)
+        assert.strictEqual(claim!.firstAttemptAt, undefined)
+        assert.isTrue(yield* store.finish(claim!, { ...ok, startedAt: 5_000 }, Store.Next.Delivered()))
+        const after = deliveryOf(yield* getStatus("r-1"), "a")
+        assert.deepStrictEqual(after.history.map((h) => h.number), [1, 2, 3])
+        // only dead deliveries replay
+        assert.isFalse(yield* store.replay(dead!.id))
+        const pendingB = deliveryOf(yield* getStatus("r-1"), "b")
+        assert.isFalse(yield* store.replay(pendingB.id))
+        assert.isFalse(yield* store.replay("424242"))
+        assert.isFalse(yield* store.replay("not a number"))
+      }))
+
+    test("replayMany replays exactly the dead letters matching the filter", () =>
+      Effect.gen(function*() {
+        const store = yield* Store.DeliveryStore
+        for (const id of ["m-1", "m-2", "m-3"]) yield* store.enqueue(yield* makeEvent(id), ["a", "b"])
+        yield* killDelivery("a", "m-1", "http_500")
+        yield* killDelivery("a", "m-2", "http_500")
+        yield* killDelivery("b", "m-2", "http_500")
+        yield* killDelivery("a", "m-3", "timeout")
+        assert.strictEqual(yield* store.replayMany({ target: "a", errorLabel: "http_500" }), 2)
+        const left = (yield* store.deadLetters({ limit: 10 })).items.map((x) => `${x.eventId}:${x.target}`).sort()
+        assert.deepStrictEqual(left, ["m-2:b", "m-3:a"])
+        assert.strictEqual(deliveryOf(yield* getStatus("m-1"), "a").status, "pending")
+        assert.strictEqual(yield* store.replayMany({ target: "nobody" }), 0)
+        assert.strictEqual(yield* store.replayMany({}), 2)
+        assert.strictEqual((yield* store.stats).dead, 0)
+      }))
+
+    test("purge deletes dead letters (by id or filter) with their history, and events left empty", () =>
+      Effect.gen(function*() {
+        const store = yield* Store.DeliveryStore
+        for (const id of ["p-1", "p-2", "p-3"]) yield* store.enqueue(yield* makeEvent(id), ["a", "b"])
+        yield* killDelivery("a", "p-1", "http_400")
+        yield* killDelivery("b", "p-1", "http_400")
+        yield* killDelivery("a", "p-2", "http_404")
+        yield* killDelivery("a", "p-3", "http_400")
+        const dead = (yield* store.deadLetters({ limit: 10 })).items
+        const p2a = dead.find((x) => x.eventId === "p-2")!
+        assert.strictEqual(yield* store.purge(p2a.id), 1)
+        const p2 = yield* getStatus("p-2")
+        assert.deepStrictEqual(p2.deliveries.map((x) => x.target), ["b"], "the event keeps its other delivery")
+        // a pending delivery is not a dead letter: purge leaves it
+        assert.strictEqual(yield* store.purge(deliveryOf(p2, "b").id), 0)
+        assert.strictEqual(yield* store.purge("999999"), 0)
+        assert.strictEqual(yield* store.purge({ errorLabel: "http_400", target: "b" }), 1)
+        assert.strictEqual(yield* store.purge({ errorLabel: "http_400" }), 2)
+        assert.isTrue(Option.isNone(yield* store.status("p-1")), "p-1 had only dead deliveries: gone")
+        assert.deepStrictEqual((yield* getStatus("p-3")).deliveries.map((x) => x.target), ["b"])
+        assert.deepStrictEqual((yield* store.deadLetters({ limit: 10 })).items, [])
+        const stats = yield* store.stats
+        assert.strictEqual(stats.dead, 0)
+        assert.strictEqual(stats.pending, 2)
+        // a purged event id can be enqueued afresh
+        assert.isTrue((yield* store.enqueue(yield* makeEvent("p-1"), ["a"])).created)
+      }))
+
+    // ---- stats and retention ---------------------------------------------------------------
+
+    test("stats: depth, oldest pending age, counts overall and per target", () =>
+      Effect.gen(function*() {
+        const store = yield* Store.DeliveryStore
+        const empty = yield* store.stats
+        assert.deepStrictEqual(empty, {
+          pending: 0,
+          inFlight: 0,
+          delivered: 0,
+          dead: 0,
+          compensated: 0,
+          depth: 0,
+          oldestPendingAgeMs: 0,
+          targets: {}
+        })
+        yield* TestClock.adjust(1_000)
+        yield* store.enqueue(yield* makeEvent("s-1"), ["a", "b"])
+        yield* TestClock.adjust(1_000)
+        yield* store.enqueue(yield* makeEvent("s-2"), ["a", "b"])
+        yield* store.enqueue(yield* makeEvent("s-3"), ["a"])
+        yield* TestClock.adjust(500)
+        const claimed = yield* store.claim({ workerId: "w", limit: 10, leaseMs: 60_000, targets: ["b"] })
+        assert.strictEqual(claimed.length, 2)
+        yield* store.finish(claimed[0]!, ok, Store.Next.Delivered())
+        yield* killDelivery("a", "s-1", "http_400")
+        const stats = yield* store.stats
+        assert.strictEqual(stats.pending, 2)
+        assert.strictEqual(stats.inFlight, 1)
+        assert.strictEqual(stats.delivered, 1)
+        assert.strictEqual(stats.dead, 1)
+        assert.strictEqual(stats.depth, 3)
+        // the oldest pending or in-flight delivery was enqueued at 1 000 (s-1 → b, or s-2's) — see which is left
+        const left = claimed[0]!.eventId === "s-1" ? 2_000 : 1_000
+        assert.strictEqual(stats.oldestPendingAgeMs, 2_500 - left)
+        assert.deepStrictEqual(stats.targets.a, { pending: 2, inFlight: 0, delivered: 0, dead: 1, compensated: 0 })
+        assert.deepStrictEqual(stats.targets.b, { pending: 0, inFlight: 1, delivered: 1, dead: 0, compensated: 0 })
+      }))
+
+    test("retention deletes old delivered rows only, and events left with no delivery", () =>
+      Effect.gen(function*() {
+        const store = yield* Store.DeliveryStore
+        for (const id of ["old-1", "old-2", "new-1"]) {
+          yield* store.enqueue(yield* makeEvent(id), id === "old-2" ? ["a", "b"] : ["a"])
+        }
+        yield* store.enqueue(yield* makeEvent("stuck"), ["a", "b", "c"])
+        // at t=0: old-1 → a delivered; old-2 → a delivered, → b still pending; stuck → a dead, b in flight, c pending
+        const claimA = yield* store.claim({ workerId: "w", limit: 10, leaseMs: 1_000_000, targets: ["a"] })
+        for (const c of claimA) {
+          if (c.eventId === "old-1" || c.eventId === "old-2") yield* store.finish(c, ok, Store.Next.Delivered())
+          if (c.eventId === "stuck") yield* store.finish(c, failed("http_400"), Store.Next.Dead({ reason: "x" }))
+          if (c.eventId === "new-1") yield* store.release([c])
+        }
+        yield* store.claim({ workerId: "w", limit: 10, leaseMs: 1_000_000, targets: ["b"] }).pipe(
+          Effect.flatMap((cs) => store.release(cs.filter((c) => c.eventId === "old-2")))
+        )
+        yield* TestClock.adjust(100_000)
+        const newA = (yield* store.claim({ workerId: "w", limit: 10, leaseMs: 1_000, targets: ["a"] }))
+          .find((c) => c.eventId === "new-1")!
+        yield* store.finish(newA, ok, Store.Next.Delivered())
+        const removed = yield* store.retention("1 minute")
+        assert.deepStrictEqual(removed, { deliveries: 2, events: 1 })
+        assert.isTrue(Option.isNone(yield* store.status("old-1")))
+        assert.deepStrictEqual((yield* getStatus("old-2")).deliveries.map((x) => [x.target, x.status]), [["b", "pending"]])
+        assert.strictEqual(deliveryOf(yield* getStatus("new-1"), "a").status, "delivered")
+        const stuck = yield* getStatus("stuck")
+        assert.deepStrictEqual(stuck.deliveries.map((x) => [x.target, x.status]), [["a", "dead"], ["b", "in_flight"], ["c", "pending"]])
+        assert.deepStrictEqual(yield* store.retention("1 minute"), { deliveries: 0, events: 0 })
+        yield* TestClock.adjust(1)
+        assert.deepStrictEqual(yield* store.retention(0), { deliveries: 1, events: 1 })
+      }))
+
+    test("retention works in chunks past 1 000 rows", () =>
+      Effect.gen(function*() {
+        const store = yield* Store.DeliveryStore
+        const n = 1_005
+        yield* Effect.forEach(Array.from({ length: n }, (_, i) => i), (i) =>
+          Effect.flatMap(makeEvent(`bulk-${i}`), (e) => store.enqueue(e, ["a"])), { concurrency: 16, discard: true })
+        let finished = 0
+        while (finished < n) {
+          const batch = yield* store.claim({ workerId: "w", limit: 200, leaseMs: 60_000 })
+          yield* Effect.forEach(batch, (c) => store.finish(c, ok, Store.Next.Delivered()), { concurrency: 16, discard: true })
+          finished += batch.length
+          if (batch.length === 0) assert.fail("ran dry")
+        }
+        yield* TestClock.adjust(10)
+        assert.deepStrictEqual(yield* store.retention(5), { deliveries: n, events: n })
+        assert.strictEqual((yield* store.stats).delivered, 0)
+      }))
+
+    // ---- wake-ups and diagnostics ----------------------------------------------------------
+
+    test("wakeups signal new work (enqueue, replay, release)", () =>
+      Effect.gen(function*() {
+        const store = yield* Store.DeliveryStore
+        const woken = yield* Ref.make(0)
+        const fiber = yield* Effect.fork(Stream.runForEach(store.wakeups, () => Ref.update(woken, (n) => n + 1)))
+        const until = (label: string, act: Effect.Effect<unknown, Store.StoreError>) =>
+          Effect.gen(function*() {
+            const before = yield* Ref.get(woken)
+            yield* act
+            for (let i = 0; i < 1_000 && (yield* Ref.get(woken)) === before; i++) yield* Effect.yieldNow()
+            assert.isAbove(yield* Ref.get(woken), before, `woken by ${label}`)
+          })
+        // the subscription starts asynchronously: enqueue until the first signal arrives
+        for (let i = 0; i < 50 && (yield* Ref.get(woken)) === 0; i++) {
+          yield* store.enqueue(yield* makeEvent(`w-${i}`), ["a"])
+          for (let j = 0; j < 20; j++) yield* Effect.yieldNow()
+        }
+        assert.isAbove(yield* Ref.get(woken), 0, "woken by enqueue")
+        yield* until("enqueue", Effect.flatMap(makeEvent("w-next"), (e) => store.enqueue(e, ["a"])))
+        const claimed = yield* store.claim({ workerId: "w", limit: 2, leaseMs: 1_000 })
+        yield* until("release", store.release(claimed))
+        yield* killDelivery("a", "w-next", "http_500")
+        const [dead] = (yield* store.deadLetters({ limit: 1 })).items
+        yield* until("replay", store.replay(dead!.id))
+        yield* Fiber.interrupt(fiber)
+      }))
+
+    test("diagnostics count write operations", () =>
+      Effect.gen(function*() {
+        const store = yield* Store.DeliveryStore
+        const before = yield* store.diagnostics
+        yield* store.enqueue(yield* makeEvent("diag"), ["a"])
+        const [claim] = yield* store.claim({ workerId: "w", limit: 1, leaseMs: 1_000 })
+        yield* store.finish(claim!, ok, Store.Next.Delivered())
+        const after = yield* store.diagnostics
+        assert.strictEqual(after.writeOperations - before.writeOperations, 3)
+        assert.isAtLeast(after.writeTransactions - before.writeTransactions, 1)
+        assert.isAtMost(after.writeTransactions - before.writeTransactions, 3)
+      }))
+
+    // ---- transactional outbox (SQL stores) -------------------------------------------------
+
+    if (options.outbox !== undefined) {
+      const outbox = options.outbox
+      const withApp = <A, E>(body: (sql: SqlClient.SqlClient, table: string) => Effect.Effect<A, E, Store.DeliveryStore | SqlClient.SqlClient>) =>
+        Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          const table = `app_orders_${Math.random().toString(36).slice(2, 10)}`
+          yield* sql.unsafe(`CREATE TABLE ${table} (id TEXT PRIMARY KEY)`)
+          return yield* body(sql, table).pipe(Effect.ensuring(Effect.ignore(sql.unsafe(`DROP TABLE ${table}`))))
+        }).pipe(Effect.scoped, Effect.provide(outbox))
+
+      it.effect("transactional outbox: an app transaction that fails leaves neither its row nor the event", () =>
+        withApp((sql, table) =>
+          Effect.gen(function*() {
+            const store = yield* Store.DeliveryStore
+            const event = yield* makeEvent("tx-fail")
+            const before = yield* store.diagnostics
+            const error = yield* sql.withTransaction(Effect.gen(function*() {
+              yield* sql`INSERT INTO ${sql(table)} (id) VALUES (${"o-1"})`
+              const enqueued = yield* store.enqueue(event, ["a", "b"])
+              assert.isTrue(enqueued.created)
+              // inside the transaction the event is visible
+              assert.isTrue(Option.isSome(yield* store.status("tx-fail")))
+              return yield* Effect.fail("order rejected" as const)
+            })).pipe(Effect.flip)
+            assert.strictEqual(error, "order rejected")
+            const rows = yield* sql`SELECT id FROM ${sql(table)}`
+            assert.strictEqual(rows.length, 0)
+            assert.isTrue(Option.isNone(yield* store.status("tx-fail")))
+            assert.strictEqual((yield* store.stats).depth, 0)
+            assert.deepStrictEqual(yield* store.claim({ workerId: "w", limit: 10, leaseMs: 1_000 }), [])
+            const after = yield* store.diagnostics
+            assert.strictEqual(after.writeTransactions, before.writeTransactions + 1, "only the claim committed on its own")
+            // the event id is free again
+            assert.isTrue((yield* store.enqueue(event, ["a"])).created)
+          })
+        ))
+
+      it.effect("transactional outbox: an app transaction that commits leaves exactly one event with its deliveries", () =>
+        withApp((sql, table) =>
+          Effect.gen(function*() {
+            const store = yield* Store.DeliveryStore
+            const event = yield* makeEvent("tx-ok")
+            const before = yield* store.diagnostics
+            const results = yield* sql.withTransaction(Effect.gen(function*() {
+              yield* sql`INSERT INTO ${sql(table)} (id) VALUES (${"o-2"})`
+              const first = yield* store.enqueue(event, ["a", "b"])
+              const dup = yield* store.enqueue(event, ["a", "b"])
+              return [first, dup] as const
+            }))
+            assert.isTrue(results[0].created)
+            assert.isFalse(results[1].created)
+            assert.strictEqual((yield* store.diagnostics).writeTransactions, before.writeTransactions, "no transaction of its own")
+            const rows = yield* sql<{ id: string }>`SELECT id FROM ${sql(table)}`
+            assert.deepStrictEqual(rows.map((r) => r.id), ["o-2"])
+            const status = yield* getStatus("tx-ok")
+            assert.deepStrictEqual(status.deliveries.map((x) => [x.target, x.status]), [["a", "pending"], ["b", "pending"]])
+            const claimed = yield* store.claim({ workerId: "w", limit: 10, leaseMs: 1_000 })
+            assert.deepStrictEqual(claimed.map((c) => c.idempotencyKey).sort(), ["tx-ok:a", "tx-ok:b"])
+          })
+        ))
+
+      it.effect("transactional outbox: a rejected enqueue inside the app transaction does not poison it", () =>
+        withApp((sql, table) =>
+          Effect.gen(function*() {
+            const store = yield* Store.DeliveryStore
+            yield* sql.withTransaction(Effect.gen(function*() {
+              yield* sql`INSERT INTO ${sql(table)} (id) VALUES (${"o-3"})`
+              const bad = yield* Effect.either(store.enqueue(yield* makeEvent("tx-bad", { n: 1n }), ["a"]))
+              assert.isTrue(Either.isLeft(bad))
+              yield* store.enqueue(yield* makeEvent("tx-good"), ["a"])
+            }))
+            assert.strictEqual((yield* sql`SELECT id FROM ${sql(table)}`).length, 1)
+            assert.isTrue(Option.isSome(yield* store.status("tx-good")))
+            assert.isTrue(Option.isNone(yield* store.status("tx-bad")))
+          })
+        ))
+    }
+  })
+}
