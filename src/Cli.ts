@@ -1,0 +1,687 @@
+/**
+ * The `fanout` command line (`@effect/cli`).
+ *
+ * ```
+ * fanout serve   --config <file>                 the API and the workers
+ * fanout worker  --config <file>                 workers only (scale out on PostgreSQL)
+ * fanout demo                                    mock APIs + a demo config (what `npm start` runs)
+ * fanout send    <type> <json> [--wait]          post an event to a running server
+ * fanout status  <event id>                      an event's deliveries and attempt history
+ * fanout targets                                 targets: policy, circuit, in flight, latency
+ * fanout dlq list | replay [<id>] | purge [<id>] dead letters
+ * ```
+ *
+ * The client commands (`send`, `status`, `targets`, `dlq`) talk to a running server's API
+ * (`--url`, default `$FANOUT_URL` or `http://127.0.0.1:8080`; `--api-key`, default
+ * `$FANOUT_API_KEY`). `status`, `targets` and `dlq` can instead work on the store directly with
+ * `--config <file>` (no server needed: e.g. a deployment of workers only).
+ *
+ * Exit codes: 0 done; 1 the command failed at run time (server unreachable or refusing, store
+ * error, a delivery dead with `send --wait`); 2 usage or configuration error.
+ *
+ * @since 0.1.0
+ */
+import { Args, Command, Options, ValidationError } from "@effect/cli"
+import { HttpClient, HttpClientRequest } from "@effect/platform"
+import { NodeHttpClient } from "@effect/platform-node"
+import type { Teardown } from "@effect/platform/Runtime"
+import { resolve } from "node:path"
+import { Cause, Config as EffectConfig, Console, Data, Effect, Exit, FiberRef, LogLevel, Option, Redacted } from "effect"
+import * as Config from "./Config.js"
+import * as Demo from "./Demo.js"
+import * as Main from "./Main.js"
+import * as Store from "./Store.js"
+import * as Telemetry from "./Telemetry.js"
+
+// ---------------------------------------------------------------------------------------------
+// Errors and exit codes
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * The command line asks for something impossible (exit code 2).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class UsageError extends Data.TaggedError("UsageError")<{ readonly message: string }> {}
+
+/**
+ * The command could not be done (exit code 1).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class CommandFailed extends Data.TaggedError("CommandFailed")<{ readonly message: string }> {}
+
+/**
+ * The outcome of the program, once reported: the exit code to leave with.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class ExitCode extends Data.TaggedError("ExitCode")<{ readonly code: number }> {}
+
+/**
+ * @since 0.1.0
+ * @category exit codes
+ */
+export const exitCodes = { ok: 0, failure: 1, usage: 2 } as const
+
+const isTagged = (u: unknown, tag: string): boolean =>
+  typeof u === "object" && u !== null && "_tag" in u && (u as { _tag: unknown })._tag === tag
+
+/**
+ * The exit code of an error, and what to print on stderr (nothing when already printed).
+ *
+ * @since 0.1.0
+ * @category exit codes
+ */
+export const describeError = (error: unknown): { readonly code: number; readonly message: string | undefined } => {
+  if (ValidationError.isValidationError(error)) return { code: exitCodes.usage, message: undefined }
+  if (error instanceof Config.ConfigError) {
+    const n = error.issues.length
+    return { code: exitCodes.usage, message: `invalid configuration (${n} issue${n === 1 ? "" : "s"}):\n${error.message}` }
+  }
+  if (error instanceof UsageError) return { code: exitCodes.usage, message: error.message }
+  if (error instanceof CommandFailed) return { code: exitCodes.failure, message: error.message }
+  if (error instanceof Store.StoreError) return { code: exitCodes.failure, message: `store: ${error.message}` }
+  if (isTagged(error, "ServeError")) {
+    const cause = (error as { cause?: { code?: string; message?: string } }).cause
+    return { code: exitCodes.failure, message: `cannot serve the API: ${cause?.code ?? cause?.message ?? "unknown error"}` }
+  }
+  const message = error instanceof Error || (typeof error === "object" && error !== null && "message" in error)
+    ? String((error as { message: unknown }).message)
+    : String(error)
+  return { code: exitCodes.failure, message }
+}
+
+/**
+ * Prints a failure (to stderr) and turns it into its {@link ExitCode}.
+ *
+ * @since 0.1.0
+ * @category exit codes
+ */
+export const report = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, ExitCode, R> =>
+  Effect.catchAllCause(effect, (cause) => {
+    if (Cause.isInterruptedOnly(cause)) return Effect.failCause(cause as Cause.Cause<never>)
+    const failure = Cause.failureOption(cause)
+    if (Option.isSome(failure)) {
+      const { code, message } = describeError(failure.value)
+      return Effect.zipRight(
+        message === undefined ? Effect.void : Console.error(`fanout: ${message}`),
+        Effect.fail(new ExitCode({ code }))
+      )
+    }
+    return Effect.zipRight(
+      Console.error(`fanout: unexpected error\n${Cause.pretty(cause)}`),
+      Effect.fail(new ExitCode({ code: exitCodes.failure }))
+    )
+  })
+
+/**
+ * The teardown for `NodeRuntime.runMain`: the {@link ExitCode}, 0 on success or interruption
+ * (SIGINT/SIGTERM: a graceful stop), 1 otherwise.
+ *
+ * @since 0.1.0
+ * @category exit codes
+ */
+export const teardown: Teardown = (exit, onExit) => {
+  if (Exit.isSuccess(exit) || Cause.isInterruptedOnly(exit.cause)) return onExit(exitCodes.ok)
+  const failure = Cause.failureOption(exit.cause)
+  onExit(Option.isSome(failure) && failure.value instanceof ExitCode ? failure.value.code : exitCodes.failure)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared options
+// ---------------------------------------------------------------------------------------------
+
+const configFile = Options.file("config").pipe(
+  Options.withAlias("c"),
+  Options.withFallbackConfig(EffectConfig.string("FANOUT_CONFIG")),
+  Options.withDescription("The configuration: a .json file, or a .ts/.js module exporting defineConfig({...}) (default $FANOUT_CONFIG)")
+)
+
+const storeConfigFile = Options.file("config").pipe(
+  Options.withAlias("c"),
+  Options.optional,
+  Options.withDescription("Work on the store of this configuration directly instead of a server's API")
+)
+
+const logFormat = (fallback: Telemetry.LogFormat) =>
+  Options.choice("log-format", ["json", "pretty", "logfmt", "none"]).pipe(
+    Options.withFallbackConfig(EffectConfig.literal("json", "pretty", "logfmt", "none")("FANOUT_LOG_FORMAT")),
+    Options.withDefault(fallback),
+    Options.withDescription(`Log lines as json, pretty, logfmt, or none (default $FANOUT_LOG_FORMAT or ${fallback})`)
+  )
+
+const concurrency = Options.integer("concurrency").pipe(
+  Options.optional,
+  Options.withDescription("Deliveries a worker holds at once, across targets (default 100)")
+)
+
+const serverUrl = Options.text("url").pipe(
+  Options.withFallbackConfig(EffectConfig.string("FANOUT_URL")),
+  Options.withDefault("http://127.0.0.1:8080"),
+  Options.withDescription("The server's base URL (default $FANOUT_URL or http://127.0.0.1:8080)")
+)
+
+const apiKey = Options.redacted("api-key").pipe(
+  Options.withFallbackConfig(EffectConfig.redacted("FANOUT_API_KEY")),
+  Options.optional,
+  Options.withDescription("A producer API key, sent as `Authorization: Bearer` (default $FANOUT_API_KEY)")
+)
+
+const filterTarget = Options.text("target").pipe(Options.optional, Options.withDescription("Only this target's dead letters"))
+const filterError = Options.text("error").pipe(
+  Options.optional,
+  Options.withDescription("Only dead letters whose last attempt ended so: http_400, http_503, timeout, network, …")
+)
+
+// ---------------------------------------------------------------------------------------------
+// Talking to a server
+// ---------------------------------------------------------------------------------------------
+
+interface Remote {
+  readonly url: string
+  readonly apiKey: Option.Option<Redacted.Redacted<string>>
+}
+
+interface Answer {
+  readonly status: number
+  readonly body: unknown
+}
+
+const ClientLive = NodeHttpClient.layerUndici
+
+const call = (
+  remote: Remote,
+  method: "GET" | "POST" | "DELETE",
+  path: string,
+  body?: unknown
+): Effect.Effect<Answer, CommandFailed | UsageError, HttpClient.HttpClient> =>
+  Effect.gen(function*() {
+    if (!URL.canParse(remote.url) || !/^https?:$/.test(new URL(remote.url).protocol)) {
+      return yield* new UsageError({ message: `--url: expected an http(s) URL, got ${JSON.stringify(remote.url)}` })
+    }
+    const client = yield* HttpClient.HttpClient
+    let request = HttpClientRequest.make(method)(new URL(path, remote.url).toString()).pipe(
+      HttpClientRequest.acceptJson
+    )
+    if (Option.isSome(remote.apiKey)) request = HttpClientRequest.bearerToken(request, Redacted.value(remote.apiKey.value))
+    if (body !== undefined) request = HttpClientRequest.bodyUnsafeJson(request, body)
+    const response = yield* client.execute(request).pipe(
+      Effect.timeoutFail({
+        duration: "60 seconds",
+        onTimeout: () => new CommandFailed({ message: `${remote.url}: no answer within 60 seconds` })
+      }),
+      Effect.catchTags({
+        RequestError: (error) => {
+          const cause = error.cause as { code?: string; cause?: { code?: string }; message?: string } | undefined
+          const reason = cause?.code ?? cause?.cause?.code ?? cause?.message ?? error.message
+          return Effect.fail(new CommandFailed({ message: `cannot reach ${remote.url}: ${reason}` }))
+        },
+        ResponseError: (error) => Effect.fail(new CommandFailed({ message: `${remote.url}: ${error.message}` }))
+      })
+    )
+    const text = yield* response.text.pipe(
+      Effect.mapError((error) => new CommandFailed({ message: `${remote.url}: cannot read the answer: ${error.message}` }))
+    )
+    let parsed: unknown = text
+    try {
+      parsed = text.length === 0 ? undefined : JSON.parse(text)
+    } catch {
+      // not JSON: kept as text
+    }
+    if (response.status >= 400) {
+      return yield* new CommandFailed({ message: describeRefusal(method, path, response.status, parsed) })
+    }
+    return { status: response.status, body: parsed }
+  }).pipe(Effect.scoped)
+
+const describeRefusal = (method: string, path: string, status: number, body: unknown): string => {
+  const error = typeof body === "object" && body !== null && "error" in body
+    ? (body as { error: { message?: string; issues?: ReadonlyArray<{ path: string; message: string }> } }).error
+    : undefined
+  const lines = [`${method} ${path}: HTTP ${status}${error?.message !== undefined ? `: ${error.message}` : ""}`]
+  for (const issue of error?.issues ?? []) lines.push(`  ${issue.path || "(body)"}: ${issue.message}`)
+  if (error === undefined && typeof body === "string" && body.length > 0) lines.push(`  ${body.slice(0, 500)}`)
+  return lines.join("\n")
+}
+
+const printJson = (value: unknown) => Console.log(JSON.stringify(value, null, 2))
+
+/** What the client commands can fail with. */
+type Failure = UsageError | CommandFailed | Config.ConfigError | Store.StoreError
+
+const withClient = <A, E>(effect: Effect.Effect<A, E, HttpClient.HttpClient>) => Effect.provide(effect, ClientLive)
+
+/** Runs `f` against the store of a configuration (opened here, closed after). */
+const withStore = <A, E>(
+  file: string,
+  f: (store: Store.DeliveryStore) => Effect.Effect<A, E>
+): Effect.Effect<A, E | Config.ConfigError | Store.StoreError> =>
+  Effect.flatMap(Main.loadStore(file), (spec) =>
+    Effect.provide(Effect.flatMap(Store.DeliveryStore, f), Main.storeLayer(spec)))
+
+const dropUndefined = (record: Record<string, unknown>) =>
+  Object.fromEntries(Object.entries(record).filter(([, v]) => v !== undefined))
+
+const iso = (ms: number | undefined) => (ms === undefined ? undefined : new Date(ms).toISOString())
+
+const query = (params: Record<string, string | number | undefined>) => {
+  const search = new URLSearchParams()
+  for (const [key, value] of Object.entries(params)) if (value !== undefined) search.set(key, String(value))
+  const s = search.toString()
+  return s === "" ? "" : `?${s}`
+}
+
+// ---------------------------------------------------------------------------------------------
+// serve, worker, demo
+// ---------------------------------------------------------------------------------------------
+
+const logLevels = {
+  all: LogLevel.All,
+  trace: LogLevel.Trace,
+  debug: LogLevel.Debug,
+  info: LogLevel.Info,
+  warning: LogLevel.Warning,
+  warn: LogLevel.Warning,
+  error: LogLevel.Error,
+  fatal: LogLevel.Fatal,
+  none: LogLevel.None
+} as const
+
+/**
+ * Runs `effect` with the log format given. The level: the built-in `--log-level` if given, else
+ * `$FANOUT_LOG_LEVEL`, else info.
+ */
+const runLogged = <A, E, R>(format: Telemetry.LogFormat, effect: Effect.Effect<A, E, R>) =>
+  Effect.gen(function*() {
+    const current = yield* FiberRef.get(FiberRef.currentMinimumLogLevel)
+    const fromEnv = yield* EffectConfig.option(
+      EffectConfig.literal("all", "trace", "debug", "info", "warning", "warn", "error", "fatal", "none")("FANOUT_LOG_LEVEL").pipe(
+        EffectConfig.map((name) => logLevels[name])
+      )
+    ).pipe(
+      Effect.mapError((error) => new UsageError({ message: `FANOUT_LOG_LEVEL: ${error.message}` }))
+    )
+    const level = current === LogLevel.Info ? Option.getOrUndefined(fromEnv) : undefined
+    return yield* Effect.provide(effect, Telemetry.logger(format, level))
+  })
+
+const stopped = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.onInterrupt(effect, () => Effect.logInfo("fanout: stopped"))
+
+const serve = Command.make(
+  "serve",
+  {
+    config: configFile,
+    apiOnly: Options.boolean("api-only").pipe(
+      Options.withDescription("Serve the API only: run the workers elsewhere (`fanout worker`, shared PostgreSQL store)")
+    ),
+    concurrency,
+    logFormat: logFormat("json")
+  },
+  (options) =>
+    runLogged(
+      options.logFormat,
+      Effect.flatMap(Main.load(options.config), (app) =>
+        stopped(Main.run(app, {
+          workers: !options.apiOnly,
+          worker: Option.match(options.concurrency, { onNone: () => ({}), onSome: (n) => ({ concurrency: n }) })
+        })))
+    )
+).pipe(Command.withDescription("Serve the HTTP API and run the delivery workers until SIGINT/SIGTERM (then stop gracefully)"))
+
+const worker = Command.make(
+  "worker",
+  { config: configFile, concurrency, logFormat: logFormat("json") },
+  (options) =>
+    runLogged(
+      options.logFormat,
+      Effect.flatMap(Main.load(options.config), (app) =>
+        stopped(Main.run(app, {
+          api: false,
+          worker: Option.match(options.concurrency, { onNone: () => ({}), onSome: (n) => ({ concurrency: n }) })
+        })))
+    )
+).pipe(Command.withDescription("Run delivery workers only (no API) until SIGINT/SIGTERM; several may share a PostgreSQL store"))
+
+/**
+ * The demo's welcome text: where to post, and a `curl` line to paste.
+ *
+ * @since 0.1.0
+ * @category demo
+ */
+export const banner = (
+  ready: Main.Ready,
+  apis: { readonly inventoryUrl: string; readonly notificationUrl: string },
+  options: { readonly apiKeyEnv?: string | undefined; readonly failureRate: number }
+): string => {
+  const url = ready.url ?? "http://127.0.0.1:8080"
+  const auth = options.apiKeyEnv !== undefined ? ` \\\n    -H "authorization: Bearer $${options.apiKeyEnv}"` : ""
+  const percent = Math.round(options.failureRate * 100)
+  return [
+    "",
+    "  Fanout demo: one event in, two APIs out.",
+    "",
+    `  API       ${url}   (docs ${url}/docs, metrics ${url}/metrics)`,
+    `  store     ${ready.store}`,
+    `  targets   inventory    -> ${apis.inventoryUrl}`,
+    `            notification -> ${apis.notificationUrl}${percent > 0 ? `   (answers 503 ${percent}% of the time: watch the retries)` : ""}`,
+    "",
+    "  Post an order (and wait until both APIs have it):",
+    "",
+    `  curl -sS -X POST '${url}/v1/events?wait=settled' \\`,
+    `    -H 'content-type: application/json'${auth} \\`,
+    `    -d '${JSON.stringify(Demo.sampleEvent)}'`,
+    "",
+    `  Then: curl -sS ${url}/v1/events/<id>${options.apiKeyEnv !== undefined ? ` -H "authorization: Bearer $${options.apiKeyEnv}"` : ""}   (every attempt)`,
+    `        curl -sS ${url}/v1/targets${options.apiKeyEnv !== undefined ? ` -H "authorization: Bearer $${options.apiKeyEnv}"` : ""}         (circuit, in flight, latency)`,
+    "  Ctrl-C stops the server cleanly.",
+    ""
+  ].join("\n")
+}
+
+const demo = Command.make(
+  "demo",
+  {
+    database: Options.text("database").pipe(
+      Options.withDefault(Demo.defaultDatabase),
+      Options.withDescription(`The SQLite file of the demo (default ${Demo.defaultDatabase}; $FANOUT_STORE wins)`)
+    ),
+    failureRate: Options.float("failure-rate").pipe(
+      Options.withDefault(0.2),
+      Options.withDescription("Share of notification requests the mock answers 503 (default 0.2)")
+    ),
+    logFormat: logFormat("pretty")
+  },
+  (options) =>
+    runLogged(
+      options.logFormat,
+      Effect.scoped(Effect.gen(function*() {
+        if (!(options.failureRate >= 0 && options.failureRate <= 1)) {
+          return yield* new UsageError({ message: `--failure-rate: expected a number from 0 to 1, got ${options.failureRate}` })
+        }
+        const apis = yield* Demo.mockApis({ failureRate: options.failureRate })
+        const key = yield* EffectConfig.option(EffectConfig.redacted(EffectConfig.nonEmptyString("FANOUT_API_KEY")))
+        const apiKeyEnv = Option.isSome(key) ? "FANOUT_API_KEY" : undefined
+        const over = yield* Main.overrides
+        const config = yield* Config.decode(
+          "(demo)",
+          Demo.config(apis, {
+            database: resolve(options.database),
+            port: Option.getOrElse(over.port, () => 8080),
+            apiKeyEnv
+          })
+        )
+        const app = yield* Main.prepare("(demo)", config)
+        return yield* stopped(Main.run(app, {}, (ready) =>
+          Console.log(banner(ready, apis, { apiKeyEnv, failureRate: options.failureRate }))))
+      }))
+    )
+).pipe(Command.withDescription(
+  "Start the server with two mock APIs (inventory, and a flaky notification service) on loopback ports, on a SQLite file"
+))
+
+// ---------------------------------------------------------------------------------------------
+// send, status, targets
+// ---------------------------------------------------------------------------------------------
+
+const send = Command.make(
+  "send",
+  {
+    type: Args.text({ name: "type" }).pipe(Args.withDescription("The event type, e.g. order.placed")),
+    payload: Args.text({ name: "json" }).pipe(Args.withDescription("The payload, as JSON: '{\"orderId\":\"o-1\"}'")),
+    wait: Options.boolean("wait").pipe(
+      Options.withDescription("Wait until every delivery is delivered or dead (the server's waitTimeout bounds it); exit 1 if one is dead")
+    ),
+    id: Options.text("id").pipe(Options.optional, Options.withDescription("The event id (its idempotency key); default a new UUIDv7")),
+    key: Options.text("key").pipe(Options.optional, Options.withDescription("The ordering/partition key")),
+    url: serverUrl,
+    apiKey
+  },
+  (options) =>
+    withClient(Effect.gen(function*() {
+      const payload = yield* Effect.try({
+        try: () => JSON.parse(options.payload) as unknown,
+        catch: (e) => new UsageError({ message: `<json>: not valid JSON: ${(e as Error).message}` })
+      })
+      const body = dropUndefined({
+        type: options.type,
+        payload,
+        id: Option.getOrUndefined(options.id),
+        key: Option.getOrUndefined(options.key)
+      })
+      const answer = yield* call(options, "POST", `/v1/events${options.wait ? "?wait=settled" : ""}`, body)
+      yield* printJson(answer.body)
+      const deliveries = (answer.body as { deliveries?: ReadonlyArray<{ target: string; status: string }> }).deliveries ?? []
+      const dead = deliveries.filter((d) => d.status === "dead")
+      if (options.wait && dead.length > 0) {
+        return yield* new CommandFailed({ message: `dead-lettered: ${dead.map((d) => d.target).join(", ")}` })
+      }
+    }))
+).pipe(Command.withDescription("Post an event to a running server (POST /v1/events) and print the answer"))
+
+const status = Command.make(
+  "status",
+  {
+    id: Args.text({ name: "event id" }),
+    config: storeConfigFile,
+    url: serverUrl,
+    apiKey
+  },
+  (options) =>
+    Option.match(options.config, {
+      onNone: (): Effect.Effect<void, Failure> =>
+        withClient(Effect.flatMap(
+          call(options, "GET", `/v1/events/${encodeURIComponent(options.id)}`),
+          (answer) => printJson(answer.body)
+        )),
+      onSome: (file): Effect.Effect<void, Failure> =>
+        withStore(file, (store) => store.status(options.id)).pipe(
+          Effect.flatMap(Option.match({
+            onNone: () => Effect.fail(new CommandFailed({ message: `no event with id ${JSON.stringify(options.id)}` })),
+            onSome: (s) =>
+              printJson({
+                ...s,
+                enqueuedAt: iso(s.enqueuedAt),
+                deliveries: s.deliveries.map((d) =>
+                  dropUndefined({
+                    ...d,
+                    nextAttemptAt: iso(d.nextAttemptAt),
+                    leaseExpiresAt: iso(d.leaseExpiresAt),
+                    finishedAt: iso(d.finishedAt),
+                    history: d.history.map((a) => ({ ...a, startedAt: iso(a.startedAt) }))
+                  })
+                )
+              })
+          }))
+        )
+    })
+).pipe(Command.withDescription("Show an event's deliveries and attempt history (GET /v1/events/:id, or the store with --config)"))
+
+const targets = Command.make(
+  "targets",
+  { config: storeConfigFile, url: serverUrl, apiKey },
+  (options) =>
+    Option.match(options.config, {
+      onNone: (): Effect.Effect<void, Failure> => withClient(Effect.flatMap(call(options, "GET", "/v1/targets"), (answer) => printJson(answer.body))),
+      onSome: (file): Effect.Effect<void, Failure> =>
+        Effect.flatMap(Config.load(file), (config) =>
+          printJson({
+            targets: Object.entries(config.targets).map(([name, t]) =>
+              dropUndefined({
+                name,
+                method: t.method ?? "POST",
+                url: Main.maskUrl(t.url),
+                headers: t.headers === undefined ? undefined : Object.keys(t.headers),
+                timeout: t.timeout,
+                deadline: t.deadline,
+                retry: t.retry,
+                concurrency: t.concurrency,
+                rateLimit: t.rateLimit,
+                circuitBreaker: t.circuitBreaker,
+                signed: t.signingSecret !== undefined ? true : undefined
+              })
+            ),
+            routes: config.routes
+          }))
+    })
+).pipe(Command.withDescription("List the targets: policy, circuit, in flight, latency (GET /v1/targets; with --config, as configured)"))
+
+// ---------------------------------------------------------------------------------------------
+// dlq
+// ---------------------------------------------------------------------------------------------
+
+const usageHint = (command: string) =>
+  Effect.fail(new UsageError({ message: `missing command; try: fanout ${command}--help` }))
+
+const dlqList = Command.make(
+  "list",
+  {
+    target: filterTarget,
+    error: filterError,
+    limit: Options.integer("limit").pipe(Options.withDefault(100), Options.withDescription("At most this many (1-1000)")),
+    cursor: Options.text("cursor").pipe(Options.optional, Options.withDescription("The `next` of the previous page")),
+    config: storeConfigFile,
+    url: serverUrl,
+    apiKey
+  },
+  (options) => {
+    const target = Option.getOrUndefined(options.target)
+    const error = Option.getOrUndefined(options.error)
+    const cursor = Option.getOrUndefined(options.cursor)
+    if (options.limit < 1 || options.limit > 1000) {
+      return Effect.fail(new UsageError({ message: `--limit: expected 1 to 1000, got ${options.limit}` }))
+    }
+    return Option.match(options.config, {
+      onNone: (): Effect.Effect<void, Failure> =>
+        withClient(Effect.flatMap(
+          call(options, "GET", `/v1/dead-letters${query({ target, error, cursor, limit: options.limit })}`),
+          (answer) => printJson(answer.body)
+        )),
+      onSome: (file): Effect.Effect<void, Failure> =>
+        withStore(file, (store) => store.deadLetters({ limit: options.limit, target, errorLabel: error, cursor })).pipe(
+          Effect.flatMap((page) =>
+            printJson(dropUndefined({
+              items: page.items.map((d) => dropUndefined({ ...d, deadAt: iso(d.deadAt), enqueuedAt: iso(d.enqueuedAt) })),
+              next: page.next
+            }))
+          )
+        )
+    })
+  }
+).pipe(Command.withDescription("List dead letters, oldest first"))
+
+const selection = {
+  id: Args.text({ name: "delivery id" }).pipe(Args.optional),
+  all: Options.boolean("all").pipe(Options.withDescription("Every dead letter (narrowed by --target / --error)")),
+  target: filterTarget,
+  error: filterError,
+  config: storeConfigFile,
+  url: serverUrl,
+  apiKey
+}
+
+type Selection = {
+  readonly id: Option.Option<string>
+  readonly all: boolean
+  readonly target: Option.Option<string>
+  readonly error: Option.Option<string>
+}
+
+const filterOf = (options: Selection, verb: string): Effect.Effect<Option.Option<Store.DeadLetterFilter>, UsageError> => {
+  const target = Option.getOrUndefined(options.target)
+  const errorLabel = Option.getOrUndefined(options.error)
+  if (Option.isSome(options.id)) {
+    return options.all || target !== undefined || errorLabel !== undefined
+      ? Effect.fail(new UsageError({ message: `${verb}: give a delivery id, or --all / --target / --error, not both` }))
+      : Effect.succeed(Option.none())
+  }
+  if (!options.all && target === undefined && errorLabel === undefined) {
+    return Effect.fail(new UsageError({ message: `${verb}: give a delivery id, or --all (optionally with --target / --error)` }))
+  }
+  return Effect.succeed(Option.some(dropUndefined({ target, errorLabel }) as Store.DeadLetterFilter))
+}
+
+const dlqReplay = Command.make("replay", selection, (options) =>
+  Effect.gen(function*() {
+    const filter = yield* filterOf(options, "replay")
+    if (Option.isSome(options.config)) {
+      const replayed = yield* withStore(options.config.value, (store) =>
+        Option.match(filter, {
+          onNone: () =>
+            Effect.flatMap(store.replay(Option.getOrThrow(options.id)), (ok) =>
+              ok
+                ? Effect.succeed(1)
+                : Effect.fail(new CommandFailed({ message: `no dead letter with id ${JSON.stringify(Option.getOrThrow(options.id))}` }))),
+          onSome: (f) => store.replayMany(f)
+        }))
+      return yield* printJson({ replayed })
+    }
+    const answer = yield* withClient(Option.match(filter, {
+      onNone: () => call(options, "POST", `/v1/dead-letters/${encodeURIComponent(Option.getOrThrow(options.id))}/replay`),
+      onSome: (f) => call(options, "POST", "/v1/dead-letters:replay", dropUndefined({ target: f.target, error: f.errorLabel }))
+    }))
+    yield* printJson(answer.body)
+  })).pipe(Command.withDescription("Replay dead letters: one by delivery id, or many (--all, --target, --error); same idempotency key"))
+
+const dlqPurge = Command.make("purge", selection, (options) =>
+  Effect.gen(function*() {
+    const filter = yield* filterOf(options, "purge")
+    if (Option.isSome(options.config)) {
+      const purged = yield* withStore(options.config.value, (store) =>
+        store.purge(Option.match(filter, { onNone: () => Option.getOrThrow(options.id), onSome: (f) => f })))
+      if (Option.isNone(filter) && purged === 0) {
+        return yield* new CommandFailed({ message: `no dead letter with id ${JSON.stringify(Option.getOrThrow(options.id))}` })
+      }
+      return yield* printJson({ purged })
+    }
+    if (Option.isSome(filter)) {
+      return yield* new UsageError({
+        message: "purge: the API deletes one dead letter at a time (give its id); purge by filter needs --config (the store directly)"
+      })
+    }
+    yield* withClient(call(options, "DELETE", `/v1/dead-letters/${encodeURIComponent(Option.getOrThrow(options.id))}`))
+    yield* printJson({ purged: 1 })
+  })).pipe(Command.withDescription("Delete dead letters and their history: one by delivery id, or many with --config (--all, --target, --error)"))
+
+const dlq = Command.make("dlq", {}, () => usageHint("dlq ")).pipe(
+  Command.withDescription("Dead letters: list, replay, purge (through the API, or the store with --config)"),
+  Command.withSubcommands([dlqList, dlqReplay, dlqPurge])
+)
+
+// ---------------------------------------------------------------------------------------------
+// The command
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * The `fanout` command and its subcommands.
+ *
+ * @since 0.1.0
+ * @category commands
+ */
+export const command = Command.make("fanout").pipe(
+  Command.withHandler(() => usageHint("")),
+  Command.withDescription("Send one event to several HTTP APIs at once, reliably"),
+  Command.withSubcommands([
+    serve,
+    worker,
+    demo,
+    send,
+    status,
+    targets,
+    dlq
+  ])
+)
+
+/**
+ * Runs the command line (`argv` as in `process.argv`). Errors are printed here; the failure left is
+ * the {@link ExitCode}.
+ *
+ * @since 0.1.0
+ * @category running
+ */
+export const run = (argv: ReadonlyArray<string>) =>
+  Command.run(command, { name: "fanout", version: Main.version })(argv).pipe(report)

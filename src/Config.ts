@@ -1,0 +1,442 @@
+/**
+ * Configuration: a `fanout.config.ts` exporting `defineConfig({...})` (functions allowed:
+ * body transforms, classifiers) or a plain JSON file, both validated by one Schema. Errors
+ * name the file, the path of each bad field and what was expected. Secrets come from the
+ * environment (`{ "env": "NAME" }`) as `Redacted` values and never appear in logs or errors.
+ *
+ * @since 0.1.0
+ */
+import { readFile } from "node:fs/promises"
+import { extname, resolve } from "node:path"
+import { pathToFileURL } from "node:url"
+import { Data, Duration, Effect, Option, ParseResult, Redacted, Schema } from "effect"
+import type * as Event from "./Event.js"
+import type * as Policy from "./Resilience/Policy.js"
+import * as Router from "./Router.js"
+import type * as Target from "./Target.js"
+import * as Http from "./Targets/Http.js"
+
+/**
+ * One problem in a configuration: where (`path`, like `targets.inventory.timeout`) and what.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export interface Issue {
+  readonly path: string
+  readonly message: string
+}
+
+/**
+ * The configuration is invalid (or unreadable). `message` lists every issue as
+ * `file: path: message`.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class ConfigError extends Data.TaggedError("ConfigError")<{
+  readonly file: string
+  readonly issues: ReadonlyArray<Issue>
+}> {
+  override get message() {
+    return this.issues.map((issue) => `${this.file}: ${issue.path || "(root)"}: ${issue.message}`).join("\n")
+  }
+}
+
+const DurationString = Schema.String.pipe(
+  Schema.filter((s) => Option.isSome(Duration.decodeUnknown(s)), {
+    message: (issue) =>
+      `Expected a duration like "2 seconds" or "100 millis", got ${JSON.stringify(issue.actual)}`
+  })
+)
+
+/**
+ * A duration: an Effect duration string (`"2 seconds"`) or a number of milliseconds.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const DurationInput = Schema.Union(Schema.NonNegative, DurationString).annotations({
+  identifier: "Duration",
+  message: (issue) => ({
+    message: `Expected a duration like "2 seconds" or "100 millis" (or a number of milliseconds), got ${
+      JSON.stringify(issue.actual)
+    }`,
+    override: true
+  })
+})
+
+/**
+ * A secret: a literal string, or `{ "env": "NAME" }` read from the environment.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const Secret = Schema.Union(
+  Schema.String,
+  Schema.Struct({ env: Schema.String.pipe(Schema.pattern(/^[A-Za-z_][A-Za-z0-9_]*$/)) })
+).annotations({ identifier: "Secret" })
+
+const Func = Schema.declare((u: unknown): u is (...args: Array<any>) => any => typeof u === "function", {
+  identifier: "function"
+})
+
+const PositiveInt = Schema.Int.pipe(Schema.positive())
+
+/**
+ * @since 0.1.0
+ * @category schemas
+ */
+export const TargetConfig = Schema.Struct({
+  url: Schema.String.pipe(
+    Schema.filter((s) => URL.canParse(s) && /^https?:$/.test(new URL(s).protocol), {
+      message: (issue) => `Expected an http(s) URL, got ${JSON.stringify(issue.actual)}`
+    })
+  ),
+  method: Schema.optional(Schema.Literal("POST", "PUT", "PATCH", "DELETE", "GET")),
+  headers: Schema.optional(Schema.Record({ key: Schema.String, value: Secret })),
+  timeout: Schema.optional(DurationInput),
+  deadline: Schema.optional(DurationInput),
+  retry: Schema.optional(Schema.Struct({
+    maxAttempts: Schema.optional(PositiveInt),
+    initialDelay: Schema.optional(DurationInput),
+    factor: Schema.optional(Schema.Number.pipe(Schema.greaterThanOrEqualTo(1))),
+    maxDelay: Schema.optional(DurationInput),
+    maxAge: Schema.optional(DurationInput),
+    jitter: Schema.optional(Schema.Literal("full", "equal", "none"))
+  })),
+  concurrency: Schema.optional(PositiveInt),
+  queue: Schema.optional(Schema.Int.pipe(Schema.nonNegative())),
+  rateLimit: Schema.optional(Schema.Struct({
+    limit: PositiveInt,
+    interval: DurationInput,
+    maxWait: Schema.optional(DurationInput)
+  })),
+  circuitBreaker: Schema.optional(Schema.Union(
+    Schema.Literal(false),
+    Schema.Struct({
+      failureThreshold: Schema.optional(PositiveInt),
+      resetAfter: Schema.optional(DurationInput),
+      halfOpenProbes: Schema.optional(PositiveInt),
+      failureRatio: Schema.optional(Schema.Struct({
+        threshold: Schema.Number.pipe(Schema.between(0, 1)),
+        window: DurationInput,
+        minimumRequests: Schema.optional(PositiveInt)
+      }))
+    })
+  )),
+  signingSecret: Schema.optional(Secret),
+  /** TypeScript configs only: the JSON body for an event. */
+  body: Schema.optional(Func),
+  /** TypeScript configs only: a classifier override. */
+  classify: Schema.optional(Func)
+})
+
+const RouteConfig = Schema.Union(
+  Schema.Array(Schema.String),
+  Schema.Struct({
+    targets: Schema.Array(Schema.String),
+    shadow: Schema.optional(Schema.Array(Schema.String))
+  })
+)
+
+/**
+ * @since 0.1.0
+ * @category schemas
+ */
+export const StoreConfig = Schema.Union(
+  Schema.Struct({ sqlite: Schema.String, synchronous: Schema.optional(Schema.Literal("FULL", "NORMAL")) }),
+  Schema.Struct({ postgres: Schema.String }),
+  Schema.Struct({ memory: Schema.Literal(true) })
+)
+
+/**
+ * @since 0.1.0
+ * @category schemas
+ */
+export const ServerConfig = Schema.Struct({
+  host: Schema.optional(Schema.String),
+  port: Schema.optional(Schema.Int.pipe(Schema.between(0, 65535))),
+  apiKeys: Schema.optional(Schema.Array(Secret)),
+  /** Requests allowed per API key: `limit` per `interval` (a token bucket). */
+  keyRateLimit: Schema.optional(Schema.Struct({ limit: PositiveInt, interval: DurationInput })),
+  maxBodyBytes: Schema.optional(PositiveInt),
+  maxBatch: Schema.optional(PositiveInt),
+  headersTimeout: Schema.optional(DurationInput),
+  requestTimeout: Schema.optional(DurationInput),
+  waitTimeout: Schema.optional(DurationInput),
+  maxQueueDepth: Schema.optional(PositiveInt),
+  /** Node's keepAliveTimeout (default 5 seconds). */
+  keepAliveTimeout: Schema.optional(DurationInput),
+  /** Largest request headers (default 16384 bytes); larger get a 431. */
+  maxHeaderBytes: Schema.optional(PositiveInt),
+  /** On shutdown, how long requests in progress may finish (default 15 seconds). */
+  shutdownGrace: Schema.optional(DurationInput)
+})
+
+/**
+ * The whole configuration.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const FanoutConfig = Schema.Struct({
+  server: Schema.optional(ServerConfig),
+  store: Schema.optional(StoreConfig),
+  targets: Schema.Record({ key: Schema.String.pipe(Schema.pattern(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$/)), value: TargetConfig }),
+  routes: Schema.Record({ key: Schema.String.pipe(Schema.minLength(1)), value: RouteConfig })
+}).annotations({ identifier: "FanoutConfig" })
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type FanoutConfig = typeof FanoutConfig.Type
+
+/**
+ * The TypeScript form: identity, for type inference and editor help in `fanout.config.ts`.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const defineConfig = (config: typeof FanoutConfig.Encoded): typeof FanoutConfig.Encoded => config
+
+const formatPath = (path: ReadonlyArray<PropertyKey>): string =>
+  path.map((key, i) =>
+    typeof key === "number"
+      ? `[${key}]`
+      : /^[A-Za-z_$][A-Za-z0-9_$]*$/.test(String(key))
+      ? `${i === 0 ? "" : "."}${String(key)}`
+      : `[${JSON.stringify(String(key))}]`
+  ).join("")
+
+/**
+ * Validates an already-parsed configuration value (from JSON or a TS module).
+ *
+ * @since 0.1.0
+ * @category decoding
+ */
+export const decode = (file: string, input: unknown): Effect.Effect<FanoutConfig, ConfigError> =>
+  Schema.decodeUnknown(FanoutConfig, { errors: "all", onExcessProperty: "error" })(input).pipe(
+    Effect.mapError((error) =>
+      new ConfigError({
+        file,
+        issues: tidy(ParseResult.ArrayFormatter.formatErrorSync(error).map((issue) => ({
+          path: formatPath(issue.path),
+          message: issue.message
+        })))
+      })
+    ),
+    Effect.flatMap((config) => {
+      const issues = checkReferences(config)
+      return issues.length === 0 ? Effect.succeed(config) : Effect.fail(new ConfigError({ file, issues }))
+    })
+  )
+
+/** Optional fields also report "Expected undefined": noise when the path has a real issue. */
+const tidy = (issues: ReadonlyArray<Issue>): Array<Issue> =>
+  issues.filter((issue, i) =>
+    !(issue.message.startsWith("Expected undefined") &&
+      issues.some((other) =>
+        other !== issue &&
+        (other.path === issue.path || other.path.startsWith(issue.path + ".") || other.path.startsWith(issue.path + "["))
+      )) &&
+    issues.findIndex((other) => other.path === issue.path && other.message === issue.message) === i
+  )
+
+const checkReferences = (config: FanoutConfig): Array<Issue> => {
+  const known = Object.keys(config.targets)
+  const issues: Array<Issue> = []
+  for (const [pattern, route] of Object.entries(config.routes)) {
+    const lists: Array<readonly [string, ReadonlyArray<string>]> = Array.isArray(route)
+      ? [["", route as ReadonlyArray<string>]]
+      : [[".targets", (route as { targets: ReadonlyArray<string> }).targets], [
+        ".shadow",
+        (route as { shadow?: ReadonlyArray<string> }).shadow ?? []
+      ]]
+    for (const [suffix, names] of lists) {
+      names.forEach((name, i) => {
+        if (!known.includes(name)) {
+          issues.push({
+            path: `routes[${JSON.stringify(pattern)}]${suffix}[${i}]`,
+            message: `Expected the name of a target (${known.join(", ") || "none defined"}), got ${JSON.stringify(name)}`
+          })
+        }
+      })
+    }
+  }
+  return issues
+}
+
+/**
+ * Reads and validates a configuration file: `.json`, or a `.ts` / `.mts` / `.js` / `.mjs`
+ * module whose default export is the configuration.
+ *
+ * @since 0.1.0
+ * @category loading
+ */
+export const load = (path: string): Effect.Effect<FanoutConfig, ConfigError> =>
+  Effect.gen(function*() {
+    const file = resolve(path)
+    const ext = extname(file)
+    if (ext === ".json") {
+      const text = yield* Effect.tryPromise({
+        try: () => readFile(file, "utf8"),
+        catch: (e) => new ConfigError({ file: path, issues: [{ path: "", message: `cannot read: ${(e as Error).message}` }] })
+      })
+      const json = yield* Effect.try({
+        try: () => JSON.parse(text) as unknown,
+        catch: (e) => new ConfigError({ file: path, issues: [{ path: "", message: `invalid JSON: ${(e as Error).message}` }] })
+      })
+      return yield* decode(path, json)
+    }
+    if ([".ts", ".mts", ".js", ".mjs"].includes(ext)) {
+      const mod = yield* Effect.tryPromise({
+        try: () => import(pathToFileURL(file).href) as Promise<{ default?: unknown }>,
+        catch: (e) => new ConfigError({ file: path, issues: [{ path: "", message: `cannot load: ${(e as Error).message}` }] })
+      })
+      if (mod.default === undefined) {
+        return yield* new ConfigError({ file: path, issues: [{ path: "", message: "Expected a default export (export default defineConfig({...}))" }] })
+      }
+      return yield* decode(path, mod.default)
+    }
+    return yield* new ConfigError({
+      file: path,
+      issues: [{ path: "", message: `Expected a .json, .ts or .js configuration file, got ${JSON.stringify(ext)}` }]
+    })
+  })
+
+/**
+ * Resolves a secret from the environment.
+ *
+ * @since 0.1.0
+ * @category secrets
+ */
+export const resolveSecret = (
+  secret: typeof Secret.Type,
+  path: string,
+  env: Readonly<Record<string, string | undefined>>
+): Redacted.Redacted<string> | Issue => {
+  if (typeof secret === "string") return Redacted.make(secret)
+  const value = env[secret.env]
+  return value === undefined || value.length === 0
+    ? { path: `${path}.env`, message: `environment variable ${secret.env} is not set` }
+    : Redacted.make(value)
+}
+
+const isIssue = (u: unknown): u is Issue => typeof u === "object" && u !== null && "path" in u && "message" in u
+
+/**
+ * The policy input of a target's configuration.
+ *
+ * @since 0.1.0
+ * @category building
+ */
+export const policyOf = (t: typeof TargetConfig.Type): Policy.Input => {
+  const retry = t.retry
+  const breaker = t.circuitBreaker
+  return defined({
+    timeout: duration(t.timeout),
+    deadline: duration(t.deadline),
+    retry: retry && defined({
+      maxAttempts: retry.maxAttempts,
+      initialDelay: duration(retry.initialDelay),
+      factor: retry.factor,
+      maxDelay: duration(retry.maxDelay),
+      maxAge: duration(retry.maxAge),
+      jitter: retry.jitter
+    }),
+    bulkhead: t.concurrency !== undefined || t.queue !== undefined
+      ? defined({ permits: t.concurrency, queue: t.queue })
+      : undefined,
+    rateLimit: t.rateLimit && defined({
+      limit: t.rateLimit.limit,
+      interval: duration(t.rateLimit.interval)!,
+      maxWait: duration(t.rateLimit.maxWait)
+    }),
+    circuitBreaker: breaker === false ? false : breaker && defined({
+      failureThreshold: breaker.failureThreshold,
+      resetAfter: duration(breaker.resetAfter),
+      halfOpenProbes: breaker.halfOpenProbes,
+      failureRatio: breaker.failureRatio && defined({
+        threshold: breaker.failureRatio.threshold,
+        window: duration(breaker.failureRatio.window)!,
+        minimumRequests: breaker.failureRatio.minimumRequests
+      })
+    })
+  }) as Policy.Input
+}
+
+const duration = (input: string | number | undefined): Duration.Duration | undefined =>
+  input === undefined ? undefined : Duration.decode(input as Duration.DurationInput)
+
+/** Drops the keys whose value is undefined (exactOptionalPropertyTypes). */
+const defined = <T extends Record<string, unknown>>(record: T): { [K in keyof T]?: Exclude<T[K], undefined> } =>
+  Object.fromEntries(Object.entries(record).filter(([, v]) => v !== undefined)) as any
+
+/**
+ * What a configuration builds: the targets (by name) and the untyped router.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Built {
+  readonly targets: ReadonlyMap<string, Target.Any>
+  readonly router: Router.Router<Event.Any, Target.Any>
+}
+
+/**
+ * Builds targets and routes from a validated configuration, resolving secrets from `env`.
+ *
+ * @since 0.1.0
+ * @category building
+ */
+export const build = (
+  file: string,
+  config: FanoutConfig,
+  env: Readonly<Record<string, string | undefined>> = process.env
+): Effect.Effect<Built, ConfigError> =>
+  Effect.suspend(() => {
+    const issues: Array<Issue> = []
+    const targets = new Map<string, Target.Any>()
+    for (const [name, t] of Object.entries(config.targets)) {
+      const path = `targets.${name}`
+      const headers: Record<string, string | Redacted.Redacted<string>> = {}
+      for (const [header, value] of Object.entries(t.headers ?? {})) {
+        const resolved = typeof value === "string" ? value : resolveSecret(value, `${path}.headers.${header}`, env)
+        if (isIssue(resolved)) issues.push(resolved)
+        else headers[header] = resolved
+      }
+      const signing = t.signingSecret === undefined ? undefined : resolveSecret(t.signingSecret, `${path}.signingSecret`, env)
+      if (isIssue(signing)) issues.push(signing)
+      try {
+        targets.set(name, Http.make(name, {
+          url: t.url,
+          ...(t.method !== undefined ? { method: t.method } : {}),
+          headers,
+          policy: policyOf(t),
+          ...(signing !== undefined && !isIssue(signing) ? { signingSecret: signing } : {}),
+          ...(t.body !== undefined ? { body: t.body as (event: Event.Any) => unknown } : {}),
+          ...(t.classify !== undefined ? { classify: t.classify as Target.Options<unknown, unknown>["classify"] & {} } : {})
+        }))
+      } catch (e) {
+        issues.push({ path, message: (e as Error).message })
+      }
+    }
+    if (issues.length > 0) return Effect.fail(new ConfigError({ file, issues }))
+    let router: Router.Router<Event.Any, Target.Any> = Router.make()
+    for (const [pattern, route] of Object.entries(config.routes)) {
+      const spec = Array.isArray(route)
+        ? { targets: route as ReadonlyArray<string>, shadow: [] as ReadonlyArray<string> }
+        : route as { targets: ReadonlyArray<string>; shadow?: ReadonlyArray<string> }
+      try {
+        router = router.route(pattern, spec.targets.map((n) => targets.get(n)!), {
+          shadow: (spec.shadow ?? []).map((n) => targets.get(n)!)
+        })
+      } catch (e) {
+        issues.push({ path: `routes[${JSON.stringify(pattern)}]`, message: (e as Error).message })
+      }
+    }
+    if (issues.length > 0) return Effect.fail(new ConfigError({ file, issues }))
+    return Effect.succeed({ targets, router })
+  })

@@ -1,0 +1,426 @@
+/**
+ * The composition root: the only module that sees the whole layer graph. From a validated
+ * configuration (plus the environment's overrides) it wires the HTTP client, the targets and their
+ * registry, the store, the outbox, the workers, the HTTP API and telemetry, and runs them until
+ * interrupted — then shuts down in order: the API stops accepting and answers what it holds, the
+ * workers finish or release their deliveries, the store closes, telemetry flushes.
+ *
+ * ```
+ *  Telemetry (tracer, metric reader)            built first, closed last
+ *   └─ HttpClient ─ targets + Registry ─┐
+ *      Store ─ Outbox ──────────────────┼─ Http API (+ MetricsRenderer)
+ *                                       └─ Worker
+ * ```
+ *
+ * @since 0.1.0
+ */
+import { mkdirSync } from "node:fs"
+import { dirname, isAbsolute, resolve } from "node:path"
+import { Headers, type HttpServer, type HttpServerError } from "@effect/platform"
+import { NodeHttpClient } from "@effect/platform-node"
+import { Config as EffectConfig, ConfigError as EffectConfigError, Effect, Either, Layer, Option, Redacted } from "effect"
+import * as Config from "./Config.js"
+import * as Outbox from "./Outbox.js"
+import * as Registry from "./Registry.js"
+import * as Http from "./Server/Http.js"
+import * as ServerOptions from "./Server/Options.js"
+import * as Store from "./Store.js"
+import * as Memory from "./Store/Memory.js"
+import * as Postgres from "./Store/Postgres.js"
+import * as Sqlite from "./Store/Sqlite.js"
+import * as Telemetry from "./Telemetry.js"
+import * as Worker from "./Worker.js"
+
+/**
+ * The package version (also `fanout --version`).
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const version = "0.1.0"
+
+// ---------------------------------------------------------------------------------------------
+// The environment
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * What the environment overrides, read with Effect `Config` here and nowhere else:
+ *
+ * - `FANOUT_PORT`, `FANOUT_HOST`: where the API listens (over `server.port` / `server.host`);
+ * - `FANOUT_STORE`: the store (over `store`): a `postgres://` / `postgresql://` URL, `memory`, or a
+ *   SQLite file path (relative to the working directory). Redacted: a URL may hold a password;
+ * - `OTEL_EXPORTER_OTLP_ENDPOINT`: export spans by OTLP/HTTP to `<endpoint>/v1/traces`.
+ *
+ * @since 0.1.0
+ * @category environment
+ */
+export interface Overrides {
+  readonly port: Option.Option<number>
+  readonly host: Option.Option<string>
+  readonly store: Option.Option<Redacted.Redacted<string>>
+  readonly otlpEndpoint: Option.Option<string>
+}
+
+/**
+ * @since 0.1.0
+ * @category environment
+ */
+export const overridesConfig: EffectConfig.Config<Overrides> = EffectConfig.all({
+  port: EffectConfig.option(EffectConfig.port("FANOUT_PORT")),
+  host: EffectConfig.option(EffectConfig.nonEmptyString("FANOUT_HOST")),
+  store: EffectConfig.option(EffectConfig.redacted(EffectConfig.nonEmptyString("FANOUT_STORE"))),
+  otlpEndpoint: EffectConfig.option(EffectConfig.nonEmptyString("OTEL_EXPORTER_OTLP_ENDPOINT"))
+})
+
+const configErrorIssues = (error: EffectConfigError.ConfigError): Array<Config.Issue> => {
+  switch (error._op) {
+    case "And":
+    case "Or":
+      return [...configErrorIssues(error.left), ...configErrorIssues(error.right)]
+    case "InvalidData":
+    case "MissingData":
+    case "SourceUnavailable":
+    case "Unsupported":
+      return [{ path: error.path.join("."), message: error.message }]
+  }
+}
+
+/**
+ * The overrides of the current `ConfigProvider` (the process environment by default). An invalid
+ * value (`FANOUT_PORT=abc`) fails with a `ConfigError` for the file `environment`.
+ *
+ * @since 0.1.0
+ * @category environment
+ */
+export const overrides: Effect.Effect<Overrides, Config.ConfigError> = Effect.mapError(
+  overridesConfig,
+  (error) => new Config.ConfigError({ file: "environment", issues: configErrorIssues(error) })
+)
+
+// ---------------------------------------------------------------------------------------------
+// The store
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * Which store to open.
+ *
+ * @since 0.1.0
+ * @category store
+ */
+export type StoreSpec =
+  | { readonly _tag: "Sqlite"; readonly filename: string; readonly synchronous?: "FULL" | "NORMAL" | undefined }
+  | { readonly _tag: "Postgres"; readonly url: Redacted.Redacted<string> }
+  | { readonly _tag: "Memory" }
+
+/**
+ * The store named by a `FANOUT_STORE`-style string: a PostgreSQL URL, `memory`, or a SQLite file
+ * (resolved against `base`).
+ *
+ * @since 0.1.0
+ * @category store
+ */
+export const parseStore = (value: string, base: string = process.cwd()): StoreSpec =>
+  /^postgres(ql)?:\/\//i.test(value)
+    ? { _tag: "Postgres", url: Redacted.make(value) }
+    : value === "memory" || value === ":memory:"
+    ? { _tag: "Memory" }
+    : { _tag: "Sqlite", filename: resolve(base, value.replace(/^sqlite:(\/\/)?/i, "")) }
+
+/**
+ * The store of a configuration: `FANOUT_STORE` if set, else the `store` section (SQLite paths are
+ * relative to the configuration file's folder), else `fanout.db` next to the configuration file.
+ *
+ * @since 0.1.0
+ * @category store
+ */
+export const storeOf = (
+  file: string,
+  config: Config.FanoutConfig,
+  fromEnv: Option.Option<Redacted.Redacted<string>>
+): StoreSpec => {
+  if (Option.isSome(fromEnv)) return parseStore(Redacted.value(fromEnv.value))
+  const base = file === "" ? process.cwd() : dirname(resolve(file))
+  const store = config.store
+  if (store === undefined) return { _tag: "Sqlite", filename: resolve(base, "fanout.db") }
+  if ("sqlite" in store) {
+    return {
+      _tag: "Sqlite",
+      filename: isAbsolute(store.sqlite) ? store.sqlite : resolve(base, store.sqlite),
+      synchronous: store.synchronous
+    }
+  }
+  if ("postgres" in store) return { _tag: "Postgres", url: Redacted.make(store.postgres) }
+  return { _tag: "Memory" }
+}
+
+/**
+ * A PostgreSQL URL with its password (and any `password=` parameter) masked.
+ *
+ * @since 0.1.0
+ * @category store
+ */
+export const maskUrl = (url: string): string => {
+  try {
+    const parsed = new URL(url)
+    if (parsed.password !== "") parsed.password = "***"
+    if (parsed.searchParams.has("password")) parsed.searchParams.set("password", "***")
+    return parsed.toString()
+  } catch {
+    return "postgres://***"
+  }
+}
+
+/**
+ * How a store is described in logs and banners: never with a password.
+ *
+ * @since 0.1.0
+ * @category store
+ */
+export const describeStore = (spec: StoreSpec): string =>
+  spec._tag === "Sqlite"
+    ? `sqlite:${spec.filename}`
+    : spec._tag === "Postgres"
+    ? maskUrl(Redacted.value(spec.url))
+    : "memory"
+
+/**
+ * The store layer of a spec. A SQLite file's folder is created if missing.
+ *
+ * @since 0.1.0
+ * @category store
+ */
+export const storeLayer = (spec: StoreSpec): Layer.Layer<Store.DeliveryStore, Store.StoreError> => {
+  switch (spec._tag) {
+    case "Memory":
+      return Memory.layer
+    case "Postgres":
+      return Postgres.layer({ url: spec.url })
+    case "Sqlite":
+      return Layer.unwrapEffect(
+        Effect.try({
+          try: () => {
+            mkdirSync(dirname(spec.filename), { recursive: true })
+            return Sqlite.layer({ filename: spec.filename, synchronous: spec.synchronous })
+          },
+          catch: (cause) =>
+            new Store.StoreError({
+              operation: "open",
+              reason: "Unavailable",
+              message: `open: cannot create the folder of ${spec.filename}: ${(cause as Error).message}`
+            })
+        })
+      )
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The application
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * A configuration resolved against the environment: everything the layers are built from.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface App {
+  /** The configuration file (as given), for messages. */
+  readonly file: string
+  readonly config: Config.FanoutConfig
+  readonly built: Config.Built
+  readonly server: ServerOptions.Options
+  readonly store: StoreSpec
+  readonly otlpEndpoint: string | undefined
+  /** Header names whose values come from the configuration (redacted from spans). */
+  readonly secretHeaders: ReadonlyArray<string>
+}
+
+/**
+ * Resolves a validated configuration: the environment's overrides (`FANOUT_*`), secrets, targets
+ * and routes, server options.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const prepare = (
+  file: string,
+  config: Config.FanoutConfig,
+  env: Readonly<Record<string, string | undefined>> = process.env
+): Effect.Effect<App, Config.ConfigError> =>
+  Effect.gen(function*() {
+    const over = yield* overrides
+    const built = yield* Config.build(file, config, env)
+    const server = ServerOptions.fromConfig(config.server, env, {
+      ...(Option.isSome(over.port) ? { port: over.port.value } : {}),
+      ...(Option.isSome(over.host) ? { host: over.host.value } : {})
+    })
+    if (Either.isLeft(server)) return yield* new Config.ConfigError({ file, issues: server.left })
+    const secretHeaders = new Set<string>()
+    for (const target of Object.values(config.targets)) {
+      for (const name of Object.keys(target.headers ?? {})) secretHeaders.add(name.toLowerCase())
+    }
+    return {
+      file,
+      config,
+      built,
+      server: server.right,
+      store: storeOf(file, config, over.store),
+      otlpEndpoint: Option.getOrUndefined(over.otlpEndpoint),
+      secretHeaders: [...secretHeaders]
+    }
+  })
+
+/**
+ * Loads, validates and resolves a configuration file.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const load = (file: string): Effect.Effect<App, Config.ConfigError> =>
+  Effect.flatMap(Config.load(file), (config) => prepare(file, config))
+
+/**
+ * The store of a configuration file (with `FANOUT_STORE` applied), without resolving targets or
+ * secrets: what the CLI's store commands (`dlq --config`, `status --config`) need.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const loadStore = (file: string): Effect.Effect<StoreSpec, Config.ConfigError> =>
+  Effect.flatMap(Config.load(file), (config) => Effect.map(overrides, (over) => storeOf(file, config, over.store)))
+
+// ---------------------------------------------------------------------------------------------
+// Layers
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface RunOptions {
+  /** Serve the HTTP API (default true for `serve`). */
+  readonly api?: boolean | undefined
+  /** Run delivery workers in this process (default true). */
+  readonly workers?: boolean | undefined
+  readonly worker?: Worker.Tuning | undefined
+  /** Telemetry settings over the app's (tests add span processors here). */
+  readonly telemetry?: Telemetry.Options | undefined
+}
+
+/**
+ * Why the application could not start.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export type StartError = Store.StoreError | HttpServerError.ServeError
+
+/**
+ * The whole application as one layer: API (optional), workers (optional), over one store, one
+ * HTTP client and one set of target runtimes, with telemetry under everything.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (
+  app: App,
+  options: RunOptions = {}
+): Layer.Layer<HttpServer.HttpServer | Worker.Worker | Store.DeliveryStore | Registry.Registry, StartError> => {
+  const targets = [...app.built.targets.values()]
+  const TargetsLive = Registry.layerTargets(targets).pipe(Layer.provide(NodeHttpClient.layerUndici))
+  const StoreLive = Telemetry.layerPropagateTrace(storeLayer(app.store))
+  const Core = Layer.merge(TargetsLive, StoreLive)
+  const TelemetryLive = Telemetry.layer({
+    otlpEndpoint: app.otlpEndpoint,
+    serviceVersion: version,
+    ...options.telemetry
+  })
+  const WorkerLive = options.workers === false
+    ? Layer.empty
+    : (Worker.layer({ router: app.built.router, ...options.worker }) as unknown as Layer.Layer<
+      Worker.Worker,
+      never,
+      Store.DeliveryStore | Registry.Registry
+    >)
+  const ApiLive = options.api === false
+    ? Layer.empty
+    : Http.layer(app.server).pipe(
+      Layer.provide(Layer.mergeAll(
+        Outbox.layer(app.built.router),
+        Telemetry.layerMetricsRenderer
+      ))
+    )
+  return Layer.mergeAll(ApiLive, WorkerLive).pipe(
+    Layer.provideMerge(Core),
+    Layer.provide(TelemetryLive)
+  ) as Layer.Layer<HttpServer.HttpServer | Worker.Worker | Store.DeliveryStore | Registry.Registry, StartError>
+}
+
+/**
+ * Runs `effect` with the application's layer (built before, closed after it), with configured
+ * header names redacted from HTTP spans.
+ *
+ * @since 0.1.0
+ * @category running
+ */
+export const provide = <A, E, R>(
+  app: App,
+  options: RunOptions,
+  effect: Effect.Effect<A, E, R>
+): Effect.Effect<
+  A,
+  E | StartError,
+  Exclude<R, HttpServer.HttpServer | Worker.Worker | Store.DeliveryStore | Registry.Registry>
+> =>
+  Effect.locallyWith(
+    Effect.provide(effect, layer(app, options)),
+    Headers.currentRedactedNames,
+    (names) => [...names, ...app.secretHeaders, "webhook-signature"]
+  )
+
+/**
+ * What `serve` / `worker` announce once everything is up.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Ready {
+  /** `http://host:port` of the API (none for workers only). */
+  readonly url: string | undefined
+  readonly store: string
+  readonly targets: ReadonlyArray<string>
+}
+
+/**
+ * Runs the application until interrupted (SIGINT/SIGTERM under `NodeRuntime.runMain`), then
+ * shuts it down gracefully. `onReady` runs once everything is up.
+ *
+ * @since 0.1.0
+ * @category running
+ */
+export const run = <E = never, R = never>(
+  app: App,
+  options: RunOptions = {},
+  onReady: (ready: Ready) => Effect.Effect<void, E, R> = () => Effect.void
+): Effect.Effect<never, StartError | E, Exclude<R, HttpServer.HttpServer | Worker.Worker | Store.DeliveryStore | Registry.Registry>> =>
+  provide(
+    app,
+    options,
+    Effect.gen(function*() {
+      const url = options.api === false ? undefined : yield* Http.url
+      const ready: Ready = { url, store: describeStore(app.store), targets: [...app.built.targets.keys()] }
+      yield* Effect.logInfo(url === undefined ? "fanout: workers running" : `fanout: listening on ${url}`).pipe(
+        Effect.annotateLogs({
+          ...(url !== undefined ? { url } : {}),
+          store: ready.store,
+          targets: ready.targets.join(","),
+          workers: options.workers !== false,
+          tracing: app.otlpEndpoint !== undefined ? "otlp" : "off"
+        })
+      )
+      yield* onReady(ready)
+      return yield* Effect.never
+    }).pipe(
+      Effect.onInterrupt(() => Effect.logInfo("fanout: shutting down"))
+    )
+  ) as Effect.Effect<never, StartError | E, Exclude<R, HttpServer.HttpServer | Worker.Worker | Store.DeliveryStore | Registry.Registry>>

@@ -1,0 +1,605 @@
+/**
+ * The HTTP API, declared once with `@effect/platform` `HttpApi`: the handlers (`Http.ts`), the
+ * OpenAPI document (`/openapi.json`) and Swagger UI (`/docs`) all come from these schemas.
+ *
+ * Response bodies are produced by encoding with the schemas declared here, so the document
+ * cannot drift from what the server sends.
+ *
+ * @since 0.1.0
+ */
+import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiMiddleware, HttpApiSchema, HttpApiSecurity, OpenApi } from "@effect/platform"
+import { ParseResult, Schema } from "effect"
+import { ErrorBody, ErrorDetail } from "./Errors.js"
+
+// ---------------------------------------------------------------------------------------------
+// Shared pieces
+// ---------------------------------------------------------------------------------------------
+
+const errorAt = (status: number, description: string) =>
+  ErrorBody.annotations(HttpApiSchema.annotations({ status, description }))
+
+/**
+ * @since 0.1.0
+ * @category errors
+ */
+export const BadRequest = errorAt(400, "Malformed JSON, or a field did not match the schema (`issues` names each bad field)")
+/**
+ * @since 0.1.0
+ * @category errors
+ */
+export const Unauthorized = errorAt(401, "No valid API key (`Authorization: Bearer <key>`)")
+/**
+ * @since 0.1.0
+ * @category errors
+ */
+export const NotFound = errorAt(404, "Unknown id")
+/**
+ * @since 0.1.0
+ * @category errors
+ */
+export const PayloadTooLarge = errorAt(413, "The body is larger than the server's `maxBodyBytes`")
+/**
+ * @since 0.1.0
+ * @category errors
+ */
+export const UnsupportedMediaType = errorAt(415, "The body is not `application/json`")
+/**
+ * @since 0.1.0
+ * @category errors
+ */
+export const NoRoute = errorAt(422, "No route matches the event type")
+/**
+ * @since 0.1.0
+ * @category errors
+ */
+export const TooManyRequests = errorAt(429, "The API key's rate limit is exhausted; see `Retry-After`")
+/**
+ * @since 0.1.0
+ * @category errors
+ */
+export const Unavailable = errorAt(503, "The store is busy or unreachable, or the queue is full; see `Retry-After`")
+
+/**
+ * An instant, as an ISO-8601 string.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const Instant = Schema.String.annotations({ jsonSchema: { type: "string", format: "date-time" } })
+
+/**
+ * An instant in a query string or filter: ISO-8601 (`2025-01-31T12:00:00Z`) or epoch milliseconds;
+ * decodes to epoch milliseconds.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const TimeParam = Schema.transformOrFail(Schema.String, Schema.Number, {
+  strict: true,
+  decode: (s, _, ast) => {
+    const n = /^\d{1,16}$/.test(s) ? Number(s) : Date.parse(s)
+    return Number.isFinite(n)
+      ? ParseResult.succeed(n)
+      : ParseResult.fail(
+        new ParseResult.Type(ast, s, `Expected an ISO-8601 instant or epoch milliseconds, got ${JSON.stringify(s.slice(0, 60))}`)
+      )
+  },
+  encode: (n) => ParseResult.succeed(new Date(n).toISOString())
+}).annotations({
+  identifier: "Time",
+  description: "An ISO-8601 instant or epoch milliseconds"
+})
+
+const Id = Schema.String.pipe(Schema.minLength(1), Schema.maxLength(200))
+
+// ---------------------------------------------------------------------------------------------
+// Events
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * What a producer posts: an event without `createdAt` (the server stamps it). `id` is optional:
+ * it comes from here, or from the `Idempotency-Key` header, or is a new UUIDv7.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const EventInput = Schema.Struct({
+  id: Schema.optional(Id).annotations({ description: "The event id and idempotency key (or send `Idempotency-Key`)" }),
+  type: Schema.String.pipe(Schema.minLength(1), Schema.maxLength(200)),
+  key: Schema.optional(Schema.String.pipe(Schema.maxLength(200))),
+  payload: Schema.Unknown.annotations({ description: "Any JSON value" }),
+  headers: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.String }))
+}).annotations({ identifier: "EventInput" })
+
+/**
+ * @since 0.1.0
+ * @category schemas
+ */
+export const DeliveryState = Schema.Literal("pending", "in_flight", "delivered", "dead", "compensated").annotations({
+  identifier: "DeliveryState"
+})
+
+/**
+ * One delivery (the event to one target) in an answer to `POST /v1/events`.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const DeliverySummary = Schema.Struct({
+  id: Schema.String,
+  target: Schema.String,
+  status: DeliveryState,
+  attempts: Schema.optional(Schema.Int),
+  lastError: Schema.optional(Schema.String),
+  lastErrorMessage: Schema.optional(Schema.String)
+}).annotations({ identifier: "DeliverySummary" })
+
+/**
+ * The answer to `POST /v1/events`: `202` when the event was stored now, `200` when this id was
+ * already stored (nothing enqueued twice), `200` after `?wait=` once settled (`settled: true`).
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const EventAccepted = Schema.Struct({
+  id: Schema.String,
+  duplicate: Schema.Boolean,
+  settled: Schema.optional(Schema.Boolean),
+  deliveries: Schema.Array(DeliverySummary)
+}).annotations({ identifier: "EventAccepted" })
+
+/**
+ * `502` of `?wait=all`: a delivery is dead. The error, plus every delivery's state.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const DeliveryFailed = Schema.Struct({
+  error: ErrorDetail,
+  id: Schema.String,
+  deliveries: Schema.Array(DeliverySummary)
+}).annotations({
+  identifier: "DeliveryFailed",
+  ...HttpApiSchema.annotations({ status: 502, description: "`?wait=all`: a delivery was dead-lettered" })
+})
+
+/**
+ * @since 0.1.0
+ * @category schemas
+ */
+export const SendParams = Schema.Struct({
+  wait: Schema.optional(
+    Schema.Literal("all", "settled").annotations({ message: () => ({ message: "Expected \"all\" or \"settled\"", override: true }) })
+  ).annotations({
+    description: "Wait for the deliveries (bounded by the server's waitTimeout, or `Prefer: wait=<seconds>`)"
+  })
+})
+
+/**
+ * @since 0.1.0
+ * @category schemas
+ */
+export const SendHeaders = Schema.Struct({
+  "idempotency-key": Schema.optional(Id),
+  prefer: Schema.optional(Schema.String)
+})
+
+/**
+ * @since 0.1.0
+ * @category schemas
+ */
+export const BatchInput = Schema.Struct({
+  events: Schema.Array(EventInput).pipe(Schema.minItems(1))
+}).annotations({ identifier: "BatchInput" })
+
+/**
+ * @since 0.1.0
+ * @category schemas
+ */
+export const BatchItem = Schema.Struct({
+  id: Schema.String,
+  status: Schema.Literal("accepted", "duplicate", "failed"),
+  deliveries: Schema.optional(Schema.Array(DeliverySummary)),
+  error: Schema.optional(ErrorDetail)
+}).annotations({ identifier: "BatchItem" })
+
+/**
+ * The answer to a batch: one item per event, in order.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const BatchAccepted = Schema.Struct({ results: Schema.Array(BatchItem) }).annotations({
+  identifier: "BatchAccepted"
+})
+
+/**
+ * `503` of a batch cut short by the store: which items were stored (`accepted`/`duplicate`) and
+ * which were not (`failed`). Retry the failed ones with the same ids.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const BatchUnavailable = Schema.Struct({
+  error: ErrorDetail,
+  results: Schema.Array(BatchItem)
+}).annotations({
+  identifier: "BatchUnavailable",
+  ...HttpApiSchema.annotations({ status: 503, description: "The store failed part-way: see each item" })
+})
+
+/**
+ * @since 0.1.0
+ * @category schemas
+ */
+export const AttemptView = Schema.Struct({
+  number: Schema.Int,
+  startedAt: Instant,
+  durationMs: Schema.Number,
+  outcome: Schema.String,
+  status: Schema.optional(Schema.Int),
+  errorTag: Schema.optional(Schema.String),
+  message: Schema.optional(Schema.String),
+  retryAfterMs: Schema.optional(Schema.Number),
+  workerId: Schema.optional(Schema.String)
+}).annotations({ identifier: "Attempt" })
+
+/**
+ * @since 0.1.0
+ * @category schemas
+ */
+export const DeliveryView = Schema.Struct({
+  id: Schema.String,
+  target: Schema.String,
+  idempotencyKey: Schema.String,
+  status: DeliveryState,
+  attempts: Schema.Int,
+  totalAttempts: Schema.Int,
+  nextAttemptAt: Schema.optional(Instant),
+  leaseExpiresAt: Schema.optional(Instant),
+  lastError: Schema.optional(Schema.String),
+  lastErrorMessage: Schema.optional(Schema.String),
+  deadReason: Schema.optional(Schema.String),
+  finishedAt: Schema.optional(Instant),
+  history: Schema.Array(AttemptView)
+}).annotations({ identifier: "Delivery" })
+
+/**
+ * @since 0.1.0
+ * @category schemas
+ */
+export const EventView = Schema.Struct({
+  id: Schema.String,
+  type: Schema.String,
+  key: Schema.optional(Schema.String),
+  payload: Schema.Unknown,
+  headers: Schema.Record({ key: Schema.String, value: Schema.String }),
+  createdAt: Instant,
+  enqueuedAt: Instant,
+  deliveries: Schema.Array(DeliveryView)
+}).annotations({ identifier: "EventStatus" })
+
+const IdPath = Schema.Struct({ id: Id })
+
+/**
+ * @since 0.1.0
+ * @category groups
+ */
+export class Events extends HttpApiGroup.make("events")
+  .add(
+    HttpApiEndpoint.post("send", "/v1/events")
+      .setPayload(EventInput)
+      .setUrlParams(SendParams)
+      .setHeaders(SendHeaders)
+      .addSuccess(EventAccepted.annotations({ description: "Stored; or, after `?wait=`, settled" }), { status: 202 })
+      .addSuccess(EventAccepted.annotations({ description: "Already stored (same id), or settled after `?wait=`" }))
+      .addError(BadRequest)
+      .addError(PayloadTooLarge)
+      .addError(UnsupportedMediaType)
+      .addError(NoRoute)
+      .addError(DeliveryFailed)
+      .addError(Unavailable)
+      .annotate(OpenApi.Summary, "Send an event to every target its type is routed to")
+  )
+  .add(
+    // `::` is the router's escape for a literal `:`.
+    HttpApiEndpoint.post("sendBatch", "/v1/events::batch")
+      .setPayload(BatchInput)
+      .addSuccess(BatchAccepted, { status: 202 })
+      .addError(BadRequest)
+      .addError(PayloadTooLarge)
+      .addError(UnsupportedMediaType)
+      .addError(NoRoute)
+      .addError(BatchUnavailable)
+      .annotate(OpenApi.Summary, "Send several events (all or nothing on validation)")
+  )
+  .add(
+    HttpApiEndpoint.get("status", "/v1/events/:id")
+      .setPath(IdPath)
+      .addSuccess(EventView)
+      .addError(NotFound)
+      .addError(Unavailable)
+      .annotate(OpenApi.Summary, "An event's deliveries, with every attempt")
+  )
+{}
+
+// ---------------------------------------------------------------------------------------------
+// Dead letters
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * @since 0.1.0
+ * @category schemas
+ */
+export const DeadLetterView = Schema.Struct({
+  id: Schema.String,
+  eventId: Schema.String,
+  eventType: Schema.String,
+  target: Schema.String,
+  idempotencyKey: Schema.String,
+  reason: Schema.String,
+  lastError: Schema.optional(Schema.String),
+  lastErrorMessage: Schema.optional(Schema.String),
+  attempts: Schema.Int,
+  totalAttempts: Schema.Int,
+  deadAt: Instant,
+  enqueuedAt: Instant
+}).annotations({ identifier: "DeadLetter" })
+
+/**
+ * @since 0.1.0
+ * @category schemas
+ */
+export const DeadLetterPage = Schema.Struct({
+  items: Schema.Array(DeadLetterView),
+  next: Schema.optional(Schema.String)
+}).annotations({ identifier: "DeadLetterPage" })
+
+const Limit = Schema.NumberFromString.pipe(Schema.int(), Schema.between(1, 1000))
+
+/**
+ * @since 0.1.0
+ * @category schemas
+ */
+export const DeadLetterParams = Schema.Struct({
+  target: Schema.optional(Schema.String),
+  error: Schema.optional(Schema.String).annotations({ description: "The last attempt's outcome label: http_400, timeout, …" }),
+  from: Schema.optional(TimeParam),
+  to: Schema.optional(TimeParam),
+  cursor: Schema.optional(Schema.String),
+  limit: Schema.optional(Limit).annotations({ description: "1–1000, default 100" })
+})
+
+/**
+ * The filter of a bulk replay (every field narrows; `{}` replays every dead letter).
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const DeadLetterFilter = Schema.Struct({
+  target: Schema.optional(Schema.String),
+  error: Schema.optional(Schema.String),
+  from: Schema.optional(Schema.Union(Schema.Number, TimeParam)),
+  to: Schema.optional(Schema.Union(Schema.Number, TimeParam))
+}).annotations({ identifier: "DeadLetterFilter" })
+
+/**
+ * @since 0.1.0
+ * @category schemas
+ */
+export const Replayed = Schema.Struct({ replayed: Schema.Int }).annotations({ identifier: "Replayed" })
+
+/**
+ * @since 0.1.0
+ * @category groups
+ */
+export class DeadLetters extends HttpApiGroup.make("deadLetters")
+  .add(
+    HttpApiEndpoint.get("list", "/v1/dead-letters")
+      .setUrlParams(DeadLetterParams)
+      .addSuccess(DeadLetterPage)
+      .addError(BadRequest)
+      .addError(Unavailable)
+      .annotate(OpenApi.Summary, "Dead letters, oldest first; filter by target, error label, time; page with cursor")
+  )
+  .add(
+    HttpApiEndpoint.post("replay", "/v1/dead-letters/:id/replay")
+      .setPath(IdPath)
+      .addSuccess(Replayed, { status: 202 })
+      .addError(NotFound)
+      .addError(Unavailable)
+      .annotate(OpenApi.Summary, "Replay one dead delivery (same idempotency key)")
+  )
+  .add(
+    HttpApiEndpoint.post("replayMany", "/v1/dead-letters::replay")
+      .setPayload(DeadLetterFilter)
+      .addSuccess(Replayed, { status: 202 })
+      .addError(BadRequest)
+      .addError(PayloadTooLarge)
+      .addError(UnsupportedMediaType)
+      .addError(Unavailable)
+      .annotate(OpenApi.Summary, "Replay every dead letter matching a filter")
+  )
+  .add(
+    HttpApiEndpoint.del("purge", "/v1/dead-letters/:id")
+      .setPath(IdPath)
+      .addSuccess(HttpApiSchema.NoContent)
+      .addError(NotFound)
+      .addError(Unavailable)
+      .annotate(OpenApi.Summary, "Delete one dead letter and its history")
+  )
+{}
+
+// ---------------------------------------------------------------------------------------------
+// Targets
+// ---------------------------------------------------------------------------------------------
+
+const Counts = Schema.Struct({
+  pending: Schema.Int,
+  inFlight: Schema.Int,
+  delivered: Schema.Int,
+  dead: Schema.Int,
+  compensated: Schema.Int
+}).annotations({ identifier: "Counts" })
+
+/**
+ * @since 0.1.0
+ * @category schemas
+ */
+export const TargetView = Schema.Struct({
+  name: Schema.String,
+  policy: Schema.Unknown.annotations({ description: "The resilience policy (durations in milliseconds)" }),
+  circuit: Schema.Struct({
+    state: Schema.Literal("closed", "open", "half_open"),
+    consecutiveFailures: Schema.optional(Schema.Int),
+    openUntil: Schema.optional(Instant)
+  }),
+  inFlight: Schema.Int,
+  waiting: Schema.Int,
+  queue: Schema.optional(Counts),
+  recent: Schema.Struct({
+    windowSeconds: Schema.Number,
+    attempts: Schema.Int,
+    successes: Schema.Int,
+    perSecond: Schema.Number,
+    latencyMs: Schema.optional(Schema.Struct({ p50: Schema.Number, p90: Schema.Number, p99: Schema.Number }))
+  }).annotations({ description: "Attempts made by this process over the last window" })
+}).annotations({ identifier: "Target" })
+
+/**
+ * @since 0.1.0
+ * @category groups
+ */
+export class Targets extends HttpApiGroup.make("targets")
+  .add(
+    HttpApiEndpoint.get("list", "/v1/targets")
+      .addSuccess(Schema.Struct({ targets: Schema.Array(TargetView) }).annotations({ identifier: "Targets" }))
+      .annotate(OpenApi.Summary, "Every target: policy, circuit state, in flight, queue, recent rate and latency")
+  )
+{}
+
+// ---------------------------------------------------------------------------------------------
+// Operations (no API key)
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * @since 0.1.0
+ * @category groups
+ */
+export class Ops extends HttpApiGroup.make("ops")
+  .add(
+    HttpApiEndpoint.get("healthz", "/healthz")
+      .addSuccess(Schema.Struct({ status: Schema.Literal("ok") }))
+      .annotate(OpenApi.Summary, "Liveness: the process answers")
+  )
+  .add(
+    HttpApiEndpoint.get("readyz", "/readyz")
+      .addSuccess(Schema.Struct({ status: Schema.Literal("ready"), depth: Schema.Int }))
+      .addError(errorAt(503, "The store is unreachable"))
+      .annotate(OpenApi.Summary, "Readiness: the store answers (its migrations ran at start)")
+  )
+  .add(
+    HttpApiEndpoint.get("metrics", "/metrics")
+      .addSuccess(HttpApiSchema.Text({ contentType: "text/plain; version=0.0.4; charset=utf-8" }))
+      .annotate(OpenApi.Summary, "Prometheus metrics")
+  )
+{}
+
+// ---------------------------------------------------------------------------------------------
+// Authorization
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * The producer API key check (and per-key rate limit) on every `/v1` endpoint.
+ *
+ * @since 0.1.0
+ * @category middleware
+ */
+export class Authorization extends HttpApiMiddleware.Tag<Authorization>()("fanout/server/Authorization", {
+  failure: Schema.Union(Unauthorized, TooManyRequests),
+  security: { bearer: HttpApiSecurity.bearer }
+}) {}
+
+// ---------------------------------------------------------------------------------------------
+// The API
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * The routes the document shows with `{name}` where the router has a literal `:name`.
+ */
+const colonPaths: ReadonlyArray<readonly [string, string]> = [
+  ["/v1/events:{batch}", "/v1/events:batch"],
+  ["/v1/dead-letters:{replay}", "/v1/dead-letters:replay"]
+]
+
+/** The component every error response refers to. */
+const errorComponent = {
+  type: "object",
+  required: ["error"],
+  properties: { error: { $ref: "#/components/schemas/ErrorDetail" } },
+  additionalProperties: false,
+  description: "Every error response has this shape"
+}
+
+/**
+ * Tidies the generated document: literal `:` paths; the platform's own decode error (never sent:
+ * the server answers every error with {@link ErrorBody}) replaced by ours; unused components dropped.
+ */
+const tidyDocument = (spec: Record<string, any>): Record<string, any> => {
+  const paths: Record<string, any> = {}
+  for (const [path, item] of Object.entries(spec.paths ?? {})) {
+    const fixed = colonPaths.find(([from]) => from === path)
+    if (fixed !== undefined) {
+      for (const op of Object.values(item as Record<string, any>)) {
+        if (op && Array.isArray(op.parameters)) {
+          op.parameters = op.parameters.filter((p: any) => !(p.in === "path"))
+          if (op.parameters.length === 0) delete op.parameters
+        }
+      }
+    }
+    paths[fixed?.[1] ?? path] = item
+  }
+  const out = JSON.parse(
+    JSON.stringify({ ...spec, paths }).replaceAll("#/components/schemas/HttpApiDecodeError", "#/components/schemas/Error")
+  )
+  const schemas: Record<string, unknown> = out.components?.schemas ?? {}
+  schemas.Error = errorComponent
+  delete schemas.HttpApiDecodeError
+  // Drop the components nothing refers to any more (the platform's Issue, PropertyKey, …).
+  const refsIn = (value: unknown): Array<string> =>
+    [...JSON.stringify(value).matchAll(/"#\/components\/schemas\/([^"]+)"/g)].map((m) => m[1]!)
+  const used = new Set<string>()
+  let frontier = refsIn({ ...out, components: { ...out.components, schemas: {} } })
+  while (frontier.length > 0) {
+    const next: Array<string> = []
+    for (const name of frontier) {
+      if (used.has(name)) continue
+      used.add(name)
+      next.push(...refsIn(schemas[name]))
+    }
+    frontier = next
+  }
+  for (const name of Object.keys(schemas)) if (!used.has(name)) delete schemas[name]
+  if (out.components !== undefined) out.components.schemas = schemas
+  return out
+}
+
+/**
+ * The whole API.
+ *
+ * @since 0.1.0
+ * @category api
+ */
+export class Api extends HttpApi.make("fanout")
+  .add(Events.middleware(Authorization))
+  .add(DeadLetters.middleware(Authorization))
+  .add(Targets.middleware(Authorization))
+  .add(Ops)
+  .annotateContext(OpenApi.annotations({
+    title: "Fanout",
+    version: "0.1.0",
+    description: "Send one event to several HTTP APIs at once, reliably. Every error has the body " +
+      "`{ \"error\": { \"code\", \"message\", \"status\", \"issues\"? } }`.",
+    transform: tidyDocument
+  }))
+{}

@@ -1,0 +1,663 @@
+/**
+ * The HTTP server: the handlers of {@link Api.Api}, the protection around them, and the Node
+ * `http.Server` they run on.
+ *
+ * - `layer(options)` serves the API on `NodeHttpServer` (it needs `Outbox`, `Registry` and the
+ *   `DeliveryStore`; `/metrics` uses a `MetricsRenderer` when one is provided, else renders this
+ *   process's Effect metrics itself). Its output includes `HttpServer.HttpServer` (for the address).
+ * - `makeApp(options)` builds the same application as an `HttpApp`, for tests and embedding.
+ *
+ * Every error response has one shape (`Errors.ErrorBody`), including those of the router (404,
+ * 405) and of Node's own HTTP parser (400, 408, 431), which are written by a `clientError`
+ * handler instead of Node's empty defaults.
+ *
+ * @since 0.1.0
+ */
+import * as NodeHttp from "node:http"
+import type { Duplex } from "node:stream"
+import {
+  HttpApiBuilder,
+  HttpApiSwagger,
+  type HttpApp,
+  HttpServer,
+  type HttpServerError,
+  HttpServerRequest,
+  HttpServerResponse
+} from "@effect/platform"
+import { NodeHttpServer } from "@effect/platform-node"
+import { Cause, DateTime, Duration, Effect, Layer, Option, Schema } from "effect"
+import type { Scope } from "effect"
+import * as Event from "../Event.js"
+import type { NoRouteError } from "../Fanout.js"
+import * as Outbox from "../Outbox.js"
+import * as Registry from "../Registry.js"
+import * as Policy from "../Resilience/Policy.js"
+import * as Store from "../Store.js"
+import * as Api from "./Api.js"
+import * as Auth from "./Auth.js"
+import * as Body from "./Body.js"
+import * as Errors from "./Errors.js"
+import * as Metrics from "./Metrics.js"
+import * as ServerOptions from "./Options.js"
+import * as TargetStats from "./TargetStats.js"
+
+export type { Options } from "./Options.js"
+
+/**
+ * What the server needs from the application.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Requirements = Outbox.Outbox | Registry.Registry | Store.DeliveryStore
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------------
+
+const iso = (ms: number): string => new Date(ms).toISOString()
+
+const json = <A, I>(schema: Schema.Schema<A, I>, value: A, status = 200, headers: Record<string, string> = {}) =>
+  HttpServerResponse.unsafeJson(Schema.encodeSync(schema)(value), { status, headers })
+
+/** Turns the expected failures of a handler into their responses. */
+const respond = <R>(
+  effect: Effect.Effect<HttpServerResponse.HttpServerResponse, Errors.ApiFailure, R>
+): Effect.Effect<HttpServerResponse.HttpServerResponse, never, R> =>
+  Effect.catchAll(effect, (failure) => Effect.succeed(Errors.toResponse(failure)))
+
+const decode = <A, I>(schema: Schema.Schema<A, I>, input: unknown, prefix: ReadonlyArray<PropertyKey> = []) =>
+  Effect.mapError(
+    Schema.decodeUnknown(schema, { errors: "all", onExcessProperty: "error", exact: true })(input),
+    (error) => Errors.invalidRequest(Errors.issuesOf(error, prefix))
+  )
+
+const storeFailure = (error: Store.StoreError): Errors.ApiFailure => {
+  switch (error.reason) {
+    case "Busy":
+    case "Unavailable":
+    case "Closed":
+      return Errors.unavailable("store_unavailable", `The store is ${error.reason === "Busy" ? "busy" : "unavailable"}; retry later`, 1)
+    case "InvalidInput":
+      return Errors.make(400, "invalid_request", error.message)
+    default:
+      return Errors.make(500, "store_error", `The store failed (${error.reason})`)
+  }
+}
+
+const fromStore = <A, R>(effect: Effect.Effect<A, Store.StoreError, R>): Effect.Effect<A, Errors.ApiFailure, R> =>
+  Effect.mapError(effect, storeFailure)
+
+type Summary = typeof Api.DeliverySummary.Type
+
+const summaryOfStatus = (d: Store.DeliveryStatus): Summary => ({
+  id: d.id,
+  target: d.target,
+  status: d.status,
+  attempts: d.totalAttempts,
+  ...(d.lastError !== undefined ? { lastError: d.lastError } : {}),
+  ...(d.lastErrorMessage !== undefined ? { lastErrorMessage: d.lastErrorMessage } : {})
+})
+
+const isTerminal = (status: Store.Status) => status === "delivered" || status === "dead" || status === "compensated"
+
+const eventView = (status: Store.EventStatus): typeof Api.EventView.Type => ({
+  id: status.event.id,
+  type: status.event.type,
+  ...(status.event.key !== undefined ? { key: status.event.key } : {}),
+  payload: status.event.payload,
+  headers: status.event.headers,
+  createdAt: DateTime.formatIso(status.event.createdAt),
+  enqueuedAt: iso(status.enqueuedAt),
+  deliveries: status.deliveries.map((d) => ({
+    id: d.id,
+    target: d.target,
+    idempotencyKey: d.idempotencyKey,
+    status: d.status,
+    attempts: d.attempts,
+    totalAttempts: d.totalAttempts,
+    ...(d.nextAttemptAt !== undefined ? { nextAttemptAt: iso(d.nextAttemptAt) } : {}),
+    ...(d.leaseExpiresAt !== undefined ? { leaseExpiresAt: iso(d.leaseExpiresAt) } : {}),
+    ...(d.lastError !== undefined ? { lastError: d.lastError } : {}),
+    ...(d.lastErrorMessage !== undefined ? { lastErrorMessage: d.lastErrorMessage } : {}),
+    ...(d.deadReason !== undefined ? { deadReason: d.deadReason } : {}),
+    ...(d.finishedAt !== undefined ? { finishedAt: iso(d.finishedAt) } : {}),
+    history: d.history.map((a) => ({
+      number: a.number,
+      startedAt: iso(a.startedAt),
+      durationMs: a.durationMs,
+      outcome: a.outcome,
+      ...(a.status !== undefined ? { status: a.status } : {}),
+      ...(a.errorTag !== undefined ? { errorTag: a.errorTag } : {}),
+      ...(a.message !== undefined ? { message: a.message } : {}),
+      ...(a.retryAfterMs !== undefined ? { retryAfterMs: a.retryAfterMs } : {}),
+      ...(a.workerId !== undefined ? { workerId: a.workerId } : {})
+    }))
+  }))
+})
+
+const deadLetterView = (d: Store.DeadLetter): typeof Api.DeadLetterView.Type => ({
+  id: d.id,
+  eventId: d.eventId,
+  eventType: d.eventType,
+  target: d.target,
+  idempotencyKey: d.idempotencyKey,
+  reason: d.reason,
+  ...(d.lastError !== undefined ? { lastError: d.lastError } : {}),
+  ...(d.lastErrorMessage !== undefined ? { lastErrorMessage: d.lastErrorMessage } : {}),
+  attempts: d.attempts,
+  totalAttempts: d.totalAttempts,
+  deadAt: iso(d.deadAt),
+  enqueuedAt: iso(d.enqueuedAt)
+})
+
+/** `Prefer: wait=<seconds>` (RFC 7240), in milliseconds. */
+const preferWait = (prefer: string | undefined): number | undefined => {
+  if (prefer === undefined) return undefined
+  const match = /(?:^|[,;\s])wait\s*=\s*"?(\d{1,6})"?/i.exec(prefer)
+  return match === null ? undefined : Number(match[1]) * 1000
+}
+
+// ---------------------------------------------------------------------------------------------
+// Handlers
+// ---------------------------------------------------------------------------------------------
+
+const EventsLive = (options: ServerOptions.Options) =>
+  HttpApiBuilder.group(Api.Api, "events", (handlers) =>
+    Effect.gen(function*() {
+      const outbox = yield* Outbox.Outbox
+      const limits: Body.Limits = options
+      const maxDepth = options.maxQueueDepth
+      const cachedStats = yield* Effect.cachedWithTTL(Effect.either(outbox.stats), Duration.millis(options.queueCheckTtlMs))
+
+      /** 503 while the queue is at its bound (a reading at most `queueCheckTtl` old; an unreadable store lets enqueue decide). */
+      const guardDepth: Effect.Effect<void, Errors.ApiFailure> = maxDepth === undefined
+        ? Effect.void
+        : Effect.flatMap(cachedStats, (stats) =>
+          stats._tag === "Right" && stats.right.depth >= maxDepth
+            ? Effect.fail(
+              Errors.unavailable(
+                "queue_full",
+                `The queue holds ${stats.right.depth} deliveries (limit ${maxDepth}); retry later`,
+                options.overloadRetryAfterSeconds
+              )
+            )
+            : Effect.void)
+
+      const toEvent = (input: typeof Api.EventInput.Type, id: string) =>
+        Effect.map(DateTime.now, (now): Event.Any => ({
+          id,
+          type: input.type,
+          ...(input.key !== undefined ? { key: input.key } : {}),
+          payload: input.payload,
+          headers: input.headers ?? {},
+          createdAt: now
+        }))
+
+      const noRouteIssue = (type: string, path: string): Errors.Issue => ({
+        path,
+        message: `No route matches the event type ${JSON.stringify(type)}`
+      })
+
+      const enqueue = (event: Event.Any) =>
+        outbox.enqueue(event).pipe(
+          // Once the store has it, the answer must get out: never cut an enqueue short.
+          Effect.uninterruptible,
+          Effect.mapError((error) =>
+            error._tag === "NoRouteError"
+              ? Errors.noRoute([noRouteIssue((error as NoRouteError).type, "type")])
+              : storeFailure(error)
+          )
+        )
+
+      const location = (id: string) => ({ location: `/v1/events/${encodeURIComponent(id)}` })
+
+      const summaries = (enqueued: Store.Enqueued): Array<Summary> =>
+        enqueued.deliveries.map((d) => ({ id: d.id, target: d.target, status: d.status }))
+
+      const waitFor = (enqueued: Store.Enqueued, mode: "all" | "settled", waitMs: number) =>
+        Effect.gen(function*() {
+          const done = (status: Store.EventStatus) =>
+            mode === "all"
+              ? status.deliveries.every((d) => isTerminal(d.status)) || status.deliveries.some((d) => d.status === "dead")
+              : status.deliveries.every((d) => isTerminal(d.status))
+          const pollMs = options.waitPollMs
+          const poll = Effect.gen(function*() {
+            let delay = Math.min(10, pollMs)
+            while (true) {
+              const status = yield* outbox.status(enqueued.eventId)
+              if (Option.isNone(status) || done(status.value)) return status
+              yield* Effect.sleep(Duration.millis(delay))
+              delay = Math.min(pollMs, Math.ceil(delay * 1.5))
+            }
+          })
+          const settled = yield* poll.pipe(
+            Effect.timeoutOption(Duration.millis(waitMs)),
+            Effect.option,
+            Effect.map((o) => Option.flatten(Option.flatten(o)))
+          )
+          const base = { id: enqueued.eventId, duplicate: !enqueued.created }
+          if (Option.isNone(settled) || !done(settled.value)) {
+            // Not settled in time (or unreadable): the event is stored all the same; say so with 202.
+            const latest = yield* outbox.status(enqueued.eventId).pipe(Effect.option, Effect.map(Option.flatten))
+            const deliveries = Option.match(latest, {
+              onNone: () => summaries(enqueued),
+              onSome: (s) => s.deliveries.map(summaryOfStatus)
+            })
+            return json(Api.EventAccepted, { ...base, settled: false, deliveries }, 202, location(enqueued.eventId))
+          }
+          const deliveries = settled.value.deliveries.map(summaryOfStatus)
+          const dead = settled.value.deliveries.find((d) => d.status === "dead")
+          if (mode === "all" && dead !== undefined) {
+            return Errors.toResponse(
+              Errors.make(
+                502,
+                "delivery_failed",
+                `Delivery to ${dead.target} failed${dead.lastError !== undefined ? ` (${dead.lastError})` : ""}`,
+                { extra: { id: enqueued.eventId, deliveries: Schema.encodeSync(Schema.Array(Api.DeliverySummary))(deliveries) } }
+              )
+            )
+          }
+          return json(Api.EventAccepted, { ...base, settled: true, deliveries }, 200, location(enqueued.eventId))
+        })
+
+      return handlers
+        .handleRaw("send", ({ headers, request, urlParams }) =>
+          respond(Effect.gen(function*() {
+            const body = yield* Body.readJson(request, limits)
+            const input = yield* decode(Api.EventInput, body)
+            const key = headers["idempotency-key"]
+            if (input.id !== undefined && key !== undefined && input.id !== key) {
+              return yield* Effect.fail(Errors.invalidRequest([{ path: "id", message: "Differs from the Idempotency-Key header" }]))
+            }
+            const event = yield* toEvent(input, input.id ?? key ?? (yield* Event.newId))
+            if (!outbox.router.hasRoute(event.type)) return yield* Effect.fail(Errors.noRoute([noRouteIssue(event.type, "type")]))
+            yield* guardDepth
+            const enqueued = yield* enqueue(event)
+            if (urlParams.wait === undefined) {
+              return json(
+                Api.EventAccepted,
+                { id: enqueued.eventId, duplicate: !enqueued.created, deliveries: summaries(enqueued) },
+                enqueued.created ? 202 : 200,
+                location(enqueued.eventId)
+              )
+            }
+            const waitMs = Math.min(options.waitTimeoutMs, preferWait(headers.prefer) ?? Infinity)
+            return yield* waitFor(enqueued, urlParams.wait, waitMs)
+          })))
+        .handleRaw("sendBatch", ({ request }) =>
+          respond(Effect.gen(function*() {
+            const body = yield* Body.readJson(request, limits)
+            const input = yield* decode(Api.BatchInput, body)
+            if (input.events.length > options.maxBatch) {
+              return yield* Effect.fail(Errors.invalidRequest([{
+                path: "events",
+                message: `At most ${options.maxBatch} events per batch, got ${input.events.length}`
+              }]))
+            }
+            const unrouted = input.events.flatMap((e, i) =>
+              outbox.router.hasRoute(e.type) ? [] : [noRouteIssue(e.type, `events[${i}].type`)]
+            )
+            if (unrouted.length > 0) return yield* Effect.fail(Errors.noRoute(unrouted))
+            yield* guardDepth
+            const events = yield* Effect.forEach(input.events, (e) =>
+              Effect.flatMap(e.id !== undefined ? Effect.succeed(e.id) : Event.newId, (id) => toEvent(e, id)))
+            const results = yield* Effect.forEach(
+              events,
+              (event) =>
+                enqueue(event).pipe(
+                  Effect.match({
+                    onFailure: (failure): typeof Api.BatchItem.Type => ({ id: event.id, status: "failed", error: failure.error }),
+                    onSuccess: (enqueued): typeof Api.BatchItem.Type => ({
+                      id: enqueued.eventId,
+                      status: enqueued.created ? "accepted" : "duplicate",
+                      deliveries: summaries(enqueued)
+                    })
+                  })
+                ),
+              { concurrency: 16 }
+            )
+            const failed = results.filter((r) => r.status === "failed")
+            if (failed.length > 0) {
+              const first = failed[0]!.error!
+              return Errors.toResponse(
+                Errors.make(
+                  first.status >= 500 ? first.status : 503,
+                  first.code,
+                  `${failed.length} of ${results.length} events were not stored (${first.message}); retry those with the same ids`,
+                  {
+                    headers: first.status === 503 ? { "retry-after": "1" } : {},
+                    extra: { results: Schema.encodeSync(Schema.Array(Api.BatchItem))(results) }
+                  }
+                )
+              )
+            }
+            return json(Api.BatchAccepted, { results }, 202)
+          })))
+        .handleRaw("status", ({ path }) =>
+          respond(Effect.gen(function*() {
+            const status = yield* fromStore(outbox.status(path.id))
+            if (Option.isNone(status)) return yield* Effect.fail(Errors.notFound(`No event with id ${JSON.stringify(path.id)}`))
+            return json(Api.EventView, eventView(status.value))
+          })))
+    }))
+
+const DeadLettersLive = (options: ServerOptions.Options) =>
+  HttpApiBuilder.group(Api.Api, "deadLetters", (handlers) =>
+    Effect.gen(function*() {
+      const outbox = yield* Outbox.Outbox
+      return handlers
+        .handleRaw("list", ({ urlParams }) =>
+          respond(Effect.gen(function*() {
+            const page = yield* fromStore(outbox.deadLetters({
+              limit: urlParams.limit ?? 100,
+              target: urlParams.target,
+              errorLabel: urlParams.error,
+              from: urlParams.from,
+              to: urlParams.to,
+              cursor: urlParams.cursor
+            }))
+            return json(Api.DeadLetterPage, {
+              items: page.items.map(deadLetterView),
+              ...(page.next !== undefined ? { next: page.next } : {})
+            })
+          })))
+        .handleRaw("replay", ({ path }) =>
+          respond(Effect.gen(function*() {
+            const replayed = yield* fromStore(outbox.replay(path.id))
+            if (!replayed) return yield* Effect.fail(Errors.notFound(`No dead letter with id ${JSON.stringify(path.id)}`))
+            return json(Api.Replayed, { replayed: 1 }, 202)
+          })))
+        .handleRaw("replayMany", ({ request }) =>
+          respond(Effect.gen(function*() {
+            const body = yield* Body.readJson(request, options, { empty: {} })
+            const filter = yield* decode(Api.DeadLetterFilter, body)
+            const replayed = yield* fromStore(outbox.replayMany({
+              target: filter.target,
+              errorLabel: filter.error,
+              from: filter.from,
+              to: filter.to
+            }))
+            return json(Api.Replayed, { replayed }, 202)
+          })))
+        .handleRaw("purge", ({ path }) =>
+          respond(Effect.gen(function*() {
+            const removed = yield* fromStore(outbox.purge(path.id))
+            if (removed === 0) return yield* Effect.fail(Errors.notFound(`No dead letter with id ${JSON.stringify(path.id)}`))
+            return HttpServerResponse.empty({ status: 204 })
+          })))
+    }))
+
+const TargetsLive = HttpApiBuilder.group(Api.Api, "targets", (handlers) =>
+  Effect.gen(function*() {
+    const registry = yield* Registry.Registry
+    const outbox = yield* Outbox.Outbox
+    const stats = yield* TargetStats.make()
+    return handlers.handleRaw("list", () =>
+      respond(Effect.gen(function*() {
+        const queue = yield* Effect.option(outbox.stats)
+        const targets = yield* Effect.forEach([...registry.values()], (runtime) =>
+          Effect.gen(function*() {
+            const state = yield* runtime.breaker.state
+            const counts = Option.flatMapNullable(queue, (q) => q.targets[runtime.name])
+            const view: typeof Api.TargetView.Type = {
+              name: runtime.name,
+              policy: Policy.toJSON(runtime.policy),
+              circuit: state._tag === "Closed"
+                ? { state: "closed", consecutiveFailures: state.consecutiveFailures }
+                : state._tag === "Open"
+                ? { state: "open", openUntil: iso(state.until) }
+                : { state: "half_open" },
+              inFlight: yield* runtime.bulkhead.inFlight,
+              waiting: yield* runtime.bulkhead.waiting,
+              ...(Option.isSome(counts) ? { queue: counts.value } : {}),
+              recent: yield* stats.recent(runtime.name)
+            }
+            return view
+          }))
+        return json(Schema.Struct({ targets: Schema.Array(Api.TargetView) }), { targets })
+      })))
+  }))
+
+const OpsLive = HttpApiBuilder.group(Api.Api, "ops", (handlers) =>
+  Effect.gen(function*() {
+    const store = yield* Store.DeliveryStore
+    const renderer = yield* Effect.serviceOption(Metrics.MetricsRenderer)
+    const render = Option.match(renderer, { onNone: () => Metrics.renderSnapshot, onSome: (r) => r.render })
+    return handlers
+      .handleRaw("healthz", () => Effect.succeed(HttpServerResponse.unsafeJson({ status: "ok" })))
+      .handleRaw("readyz", () =>
+        store.stats.pipe(
+          Effect.match({
+            onFailure: (error) =>
+              Errors.toResponse(Errors.unavailable("not_ready", `The store is not ready (${error.reason})`, 1)),
+            onSuccess: (stats) => HttpServerResponse.unsafeJson({ status: "ready", depth: stats.depth })
+          })
+        ))
+      .handleRaw("metrics", () =>
+        Effect.map(render, (text) =>
+          HttpServerResponse.text(text, { contentType: Metrics.contentType, headers: { "cache-control": "no-store" } })))
+  }))
+
+// ---------------------------------------------------------------------------------------------
+// Errors outside the handlers: router, decoding of path/query/headers, defects
+// ---------------------------------------------------------------------------------------------
+
+interface RouteTemplate {
+  readonly method: string
+  readonly pattern: RegExp
+}
+
+const templateOf = (method: string, path: string): RouteTemplate => {
+  const source = path.split("/").map((segment) => {
+    // `::` is a literal `:`; `:name` a parameter.
+    const parts = segment.split("::").map((part) =>
+      part.split(/:[A-Za-z_][A-Za-z0-9_]*\??/).map((s) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")).join("[^/]+")
+    )
+    return parts.join(":")
+  }).join("/")
+  return { method, pattern: new RegExp(`^${source}$`) }
+}
+
+const routeTemplates: ReadonlyArray<RouteTemplate> = [
+  ...Object.values(Api.Api.groups).flatMap((group) =>
+    Object.values(group.endpoints).map((endpoint) => templateOf(endpoint.method, endpoint.path))
+  ),
+  templateOf("GET", "/openapi.json"),
+  templateOf("GET", "/docs")
+]
+
+const notRouted = (request: HttpServerRequest.HttpServerRequest): Errors.ApiFailure => {
+  const path = (request.url.split("?")[0] ?? "/")
+  const allow = [...new Set(routeTemplates.filter((t) => t.pattern.test(path)).map((t) => t.method))]
+  return allow.length > 0 ? Errors.methodNotAllowed(request.method, allow) : Errors.notFound(`No route for ${request.method} ${path.slice(0, 200)}`)
+}
+
+const failureResponse = (
+  error: unknown,
+  request: HttpServerRequest.HttpServerRequest
+): Effect.Effect<HttpServerResponse.HttpServerResponse> => {
+  if (error instanceof Errors.ApiFailure) return Effect.succeed(Errors.toResponse(error))
+  const tag = (error as { _tag?: unknown })?._tag
+  if (tag === "HttpApiDecodeError") {
+    const issues = ((error as { issues: ReadonlyArray<{ path: ReadonlyArray<PropertyKey>; message: string }> }).issues)
+      .map((issue) => ({ path: Errors.formatPath(issue.path), message: issue.message }))
+    return Effect.succeed(Errors.toResponse(Errors.invalidRequest(Errors.tidy(issues))))
+  }
+  if (tag === "RouteNotFound") return Effect.succeed(Errors.toResponse(notRouted(request)))
+  if (tag === "RequestError") {
+    return Effect.succeed(Errors.toResponse(Errors.make(400, "bad_request", (error as HttpServerError.RequestError).message)))
+  }
+  return Effect.as(
+    Effect.logError("fanout server: unexpected failure", error),
+    Errors.toResponse(Errors.internal())
+  )
+}
+
+const ErrorsLive = HttpApiBuilder.middleware((app) =>
+  Effect.catchAllCause(app, (cause) =>
+    Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
+      if (Cause.isInterruptedOnly(cause)) return Effect.failCause(cause)
+      const failure = Cause.failureOption(cause)
+      if (Option.isSome(failure)) return failureResponse(failure.value, request)
+      return Effect.as(
+        Effect.logError("fanout server: defect", cause),
+        Errors.toResponse(Errors.internal())
+      )
+    }))
+)
+
+// ---------------------------------------------------------------------------------------------
+// Assembly
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * The API's routes (handlers, auth, error mapping, `/openapi.json`, `/docs`), registered on the
+ * `HttpApiBuilder` router.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerApi = (options: ServerOptions.Options) =>
+  Layer.mergeAll(
+    ErrorsLive,
+    HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" }),
+    HttpApiSwagger.layer({ path: "/docs" })
+  ).pipe(
+    Layer.provideMerge(HttpApiBuilder.api(Api.Api).pipe(
+      Layer.provide([EventsLive(options), DeadLettersLive(options), TargetsLive, OpsLive]),
+      Layer.provide(Auth.layer(options))
+    ))
+  )
+
+/**
+ * The application as an `HttpApp` (no server), for tests and for mounting elsewhere.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeApp = (
+  options: ServerOptions.Options | ServerOptions.Input = {}
+): Effect.Effect<HttpApp.Default, never, Requirements | Scope.Scope> =>
+  Effect.gen(function*() {
+    const resolved = resolveOptions(options)
+    const routes = layerApi(resolved).pipe(
+      Layer.provideMerge(Layer.mergeAll(HttpApiBuilder.Router.Live, HttpApiBuilder.Middleware.layer))
+    )
+    const context = yield* Layer.build(routes)
+    const app = yield* Effect.provide(HttpApiBuilder.httpApp, context)
+    const platform = yield* Layer.build(NodeHttpServer.layerContext)
+    return Effect.provide(app, platform) as HttpApp.Default
+  })
+
+const resolveOptions = (options: ServerOptions.Options | ServerOptions.Input): ServerOptions.Options =>
+  "headersTimeoutMs" in options ? options as ServerOptions.Options : ServerOptions.make(options as ServerOptions.Input)
+
+const rawAnswered = new WeakSet<Duplex>()
+
+/**
+ * The Node server with the protections set: header size (431), header and request timeouts
+ * (slow clients), keep-alive timeout, and one error shape for what Node's parser refuses.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeNodeServer = (options: ServerOptions.Options): NodeHttp.Server => {
+  const server = NodeHttp.createServer({
+    maxHeaderSize: options.maxHeaderBytes,
+    headersTimeout: options.headersTimeoutMs,
+    requestTimeout: options.requestTimeoutMs,
+    keepAliveTimeout: options.keepAliveTimeoutMs,
+    connectionsCheckingInterval: options.connectionsCheckingIntervalMs,
+    // An HTTP/1.1 request without Host would get Node's bodiless 400; the API does not need it.
+    requireHostHeader: false
+  })
+  server.on("clientError", (error: NodeJS.ErrnoException, socket: Duplex) => {
+    if (rawAnswered.has(socket)) return
+    rawAnswered.add(socket)
+    const response = (socket as { _httpMessage?: { headersSent?: boolean } })._httpMessage
+    if (error.code === "ECONNRESET" || error.code === "EPIPE" || !socket.writable || response?.headersSent === true) {
+      socket.destroy()
+      return
+    }
+    const [status, code, message] = error.code === "HPE_HEADER_OVERFLOW"
+      ? [431, "headers_too_large", `The request headers are larger than ${options.maxHeaderBytes} bytes`] as const
+      : error.code === "ERR_HTTP_REQUEST_TIMEOUT"
+      ? [408, "request_timeout", "The request was not received in time"] as const
+      : [400, "bad_request", `Malformed HTTP request${error.code ? ` (${error.code})` : ""}`] as const
+    // Half-close after the answer; whatever the client still sends is read and dropped, then the socket goes.
+    socket.end(Errors.rawResponse(status, code, message))
+    socket.on("error", () => {})
+    setTimeout(() => socket.destroy(), 2_000).unref()
+  })
+  server.on("checkExpectation", (_req: NodeHttp.IncomingMessage, res: NodeHttp.ServerResponse) => {
+    const body = JSON.stringify({ error: { code: "expectation_failed", message: "Only Expect: 100-continue is supported", status: 417 } })
+    res.writeHead(417, { "content-type": "application/json", "content-length": Buffer.byteLength(body), connection: "close" })
+    res.end(body)
+  })
+  return server
+}
+
+/**
+ * Stops accepting, lets requests in progress finish for up to `shutdownGraceMs`, then closes
+ * every connection left (keep-alive and slow clients included).
+ */
+const shutdown = (server: NodeHttp.Server, graceMs: number): Effect.Effect<void> =>
+  Effect.async<void>((resume) => {
+    let finished = false
+    const done = () => {
+      if (finished) return
+      finished = true
+      clearTimeout(timer)
+      clearInterval(sweep)
+      resume(Effect.void)
+    }
+    const timer = setTimeout(() => {
+      server.closeAllConnections()
+      setTimeout(done, 100).unref()
+    }, graceMs)
+    // Keep-alive connections become idle as their last answer goes out: close them then, not after keepAliveTimeout.
+    const sweep = setInterval(() => server.closeIdleConnections(), 25)
+    if (!server.listening) {
+      server.closeAllConnections()
+      return done()
+    }
+    server.close(() => done())
+    server.closeIdleConnections()
+  })
+
+/**
+ * Serves the API on a Node `http.Server` listening on `options.host:options.port`, until the
+ * scope closes (then: graceful shutdown). Output: `HttpServer.HttpServer` (its `address`).
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (
+  options: ServerOptions.Options | ServerOptions.Input = {}
+): Layer.Layer<HttpServer.HttpServer, HttpServerError.ServeError, Requirements> => {
+  const resolved = resolveOptions(options)
+  let node: NodeHttp.Server | undefined
+  const serve = Layer.scopedDiscard(Effect.gen(function*() {
+    const app = yield* makeApp(resolved)
+    const server = yield* HttpServer.HttpServer
+    yield* server.serve(app)
+    // Registered after `serve`, so it runs first on close: drain before the handler is removed.
+    yield* Effect.addFinalizer(() => node === undefined ? Effect.void : shutdown(node, resolved.shutdownGraceMs))
+  }))
+  const nodeServer = NodeHttpServer.layer(() => (node = makeNodeServer(resolved)), { port: resolved.port, host: resolved.host })
+  return Layer.effect(HttpServer.HttpServer, HttpServer.HttpServer).pipe(
+    Layer.provide(serve.pipe(Layer.provideMerge(nodeServer)))
+  )
+}
+
+/**
+ * The `http://host:port` a served `HttpServer` listens on.
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const url: Effect.Effect<string, never, HttpServer.HttpServer> = Effect.map(HttpServer.HttpServer, (server) =>
+  server.address._tag === "TcpAddress"
+    ? `http://${server.address.hostname.includes(":") ? `[${server.address.hostname}]` : server.address.hostname}:${server.address.port}`
+    : `http+unix://${encodeURIComponent(server.address.path)}`)
