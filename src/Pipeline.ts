@@ -1,0 +1,1186 @@
+/**
+ * Pipelines: a typed graph of steps around the fan-out.
+ *
+ * - `enrich`: before anything else, the event is sent to a target (or through any effect) and
+ *   its answer turns the payload into a new one, which every step then receives;
+ * - steps: targets that take the (enriched) event, concurrently, as a plain fan-out does;
+ * - dependent steps: targets that run `after` named steps, the moment those succeeded, and
+ *   receive their decoded answers as typed input;
+ * - `aggregate`: combines every step's answer into one result for the caller.
+ *
+ * Every step is delivered by its target's own run-time (`yield* target.tag`): the same
+ * policy code as `Fanout` (breaker, bulkhead, rate limit, retry, timeouts), the same
+ * idempotency key `<event id>:<target>`, the same spans and metrics. A dependent step gets a
+ * derived event: the same id, type, key, headers and creation time, with its input as payload.
+ *
+ * ```ts
+ * const pipeline = Pipeline.make(OrderPlaced)
+ *   .enrich(Customer, (event, customer) => ({ ...event.payload, customer }))
+ *   .step(Inventory)
+ *   .step(Payment)
+ *   .step(Shipping, {
+ *     after: [Inventory, Payment],
+ *     input: ({ event, inputs }) => ({
+ *       orderId: event.payload.orderId,
+ *       reservationId: inputs.inventory.reservationId,
+ *       chargeId: inputs.payment.chargeId
+ *     })
+ *   })
+ *   .aggregate(({ responses }) => ({ trackingId: responses.shipping.trackingId }))
+ *
+ * const result = yield* Pipeline.run(pipeline, event, { mode: "all" })
+ * ```
+ *
+ * @since 0.1.0
+ */
+import { Clock, Data, DateTime, Deferred, Effect, Either, Fiber, Schema } from "effect"
+import type * as Event from "./Event.js"
+import { check } from "./internal/pipelineGraph.js"
+import type * as Outcome from "./Outcome.js"
+import type * as Target from "./Target.js"
+import * as TargetError from "./TargetError.js"
+
+/**
+ * @since 0.1.0
+ * @category type ids
+ */
+export const TypeId: unique symbol = Symbol.for("fanout/Pipeline")
+
+// ---------------------------------------------------------------------------------------
+// Graph errors
+// ---------------------------------------------------------------------------------------
+
+/**
+ * A step runs `after` a name that is not a step of the pipeline.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class UnknownStep extends Data.TaggedError("UnknownStep")<{
+  readonly step: string
+  readonly reference: string
+}> {
+  override get message() {
+    return `pipeline: step ${JSON.stringify(this.step)} runs after ${
+      JSON.stringify(this.reference)
+    }, which is not a step of the pipeline`
+  }
+}
+
+/**
+ * Two steps (or an enrich stage and a step) have the same name. Names are idempotency keys
+ * (`<event id>:<name>`), so they must be unique.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class DuplicateStep extends Data.TaggedError("DuplicateStep")<{
+  readonly step: string
+}> {
+  override get message() {
+    return `pipeline: ${JSON.stringify(this.step)} appears twice (a target can be one step or one enrich stage of a pipeline)`
+  }
+}
+
+/**
+ * The `after` links close a loop: `cycle` is the path, `["a", "b", "a"]` meaning a runs
+ * after b, which runs after a.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class Cycle extends Data.TaggedError("Cycle")<{
+  readonly cycle: ReadonlyArray<string>
+}> {
+  override get message() {
+    return `pipeline: cycle ${this.cycle.join(" → ")} (each step runs after the next one)`
+  }
+}
+
+/**
+ * Why a pipeline's graph is not valid.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export type PipelineError = UnknownStep | DuplicateStep | Cycle
+
+// ---------------------------------------------------------------------------------------
+// Graph description (what the config and the durable mode persist)
+// ---------------------------------------------------------------------------------------
+
+/**
+ * How a step's payload is made: `"event"` (no `after`, no mapper: the enriched event's payload),
+ * `"inputs"` (the default for dependent steps: `{ event, inputs }`), `"mapped"` (a function of
+ * `{ event, inputs }`, which lives in code: a persisted graph names it, it cannot hold it).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type InputKind = "event" | "inputs" | "mapped"
+
+/**
+ * The shape of a pipeline, by name only: JSON-friendly, for persistence and configuration.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const GraphSchema = Schema.Struct({
+  /** The event type of a typed pipeline. */
+  event: Schema.optional(Schema.String),
+  /** Enrich stages, in the order they run (before every step). */
+  enrich: Schema.Array(Schema.String),
+  /** The steps, in declaration order, each with the steps it runs after. */
+  steps: Schema.Array(Schema.Struct({
+    name: Schema.String,
+    after: Schema.Array(Schema.String),
+    input: Schema.Literal("event", "inputs", "mapped")
+  })),
+  /** Every step once, each after all of its inputs. */
+  order: Schema.Array(Schema.String),
+  aggregate: Schema.Boolean
+}).annotations({ identifier: "PipelineGraph" })
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type Graph = typeof GraphSchema.Type
+
+/**
+ * An untyped graph to validate: what a JSON configuration holds.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface GraphInput {
+  readonly enrich?: ReadonlyArray<string> | undefined
+  readonly steps: ReadonlyArray<{ readonly name: string; readonly after?: ReadonlyArray<string> | undefined }>
+}
+
+/**
+ * A valid graph: steps by name with their `after` lists (duplicates removed), and a
+ * topological order.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ValidGraph {
+  readonly enrich: ReadonlyArray<string>
+  readonly steps: ReadonlyArray<{ readonly name: string; readonly after: ReadonlyArray<string> }>
+  readonly order: ReadonlyArray<string>
+}
+
+const toError = (problem: { readonly _tag: string } & Record<string, any>): PipelineError =>
+  problem._tag === "DuplicateStep"
+    ? new DuplicateStep({ step: problem["step"] })
+    : problem._tag === "UnknownStep"
+    ? new UnknownStep({ step: problem["step"], reference: problem["reference"] })
+    : new Cycle({ cycle: problem["cycle"] })
+
+/**
+ * Validates an untyped graph (the same check the typed builder runs): names are unique across
+ * enrich stages and steps, every `after` names a step, and there is no cycle.
+ *
+ * @example
+ * ```ts
+ * Pipeline.validateGraph({ steps: [{ name: "a", after: ["b"] }, { name: "b", after: ["a"] }] })
+ * // Either.left(Cycle { cycle: ["a", "b", "a"] }): "pipeline: cycle a → b → a …"
+ * ```
+ *
+ * @since 0.1.0
+ * @category validation
+ */
+export const validateGraph = (graph: GraphInput): Either.Either<ValidGraph, PipelineError> => {
+  const enrich = graph.enrich ?? []
+  const result = check(enrich, graph.steps)
+  return result._tag === "Left"
+    ? Either.left(toError(result.left))
+    : Either.right({ enrich: [...enrich], steps: result.right.steps, order: result.right.order })
+}
+
+// ---------------------------------------------------------------------------------------
+// Outcomes and results
+// ---------------------------------------------------------------------------------------
+
+/**
+ * The step never ran: its input `by` did not succeed (failed, was skipped, blocked or
+ * cancelled). `root` is the step whose own failure started the chain.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Blocked {
+  readonly _tag: "Blocked"
+  readonly target: string
+  readonly by: string
+  readonly root: string
+}
+
+/**
+ * What became of one step.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type StepOutcome<A = unknown> =
+  | Outcome.Delivered<A>
+  | Outcome.Failed
+  | Outcome.Skipped
+  | Blocked
+  | Outcome.Cancelled
+  | Outcome.Compensated<A>
+
+/**
+ * @since 0.1.0
+ * @category predicates
+ */
+export const isBlocked = (outcome: StepOutcome<any>): outcome is Blocked => outcome._tag === "Blocked"
+
+/**
+ * One span of the timeline: an enrich call, a step's delivery (from its first request to its
+ * outcome, retries included) or a compensation. Times are `Clock` milliseconds.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Timing {
+  readonly step: string
+  readonly phase: "enrich" | "deliver" | "compensate"
+  readonly startedAt: number
+  readonly endedAt: number
+  readonly outcome: "Delivered" | "Failed" | "Skipped" | "Cancelled"
+}
+
+/**
+ * The result of a `settled` run: every step's outcome, delivered or not.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Settled<S, Agg, Ev extends Event.Any = Event.Any> {
+  readonly eventId: string
+  readonly type: string
+  /** The event as the steps saw it (after the enrich stages). */
+  readonly event: Ev
+  readonly outcomes: { readonly [K in keyof S]: Outcome.Delivered<S[K]> | Outcome.Failed | Outcome.Skipped | Blocked }
+  /** The aggregate, when the pipeline has one and every step was delivered. */
+  readonly aggregate: Agg | undefined
+  readonly timeline: ReadonlyArray<Timing>
+  readonly startedAt: number
+  readonly durationMs: number
+}
+
+/**
+ * The result of an `all` run that succeeded: every step delivered.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface AllDelivered<S, Agg, Ev extends Event.Any = Event.Any> {
+  readonly eventId: string
+  readonly type: string
+  readonly event: Ev
+  readonly outcomes: { readonly [K in keyof S]: Outcome.Delivered<S[K]> }
+  /** The aggregate (`undefined` when the pipeline has none). */
+  readonly aggregate: Agg
+  readonly timeline: ReadonlyArray<Timing>
+  readonly startedAt: number
+  readonly durationMs: number
+}
+
+/**
+ * An enrich stage failed: no step ran. `error` is classified like any target's
+ * (`transient` tells whether a later try may succeed).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class EnrichFailed extends Data.TaggedError("EnrichFailed")<{
+  readonly eventId: string
+  readonly step: string
+  readonly error: TargetError.DeliveryError
+  /** The target's outcome (for a target stage). */
+  readonly outcome: Outcome.Failed | Outcome.Skipped | undefined
+}> {
+  /** Whether retrying later may succeed. */
+  get transient(): boolean {
+    return TargetError.isTransient(this.error)
+  }
+  override get message() {
+    return `event ${this.eventId}: enrich ${this.step} failed: ${this.error.message}`
+  }
+}
+
+/**
+ * In `all` mode: a step failed. `step` and `error` name the first failure; `outcomes` holds
+ * every step's end state (delivered, compensated, failed, skipped, blocked or cancelled).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class PipelineFailed extends Data.TaggedError("PipelineFailed")<{
+  readonly eventId: string
+  readonly step: string
+  readonly error: TargetError.DeliveryError
+  readonly outcomes: Readonly<Record<string, StepOutcome>>
+  readonly timeline: ReadonlyArray<Timing>
+}> {
+  override get message() {
+    return `event ${this.eventId}: step ${this.step} failed: ${this.error.message}`
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// The typed builder
+// ---------------------------------------------------------------------------------------
+
+/**
+ * The envelope as a dependent step receives it in its default input (JSON-shaped:
+ * `createdAt` is an ISO string).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface EncodedEvent<T extends string = string, P = unknown> {
+  readonly id: string
+  readonly type: T
+  readonly key?: string
+  readonly payload: P
+  readonly headers: Readonly<Record<string, string>>
+  readonly createdAt: string
+}
+
+/**
+ * A reference to a step already in the pipeline: its target, or its name.
+ *
+ * @since 0.1.0
+ * @category type-level
+ */
+export type Ref<S> = (keyof S & string) | { readonly name: keyof S & string }
+
+/**
+ * The name a {@link Ref} stands for.
+ *
+ * @since 0.1.0
+ * @category type-level
+ */
+export type NameOf<X> = X extends string ? X : X extends { readonly name: infer N extends string } ? N : never
+
+/**
+ * The decoded answers of the steps named in `After`, by name.
+ *
+ * @since 0.1.0
+ * @category type-level
+ */
+export type Inputs<S, After extends ReadonlyArray<unknown>> = {
+  readonly [K in NameOf<After[number]> & keyof S]: S[K]
+}
+
+/**
+ * What a step's `input` mapper receives: the (enriched) event and its inputs' answers.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface InputContext<T extends string, P, I> {
+  readonly event: Event.Event<T, P>
+  readonly inputs: I
+}
+
+/**
+ * The default payload of a dependent step: `{ event, inputs }`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface DefaultInput<T extends string, P, I> {
+  readonly event: EncodedEvent<T, P>
+  readonly inputs: I
+}
+
+/**
+ * What `aggregate` receives: the event, every step's decoded answer, and the full outcomes.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface AggregateContext<T extends string, P, S> {
+  readonly event: Event.Event<T, P>
+  readonly responses: { readonly [K in keyof S]: S[K] }
+  readonly outcomes: { readonly [K in keyof S]: Outcome.Delivered<S[K]> }
+}
+
+/**
+ * The payload a target accepts (its `accepts` schema's type; `unknown` without one).
+ *
+ * @since 0.1.0
+ * @category type-level
+ */
+export type AcceptedBy<T> = T extends Target.Target<any, infer P, any> ? P : never
+
+/**
+ * Rejects a target whose name is already a step (names are idempotency keys).
+ *
+ * @since 0.1.0
+ * @category type-level
+ */
+export type Fresh<T, S> = T extends { readonly name: infer N extends string } ?
+  string extends N | keyof S ? unknown // names known only at run time are checked at run time
+  : N extends keyof S ? { readonly "a step of this name is already in the pipeline": N }
+  : unknown
+  : unknown
+
+/**
+ * The options of a dependent step.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface StepOptions<T extends string, P, S, After extends ReadonlyArray<Ref<S>>, I> {
+  /** The steps this one runs after, as targets or names; it receives their decoded answers. */
+  readonly after?: After
+  /** Builds this step's payload from the event and its inputs (default: `{ event, inputs }`). */
+  readonly input?: (context: InputContext<T, P, Inputs<S, After>>) => I
+}
+
+type Simplify<A> = { readonly [K in keyof A]: A[K] } & {}
+
+/**
+ * The pipeline after adding the step `T`.
+ *
+ * @since 0.1.0
+ * @category type-level
+ */
+export type Next<E extends Event.Any, P, S, Agg, R, T extends Target.Any> = Pipeline<
+  E,
+  P,
+  Simplify<S & { readonly [K in T["name"]]: Target.ResponseOf<T> }>,
+  Agg,
+  R | Target.Requirements<T>
+>
+
+/**
+ * A pipeline over events `E`, whose steps see the payload `P` (after enrichment), with steps
+ * `S` (name → decoded answer), an aggregate of type `Agg`, needing the target services `R`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Pipeline<E extends Event.Any, P, S, Agg, R> {
+  readonly [TypeId]: {
+    readonly _E: E
+    readonly _P: P
+    readonly _S: S
+    readonly _Agg: Agg
+    readonly _R: R
+  }
+  /** The graph by name: persistable, and valid by construction. */
+  readonly graph: Graph
+  /** @internal */
+  readonly enrichers: ReadonlyArray<Enricher>
+  /** @internal */
+  readonly steps: ReadonlyArray<StepDef>
+  /** @internal */
+  readonly aggregator: ((context: AggregateContext<string, unknown, any>) => unknown) | undefined
+
+  /**
+   * Adds a step. Without options it receives the (enriched) event. With `after`, it runs once
+   * those steps succeeded and receives `{ event, inputs }` (`inputs`: their decoded answers by
+   * name), or what `input` builds from that. The target must accept that payload.
+   * Throws a {@link PipelineError} for a duplicate name or an unknown reference.
+   */
+  step<T extends Target.Any>(target: T & Fresh<T, S> & Target.Accepting<P>): Next<E, P, S, Agg, R, T>
+  step<T extends Target.Any, const After extends ReadonlyArray<Ref<S>> = readonly []>(
+    target: T & Fresh<T, S>,
+    options: {
+      readonly after?: After
+      readonly input: (context: InputContext<E["type"], P, Inputs<S, After>>) => AcceptedBy<T>
+    }
+  ): Next<E, P, S, Agg, R, T>
+  step<T extends Target.Any, const After extends ReadonlyArray<Ref<S>>>(
+    target: T & Fresh<T, S> & Target.Accepting<NoInfer<DefaultInput<E["type"], P, Inputs<S, After>>>>,
+    options: { readonly after: After }
+  ): Next<E, P, S, Agg, R, T>
+
+  /** Combines every step's answer into one result (computed when every step was delivered). */
+  aggregate<B>(f: (context: AggregateContext<E["type"], P, S>) => B): Pipeline<E, P, S, B, R>
+}
+
+/**
+ * A pipeline with no step yet: it can still be enriched.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Start<E extends Event.Any, P, R> extends Pipeline<E, P, {}, undefined, R> {
+  /**
+   * Sends the event to `target` first (under its policy, key `<event id>:<target>`); its
+   * decoded answer and the event give the payload every later step receives. A failure of the
+   * target fails the run with {@link EnrichFailed}; so does a throw of `f` (a `PermanentError`).
+   */
+  enrich<T extends Target.Any & Target.Accepting<P> & { readonly name: string }, P2>(
+    target: T,
+    f: (event: Event.Event<E["type"], P>, response: Target.ResponseOf<T>) => P2
+  ): Start<E, P2, R | Target.Requirements<T>>
+
+  /**
+   * Enriches with any effect (named `name` in the graph and the timeline). Its failure fails
+   * the run with {@link EnrichFailed}, classified by the error's own type; it is not retried
+   * here (put a retry inside, or use a target).
+   */
+  enrichWith<P2, R2 = never>(
+    name: string,
+    f: (event: Event.Event<E["type"], P>) => Effect.Effect<P2, TargetError.TransientError | TargetError.PermanentError, R2>
+  ): Start<E, P2, R | R2>
+}
+
+/**
+ * Any pipeline.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Any = Pipeline<any, any, any, any, any>
+
+/**
+ * @since 0.1.0
+ * @category type-level
+ */
+export type EventOf<Pl> = Pl extends { readonly [TypeId]: { readonly _E: infer E } } ? E : never
+/**
+ * The payload every step sees (after enrichment).
+ *
+ * @since 0.1.0
+ * @category type-level
+ */
+export type PayloadOf<Pl> = Pl extends { readonly [TypeId]: { readonly _P: infer P } } ? P : never
+/**
+ * The steps: name → decoded answer.
+ *
+ * @since 0.1.0
+ * @category type-level
+ */
+export type StepsOf<Pl> = Pl extends { readonly [TypeId]: { readonly _S: infer S } } ? S : never
+/**
+ * @since 0.1.0
+ * @category type-level
+ */
+export type AggregateOf<Pl> = Pl extends { readonly [TypeId]: { readonly _Agg: infer A } } ? A : never
+/**
+ * The target services a pipeline needs.
+ *
+ * @since 0.1.0
+ * @category type-level
+ */
+export type RequirementsOf<Pl> = Pl extends { readonly [TypeId]: { readonly _R: infer R } } ? R : never
+
+/**
+ * The event as the steps see it: the pipeline's event type, with the enriched payload.
+ *
+ * @since 0.1.0
+ * @category type-level
+ */
+export type EnrichedEventOf<Pl> = Event.Event<Extract<EventOf<Pl>, Event.Any>["type"], PayloadOf<Pl>>
+
+/** @internal */
+export type Enricher =
+  | {
+    readonly _tag: "Target"
+    readonly name: string
+    readonly target: Target.Any
+    readonly f: (event: Event.Any, response: unknown) => unknown
+  }
+  | {
+    readonly _tag: "Effect"
+    readonly name: string
+    readonly f: (event: Event.Any) => Effect.Effect<unknown, TargetError.TransientError | TargetError.PermanentError, any>
+  }
+
+/** @internal */
+export interface StepDef {
+  readonly name: string
+  readonly target: Target.Any
+  readonly after: ReadonlyArray<string>
+  readonly input: ((context: InputContext<string, unknown, Record<string, unknown>>) => unknown) | undefined
+}
+
+const nameOf = (ref: string | { readonly name: string }): string => typeof ref === "string" ? ref : ref.name
+
+const graphOf = (
+  eventType: string | undefined,
+  enrichers: ReadonlyArray<Enricher>,
+  steps: ReadonlyArray<StepDef>,
+  hasAggregate: boolean
+): Either.Either<Graph, PipelineError> =>
+  Either.map(
+    validateGraph({ enrich: enrichers.map((e) => e.name), steps }),
+    (valid): Graph => ({
+      ...(eventType !== undefined ? { event: eventType } : {}),
+      enrich: valid.enrich,
+      steps: valid.steps.map((s, i) => ({
+        name: s.name,
+        after: s.after,
+        input: steps[i]!.input !== undefined ? "mapped" : s.after.length === 0 ? "event" : "inputs"
+      })),
+      order: valid.order,
+      aggregate: hasAggregate
+    })
+  )
+
+class PipelineImpl {
+  readonly [TypeId] = undefined as any
+  constructor(
+    readonly eventType: string | undefined,
+    readonly enrichers: ReadonlyArray<Enricher>,
+    readonly steps: ReadonlyArray<StepDef>,
+    readonly aggregator: ((context: AggregateContext<string, unknown, any>) => unknown) | undefined,
+    readonly graph: Graph
+  ) {}
+
+  static build(
+    eventType: string | undefined,
+    enrichers: ReadonlyArray<Enricher>,
+    steps: ReadonlyArray<StepDef>,
+    aggregator: ((context: AggregateContext<string, unknown, any>) => unknown) | undefined
+  ): Either.Either<PipelineImpl, PipelineError> {
+    return Either.map(
+      graphOf(eventType, enrichers, steps, aggregator !== undefined),
+      (graph) => new PipelineImpl(eventType, enrichers, steps, aggregator, graph)
+    )
+  }
+
+  private rebuild(
+    enrichers: ReadonlyArray<Enricher>,
+    steps: ReadonlyArray<StepDef>,
+    aggregator: ((context: AggregateContext<string, unknown, any>) => unknown) | undefined
+  ): PipelineImpl {
+    return Either.getOrThrowWith(PipelineImpl.build(this.eventType, enrichers, steps, aggregator), (e) => e)
+  }
+
+  step(target: Target.Any, options: StepOptions<string, unknown, any, any, unknown> = {}): PipelineImpl {
+    const after = (options.after ?? []).map(nameOf)
+    return this.rebuild(this.enrichers, [...this.steps, {
+      name: target.name,
+      target,
+      after,
+      input: options.input as StepDef["input"]
+    }], this.aggregator)
+  }
+
+  aggregate(f: (context: AggregateContext<string, unknown, any>) => unknown): PipelineImpl {
+    return this.rebuild(this.enrichers, this.steps, f)
+  }
+
+  enrich(target: Target.Any, f: (event: Event.Any, response: unknown) => unknown): PipelineImpl {
+    if (this.steps.length > 0) throw new TypeError("pipeline: enrich stages come before the first step")
+    return this.rebuild([...this.enrichers, { _tag: "Target", name: target.name, target, f }], this.steps, this.aggregator)
+  }
+
+  enrichWith(
+    name: string,
+    f: (event: Event.Any) => Effect.Effect<unknown, TargetError.TransientError | TargetError.PermanentError, any>
+  ): PipelineImpl {
+    if (this.steps.length > 0) throw new TypeError("pipeline: enrich stages come before the first step")
+    if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$/.test(name)) {
+      throw new TypeError(`pipeline: an enrich stage name must be 1-100 characters of [A-Za-z0-9_.-], got ${JSON.stringify(name)}`)
+    }
+    return this.rebuild([...this.enrichers, { _tag: "Effect", name, f }], this.steps, this.aggregator)
+  }
+}
+
+/**
+ * Starts a pipeline over the events of a definition (or, with none, untyped events).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make: {
+  <T extends string, P, I>(definition: Event.Definition<T, P, I>): Start<Event.Event<T, P>, P, never>
+  (): Start<Event.Any, unknown, never>
+} = ((definition?: Event.Definition<string, unknown, unknown>) =>
+  new PipelineImpl(definition?.type, [], [], undefined, {
+    ...(definition !== undefined ? { event: definition.type } : {}),
+    enrich: [],
+    steps: [],
+    order: [],
+    aggregate: false
+  })) as any
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface StepSpec<T extends Target.Any = Target.Any> {
+  readonly target: T
+  readonly after?: ReadonlyArray<string> | undefined
+  readonly input?: ((context: InputContext<string, unknown, Record<string, unknown>>) => unknown) | undefined
+}
+
+/**
+ * An enrich stage of an untyped pipeline: the target's answer and the event give the new payload.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface EnrichSpec<T extends Target.Any = Target.Any> {
+  readonly target: T
+  readonly f: (event: Event.Any, response: unknown) => unknown
+}
+
+/**
+ * Builds an untyped pipeline from steps given in any order (as a configuration lists them),
+ * checking the graph: a duplicate name, an unknown reference or a cycle is a
+ * {@link PipelineError}.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const fromSteps = <const Specs extends ReadonlyArray<StepSpec>, const En extends ReadonlyArray<EnrichSpec> = []>(
+  steps: Specs,
+  options: {
+    readonly enrich?: En
+    readonly aggregate?: (context: AggregateContext<string, unknown, Record<string, unknown>>) => unknown
+  } = {}
+): Either.Either<
+  Pipeline<
+    Event.Any,
+    unknown,
+    Record<string, unknown>,
+    unknown,
+    Target.Requirements<Specs[number]["target"] | En[number]["target"]>
+  >,
+  PipelineError
+> =>
+  PipelineImpl.build(
+    undefined,
+    (options.enrich ?? []).map(({ f, target }) => ({ _tag: "Target", name: target.name, target, f })),
+    steps.map((s) => ({ name: s.target.name, target: s.target, after: s.after ?? [], input: s.input })),
+    options.aggregate as PipelineImpl["aggregator"]
+  ) as any
+
+// ---------------------------------------------------------------------------------------
+// Direct execution
+// ---------------------------------------------------------------------------------------
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type Mode = "all" | "settled"
+
+/**
+ * A pipeline bound to its targets' run-times.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Runner<Pl extends Any> {
+  readonly pipeline: Pl
+  readonly run: {
+    (event: EventOf<Pl>, options: { readonly mode: "all" }): Effect.Effect<
+      AllDelivered<StepsOf<Pl>, AggregateOf<Pl>, EnrichedEventOf<Pl>>,
+      PipelineFailed | EnrichFailed
+    >
+    (event: EventOf<Pl>, options?: { readonly mode?: "settled" }): Effect.Effect<
+      Settled<StepsOf<Pl>, AggregateOf<Pl>, EnrichedEventOf<Pl>>,
+      EnrichFailed
+    >
+  }
+}
+
+type Runtimes = ReadonlyMap<string, Target.Runtime<unknown>>
+
+const encodeEvent = (event: Event.Any): EncodedEvent => ({
+  id: event.id,
+  type: event.type,
+  ...(event.key !== undefined ? { key: event.key } : {}),
+  payload: event.payload,
+  headers: event.headers,
+  createdAt: DateTime.formatIso(event.createdAt)
+})
+
+const describeDefect = (defect: unknown): string => defect instanceof Error ? defect.message : String(defect)
+
+const enrichOnce = (
+  enricher: Enricher,
+  event: Event.Any,
+  runtimes: Runtimes
+): Effect.Effect<Event.Any, EnrichFailed> => {
+  const failed = (error: TargetError.DeliveryError, outcome?: Outcome.Failed | Outcome.Skipped) =>
+    new EnrichFailed({ eventId: event.id, step: enricher.name, error, outcome })
+  const transformFailed = (defect: unknown) =>
+    failed(
+      new TargetError.PermanentError({
+        target: enricher.name,
+        reason: "Transform",
+        message: `${enricher.name}: enrich failed: ${describeDefect(defect)}`
+      })
+    )
+  if (enricher._tag === "Effect") {
+    return (Effect.suspend(() => enricher.f(event)) as Effect.Effect<unknown, TargetError.DeliveryError>).pipe(
+      Effect.mapError((error) => failed(error)),
+      Effect.catchAllDefect((defect) => Effect.fail(transformFailed(defect))),
+      Effect.map((payload): Event.Any => ({ ...event, payload }))
+    )
+  }
+  return runtimes.get(enricher.name)!.deliver(event).pipe(
+    Effect.mapError((outcome) => failed(outcome.error, outcome)),
+    Effect.flatMap((delivered) =>
+      Effect.try({
+        try: (): Event.Any => ({ ...event, payload: enricher.f(event, delivered.response) }),
+        catch: transformFailed
+      })
+    )
+  )
+}
+
+const eventFor = (
+  step: StepDef,
+  enriched: Event.Any,
+  inputs: Readonly<Record<string, unknown>>,
+  encoded: () => EncodedEvent
+): Either.Either<Event.Any, TargetError.PermanentError> => {
+  if (step.input === undefined && step.after.length === 0) return Either.right(enriched)
+  try {
+    const payload = step.input !== undefined
+      ? step.input({ event: enriched, inputs: inputs as Record<string, unknown> })
+      : { event: encoded(), inputs }
+    return Either.right({ ...enriched, payload })
+  } catch (defect) {
+    return Either.left(
+      new TargetError.PermanentError({
+        target: step.name,
+        reason: "Transform",
+        message: `${step.name}: input mapping failed: ${describeDefect(defect)}`
+      })
+    )
+  }
+}
+
+/**
+ * The event a step receives, given the (enriched) event and its inputs' decoded answers by name:
+ * the same id, type, key, headers and creation time, with the step's input as payload (the
+ * event itself for a step with no `after` and no mapper). A mapper that throws gives a
+ * `PermanentError` ("Transform"). The direct mode uses this; the durable mode can too, so both
+ * send the same requests.
+ *
+ * @since 0.1.0
+ * @category execution
+ */
+export const stepEvent = (
+  pipeline: Any,
+  step: string,
+  event: Event.Any,
+  inputs: Readonly<Record<string, unknown>>
+): Either.Either<Event.Any, TargetError.PermanentError> => {
+  const def = (pipeline as unknown as PipelineImpl).steps.find((s) => s.name === step)
+  if (def === undefined) {
+    return Either.left(
+      new TargetError.PermanentError({ target: step, reason: "InvalidRequest", message: `${step}: not a step of this pipeline` })
+    )
+  }
+  return eventFor(def, event, inputs, () => encodeEvent(event))
+}
+
+interface Failure {
+  readonly target: string
+  readonly error: TargetError.DeliveryError
+}
+
+const execute = (
+  pipeline: PipelineImpl,
+  runtimes: Runtimes,
+  original: Event.Any,
+  mode: Mode
+): Effect.Effect<Settled<any, any> | AllDelivered<any, any>, PipelineFailed | EnrichFailed> =>
+  Effect.gen(function*() {
+    const startedAt = yield* Clock.currentTimeMillis
+    const timeline: Array<Timing> = []
+
+    // 1. Enrich stages, one after the other.
+    let event = original
+    for (const enricher of pipeline.enrichers) {
+      const start = yield* Clock.currentTimeMillis
+      event = yield* enrichOnce(enricher, event, runtimes).pipe(
+        Effect.withSpan("fanout.pipeline.enrich", { attributes: { "fanout.step": enricher.name } })
+      )
+      timeline.push({
+        step: enricher.name,
+        phase: "enrich",
+        startedAt: start,
+        endedAt: yield* Clock.currentTimeMillis,
+        outcome: "Delivered"
+      })
+    }
+    const enriched = event
+    let encoded: EncodedEvent | undefined
+    const encodedEvent = () => (encoded ??= encodeEvent(enriched))
+
+    // 2. Every step at once; each waits for its inputs' Deferreds.
+    const steps = pipeline.steps
+    const done = new Map<string, Deferred.Deferred<Outcome.Delivered<unknown>, void>>()
+    for (const step of steps) done.set(step.name, yield* Deferred.make<Outcome.Delivered<unknown>, void>())
+    const outcomes: Record<string, StepOutcome> = {}
+    const sentEvents = new Map<string, Event.Any>()
+    const times = new Map<string, { startedAt: number; endedAt: number | undefined }>()
+    let firstFailure: Failure | undefined
+    const all = mode === "all"
+
+    const runStep = (step: StepDef): Effect.Effect<void, Failure> => {
+      const runtime = runtimes.get(step.name)!
+      const own = done.get(step.name)!
+      const finish = (now: number) => {
+        const t = times.get(step.name)
+        if (t !== undefined && t.endedAt === undefined) t.endedAt = now
+      }
+      const failWith = (outcome: Outcome.Failed | Outcome.Skipped) =>
+        Effect.gen(function*() {
+          outcomes[step.name] = outcome
+          finish(yield* Clock.currentTimeMillis)
+          yield* Deferred.fail(own, undefined)
+          if (all) {
+            firstFailure ??= { target: step.name, error: outcome.error }
+            return yield* Effect.fail<Failure>({ target: step.name, error: outcome.error })
+          }
+        })
+      return Effect.gen(function*() {
+        const awaited = yield* Effect.forEach(
+          step.after,
+          (name) => Effect.mapError(Deferred.await(done.get(name)!), () => name),
+          { concurrency: "unbounded" }
+        ).pipe(Effect.either)
+        if (awaited._tag === "Left") {
+          const by = awaited.left
+          const upstream = outcomes[by]
+          outcomes[step.name] = {
+            _tag: "Blocked",
+            target: step.name,
+            by,
+            root: upstream?._tag === "Blocked" ? upstream.root : by
+          }
+          return yield* Deferred.fail(own, undefined)
+        }
+        const inputs: Record<string, unknown> = {}
+        step.after.forEach((name, i) => (inputs[name] = awaited.right[i]!.response))
+        const prepared = eventFor(step, enriched, inputs, encodedEvent)
+        const start = yield* Clock.currentTimeMillis
+        times.set(step.name, { startedAt: start, endedAt: undefined })
+        if (Either.isLeft(prepared)) {
+          return yield* failWith({ _tag: "Failed", target: step.name, attempts: 0, durationMs: 0, error: prepared.left })
+        }
+        const sent = prepared.right
+        sentEvents.set(step.name, sent)
+        const result = yield* runtime.deliver(
+          sent,
+          all
+            ? {
+              // In a saga, an attempt already on the wire must end: its success must be undone.
+              finishInFlight: runtime.hasCompensation,
+              onDelivered: (delivered) =>
+                Effect.flatMap(Clock.currentTimeMillis, (now) =>
+                  Effect.sync(() => {
+                    outcomes[step.name] = delivered
+                    finish(now)
+                  }))
+            }
+            : {}
+        ).pipe(Effect.either)
+        if (result._tag === "Left") return yield* failWith(result.left)
+        outcomes[step.name] = result.right
+        finish(yield* Clock.currentTimeMillis)
+        yield* Deferred.succeed(own, result.right)
+      }).pipe(
+        Effect.onInterrupt(() =>
+          Effect.flatMap(Clock.currentTimeMillis, (now) =>
+            Effect.sync(() => {
+              outcomes[step.name] ??= { _tag: "Cancelled", target: step.name }
+              finish(now)
+            }))
+        )
+      )
+    }
+
+    const ran = yield* Effect.forEach(steps, runStep, { concurrency: "unbounded", discard: true }).pipe(Effect.either)
+
+    const timelineNow = () => {
+      const entries: Array<Timing> = [...timeline]
+      for (const step of steps) {
+        const t = times.get(step.name)
+        if (t === undefined) continue
+        const outcome = outcomes[step.name]!
+        entries.push({
+          step: step.name,
+          phase: "deliver",
+          startedAt: t.startedAt,
+          endedAt: t.endedAt ?? t.startedAt,
+          outcome: outcome._tag === "Compensated" ? "Delivered" : outcome._tag === "Blocked" ? "Cancelled" : outcome._tag
+        })
+      }
+      return entries.sort((a, b) => a.startedAt - b.startedAt || a.endedAt - b.endedAt)
+    }
+
+    const aggregateOf = (): unknown => {
+      if (pipeline.aggregator === undefined) return undefined
+      const responses: Record<string, unknown> = {}
+      for (const step of steps) {
+        const outcome = outcomes[step.name]
+        if (outcome?._tag !== "Delivered") return undefined
+        responses[step.name] = outcome.response
+      }
+      return pipeline.aggregator({ event: enriched, responses, outcomes: outcomes as Record<string, any> })
+    }
+
+    const finishedAt = yield* Clock.currentTimeMillis
+    if (ran._tag === "Right") {
+      return {
+        eventId: enriched.id,
+        type: enriched.type,
+        event: enriched,
+        outcomes: outcomes as Record<string, any>,
+        aggregate: aggregateOf(),
+        timeline: timelineNow(),
+        startedAt,
+        durationMs: finishedAt - startedAt
+      }
+    }
+
+    // 3. `all` mode, after a failure. Steps cut short before they sent anything, behind an input
+    // that did not succeed, were blocked by it (topological order, so chains resolve).
+    for (const name of pipeline.graph.order) {
+      const outcome = outcomes[name]
+      if (outcome?._tag !== "Cancelled" || times.has(name)) continue
+      const step = steps.find((s) => s.name === name)!
+      const by = step.after.find((a) => {
+        const tag = outcomes[a]?._tag
+        return tag === "Failed" || tag === "Skipped" || tag === "Blocked"
+      })
+      if (by === undefined) continue
+      const upstream = outcomes[by]!
+      outcomes[name] = { _tag: "Blocked", target: name, by, root: upstream._tag === "Blocked" ? upstream.root : by }
+    }
+
+    // Compensation: every delivered step that can be undone, each once, after every delivered
+    // step that ran after it (dependents before their inputs); independent ones concurrently.
+    const delivered = steps.filter((s) => outcomes[s.name]?._tag === "Delivered").map((s) => s.name)
+    const undone = new Map<string, Deferred.Deferred<void>>()
+    for (const name of delivered) undone.set(name, yield* Deferred.make<void>())
+    const dependents = new Map<string, Array<string>>()
+    for (const step of steps) {
+      for (const input of step.after) {
+        if (undone.has(step.name)) dependents.set(input, [...(dependents.get(input) ?? []), step.name])
+      }
+    }
+    const undoOne = (name: string) =>
+      Effect.gen(function*() {
+        yield* Effect.forEach(dependents.get(name) ?? [], (d) => Deferred.await(undone.get(d)!), { discard: true })
+        const runtime = runtimes.get(name)!
+        if (runtime.hasCompensation) {
+          const success = outcomes[name] as Outcome.Delivered<unknown>
+          const start = yield* Clock.currentTimeMillis
+          const compensation = yield* Effect.merge(runtime.compensate(sentEvents.get(name)!, success.response))
+          outcomes[name] = { _tag: "Compensated", target: name, delivered: success, compensation }
+          timeline.push({
+            step: name,
+            phase: "compensate",
+            startedAt: start,
+            endedAt: yield* Clock.currentTimeMillis,
+            outcome: compensation._tag
+          })
+        }
+      }).pipe(Effect.ensuring(Deferred.succeed(undone.get(name)!, undefined)))
+    // The saga's undo runs to its end even if the caller is interrupted meanwhile (as in Fanout).
+    const undo = yield* Effect.forkDaemon(
+      Effect.interruptible(Effect.forEach(delivered, undoOne, { concurrency: "unbounded", discard: true }))
+    )
+    yield* Effect.onInterrupt(Fiber.join(undo), () => Fiber.await(undo))
+    const failure = firstFailure ?? ran.left
+    return yield* new PipelineFailed({
+      eventId: enriched.id,
+      step: failure.target,
+      error: failure.error,
+      outcomes: { ...outcomes },
+      timeline: timelineNow()
+    })
+  }).pipe(
+    Effect.withSpan("fanout.pipeline", {
+      attributes: {
+        "fanout.event.id": original.id,
+        "fanout.event.type": original.type,
+        "fanout.mode": mode,
+        "fanout.pipeline.steps": pipeline.steps.map((s) => s.name).join(",")
+      }
+    }),
+    Effect.annotateLogs({ eventId: original.id })
+  )
+
+const targetsOf = (pipeline: PipelineImpl): ReadonlyArray<Target.Any> => [
+  ...pipeline.enrichers.flatMap((e) => (e._tag === "Target" ? [e.target] : [])),
+  ...pipeline.steps.map((s) => s.target)
+]
+
+const effectStages = (pipeline: PipelineImpl) => pipeline.enrichers.filter((e) => e._tag === "Effect")
+
+/**
+ * Binds a pipeline to its targets' run-times (and the services its `enrichWith` stages need):
+ * requires every one of them, so a pipeline whose targets the application does not provide
+ * fails type-checking.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const runner = <Pl extends Any>(pipeline: Pl): Effect.Effect<Runner<Pl>, never, RequirementsOf<Pl>> =>
+  Effect.gen(function*() {
+    const impl = pipeline as unknown as PipelineImpl
+    const runtimes = new Map<string, Target.Runtime<unknown>>()
+    for (const target of targetsOf(impl)) {
+      runtimes.set(target.name, (yield* target.tag) as Target.Runtime<unknown>)
+    }
+    // `enrichWith` effects may need services: capture the context they run in.
+    const context = yield* Effect.context<never>()
+    const bound = effectStages(impl).length === 0 ? impl : new PipelineImpl(
+      impl.eventType,
+      impl.enrichers.map((e): Enricher =>
+        e._tag === "Effect" ? { ...e, f: (event: Event.Any) => Effect.provide(e.f(event), context) } : e
+      ),
+      impl.steps,
+      impl.aggregator,
+      impl.graph
+    )
+    const run = (event: Event.Any, options?: { readonly mode?: Mode }) =>
+      execute(bound, runtimes, event, options?.mode ?? "settled")
+    return { pipeline, run: run as Runner<Pl>["run"] }
+  }) as Effect.Effect<Runner<Pl>, never, RequirementsOf<Pl>>
+
+/**
+ * Runs a pipeline on one event, directly (in process):
+ *
+ * - every step starts at once; a step with inputs waits for exactly those, and starts the
+ *   moment the last one succeeded (the run takes the critical path, not the sum of levels);
+ * - a step whose input did not succeed never sends anything: its outcome is {@link Blocked}
+ *   by that input;
+ * - `settled` (default): every step is tried; the result holds each step's outcome, and the
+ *   aggregate when every step was delivered;
+ * - `all`: on the first failure the running steps are interrupted (an attempt already on the
+ *   wire to a step with a compensation is let finish) and every delivered step with a
+ *   `compensate` is compensated exactly once, dependents before their inputs; the run then
+ *   fails with {@link PipelineFailed}.
+ *
+ * An enrich failure fails the run with {@link EnrichFailed} in both modes.
+ *
+ * @since 0.1.0
+ * @category execution
+ */
+export const run: {
+  <Pl extends Any>(pipeline: Pl, event: EventOf<Pl>, options: { readonly mode: "all" }): Effect.Effect<
+    AllDelivered<StepsOf<Pl>, AggregateOf<Pl>, EnrichedEventOf<Pl>>,
+    PipelineFailed | EnrichFailed,
+    RequirementsOf<Pl>
+  >
+  <Pl extends Any>(pipeline: Pl, event: EventOf<Pl>, options?: { readonly mode?: "settled" }): Effect.Effect<
+    Settled<StepsOf<Pl>, AggregateOf<Pl>, EnrichedEventOf<Pl>>,
+    EnrichFailed,
+    RequirementsOf<Pl>
+  >
+} = ((pipeline: Any, event: Event.Any, options?: { readonly mode?: Mode }) =>
+  Effect.flatMap(runner(pipeline), (r) => r.run(event, options as { readonly mode: "all" }))) as any
