@@ -1,0 +1,322 @@
+/**
+ * Benchmark "durable" (issue 3), all in one run on this machine:
+ *
+ * 1. enqueue events/s through `DeliveryStore.enqueue` (one event + two deliveries per call,
+ *    `--producers` concurrent callers): SQLite `synchronous=FULL`, SQLite `NORMAL`, PostgreSQL;
+ * 2. end-to-end delivered events/s to two loopback targets (answering 200 at once, in a separate
+ *    process): a producer enqueues while a worker in the same process delivers, with Fanout on
+ *    SQLite (FULL and NORMAL) and on PostgreSQL, and the same work done the BullMQ way (BullMQ 6 on
+ *    a Redis of our own with AOF everysec: one job per (event, target), processor POSTs with undici,
+ *    attempts 5, exponential backoff, worker concurrency = `--concurrency`);
+ * 3. isolation: target B's delivered rate and latency with target A healthy vs hung.
+ *
+ * Every measured side runs in a fresh process (bench/durable/side.ts); the sides of a repetition run
+ * in a rotating order. Prints markdown, appends/replaces the "## Durable" section of
+ * bench/RESULTS.md, and writes the raw figures to .tmp/bench-durable.json.
+ *
+ * Run: npm run bench -- durable [--events=3000] [--enqueue-events=5000] [--producers=32]
+ *      [--concurrency=100] [--reps=2] [--warmup=1000] [--isolation-events=1500] [--no-write]
+ */
+import { execFileSync, spawn } from "node:child_process"
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { fileURLToPath } from "node:url"
+import * as Reactivity from "@effect/experimental/Reactivity"
+import * as PgClient from "@effect/sql-pg/PgClient"
+import { Effect, Redacted } from "effect"
+import { type IsolationRun, runIsolation } from "./durable/isolation.js"
+import * as RedisServer from "./durable/redis.js"
+import type { Side, SideResult, StoreSpec } from "./durable/side.js"
+import { fmt, machine, median, spread } from "./lib/stats.js"
+import * as MockTargets from "./lib/targets.js"
+
+const here = fileURLToPath(new URL(".", import.meta.url))
+const sideScript = join(here, "durable", "side.ts")
+const PG_URL = process.env.FANOUT_PG_URL ?? "postgres://postgres@127.0.0.1:5432/test"
+
+const option = (args: ReadonlyArray<string>, name: string, fallback: number): number => {
+  const arg = args.find((a) => a.startsWith(`--${name}=`))
+  if (arg === undefined) return fallback
+  const value = Number(arg.slice(name.length + 3))
+  if (!Number.isInteger(value) || value < 1) throw new Error(`--${name} must be a positive integer`)
+  return value
+}
+
+const runSide = (side: Side): Promise<SideResult> =>
+  new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ["--import", "tsx", sideScript, JSON.stringify(side)], {
+      stdio: ["ignore", "pipe", "pipe"]
+    })
+    let out = ""
+    let err = ""
+    child.stdout.on("data", (c) => (out += String(c)))
+    child.stderr.on("data", (c) => (err += String(c)))
+    child.on("exit", (code) => {
+      const line = out.trim().split("\n").filter((l) => l.startsWith("{")).pop()
+      if (code !== 0 || line === undefined) return reject(new Error(`side ${side.kind} failed (${code}): ${err.slice(-3000)}`))
+      resolve(JSON.parse(line) as SideResult)
+    })
+  })
+
+const pgSettings = (): Promise<string | undefined> =>
+  Effect.runPromise(
+    Effect.scoped(Effect.gen(function*() {
+      const sql = yield* PgClient.make({ url: Redacted.make(PG_URL), maxConnections: 1, connectTimeout: "3 seconds" })
+      const show = (name: string) => Effect.map(sql.unsafe<Record<string, string>>(`SHOW ${name}`), (r) => Object.values(r[0]!)[0])
+      const version = yield* Effect.map(sql.unsafe<{ v: string }>("SELECT current_setting('server_version') AS v"), (r) => r[0]!.v)
+      return `PostgreSQL ${version}, fsync=${yield* show("fsync")}, synchronous_commit=${yield* show("synchronous_commit")}`
+    })).pipe(Effect.provide(Reactivity.layer), Effect.timeout("10 seconds"))
+  ).catch(() => undefined)
+
+const dropPrefix = (prefix: string) =>
+  Effect.runPromise(
+    Effect.scoped(Effect.gen(function*() {
+      const sql = yield* PgClient.make({ url: Redacted.make(PG_URL), maxConnections: 1 })
+      for (const t of ["attempts", "deliveries", "events", "targets", "migrations"]) {
+        yield* sql.unsafe(`DROP TABLE IF EXISTS ${prefix}${t} CASCADE`)
+      }
+    })).pipe(Effect.provide(Reactivity.layer))
+  ).catch(() => {})
+
+const fsyncMs = (dir: string): number | undefined => {
+  // One fsync'd SQLite commit on this disk (what synchronous=FULL pays per transaction).
+  try {
+    const out = execFileSync(process.execPath, [
+      "-e",
+      `const D=require(${JSON.stringify(join(here, "..", "node_modules", "better-sqlite3"))});` +
+      `const db=new D(${JSON.stringify(join(dir, "fsync.db"))});db.pragma("journal_mode=WAL");db.pragma("synchronous=FULL");` +
+      `db.exec("create table t(x)");const s=db.prepare("insert into t values(1)");const t=performance.now();` +
+      `for(let i=0;i<300;i++)s.run();console.log((performance.now()-t)/300)`
+    ], { encoding: "utf8" })
+    return Number(out.trim())
+  } catch {
+    return undefined
+  }
+}
+
+/** From the profile of 2026-11-22 (see the issue-3 report); update when the figures move. */
+const whereTheTimeGoes = [
+  "**Where Fanout's time goes** (`node --cpu-prof` of the Fanout SQLite side, and per-part measurements in one warm",
+  "process, 2026-11-22). Fanout's process is CPU-bound; BullMQ's queue logic runs inside Redis, a second process on the",
+  "second core, while SQLite runs inside Fanout's process. Per delivered event (two deliveries), about 2.7 ms of CPU:",
+  "",
+  "- the SQLite store, about 1.4 ms: 0.34–0.38 ms per enqueue and 0.41–0.54 ms per claim + finish of one delivery. The",
+  "  in-memory store costs 0.05 ms per enqueue and 0.09 ms per claim + finish. Group commit works (12k writes in about",
+  "  270 transactions). SQL execution itself is about 15 % of the profile; the rest of the store's cost is per-operation",
+  "  work in `@effect/sql` and the Effect runtime around each statement;",
+  "- HTTP, about 0.8 ms: `Target.attempt` costs 0.42 ms of CPU per request. Of that, the Effect `HttpClient` alone costs",
+  "  0.19 ms, while a raw undici request costs 0.03 ms;",
+  "- the worker's own bookkeeping (fiber, span, metrics, retry decision), about 0.2 ms per delivery.",
+  "",
+  "Across the profile, Effect's fiber runtime and garbage collection take about 45 % of the samples. BullMQ's Node side",
+  "costs 0.49 ms of CPU per event."
+].join("\n")
+
+const isolationNote = [
+  "With A hung, B's delivered rate goes up, not down: the worker then does the HTTP and store work of one target",
+  "instead of two, and A ties up only its own share of the worker (`concurrency / 2`). B's latency over a steady",
+  "100 events/s is the same in both modes within this machine's run-to-run noise (see the min–max of the per-pair ratio).",
+  "On a loaded machine that noise can exceed the issue's 10 % bar: compare the ratio's range before concluding."
+].join("\n")
+
+interface Row {
+  readonly label: string
+  readonly durability: string
+  readonly results: Array<SideResult>
+}
+
+const table = (rows: ReadonlyArray<Row>, unit: string) =>
+  [
+    `| side | durability of an acknowledged write | runs | ${unit} median (min–max) | CPU ms / 1k events (median) |`,
+    "|---|---|---:|---:|---:|",
+    ...rows.filter((r) => r.results.length > 0).map((r) =>
+      `| ${r.label} | ${r.durability} | ${r.results.length} | ${spread(r.results.map((x) => x.eventsPerSecond))} | ${
+        fmt(median(r.results.map((x) => x.cpuMsPer1k)))
+      } |`
+    )
+  ].join("\n")
+
+export const main = async (args: ReadonlyArray<string>) => {
+  const events = option(args, "events", 3_000)
+  const enqueueEvents = option(args, "enqueue-events", 5_000)
+  const producers = option(args, "producers", 32)
+  const concurrency = option(args, "concurrency", 100)
+  const reps = option(args, "reps", 2)
+  const isolationEvents = option(args, "isolation-events", 1_500)
+  const warmup = option(args, "warmup", 1_000)
+  const write = !args.includes("--no-write")
+  const dir = mkdtempSync(join(tmpdir(), "fanout-bench-durable-"))
+  const log = (line: string) => process.stderr.write(line + "\n")
+  const started = new Date()
+  const before = machine()
+  log(`durable benchmark: ${before}`)
+
+  const pg = await pgSettings()
+  if (pg === undefined) log(`PostgreSQL not reachable at ${PG_URL}: its sides are skipped`)
+  const fsync = fsyncMs(dir)
+  const targets = await MockTargets.start()
+  let redis: RedisServer.RedisServer | undefined
+  const prefixes: Array<string> = []
+  try {
+    redis = await RedisServer.start(6390, dir)
+  } catch (error) {
+    log(`BullMQ side skipped: ${String(error)}`)
+  }
+
+  const sqlite = (sync: "FULL" | "NORMAL", name: string): StoreSpec => ({
+    kind: "sqlite",
+    filename: join(dir, `${name}-${Math.random().toString(36).slice(2)}.db`),
+    synchronous: sync
+  })
+  const pgSpec = (): StoreSpec => {
+    const prefix = `bench_${Date.now().toString(36)}_${Math.floor(Math.random() * 1e6).toString(36)}_`
+    prefixes.push(prefix)
+    return { kind: "pg", url: PG_URL, prefix }
+  }
+  const pgDurability = pg !== undefined ? `committed (${pg.split(", ").slice(1).join(", ")})` : "-"
+  const sqliteFull = "fsync'd before acknowledged (WAL, synchronous=FULL)"
+  const sqliteNormal = "survives a process crash; the last commits may be lost on power failure (WAL, synchronous=NORMAL)"
+  const redisDurability = redis ? `AOF everysec: up to ~1 s of acknowledged jobs lost on a crash of Redis or the machine (${redis.durability})` : "-"
+
+  const enqueueRows: Array<Row> = [
+    { label: "Fanout enqueue, SQLite FULL", durability: sqliteFull, results: [] },
+    { label: "Fanout enqueue, SQLite NORMAL", durability: sqliteNormal, results: [] },
+    { label: "Fanout enqueue, PostgreSQL", durability: pgDurability, results: [] }
+  ]
+  const e2eRows: Array<Row> = [
+    { label: "Fanout, SQLite FULL", durability: sqliteFull, results: [] },
+    { label: "Fanout, SQLite NORMAL", durability: sqliteNormal, results: [] },
+    { label: "Fanout, PostgreSQL", durability: pgDurability, results: [] },
+    { label: "BullMQ 6 + Redis 7", durability: redisDurability, results: [] }
+  ]
+  const isolation: Array<{ healthy: IsolationRun; hung: IsolationRun }> = []
+
+  try {
+    for (let rep = 0; rep < reps; rep++) {
+      const enqueueSides: Array<[Row, () => Side | undefined]> = [
+        [enqueueRows[0]!, () => ({ kind: "enqueue", store: sqlite("FULL", "enq"), events: enqueueEvents, warmup, concurrency: producers })],
+        [enqueueRows[1]!, () => ({ kind: "enqueue", store: sqlite("NORMAL", "enq"), events: enqueueEvents, warmup, concurrency: producers })],
+        [enqueueRows[2]!, () => pg ? { kind: "enqueue", store: pgSpec(), events: enqueueEvents, warmup, concurrency: producers } : undefined]
+      ]
+      const common = { events, warmup, producers, concurrency, urlA: targets.urlA, urlB: targets.urlB }
+      const e2eSides: Array<[Row, () => Side | undefined]> = [
+        [e2eRows[0]!, () => ({ kind: "fanout", store: sqlite("FULL", "e2e"), ...common })],
+        [e2eRows[1]!, () => ({ kind: "fanout", store: sqlite("NORMAL", "e2e"), ...common })],
+        [e2eRows[2]!, () => pg ? { kind: "fanout", store: pgSpec(), ...common } : undefined],
+        [e2eRows[3]!, () => redis ? { kind: "bullmq", redisPort: redis.port, queue: `q${rep}`, ...common } : undefined]
+      ]
+      for (const sides of [enqueueSides, e2eSides]) {
+        const order = sides.map((_, i) => (i + rep) % sides.length)
+        for (const i of order) {
+          const [row, make] = sides[i]!
+          const side = make()
+          if (side === undefined) continue
+          const before = await targets.counts()
+          const result = await runSide(side)
+          if (side.kind !== "enqueue") {
+            const after = await targets.counts()
+            const received = after.a - before.a + after.b - before.b
+            if (received < 2 * (events + warmup)) {
+              throw new Error(`${row.label}: targets received ${received} < ${2 * (events + warmup)}`)
+            }
+          }
+          row.results.push(result)
+          log(`rep ${rep + 1}: ${row.label}: ${fmt(result.eventsPerSecond)} events/s (${JSON.stringify(result.extra ?? {})})`)
+        }
+      }
+      const isoOptions = { store: "sqlite" as const, synchronous: "FULL" as const, events: isolationEvents, latencyEvents: 400, rate: 100 }
+      if (rep === 0) await runIsolation("healthy", { ...isoOptions, events: 1_000, latencyEvents: 50 }) // warm-up
+      // Two pairs per repetition, in both orders, so that warm-up and drift do not favour one mode.
+      for (const first of ["healthy", "hung"] as const) {
+        const a = await runIsolation(first, isoOptions)
+        const b = await runIsolation(first === "healthy" ? "hung" : "healthy", isoOptions)
+        const pair = first === "healthy" ? { healthy: a, hung: b } : { healthy: b, hung: a }
+        isolation.push(pair)
+        log(
+          `rep ${rep + 1}: isolation (${first} first): B ${fmt(pair.healthy.rateB)} → ${fmt(pair.hung.rateB)} /s, ` +
+            `p50 ${pair.healthy.p50B.toFixed(1)} → ${pair.hung.p50B.toFixed(1)} ms`
+        )
+      }
+    }
+  } finally {
+    await targets.stop()
+    await redis?.stop()
+    for (const p of prefixes) await dropPrefix(p)
+    rmSync(dir, { recursive: true, force: true })
+  }
+
+  const ratio = (row: Row) => {
+    const bull = e2eRows[3]!.results
+    if (bull.length === 0 || row.results.length === 0) return "-"
+    return `${(median(row.results.map((r) => r.eventsPerSecond)) / median(bull.map((r) => r.eventsPerSecond))).toFixed(2)}`
+  }
+  const isoLine = (f: (r: IsolationRun) => number, digits: number) =>
+    `${spread(isolation.map((p) => f(p.healthy)), digits)} | ${spread(isolation.map((p) => f(p.hung)), digits)} | ${
+      spread(isolation.map((p) => f(p.hung) / f(p.healthy)), 2)
+    }`
+  const section = [
+    "## Durable",
+    "",
+    `\`npm run bench -- durable --events=${events} --enqueue-events=${enqueueEvents} --producers=${producers} --concurrency=${concurrency} --reps=${reps} --warmup=${warmup} --isolation-events=${isolationEvents}\` (${started.toISOString().slice(0, 10)}). Each side runs in a fresh Node process; the sides of a repetition run in a rotating order; the two mock targets (200 at once, keep-alive) run in their own process (bench/lib/targets.ts).`,
+    "",
+    before,
+    "",
+    `Disk: one fsync'd SQLite commit takes ${fsync !== undefined ? fsync.toFixed(2) : "?"} ms here. ${pg ?? "PostgreSQL: not reachable."} ${redis ? `Redis 7 on port ${redis.port}, ${redis.durability}.` : "Redis: not started."}`,
+    "",
+    `### Enqueue (${fmt(enqueueEvents)} events, two deliveries each, ${producers} concurrent callers)`,
+    "",
+    table(enqueueRows, "events/s"),
+    "",
+    `### End to end (${fmt(events)} events → ${fmt(2 * events)} HTTP deliveries; producer and worker in one process, ${producers} concurrent producers, worker concurrency ${concurrency})`,
+    "",
+    `Timed from the first enqueue until every (event, target) has been received by the targets and recorded as delivered (Fanout: \`finish\` committed; BullMQ: job completed), after ${fmt(warmup)} untimed warm-up events through the same path in the same process.`,
+    "",
+    table(e2eRows, "delivered events/s"),
+    "",
+    "| Fanout ÷ BullMQ (medians) | ratio |",
+    "|---|---:|",
+    ...e2eRows.slice(0, 3).map((r) => `| ${r.label} | ${ratio(r)} |`),
+    "",
+    whereTheTimeGoes,
+    "",
+    `### Isolation (SQLite FULL; B's rate over a backlog of ${fmt(isolationEvents)} events, B's latency over 400 more enqueued at 100/s; A hung = never answers, 1 s attempt timeout, breaker off)`,
+    "",
+    `${isolation.length} pairs of runs (healthy, hung), half of them in each order, after a 1,000-event warm-up; the ratio is taken per pair.`,
+    "",
+    "| B's figure | A healthy | A hung | hung ÷ healthy |",
+    "|---|---:|---:|---:|",
+    `| delivered events/s | ${isoLine((r) => r.rateB, 0)} |`,
+    `| latency p50 ms | ${isoLine((r) => r.p50B, 1)} |`,
+    `| latency p95 ms | ${isoLine((r) => r.p95B, 1)} |`,
+    "",
+    isolationNote,
+    ""
+  ].join("\n")
+
+  process.stdout.write(section + "\n")
+  mkdirSync(join(here, "..", ".tmp"), { recursive: true })
+  writeFileSync(
+    join(here, "..", ".tmp", "bench-durable.json"),
+    JSON.stringify({ machine: before, pg, fsyncMs: fsync, enqueueRows, e2eRows, isolation }, null, 2)
+  )
+  if (write) {
+    const path = join(here, "RESULTS.md")
+    let current = ""
+    try {
+      current = readFileSync(path, "utf8")
+    } catch {
+      current = "# Benchmark results\n"
+    }
+    const start = current.indexOf("\n## Durable\n")
+    let next = current
+    if (start >= 0) {
+      const after = current.indexOf("\n## ", start + 1)
+      next = current.slice(0, start + 1) + section + (after >= 0 ? current.slice(after) : "")
+    } else {
+      next = current.replace(/\s*$/, "\n\n") + section
+    }
+    writeFileSync(path, next)
+    log(`wrote the "## Durable" section of ${path}`)
+  }
+}
