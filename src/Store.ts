@@ -91,6 +91,28 @@ export interface Enqueued {
 }
 
 /**
+ * The dependencies of an event's deliveries (durable pipelines): target name → the targets it runs
+ * after. A delivery with inputs is held (not claimable) until every input is delivered; then it is
+ * due at once and its claim carries the inputs' stored answers. Every name must be one of the
+ * enqueued targets, no target may list itself, and the relation must be acyclic (else `InvalidInput`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Dependencies = Readonly<Record<string, ReadonlyArray<string>>>
+
+/**
+ * What {@link DeliveryStore.enqueue} takes besides the event and its targets.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface EnqueueOptions {
+  /** Which targets run after which (durable pipelines). Default: none, every delivery is due at once. */
+  readonly after?: Dependencies | undefined
+}
+
+/**
  * What {@link DeliveryStore.claim} takes.
  *
  * @since 0.1.0
@@ -137,6 +159,15 @@ export interface Claimed extends Claim {
   readonly leaseExpiresAt: number
   readonly enqueuedAt: number
   readonly workerId: string
+  /** The targets this delivery runs after (empty for a plain delivery), in enqueue order. */
+  readonly after: ReadonlyArray<string>
+  /**
+   * The stored answers of the inputs (target → the JSON text given to `finish` when each was
+   * delivered; `undefined` when none was stored). Only set when `after` is not empty.
+   */
+  readonly inputs: Readonly<Record<string, string | undefined>>
+  /** How many deliveries of the event run after this one: when > 0, pass the answer to `finish`. */
+  readonly dependents: number
 }
 
 /**
@@ -183,7 +214,12 @@ export interface Attempt extends AttemptInput {
  * @category models
  */
 export type Next = Data.TaggedEnum<{
-  Delivered: {}
+  /**
+   * `response`: the target's answer as JSON text, stored for the deliveries that run after this
+   * one (ignored when there are none); delivering also makes every dependent whose inputs are now
+   * all delivered due at once.
+   */
+  Delivered: { readonly response?: string | undefined }
   Retry: { readonly at: number }
   Dead: { readonly reason: string }
   Compensated: {}
@@ -281,6 +317,10 @@ export interface DeliveryStatus {
   readonly deadReason: string | undefined
   /** When it was delivered, dead-lettered or compensated. */
   readonly finishedAt: number | undefined
+  /** The targets it runs after (durable pipelines); empty for a plain delivery. */
+  readonly after: ReadonlyArray<string>
+  /** Inputs not delivered yet: while > 0 a `pending` delivery is held (not due). */
+  readonly waiting: number
   readonly history: ReadonlyArray<Attempt>
 }
 
@@ -361,9 +401,15 @@ export interface DeliveryStore {
    * Writes the event and one pending delivery per target (due now) in one transaction. Idempotent on
    * `event.id`: a second enqueue of the same id writes nothing and answers the first with `created: false`.
    * Inside an open `SqlClient` transaction on the store's own client (the `layerClient` variants), it
-   * joins that transaction (transactional outbox).
+   * joins that transaction (transactional outbox). With `options.after`, the dependencies are
+   * stored with the deliveries (durable pipelines): a delivery with inputs is held until they are all
+   * delivered; a dead input holds its dependents until it is replayed and delivered.
    */
-  readonly enqueue: (event: Event.Any, targets: ReadonlyArray<string>) => Effect.Effect<Enqueued, StoreError>
+  readonly enqueue: (
+    event: Event.Any,
+    targets: ReadonlyArray<string>,
+    options?: EnqueueOptions
+  ) => Effect.Effect<Enqueued, StoreError>
   /**
    * Claims up to `limit` due deliveries — pending ones whose time has come, and in-flight ones whose
    * lease expired (a crashed worker's) — under a fresh lease token per delivery. The batch is shared
@@ -372,7 +418,8 @@ export interface DeliveryStore {
   readonly claim: (options: ClaimOptions) => Effect.Effect<ReadonlyArray<Claimed>, StoreError>
   /**
    * Records the attempt and applies `next`, in one transaction, fenced by the claim's lease: `false`
-   * (and nothing written) when the lease was lost.
+   * (and nothing written) when the lease was lost. `Delivered` also stores its `response` (when the
+   * delivery has dependents) and, in the same transaction, releases each dependent's wait on it.
    */
   readonly finish: (claim: Claim, attempt: AttemptInput, next: Next) => Effect.Effect<boolean, StoreError>
   /** Moves the lease expiry to now + `leaseMs`; fenced, `false` when the lease was lost. */

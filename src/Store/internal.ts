@@ -118,3 +118,67 @@ export const makeSignal: Effect.Effect<Signal> = Effect.map(PubSub.sliding<void>
 
 /** @internal */
 export const newLeaseToken = (): string => globalThis.crypto.randomUUID()
+
+/**
+ * Checks enqueue's dependencies against its (deduplicated) targets and normalises them: every
+ * name is an enqueued target, none lists itself, no cycle; duplicate inputs are dropped. Answers
+ * target → its inputs (in enqueue order), for the targets that have inputs.
+ *
+ * @internal
+ */
+export const checkDependencies = (
+  targets: ReadonlyArray<string>,
+  after: Readonly<Record<string, ReadonlyArray<string>>> | undefined
+): Effect.Effect<ReadonlyMap<string, ReadonlyArray<string>>, StoreError> => {
+  const out = new Map<string, ReadonlyArray<string>>()
+  if (after === undefined) return Effect.succeed(out)
+  if (typeof after !== "object" || after === null) return Effect.fail(invalid("enqueue", "after must be an object"))
+  const known = new Set(targets)
+  for (const [target, inputs] of Object.entries(after)) {
+    if (!known.has(target)) return Effect.fail(invalid("enqueue", `after: ${JSON.stringify(target)} is not one of the targets`))
+    if (!Array.isArray(inputs)) return Effect.fail(invalid("enqueue", `after.${target} must be an array of target names`))
+    const unique: Array<string> = []
+    for (const input of inputs) {
+      if (typeof input !== "string" || !known.has(input)) {
+        return Effect.fail(invalid("enqueue", `after.${target}: ${JSON.stringify(input)} is not one of the targets`))
+      }
+      if (input === target) return Effect.fail(invalid("enqueue", `after.${target}: a target cannot run after itself`))
+      if (!unique.includes(input)) unique.push(input)
+    }
+    if (unique.length > 0) out.set(target, targets.filter((t) => unique.includes(t)))
+  }
+  // Depth-first search for a cycle, reported as a path.
+  const state = new Map<string, "visiting" | "done">()
+  const stack: Array<string> = []
+  const visit = (node: string): ReadonlyArray<string> | undefined => {
+    if (state.get(node) === "done") return undefined
+    if (state.get(node) === "visiting") return [...stack.slice(stack.indexOf(node)), node]
+    state.set(node, "visiting")
+    stack.push(node)
+    for (const input of out.get(node) ?? []) {
+      const cycle = visit(input)
+      if (cycle !== undefined) return cycle
+    }
+    stack.pop()
+    state.set(node, "done")
+    return undefined
+  }
+  for (const target of targets) {
+    const cycle = visit(target)
+    if (cycle !== undefined) return Effect.fail(invalid("enqueue", `after: cycle ${cycle.join(" → ")}`))
+  }
+  return Effect.succeed(out)
+}
+
+/**
+ * Counts, per target, how many targets run after it.
+ *
+ * @internal
+ */
+export const dependentCounts = (dependencies: ReadonlyMap<string, ReadonlyArray<string>>): Map<string, number> => {
+  const counts = new Map<string, number>()
+  for (const inputs of dependencies.values()) {
+    for (const input of inputs) counts.set(input, (counts.get(input) ?? 0) + 1)
+  }
+  return counts
+}
