@@ -6,10 +6,11 @@
  *
  * @since 0.1.0
  */
-import { Context, Effect, Layer } from "effect"
+import { Context, Effect, Either, Layer } from "effect"
 import type { Option } from "effect"
 import type * as Event from "./Event.js"
 import { NoRouteError } from "./Fanout.js"
+import * as Pipeline from "./Pipeline.js"
 import type * as Router from "./Router.js"
 import * as Store from "./Store.js"
 import type * as Target from "./Target.js"
@@ -53,32 +54,90 @@ export const targetsOf = (
   })
 
 /**
+ * Durable pipelines, for {@link make}.
+ *
+ * - `after`: target → the targets it runs after, whenever both are routed for an event (what a
+ *   JSON configuration's `"after"` gives). A dependent receives `{ event, inputs }`
+ *   ({@link Pipeline.defaultDependentEvent}). Every input of a routed dependent must be routed too,
+ *   else the enqueue fails with an `InvalidInput` `StoreError`.
+ * - `pipelines`: typed pipelines by event type; an event of such a type is enqueued with the
+ *   pipeline's whole graph (enrich stages and steps, {@link Pipeline.durablePlan}), not its routes.
+ *   Give the same pipelines to the worker so it builds each step's input the same way.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  readonly after?: Store.Dependencies | undefined
+  readonly pipelines?: ReadonlyArray<Pipeline.Any> | undefined
+}
+
+/**
+ * The plans of typed pipelines by event type; throws {@link Pipeline.NotDurable} for a pipeline
+ * with an effect enrich stage, or an Error for one without an event type or two for one type.
+ *
+ * @internal
+ */
+export const plans = (pipelines: ReadonlyArray<Pipeline.Any>): ReadonlyMap<string, Pipeline.DurablePlan> => {
+  const out = new Map<string, Pipeline.DurablePlan>()
+  for (const pipeline of pipelines) {
+    const type = pipeline.graph.event
+    if (type === undefined) throw new Error("Outbox: a durable pipeline needs an event type (Pipeline.make(EventDefinition))")
+    if (out.has(type)) throw new Error(`Outbox: two pipelines for event type ${type}`)
+    out.set(type, Either.getOrThrow(Pipeline.durablePlan(pipeline)))
+  }
+  return out
+}
+
+/**
  * @since 0.1.0
  * @category constructors
  */
 export const make = <E extends Event.Any>(
-  router: Router.Router<E, any>
+  router: Router.Router<E, any>,
+  options: Options = {}
 ): Effect.Effect<Service, never, Store.DeliveryStore> =>
-  Effect.map(Store.DeliveryStore, (store) => ({
-    enqueue: (event) =>
-      Effect.flatMap(targetsOf(router, event), (targets) => store.enqueue(event, targets)).pipe(
-        Effect.withSpan("fanout.enqueue", {
-          attributes: { "fanout.event.id": event.id, "fanout.event.type": event.type },
-          captureStackTrace: false
-        })
-      ),
-    status: store.status,
-    deadLetters: store.deadLetters,
-    replay: store.replay,
-    replayMany: store.replayMany,
-    purge: store.purge,
-    stats: store.stats,
-    router: router as unknown as Router.Router<Event.Any, Target.Any>
-  }))
+  Effect.gen(function*() {
+    const store = yield* Store.DeliveryStore
+    // Checked when the outbox is built: a pipeline that cannot run durably is a programming error.
+    const byType = plans(options.pipelines ?? [])
+    const after = options.after
+    const place = (event: Event.Any): Effect.Effect<Store.Enqueued, NoRouteError | Store.StoreError> => {
+      const plan = byType.get(event.type)
+      if (plan !== undefined) return store.enqueue(event, plan.targets, { after: plan.after })
+      return Effect.flatMap(targetsOf(router, event), (targets) => {
+        if (after === undefined) return store.enqueue(event, targets)
+        const routed: Record<string, ReadonlyArray<string>> = {}
+        for (const target of targets) {
+          const inputs = after[target]
+          if (inputs !== undefined && inputs.length > 0) routed[target] = inputs
+        }
+        return store.enqueue(event, targets, { after: routed })
+      })
+    }
+    return {
+      enqueue: (event) =>
+        place(event).pipe(
+          Effect.withSpan("fanout.enqueue", {
+            attributes: { "fanout.event.id": event.id, "fanout.event.type": event.type },
+            captureStackTrace: false
+          })
+        ),
+      status: store.status,
+      deadLetters: store.deadLetters,
+      replay: store.replay,
+      replayMany: store.replayMany,
+      purge: store.purge,
+      stats: store.stats,
+      router: router as unknown as Router.Router<Event.Any, Target.Any>
+    } satisfies Service
+  })
 
 /**
  * @since 0.1.0
  * @category layers
  */
-export const layer = <E extends Event.Any>(router: Router.Router<E, any>): Layer.Layer<Outbox, never, Store.DeliveryStore> =>
-  Layer.effect(Outbox, make(router))
+export const layer = <E extends Event.Any>(
+  router: Router.Router<E, any>,
+  options: Options = {}
+): Layer.Layer<Outbox, never, Store.DeliveryStore> => Layer.effect(Outbox, make(router, options))

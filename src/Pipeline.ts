@@ -1184,3 +1184,195 @@ export const run: {
   >
 } = ((pipeline: Any, event: Event.Any, options?: { readonly mode?: Mode }) =>
   Effect.flatMap(runner(pipeline), (r) => r.run(event, options as { readonly mode: "all" }))) as any
+
+// ---------------------------------------------------------------------------------------
+// Durable mode: the graph persisted with the event
+// ---------------------------------------------------------------------------------------
+
+/**
+ * A pipeline as the durable outbox stores it: one delivery per enrich stage and step, and
+ * which delivery runs after which. Enrich stages run one after another, and every step runs
+ * after the last of them (it needs the enriched payload) and after its own `after`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface DurablePlan {
+  readonly targets: ReadonlyArray<string>
+  readonly after: Readonly<Record<string, ReadonlyArray<string>>>
+}
+
+/**
+ * Why a pipeline cannot run durably: an `enrichWith` stage is an arbitrary effect, which a
+ * persisted graph cannot name; use `enrich(target, f)` instead.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class NotDurable extends Data.TaggedError("NotDurable")<{
+  readonly step: string
+}> {
+  override get message(): string {
+    return `pipeline: enrich stage ${this.step} is an effect, which a durable pipeline cannot persist; enrich through a target instead`
+  }
+}
+
+/**
+ * The durable plan of a pipeline (see {@link DurablePlan}).
+ *
+ * @since 0.1.0
+ * @category durable
+ */
+export const durablePlan = (pipeline: Any): Either.Either<DurablePlan, NotDurable> => {
+  const impl = pipeline as unknown as PipelineImpl
+  const effect = impl.enrichers.find((e) => e._tag === "Effect")
+  if (effect !== undefined) return Either.left(new NotDurable({ step: effect.name }))
+  const enrich = impl.enrichers.map((e) => e.name)
+  const after: Record<string, ReadonlyArray<string>> = {}
+  enrich.forEach((name, i) => {
+    if (i > 0) after[name] = [enrich[i - 1]!]
+  })
+  const last = enrich.length > 0 ? [enrich[enrich.length - 1]!] : []
+  for (const step of impl.steps) {
+    const inputs = [...last, ...step.after]
+    if (inputs.length > 0) after[step.name] = inputs
+  }
+  return Either.right({ targets: [...enrich, ...impl.steps.map((s) => s.name)], after })
+}
+
+/**
+ * The marker a worker stores instead of an answer larger than its bound (not valid JSON, so it
+ * cannot be mistaken for an answer).
+ *
+ * @internal
+ */
+export const tooLargeMarker = (bytes: number): string => `!too_large:${bytes}`
+
+/**
+ * Parses one stored answer (the JSON text a worker stored when the input was delivered).
+ *
+ * @internal
+ */
+export const parseStored = (
+  target: string,
+  input: string,
+  text: string | undefined
+): Either.Either<unknown, TargetError.PermanentError> => {
+  if (text === undefined) return Either.right(undefined)
+  if (text.startsWith("!too_large:")) {
+    return Either.left(
+      new TargetError.PermanentError({
+        target,
+        reason: "InvalidRequest",
+        message: `${target}: the answer of its input ${input} (${
+          text.slice("!too_large:".length)
+        } bytes) was larger than the worker stores (maxStoredResponseBytes)`
+      })
+    )
+  }
+  try {
+    return Either.right(JSON.parse(text))
+  } catch {
+    return Either.left(
+      new TargetError.PermanentError({ target, reason: "InvalidRequest", message: `${target}: the stored answer of ${input} is not JSON` })
+    )
+  }
+}
+
+/**
+ * The event a durable delivery of `target` sends, from the stored event and the stored answers of
+ * its inputs: each answer is decoded with its target's `response` schema, the enrich stages before
+ * `target` are applied in order, then the step's input is built as in direct mode
+ * ({@link stepEvent}). A missing, undecodable or unmappable input is a `PermanentError` (the
+ * delivery is dead-lettered, and replayable once the cause is fixed).
+ *
+ * @since 0.1.0
+ * @category durable
+ */
+export const durableEvent = (
+  pipeline: Any,
+  target: string,
+  event: Event.Any,
+  stored: Readonly<Record<string, string | undefined>>
+): Effect.Effect<Event.Any, TargetError.PermanentError> =>
+  Effect.gen(function*() {
+    const impl = pipeline as unknown as PipelineImpl
+    const decoded: Record<string, unknown> = {}
+    for (const [input, text] of Object.entries(stored)) {
+      const parsed = yield* parseStored(target, input, text)
+      const source = targetsOf(impl).find((t) => t.name === input)
+      const schema = source?.options.response as Schema.Schema<unknown, unknown> | undefined
+      decoded[input] = schema === undefined ? parsed : yield* Schema.decodeUnknown(schema)(parsed).pipe(
+        Effect.mapError((error) =>
+          new TargetError.PermanentError({
+            target,
+            reason: "InvalidRequest",
+            message: `${target}: the stored answer of ${input} does not match its response schema: ${error.message}`
+          })
+        )
+      )
+    }
+    let enriched = event
+    for (const enricher of impl.enrichers) {
+      if (enricher.name === target) return enriched
+      if (enricher._tag !== "Target") continue
+      if (!(enricher.name in decoded)) {
+        return yield* new TargetError.PermanentError({
+          target,
+          reason: "InvalidRequest",
+          message: `${target}: the answer of enrich stage ${enricher.name} is missing`
+        })
+      }
+      const current = enriched
+      enriched = yield* Effect.try({
+        try: (): Event.Any => ({ ...current, payload: enricher.f(current, decoded[enricher.name]) }),
+        catch: (defect) =>
+          new TargetError.PermanentError({
+            target,
+            reason: "Transform",
+            message: `${enricher.name}: enrich failed: ${describeDefect(defect)}`
+          })
+      })
+    }
+    const step = impl.steps.find((s) => s.name === target)
+    if (step === undefined) {
+      return yield* new TargetError.PermanentError({
+        target,
+        reason: "InvalidRequest",
+        message: `${target}: not a step of the pipeline for ${event.type}`
+      })
+    }
+    const inputs: Record<string, unknown> = {}
+    for (const name of step.after) inputs[name] = decoded[name]
+    return yield* eventFor(step, enriched, inputs, () => encodeEvent(enriched))
+  })
+
+/**
+ * The event a durable dependent delivery sends when no pipeline is registered for its event
+ * type (a configured `after`): the payload is `{ event, inputs }`, the event envelope and each
+ * input's answer as JSON.
+ *
+ * @since 0.1.0
+ * @category durable
+ */
+export const defaultDependentEvent = (
+  target: string,
+  event: Event.Any,
+  stored: Readonly<Record<string, string | undefined>>
+): Either.Either<Event.Any, TargetError.PermanentError> => {
+  const inputs: Record<string, unknown> = {}
+  for (const [input, text] of Object.entries(stored)) {
+    const parsed = parseStored(target, input, text)
+    if (Either.isLeft(parsed)) return Either.left(parsed.left)
+    inputs[input] = parsed.right
+  }
+  return Either.right({ ...event, payload: { event: encodeEvent(event), inputs } })
+}
+
+/**
+ * Every target a pipeline sends to (enrich stages first), to give a durable worker.
+ *
+ * @since 0.1.0
+ * @category durable
+ */
+export const targets = (pipeline: Any): ReadonlyArray<Target.Any> => targetsOf(pipeline as unknown as PipelineImpl)

@@ -232,7 +232,20 @@ export type Next = Data.TaggedEnum<{
  * @since 0.1.0
  * @category models
  */
-export const Next = Data.taggedEnum<Next>()
+export const Next: {
+  readonly Delivered: (args?: { readonly response?: string | undefined }) => Next
+  readonly Retry: (args: { readonly at: number }) => Next
+  readonly Dead: (args: { readonly reason: string }) => Next
+  readonly Compensated: () => Next
+} = (() => {
+  const base = Data.taggedEnum<Next>()
+  return {
+    Delivered: (args = {}) => base.Delivered(args),
+    Retry: base.Retry,
+    Dead: base.Dead,
+    Compensated: () => base.Compensated()
+  }
+})()
 
 /**
  * Which dead letters an operation applies to. Every field narrows; `from`/`to` bound the time

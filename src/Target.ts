@@ -112,6 +112,8 @@ export interface Options<P, A, PI = P> {
 export interface Answer<A> {
   readonly status: number
   readonly response: A
+  /** The body as received, parsed as JSON when it is JSON (else its text); what durable pipelines store for dependents. */
+  readonly body?: unknown
 }
 
 /**
@@ -453,7 +455,7 @@ export const makeRuntime = <P, A, PI>(
           ? yield* decodeResponse(loose).pipe(Effect.mapError(decodeFailure(name, "InvalidResponse")))
           : loose
         yield* Metric.update(latencyMetric, ((yield* Clock.currentTimeMillis) - started) / 1000)
-        return { status: response.status, response: decoded }
+        return { status: response.status, response: decoded, body: loose }
       }).pipe(
         timeoutFail({
           duration: policy.timeout,

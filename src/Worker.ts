@@ -33,6 +33,7 @@ import type { Scope, Tracer } from "effect"
 import { Cause, Clock, Context, Duration, Effect, Fiber, FiberSet, Layer, Metric, Queue, Random, Stream } from "effect"
 import type * as Event from "./Event.js"
 import * as Metrics from "./Metrics.js"
+import * as Pipeline from "./Pipeline.js"
 import * as Retry from "./Resilience/Retry.js"
 import type * as Router from "./Router.js"
 import * as Store from "./Store.js"
@@ -75,6 +76,17 @@ export interface Tuning {
   readonly shutdownGrace?: Duration.DurationInput
   /** How often the queue gauges (depth, oldest pending age, dead letters) are sampled; `false` turns it off. Default 10 seconds. */
   readonly metricsInterval?: Duration.DurationInput | false
+  /**
+   * Durable pipelines by event type (the same ones given to `Outbox.make`): a step's delivery sends
+   * what the pipeline builds from the event and its inputs' stored answers. Their targets are served
+   * too. Without a pipeline, a delivery with inputs (a configured `after`) sends `{ event, inputs }`.
+   */
+  readonly pipelines?: ReadonlyArray<Pipeline.Any>
+  /**
+   * The largest answer stored for the deliveries that run after it, in bytes (JSON text). A larger
+   * answer is delivered, but its dependents are dead-lettered with a clear reason. Default 64 KiB.
+   */
+  readonly maxStoredResponseBytes?: number
 }
 
 /**
@@ -259,9 +271,15 @@ export const make = <T extends Target.Any>(
 ): Effect.Effect<Service, never, Store.DeliveryStore | Target.Requirements<T> | Scope.Scope> =>
   Effect.gen(function*() {
     const store = yield* Store.DeliveryStore
-    const declared: ReadonlyArray<Target.Any> = options.router !== undefined
-      ? options.router.targets
-      : options.targets ?? []
+    const pipelines = new Map<string, Pipeline.Any>()
+    for (const pipeline of options.pipelines ?? []) {
+      if (pipeline.graph.event !== undefined) pipelines.set(pipeline.graph.event, pipeline)
+    }
+    const maxStored = positiveInt("maxStoredResponseBytes", options.maxStoredResponseBytes ?? 64 * 1024)
+    const declared: ReadonlyArray<Target.Any> = [
+      ...(options.router !== undefined ? options.router.targets : options.targets ?? []),
+      ...(options.pipelines ?? []).flatMap((pipeline) => Pipeline.targets(pipeline))
+    ]
     if (declared.length === 0) throw new RangeError("Worker: no targets to serve")
 
     const concurrency = positiveInt("concurrency", options.concurrency ?? 100)
@@ -404,12 +422,37 @@ export const make = <T extends Target.Any>(
         }
       })
 
+    /**
+     * What a delivery sends: the stored event, or — for a step of a durable pipeline, or a delivery
+     * with inputs — the event built from it and its inputs' stored answers.
+     */
+    const eventOf = (claimed: Store.Claimed): Effect.Effect<Event.Any, TargetError.PermanentError> => {
+      const pipeline = pipelines.get(claimed.event.type)
+      if (pipeline !== undefined && (pipeline.graph.enrich.length > 0 || claimed.after.length > 0)) {
+        return Pipeline.durableEvent(pipeline, claimed.target, claimed.event, claimed.inputs)
+      }
+      if (pipeline !== undefined || claimed.after.length === 0) return Effect.succeed(claimed.event)
+      return Pipeline.defaultDependentEvent(claimed.target, claimed.event, claimed.inputs)
+    }
+
+    /** The answer stored for the dependents: JSON text, or a marker when over the bound. */
+    const storedAnswer = (body: unknown): string | undefined => {
+      if (body === undefined) return undefined
+      const text = JSON.stringify(body)
+      if (text === undefined) return undefined
+      const bytes = Buffer.byteLength(text)
+      return bytes > maxStored ? Pipeline.tooLargeMarker(bytes) : text
+    }
+
     const deliver = (lane: Lane, claimed: Store.Claimed, entry: Entry): Effect.Effect<void> =>
       Effect.gen(function*() {
         const number = claimed.attempts + 1
         const startedAt = yield* Clock.currentTimeMillis
         lane.inFlight++
-        const result = yield* lane.runtime.attempt(claimed.event, number).pipe(
+        const send = claimed.after.length === 0 && pipelines.size === 0
+          ? lane.runtime.attempt(claimed.event, number)
+          : Effect.flatMap(eventOf(claimed), (event) => lane.runtime.attempt(event, number))
+        const result = yield* send.pipe(
           Effect.ensuring(Effect.sync(() => lane.inFlight--)),
           Effect.withSpan("fanout.attempt", {
             attributes: {
@@ -431,7 +474,9 @@ export const make = <T extends Target.Any>(
         let next: Store.Next
         if (result._tag === "Right") {
           record = { startedAt, durationMs, outcome: "success", status: result.right.status }
-          next = Store.Next.Delivered()
+          next = claimed.dependents > 0
+            ? Store.Next.Delivered({ response: storedAnswer(result.right.body) })
+            : Store.Next.Delivered()
           yield* lane.attemptCounter("success")
         } else {
           const error = result.left

@@ -10,8 +10,10 @@ import { Clock, Duration, Effect, Layer, Option } from "effect"
 import type * as Event from "../Event.js"
 import * as Store from "../Store.js"
 import {
+  checkDependencies,
   checkPositiveInt,
   checkTargets,
+  dependentCounts,
   encodeEnvelope,
   invalid,
   makeSignal,
@@ -36,6 +38,14 @@ interface Row {
   readonly enqueuedAt: number
   finishedAt: number | undefined
   readonly history: Array<Store.Attempt>
+  /** Its inputs (durable pipelines). */
+  readonly after: ReadonlyArray<string>
+  /** Inputs not delivered yet: a pending row is claimable only at 0. */
+  waiting: number
+  /** How many rows of the event list this one as an input. */
+  readonly dependents: number
+  /** The answer stored for the dependents. */
+  response: string | undefined
 }
 
 interface EventRow {
@@ -132,9 +142,11 @@ export const make: Effect.Effect<Store.DeliveryStore> = Effect.gen(function*() {
     activate(row)
   }
 
-  const enqueue: Store.DeliveryStore["enqueue"] = (event, targets) =>
+  const enqueue: Store.DeliveryStore["enqueue"] = (event, targets, options) =>
     Effect.gen(function*() {
       const unique = yield* checkTargets(targets)
+      const dependencies = yield* checkDependencies(unique, options?.after)
+      const dependents = dependentCounts(dependencies)
       yield* encodeEnvelope(event)
       const result = yield* write((now): Store.Enqueued => {
         const existing = events.get(event.id)
@@ -167,7 +179,11 @@ export const make: Effect.Effect<Store.DeliveryStore> = Effect.gen(function*() {
             deadReason: undefined,
             enqueuedAt: now,
             finishedAt: undefined,
-            history: []
+            history: [],
+            after: dependencies.get(target) ?? [],
+            waiting: dependencies.get(target)?.length ?? 0,
+            dependents: dependents.get(target) ?? 0,
+            response: undefined
           }
           rows.set(id, row)
           activate(row)
@@ -197,7 +213,7 @@ export const make: Effect.Effect<Store.DeliveryStore> = Effect.gen(function*() {
           const due: Array<Row> = []
           for (const id of ids) {
             const row = rows.get(id)!
-            if (isActive(row) && row.availableAt !== undefined && row.availableAt <= now) due.push(row)
+            if (isActive(row) && row.waiting === 0 && row.availableAt !== undefined && row.availableAt <= now) due.push(row)
           }
           due.sort((a, b) => a.availableAt! - b.availableAt! || a.seq - b.seq)
           if (due.length > 0) groups.push(due.slice(0, options.limit))
@@ -220,14 +236,45 @@ export const make: Effect.Effect<Store.DeliveryStore> = Effect.gen(function*() {
             firstAttemptAt: row.firstAttemptAt,
             leaseExpiresAt: row.availableAt,
             enqueuedAt: row.enqueuedAt,
-            workerId: options.workerId
+            workerId: options.workerId,
+            after: row.after,
+            inputs: row.after.length === 0 ? {} : inputsOf(row),
+            dependents: row.dependents
           }
         })
       })
     })
 
+  /** The stored answers of a row's inputs. */
+  const inputsOf = (row: Row): Record<string, string | undefined> => {
+    const out: Record<string, string | undefined> = {}
+    for (const id of events.get(row.eventId)?.deliveries ?? []) {
+      const input = rows.get(id)!
+      if (row.after.includes(input.target)) out[input.target] = input.response
+    }
+    return out
+  }
+
+  /** A delivered input releases its dependents' wait on it; answers whether one became due. */
+  const release1 = (row: Row, now: number): boolean => {
+    if (row.dependents === 0) return false
+    let due = false
+    for (const id of events.get(row.eventId)?.deliveries ?? []) {
+      const dependent = rows.get(id)!
+      if (dependent.status !== "pending" || dependent.waiting === 0 || !dependent.after.includes(row.target)) continue
+      dependent.waiting--
+      dependent.availableAt = now
+      if (dependent.waiting === 0) due = true
+    }
+    return due
+  }
+
   const finish: Store.DeliveryStore["finish"] = (claim, attempt, next) =>
-    write((now) => {
+    Effect.tap(write((now) => finish1(claim, attempt, next, now)), (result) => result === "due" ? signal.notify : Effect.void)
+      .pipe(Effect.map((result) => result !== false))
+
+  const finish1 = (claim: Store.Claim, attempt: Store.AttemptInput, next: Store.Next, now: number): boolean | "due" => {
+    {
       const row = fenced(claim)
       if (row === undefined) return false
       row.attempts++
@@ -249,6 +296,7 @@ export const make: Effect.Effect<Store.DeliveryStore> = Effect.gen(function*() {
           break
         case "Delivered":
           row.status = "delivered"
+          if (row.dependents > 0) row.response = next.response
           break
         case "Compensated":
           row.status = "compensated"
@@ -257,8 +305,9 @@ export const make: Effect.Effect<Store.DeliveryStore> = Effect.gen(function*() {
       row.availableAt = undefined
       row.finishedAt = now
       deactivate(row)
-      return true
-    })
+      return next._tag === "Delivered" && release1(row, now) ? "due" : true
+    }
+  }
 
   const extendLease: Store.DeliveryStore["extendLease"] = (claim, leaseMs) =>
     Effect.zipRight(
@@ -381,6 +430,8 @@ export const make: Effect.Effect<Store.DeliveryStore> = Effect.gen(function*() {
             lastErrorMessage: row.lastErrorMessage,
             deadReason: row.deadReason,
             finishedAt: row.finishedAt,
+            after: row.after,
+            waiting: row.waiting,
             history: row.history.slice()
           }
         })
