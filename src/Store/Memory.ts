@@ -248,6 +248,7 @@ export const make: Effect.Effect<Store.DeliveryStore> = Effect.gen(function*() {
   /** The stored answers of a row's inputs. */
   const inputsOf = (row: Row): Record<string, string | undefined> => {
     const out: Record<string, string | undefined> = {}
+    for (const input of row.after) out[input] = undefined
     for (const id of events.get(row.eventId)?.deliveries ?? []) {
       const input = rows.get(id)!
       if (row.after.includes(input.target)) out[input.target] = input.response
@@ -405,7 +406,36 @@ export const make: Effect.Effect<Store.DeliveryStore> = Effect.gen(function*() {
         })
         : deadRows(selection)
       for (const row of selected) remove(row)
-      return selected.length
+      return selected.length + purgeHeld(selected)
+    })
+
+  /** Removes the held dependents of removed inputs, transitively (they could never run); answers how many. */
+  const purgeHeld = (removed: ReadonlyArray<Row>): number => {
+    let n = 0
+    let frontier = removed.filter((row) => row.dependents > 0)
+    while (frontier.length > 0) {
+      const next: Array<Row> = []
+      for (const input of frontier) {
+        for (const id of events.get(input.eventId)?.deliveries.slice() ?? []) {
+          const row = rows.get(id)!
+          if (row.status === "pending" && row.waiting > 0 && row.after.includes(input.target)) {
+            remove(row)
+            next.push(row)
+            n++
+          }
+        }
+      }
+      frontier = next
+    }
+    return n
+  }
+
+  /** Whether a delivered input's answer may still be needed (a sibling is pending, in flight or dead). */
+  const needed = (row: Row): boolean =>
+    row.dependents > 0 &&
+    (events.get(row.eventId)?.deliveries ?? []).some((id) => {
+      const sibling = rows.get(id)!
+      return isActive(sibling) || sibling.status === "dead"
     })
 
   const status: Store.DeliveryStore["status"] = (eventId) =>
@@ -463,7 +493,7 @@ export const make: Effect.Effect<Store.DeliveryStore> = Effect.gen(function*() {
       let deliveries = 0
       let removedEvents = 0
       for (const row of Array.from(rows.values())) {
-        if ((row.status === "delivered" || row.status === "compensated") && (row.finishedAt ?? now) < cutoff) {
+        if ((row.status === "delivered" || row.status === "compensated") && (row.finishedAt ?? now) < cutoff && !needed(row)) {
           deliveries++
           if (remove(row)) removedEvents++
         }

@@ -17,6 +17,13 @@
  *
  * Every state change a worker makes is fenced: `WHERE id = ? AND lease = ? AND status = 'in_flight'`.
  *
+ * Dependencies (durable pipelines, migration 0002): each delivery row holds its inputs
+ * (`after_targets`), how many are not delivered yet (`waiting`; claims take only rows at 0) and how
+ * many deliveries run after it (`dependents`; its answer is stored in `response` only when > 0). A
+ * `Delivered` finish decrements `waiting` on the event's deliveries that list it, in the same
+ * transaction (PostgreSQL: the same statement), and wakes workers when one became due. A claim of
+ * rows with inputs reads their answers with one more query per batch.
+ *
  * @since 0.1.0
  */
 import * as Migrator from "@effect/sql/Migrator"
@@ -38,11 +45,14 @@ import {
   type Scope,
   Stream
 } from "effect"
+import type * as Event from "../Event.js"
 import * as Store from "../Store.js"
 import {
+  checkDependencies,
   checkPositiveInt,
   checkTargets,
   decodeEnvelope,
+  dependentCounts,
   encodeEnvelope,
   invalid,
   makeSignal,
@@ -146,6 +156,8 @@ interface ClaimRow {
   readonly envelope: string
   readonly lease: string
   readonly available_at: unknown
+  readonly after_targets: unknown
+  readonly dependents: unknown
 }
 
 interface DeliveryRow {
@@ -161,6 +173,8 @@ interface DeliveryRow {
   readonly dead_reason: unknown
   readonly finished_at: unknown
   readonly enqueued_at: unknown
+  readonly after_targets: unknown
+  readonly waiting: unknown
 }
 
 interface AttemptRow {
@@ -175,6 +189,20 @@ interface AttemptRow {
   readonly retry_after_ms: unknown
   readonly lease: string
   readonly worker_id: unknown
+}
+
+/**
+ * The stored `after_targets` (a JSON array of target names, NULL for a plain delivery); undefined
+ * when the stored text is not such an array.
+ */
+const parseAfter = (value: unknown): ReadonlyArray<string> | undefined => {
+  if (value === null || value === undefined) return []
+  try {
+    const parsed: unknown = JSON.parse(String(value))
+    return Array.isArray(parsed) && parsed.every((x) => typeof x === "string") ? parsed : undefined
+  } catch {
+    return undefined
+  }
 }
 
 const toAttempt = (row: AttemptRow): Store.Attempt => {
@@ -440,9 +468,26 @@ export const make = (
       event: { readonly id: string; readonly type: string },
       json: string,
       targets: ReadonlyArray<string>,
+      dependencies: ReadonlyMap<string, ReadonlyArray<string>>,
       now: number,
       notifyInline: boolean
     ) => Effect.Effect<Store.Enqueued, SqlError>
+
+    /**
+     * The dependency columns of each delivery row, for an enqueue with dependencies (a plain enqueue
+     * leaves them to their defaults: no inputs, nothing waiting, no dependents).
+     */
+    const dependencyColumns = (targets: ReadonlyArray<string>, dependencies: ReadonlyMap<string, ReadonlyArray<string>>) => {
+      const dependents = dependentCounts(dependencies)
+      return targets.map((target) => {
+        const inputs = dependencies.get(target)
+        return {
+          after_targets: inputs === undefined ? null : JSON.stringify(inputs),
+          waiting: inputs?.length ?? 0,
+          dependents: dependents.get(target) ?? 0
+        }
+      })
+    }
 
     /**
      * PostgreSQL: NOTIFY after our own commits from one background fiber, coalesced (a sliding queue of
@@ -480,11 +525,21 @@ export const make = (
      * NOTIFYs (delivered at commit). A duplicate id inserts nothing; its deliveries are then read by a
      * second statement, whose fresh snapshot sees a concurrent first enqueue once it has committed.
      */
-    const enqueuePg: Enqueue = (event, json, targets, now, notifyInline) =>
+    const enqueuePg: Enqueue = (event, json, targets, dependencies, now, notifyInline) =>
       Effect.gen(function*() {
         const fresh = targets.filter((target) => !knownTargets.has(target))
         const names = sql.csv(fresh.map((name) => sql`(${name}::text)`))
-        const rows = sql.csv(targets.map((target, i) => sql`(${target}::text, ${i}::integer)`))
+        // A plain enqueue keeps its statement (and its cached plan) as it was: the dependency columns
+        // are only named when some target has inputs.
+        const piped = dependencies.size > 0
+        const columns = piped ? dependencyColumns(targets, dependencies) : []
+        const rows = sql.csv(targets.map((target, i) =>
+          piped
+            ? sql`(${target}::text, ${i}::integer, ${columns[i]!.after_targets}::text, ${columns[i]!.waiting}::integer, ${
+              columns[i]!.dependents
+            }::integer)`
+            : sql`(${target}::text, ${i}::integer)`
+        ))
         const inserted = yield* sql<{ id: unknown; target: string; status: Store.Status }>`WITH
           ev AS (
             INSERT INTO ${T.events} (id, type, envelope, enqueued_at)
@@ -499,9 +554,15 @@ export const make = (
             : sql.literal("")
         }
           dl AS (
-            INSERT INTO ${T.deliveries} (event_id, target, status, attempts, total_attempts, available_at, enqueued_at, updated_at)
-            SELECT ev.id, v.target, 'pending', 0, 0, ${now}, ${now}, ${now}
-            FROM ev CROSS JOIN (VALUES ${rows}) AS v (target, ord) ORDER BY v.ord
+            INSERT INTO ${T.deliveries} (event_id, target, status, attempts, total_attempts, available_at, enqueued_at, updated_at${
+          piped ? sql.literal(", after_targets, waiting, dependents") : sql.literal("")
+        })
+            SELECT ev.id, v.target, 'pending', 0, 0, ${now}, ${now}, ${now}${
+          piped ? sql.literal(", v.after_targets, v.waiting, v.dependents") : sql.literal("")
+        }
+            FROM ev CROSS JOIN (VALUES ${rows}) AS v (target, ord${
+          piped ? sql.literal(", after_targets, waiting, dependents") : sql.literal("")
+        }) ORDER BY v.ord
             RETURNING id, target, status${notifyInline ? sql`, pg_notify(${channel}, '1')::text AS notified` : sql.literal("")}
           )
           SELECT id, target, status FROM dl ORDER BY id`
@@ -513,7 +574,7 @@ export const make = (
         } satisfies Store.Enqueued
       })
 
-    const enqueueSqlite: Enqueue = (event, json, targets, now) =>
+    const enqueueSqlite: Enqueue = (event, json, targets, dependencies, now) =>
       Effect.gen(function*() {
         const inserted = yield* sql`INSERT INTO ${T.events} (id, type, envelope, enqueued_at)
           VALUES (${event.id}, ${event.type}, ${json}, ${now})
@@ -523,8 +584,9 @@ export const make = (
         if (fresh.length > 0) {
           yield* sql`INSERT INTO ${T.targets} ${sql.insert(fresh.map((name) => ({ name })))} ON CONFLICT (name) DO NOTHING`
         }
+        const columns = dependencies.size > 0 ? dependencyColumns(targets, dependencies) : undefined
         const rows = yield* sql<{ id: unknown; target: string; status: Store.Status }>`INSERT INTO ${T.deliveries} ${
-          sql.insert(targets.map((target) => ({
+          sql.insert(targets.map((target, i) => ({
             event_id: event.id,
             target,
             status: "pending",
@@ -532,7 +594,8 @@ export const make = (
             total_attempts: 0,
             available_at: now,
             enqueued_at: now,
-            updated_at: now
+            updated_at: now,
+            ...(columns !== undefined ? columns[i] : {})
           })))
         } RETURNING id, target, status`
         return {
@@ -542,13 +605,19 @@ export const make = (
         } satisfies Store.Enqueued
       })
 
-    const enqueue: Store.DeliveryStore["enqueue"] = (event, targets) =>
+    const enqueue: Store.DeliveryStore["enqueue"] = (event, targets, enqueueOptions) =>
       Effect.gen(function*() {
         const unique = yield* checkTargets(targets)
+        const dependencies = yield* checkDependencies(unique, enqueueOptions?.after)
         const json = yield* encodeEnvelope(event)
         const now = yield* Clock.currentTimeMillis
         const joined = yield* inJoinedTransaction
-        const result = yield* run("enqueue", "batch", (pg ? enqueuePg : enqueueSqlite)(event, json, unique, now, joined), true)
+        const result = yield* run(
+          "enqueue",
+          "batch",
+          (pg ? enqueuePg : enqueueSqlite)(event, json, unique, dependencies, now, joined),
+          true
+        )
         if (result.created) {
           if (!joined) {
             for (const target of unique) knownTargets.add(target)
@@ -566,9 +635,11 @@ export const make = (
         const targets = options.targets ??
           (yield* sql<{ name: string }>`SELECT name FROM ${T.targets} ORDER BY name`).map((row) => row.name)
         const groups = yield* Effect.forEach(targets, (target) =>
-          sql<ClaimRow>`SELECT d.id, d.event_id, d.target, d.attempts, d.first_attempt_at, d.enqueued_at, e.envelope
+          sql<ClaimRow>`SELECT d.id, d.event_id, d.target, d.attempts, d.first_attempt_at, d.enqueued_at,
+              d.after_targets, d.dependents, e.envelope
             FROM ${T.deliveries} d JOIN ${T.events} e ON e.id = d.event_id
-            WHERE d.target = ${target} AND d.status IN ('pending', 'in_flight') AND d.available_at <= ${now}
+            WHERE d.target = ${target} AND d.status IN ('pending', 'in_flight') AND d.waiting = 0
+              AND d.available_at <= ${now}
             ORDER BY d.available_at, d.id LIMIT ${options.limit}`)
         const picked = roundRobin(groups, options.limit, start)
         if (picked.length === 0) return []
@@ -589,7 +660,8 @@ export const make = (
           FROM (${targets}) t
           CROSS JOIN LATERAL (
             SELECT d.id, d.target, d.available_at FROM ${T.deliveries} d
-            WHERE d.target = t.name AND d.status IN ('pending', 'in_flight') AND d.available_at <= ${now}
+            WHERE d.target = t.name AND d.status IN ('pending', 'in_flight') AND d.waiting = 0
+              AND d.available_at <= ${now}
             ORDER BY d.available_at, d.id
             LIMIT ${options.limit}
             FOR UPDATE SKIP LOCKED
@@ -606,7 +678,8 @@ export const make = (
           SET status = 'in_flight', lease = ${token}::text || ':' || d.id::text, available_at = ${now + options.leaseMs},
               worker_id = ${options.workerId}, updated_at = ${now}
           FROM picked WHERE d.id = picked.id
-          RETURNING d.id, d.event_id, d.target, d.attempts, d.first_attempt_at, d.enqueued_at, d.lease, d.available_at
+          RETURNING d.id, d.event_id, d.target, d.attempts, d.first_attempt_at, d.enqueued_at, d.lease, d.available_at,
+            d.after_targets, d.dependents
         )
         SELECT claimed.*, e.envelope FROM claimed JOIN ${T.events} e ON e.id = claimed.event_id
         ORDER BY claimed.available_at, claimed.id`
@@ -625,51 +698,118 @@ export const make = (
           pg ? claimPg(options, now, token) : claimSqlite(options, now, token, rotation++),
           true
         )
-        const claimed: Array<Store.Claimed> = []
+        const readable: Array<{ readonly row: ClaimRow; readonly event: Event.Any; readonly after: ReadonlyArray<string> }> = []
         for (const row of rows) {
           const id = String(row.id)
           const decoded = yield* Effect.either(decodeEnvelope("claim", row.envelope))
-          if (decoded._tag === "Left") {
+          const after = parseAfter(row.after_targets)
+          if (decoded._tag === "Left" || after === undefined) {
             // A row we cannot read would be claimed forever: dead-letter it, fenced by this claim.
+            const [outcome, message, reason] = decoded._tag === "Left"
+              ? ["corrupt_envelope", decoded.left.message, "corrupt envelope"]
+              : ["corrupt_dependencies", "claim: stored after_targets is not a JSON array of names", "corrupt dependencies"]
             yield* finish(
               { id, lease: row.lease },
-              { startedAt: now, durationMs: 0, outcome: "corrupt_envelope", message: decoded.left.message },
-              Store.Next.Dead({ reason: "corrupt envelope" })
+              { startedAt: now, durationMs: 0, outcome, message },
+              Store.Next.Dead({ reason })
             ).pipe(Effect.ignore)
             continue
           }
-          claimed.push({
-            id,
+          readable.push({ row, event: decoded.right, after })
+        }
+        const responses = yield* loadInputs(readable.filter((x) => x.after.length > 0).map((x) => x.row.event_id))
+        return readable.map(({ after, event, row }): Store.Claimed => {
+          const inputs: Record<string, string | undefined> = {}
+          for (const input of after) inputs[input] = responses.get(row.event_id)?.get(input)
+          return {
+            id: String(row.id),
             lease: row.lease,
             eventId: row.event_id,
             target: row.target,
             idempotencyKey: Store.idempotencyKey(row.event_id, row.target),
-            event: decoded.right,
+            event,
             attempts: num(row.attempts),
             firstAttemptAt: optNum(row.first_attempt_at),
             leaseExpiresAt: num(row.available_at),
             enqueuedAt: num(row.enqueued_at),
-            workerId: options.workerId
-          })
+            workerId: options.workerId,
+            after,
+            inputs,
+            dependents: num(row.dependents)
+          }
+        })
+      })
+
+    /**
+     * The stored answers of the inputs of claimed dependents: event id → input target → response.
+     * One query per claim batch (in chunks of 500 events), none when no claimed row has inputs. It
+     * runs after the claim has committed, which is safe: a dependent is claimable only once its
+     * inputs are delivered, and a delivered row's response never changes.
+     */
+    const loadInputs = (eventIds: ReadonlyArray<string>) =>
+      Effect.gen(function*() {
+        const out = new Map<string, Map<string, string | undefined>>()
+        const unique = Array.from(new Set(eventIds))
+        if (unique.length === 0) return out
+        const rows = yield* run(
+          "claim",
+          "query",
+          Effect.map(
+            Effect.forEach(chunks(unique, 500), (part) =>
+              sql<{ event_id: string; target: string; response: unknown }>`SELECT event_id, target, response
+                FROM ${T.deliveries} WHERE event_id IN ${sql.in(part)} AND dependents > 0`),
+            (results) => results.flat()
+          )
+        )
+        for (const row of rows) {
+          let byTarget = out.get(row.event_id)
+          if (byTarget === undefined) out.set(row.event_id, byTarget = new Map())
+          byTarget.set(row.target, optStr(row.response))
         }
-        return claimed
+        return out
       })
 
     // ---- finish ------------------------------------------------------------------------------
 
-    const finishOp = (id: number, claim: Store.Claim, attempt: Store.AttemptInput, next: Store.Next, now: number) => {
+    /**
+     * What a finish did: whether it applied (the lease held), and how many dependents it made due
+     * (their last input was this delivery).
+     */
+    interface Finished {
+      readonly applied: boolean
+      readonly due: number
+    }
+
+    const finishOp = (
+      id: number,
+      claim: Store.Claim,
+      attempt: Store.AttemptInput,
+      next: Store.Next,
+      now: number,
+      notifyInline: boolean
+    ): Effect.Effect<Finished, SqlError> => {
       const state = finalState(next, now)
       const failed = attempt.outcome !== "success"
       const errorColumns = failed
         ? sql`, last_error = ${attempt.outcome}, last_error_message = ${attempt.message ?? null}`
         : sql.literal("")
+      // Delivered: keep the answer only when some delivery runs after this one (else it would only
+      // bloat the row), and return what the dependents' release needs. Other outcomes keep their
+      // statement as it was: a dead or compensated input releases nothing, its dependents stay held.
+      const delivered = next._tag === "Delivered"
+      const response = delivered ? next.response ?? null : null
+      const responseColumn = delivered
+        ? pg
+          ? sql`, response = CASE WHEN dependents > 0 THEN ${response}::text ELSE NULL END`
+          : sql`, response = CASE WHEN dependents > 0 THEN ${response} ELSE NULL END`
+        : sql.literal("")
       const update = sql`UPDATE ${T.deliveries}
         SET status = ${state.status}, attempts = attempts + 1, total_attempts = total_attempts + 1,
             first_attempt_at = COALESCE(first_attempt_at, ${Math.round(attempt.startedAt)}),
             available_at = ${state.availableAt}, lease = NULL, dead_reason = ${state.deadReason},
-            finished_at = ${state.finishedAt}, updated_at = ${now}${errorColumns}
+            finished_at = ${state.finishedAt}, updated_at = ${now}${errorColumns}${responseColumn}
         WHERE id = ${id} AND lease = ${claim.lease} AND status = 'in_flight'
-        RETURNING id, total_attempts, worker_id`
+        RETURNING id, total_attempts, worker_id${delivered ? sql.literal(", event_id, target, dependents") : sql.literal("")}`
       const values = {
         started_at: Math.round(attempt.startedAt),
         duration_ms: Math.max(0, Math.round(attempt.durationMs)),
@@ -681,25 +821,57 @@ export const make = (
         lease: claim.lease
       }
       if (pg) {
-        return Effect.map(
-          sql`WITH updated AS (${update})
-            INSERT INTO ${T.attempts}
+        const insert = sql`INSERT INTO ${T.attempts}
               (delivery_id, number, started_at, duration_ms, outcome, http_status, error_tag, message, retry_after_ms, lease, worker_id)
             SELECT id, total_attempts, ${values.started_at}::bigint, ${values.duration_ms}::integer, ${values.outcome}::text,
                    ${values.http_status}::integer, ${values.error_tag}::text, ${values.message}::text,
                    ${values.retry_after_ms}::bigint, ${values.lease}::text, worker_id
-            FROM updated RETURNING delivery_id`,
-          (rows) => rows.length > 0
+            FROM updated`
+        if (!delivered) {
+          return Effect.map(
+            sql`WITH updated AS (${update}) ${insert} RETURNING delivery_id`,
+            (rows): Finished => ({ applied: rows.length > 0, due: 0 })
+          )
+        }
+        // Still one statement: the release of the dependents reads the fenced update's RETURNING, so
+        // a lost lease (no row updated) releases nothing. Concurrent finishes of two inputs of one
+        // dependent serialise on its row lock, and READ COMMITTED re-reads `waiting` after the wait.
+        const notify = notifyInline
+          ? sql`, CASE WHEN EXISTS (SELECT 1 FROM released WHERE waiting = 0) THEN pg_notify(${channel}, '1')::text END AS notified`
+          : sql.literal("")
+        return Effect.map(
+          sql<{ applied: unknown; due: unknown }>`WITH updated AS (${update}),
+            inserted AS (${insert} RETURNING delivery_id),
+            released AS (
+              UPDATE ${T.deliveries} d SET waiting = d.waiting - 1, available_at = ${now}, updated_at = ${now}
+              FROM updated u
+              WHERE u.dependents > 0 AND d.event_id = u.event_id AND d.status = 'pending' AND d.waiting > 0
+                AND d.after_targets::jsonb @> jsonb_build_array(u.target)
+              RETURNING d.waiting
+            )
+            SELECT (SELECT count(*) FROM inserted)::integer AS applied,
+                   (SELECT count(*) FROM released WHERE waiting = 0)::integer AS due${notify}`,
+          (rows): Finished => ({ applied: num(rows[0]?.applied ?? 0) > 0, due: num(rows[0]?.due ?? 0) })
         )
       }
       return Effect.gen(function*() {
         const rows = yield* update
         const row = rows[0]
-        if (row === undefined) return false
+        if (row === undefined) return { applied: false, due: 0 }
         yield* sql`INSERT INTO ${T.attempts} ${
           sql.insert({ delivery_id: id, number: num(row.total_attempts), ...values, worker_id: optStr(row.worker_id) ?? null })
         }`
-        return true
+        if (!delivered || num(row.dependents) === 0) return { applied: true, due: 0 }
+        // The dependents are among the event's few deliveries (the UNIQUE (event_id, target) index):
+        // those that list this target as an input and still wait. The unary `+` keeps SQLite's
+        // planner (which has no statistics) off the status indexes, which would visit every
+        // pending row of the outbox.
+        const released = yield* sql<{ waiting: unknown }>`UPDATE ${T.deliveries}
+          SET waiting = waiting - 1, available_at = ${now}, updated_at = ${now}
+          WHERE event_id = ${String(row.event_id)} AND +status = 'pending' AND waiting > 0
+            AND EXISTS (SELECT 1 FROM json_each(after_targets) WHERE json_each.value = ${String(row.target)})
+          RETURNING waiting`
+        return { applied: true, due: released.filter((r) => num(r.waiting) === 0).length }
       })
     }
 
@@ -708,7 +880,15 @@ export const make = (
         const id = parseId(claim.id)
         if (id === undefined) return false
         const now = yield* Clock.currentTimeMillis
-        return yield* run("finish", "batch", finishOp(id, claim, attempt, next, now), true)
+        const joined = next._tag === "Delivered" && pg ? yield* inJoinedTransaction : false
+        const finished = yield* run("finish", "batch", finishOp(id, claim, attempt, next, now, joined), true)
+        if (finished.due > 0) {
+          // Dependents became due: wake the workers, as an enqueue does (PostgreSQL: NOTIFY after
+          // our commit, or inside the caller's transaction when we joined it).
+          if (!joined) yield* notifyLater
+          yield* signal.notify
+        }
+        return finished.applied
       })
 
     const extendLease: Store.DeliveryStore["extendLease"] = (claim, leaseMs) =>
@@ -819,29 +999,59 @@ export const make = (
     const replayMany: Store.DeliveryStore["replayMany"] = (filter) => replayWhere("replayMany", deadWhere(filter), false)
 
     /** Deletes matching deliveries (with their attempts, and events left empty) in chunks of 1 000. */
+    /**
+     * The held dependents of deleted inputs (transitively): a delivery still waiting for an input
+     * that no longer exists could never run, and would count as pending for ever.
+     */
+    const heldBy = (deleted: ReadonlyArray<{ readonly event_id: string; readonly target: string }>) =>
+      Effect.gen(function*() {
+        const out: Array<number> = []
+        let frontier = deleted
+        while (frontier.length > 0) {
+          const gone = new Set(frontier.map((row) => `${row.event_id}\u0000${row.target}`))
+          const candidates = yield* sql<{ id: unknown; event_id: string; target: string; after_targets: unknown }>`
+            SELECT id, event_id, target, after_targets FROM ${T.deliveries}
+            WHERE event_id IN ${sql.in(Array.from(new Set(frontier.map((row) => row.event_id))))}
+              AND status = 'pending' AND waiting > 0`
+          const next = candidates.filter((row) =>
+            (parseAfter(row.after_targets) ?? []).some((input) => gone.has(`${row.event_id}\u0000${input}`))
+          )
+          if (next.length === 0) break
+          const ids = next.map((row) => num(row.id))
+          yield* sql`DELETE FROM ${T.attempts} WHERE delivery_id IN ${sql.in(ids)}`
+          yield* sql`DELETE FROM ${T.deliveries} WHERE id IN ${sql.in(ids)}`
+          out.push(...ids)
+          frontier = next
+        }
+        return out.length
+      })
+
     const deleteWhere = (operation: string, where: Fragment) =>
       Effect.gen(function*() {
         let deliveries = 0
         let events = 0
         while (true) {
-          const [n, e] = yield* run(
+          const [n, e, h] = yield* run(
             operation,
             "write",
             Effect.gen(function*() {
-              const rows = yield* sql<{ id: unknown; event_id: string }>`SELECT id, event_id FROM ${T.deliveries}
+              const rows = yield* sql<{ id: unknown; event_id: string; target: string; dependents: unknown }>`
+                SELECT id, event_id, target, dependents FROM ${T.deliveries}
                 WHERE ${where} ORDER BY id LIMIT 1000`
-              if (rows.length === 0) return [0, 0] as const
+              if (rows.length === 0) return [0, 0, 0] as const
               const ids = rows.map((row) => num(row.id))
               yield* sql`DELETE FROM ${T.attempts} WHERE delivery_id IN ${sql.in(ids)}`
               yield* sql`DELETE FROM ${T.deliveries} WHERE id IN ${sql.in(ids)}`
+              const inputs = rows.filter((row) => num(row.dependents) > 0)
+              const held = inputs.length > 0 ? yield* heldBy(inputs) : 0
               const eventIds = Array.from(new Set(rows.map((row) => row.event_id)))
               const gone = yield* sql`DELETE FROM ${T.events} WHERE id IN ${sql.in(eventIds)}
                 AND NOT EXISTS (SELECT 1 FROM ${T.deliveries} d WHERE d.event_id = ${T.events}.id)
                 RETURNING id`
-              return [rows.length, gone.length] as const
+              return [rows.length, gone.length, held] as const
             })
           )
-          deliveries += n
+          deliveries += n + h
           events += e
           if (n < 1000) return { deliveries, events }
         }
@@ -862,7 +1072,11 @@ export const make = (
         const cutoff = now - Duration.toMillis(Duration.decode(olderThan))
         return yield* deleteWhere(
           "retention",
-          sql`status IN ('delivered', 'compensated') AND finished_at < ${cutoff}`
+          // An input's answer is kept while a sibling may still need it (pending, in flight, or dead
+          // and replayable): deleting it would hand the dependent an empty input.
+          sql`status IN ('delivered', 'compensated') AND finished_at < ${cutoff} AND (dependents = 0 OR NOT EXISTS (
+            SELECT 1 FROM ${T.deliveries} h WHERE h.event_id = ${T.deliveries}.event_id
+              AND h.status IN ('pending', 'in_flight', 'dead')))`
         )
       })
 
@@ -887,10 +1101,24 @@ export const make = (
         if (Option.isNone(found)) return Option.none()
         const { attempts, deliveries, event } = found.value
         const decoded = yield* decodeEnvelope("status", event.envelope)
+        const afters: Array<ReadonlyArray<string>> = []
+        for (const row of deliveries) {
+          const after = parseAfter(row.after_targets)
+          if (after === undefined) {
+            return yield* Effect.fail(
+              new Store.StoreError({
+                operation: "status",
+                reason: "Corrupt",
+                message: `status: delivery ${String(row.id)}: stored after_targets is not a JSON array of names`
+              })
+            )
+          }
+          afters.push(after)
+        }
         return Option.some<Store.EventStatus>({
           event: decoded,
           enqueuedAt: num(event.enqueued_at),
-          deliveries: deliveries.map((row): Store.DeliveryStatus => {
+          deliveries: deliveries.map((row, i): Store.DeliveryStatus => {
             const history = attempts.filter((a) => num(a.delivery_id) === num(row.id)).map(toAttempt)
             return {
               id: String(row.id),
@@ -905,6 +1133,8 @@ export const make = (
               lastErrorMessage: optStr(row.last_error_message),
               deadReason: optStr(row.dead_reason),
               finishedAt: optNum(row.finished_at),
+              after: afters[i]!,
+              waiting: num(row.waiting),
               history
             }
           })

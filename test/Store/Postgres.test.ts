@@ -6,11 +6,14 @@
  * in which case they fail.
  */
 import * as Reactivity from "@effect/experimental/Reactivity"
+import * as Migrator from "@effect/sql/Migrator"
 import * as PgClient from "@effect/sql-pg/PgClient"
 import { assert, describe, it } from "@effect/vitest"
 import { Cause, Effect, Fiber, Layer, Option, Redacted, Ref, Stream } from "effect"
 import * as Event from "../../src/Event.js"
 import * as Store from "../../src/Store.js"
+import init from "../../src/Store/migrations/0001_init.js"
+import { tables } from "../../src/Store/migrations/index.js"
 import * as PostgresStore from "../../src/Store/Postgres.js"
 import { suite } from "./StoreSuite.js"
 
@@ -168,6 +171,118 @@ d(`PostgresStore${skip !== undefined ? ` (skipped: ${skip})` : ""}`, () => {
       yield* s1.enqueue(yield* event("m-1"), ["a"])
       assert.isTrue(Option.isSome(yield* s2.status("m-1")))
     }).pipe(Effect.scoped))
+
+  it.effect("dependencies: a database created by migration 0001 is upgraded; answers kept only with dependents", () =>
+    Effect.gen(function*() {
+      const prefix = newPrefix()
+      yield* dropAfter(prefix)
+      const t = tables(prefix)
+      const old = yield* event("from-0001")
+      // the schema as 0001 left it, with a pending delivery in it
+      yield* Effect.gen(function*() {
+        const sql = yield* PgClient.PgClient
+        yield* Migrator.make({})({ loader: Migrator.fromRecord({ "0001_init": init(sql, t, "pg") }), table: t.migrations })
+        yield* sql`INSERT INTO ${sql(t.events)} (id, type, envelope, enqueued_at)
+          VALUES (${old.id}, ${old.type}, ${JSON.stringify(Event.encode(old))}, 0)`
+        yield* sql`INSERT INTO ${sql(t.targets)} (name) VALUES ('a')`
+        yield* sql`INSERT INTO ${sql(t.deliveries)} (event_id, target, status, available_at, enqueued_at, updated_at)
+          VALUES (${old.id}, 'a', 'pending', 0, 0, 0)`
+      }).pipe(Effect.scoped, Effect.provide(PgClient.layer({ url: Redacted.make(url) })))
+
+      const ctx = yield* Layer.build(
+        PostgresStore.layerClient({ prefix }).pipe(Layer.provideMerge(PgClient.layer({ url: Redacted.make(url) })))
+      )
+      const store = yield* Effect.provide(Store.DeliveryStore, ctx)
+      const sql = yield* Effect.provide(PgClient.PgClient, ctx)
+      const applied = yield* sql<{ migration_id: number }>`SELECT migration_id FROM ${sql(t.migrations)} ORDER BY migration_id`
+      assert.deepStrictEqual(applied.map((row) => row.migration_id), [1, 2])
+      const [due] = yield* sql<{ indexdef: string }>`SELECT indexdef FROM pg_indexes WHERE indexname = ${`${t.deliveries}_due`}`
+      assert.include(due!.indexdef, "waiting = 0")
+      const status = Option.getOrThrow(yield* store.status("from-0001"))
+      assert.deepStrictEqual(status.deliveries.map((x) => [x.target, x.status, x.after, x.waiting]), [["a", "pending", [], 0]])
+
+      const ok = { startedAt: 0, durationMs: 1, outcome: "success" }
+      yield* store.enqueue(yield* event("cols"), ["a", "b", "c", "d"], { after: { c: ["b", "a"], d: ["c"] } })
+      const rows = () =>
+        sql<{ event_id: string; target: string; after_targets: string | null; waiting: number; dependents: number; response: string | null }>`
+          SELECT event_id, target, after_targets, waiting, dependents, response FROM ${sql(t.deliveries)} ORDER BY id`
+      assert.deepStrictEqual((yield* rows()).map((r) => [r.event_id, r.target, r.after_targets, r.waiting, r.dependents]), [
+        ["from-0001", "a", null, 0, 0],
+        ["cols", "a", null, 0, 1],
+        ["cols", "b", null, 0, 1],
+        ["cols", "c", "[\"a\",\"b\"]", 2, 1],
+        ["cols", "d", "[\"c\"]", 1, 0]
+      ])
+      for (let round = 0; round < 4; round++) {
+        const claimed = yield* store.claim({ workerId: "w", limit: 10, leaseMs: 60_000 })
+        for (const c of claimed) {
+          assert.deepStrictEqual(Object.keys(c.inputs), c.after)
+          assert.isTrue(yield* store.finish(c, ok, Store.Next.Delivered({ response: JSON.stringify(c.idempotencyKey) })))
+        }
+      }
+      assert.deepStrictEqual((yield* rows()).map((r) => [r.event_id, r.target, r.waiting, r.response]), [
+        ["from-0001", "a", 0, null],
+        ["cols", "a", 0, "\"cols:a\""],
+        ["cols", "b", 0, "\"cols:b\""],
+        ["cols", "c", 0, "\"cols:c\""],
+        ["cols", "d", 0, null]
+      ])
+      assert.strictEqual((yield* store.stats).delivered, 5)
+    }).pipe(Effect.scoped))
+
+  it.live("dependencies: NOTIFY wakes another process when a delivery makes a dependent due", () =>
+    Effect.gen(function*() {
+      const prefix = newPrefix()
+      yield* dropAfter(prefix)
+      const producer = yield* Effect.provide(Store.DeliveryStore, yield* Layer.build(PostgresStore.layer({ url, prefix })))
+      const worker = yield* Effect.provide(Store.DeliveryStore, yield* Layer.build(PostgresStore.layer({ url, prefix })))
+      const woken = yield* Ref.make(0)
+      const fiber = yield* Effect.fork(Stream.runForEach(worker.wakeups, () => Ref.update(woken, (n) => n + 1)))
+      yield* producer.enqueue(yield* event("notify-pipe"), ["a", "b"], { after: { b: ["a"] } })
+      const [input] = yield* producer.claim({ workerId: "w", limit: 10, leaseMs: 60_000 })
+      // LISTEN is set up asynchronously: enqueue until the worker hears one, then let the wake-ups settle
+      for (let i = 0; i < 100 && (yield* Ref.get(woken)) === 0; i++) {
+        yield* producer.enqueue(yield* event(`notify-warmup-${i}`), ["warmup"])
+        yield* Effect.sleep("100 millis")
+      }
+      assert.isAbove(yield* Ref.get(woken), 0, "LISTEN is up")
+      yield* Effect.sleep("500 millis")
+      const before = yield* Ref.get(woken)
+      assert.isTrue(
+        yield* producer.finish(input!, { startedAt: 0, durationMs: 1, outcome: "success" }, Store.Next.Delivered({}))
+      )
+      for (let i = 0; i < 50 && (yield* Ref.get(woken)) === before; i++) yield* Effect.sleep("100 millis")
+      assert.isAbove(yield* Ref.get(woken), before, "woken through NOTIFY by the release")
+      yield* Fiber.interrupt(fiber)
+    }).pipe(Effect.scoped), { timeout: 30_000 })
+
+  it.live("dependencies: concurrent deliveries of two inputs through two pools release their dependent exactly once", () =>
+    Effect.gen(function*() {
+      const prefix = newPrefix()
+      yield* dropAfter(prefix)
+      const a = yield* Effect.provide(Store.DeliveryStore, yield* Layer.build(PostgresStore.layer({ url, prefix })))
+      const b = yield* Effect.provide(Store.DeliveryStore, yield* Layer.build(PostgresStore.layer({ url, prefix })))
+      const ok = { startedAt: 0, durationMs: 1, outcome: "success" }
+      const n = 30
+      for (let i = 0; i < n; i++) {
+        yield* a.enqueue(yield* event(`fan-${i}`), ["x", "y", "z"], { after: { z: ["x", "y"] } })
+      }
+      const inputs = yield* a.claim({ workerId: "w", limit: 1_000, leaseMs: 60_000 })
+      assert.strictEqual(inputs.length, 2 * n)
+      // each event's two inputs finish at the same time, one through each pool
+      yield* Effect.forEach(inputs, (c) => (c.target === "x" ? a : b).finish(c, ok, Store.Next.Delivered({ response: `"${c.target}"` })), {
+        concurrency: "unbounded",
+        discard: true
+      })
+      const released = yield* b.claim({ workerId: "w", limit: 1_000, leaseMs: 60_000 })
+      assert.strictEqual(released.length, n)
+      for (const c of released) {
+        assert.strictEqual(c.target, "z")
+        assert.deepStrictEqual(c.inputs, { x: "\"x\"", y: "\"y\"" })
+      }
+      const status = Option.getOrThrow(yield* a.status("fan-0"))
+      assert.strictEqual(status.deliveries.find((x) => x.target === "z")!.waiting, 0)
+    }).pipe(Effect.scoped), { timeout: 30_000 })
 
   it.effect("an unreachable server fails with a typed StoreError", () =>
     Effect.gen(function*() {

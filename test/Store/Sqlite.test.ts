@@ -1,12 +1,15 @@
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import * as Migrator from "@effect/sql/Migrator"
 import * as SqlClient from "@effect/sql/SqlClient"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Layer, Option } from "effect"
 import * as Event from "../../src/Event.js"
 import * as Store from "../../src/Store.js"
+import init from "../../src/Store/migrations/0001_init.js"
+import { tables } from "../../src/Store/migrations/index.js"
 import * as SqliteStore from "../../src/Store/Sqlite.js"
 import { suite } from "./StoreSuite.js"
 
@@ -115,8 +118,8 @@ describe("SqliteStore", () => {
       assert.deepStrictEqual(claimedIds.slice().sort(), ids.slice().sort())
       // a claim taken through A cannot be finished through B with a wrong lease, but can with the right one
       const one = claims.flat()[0]!
-      assert.isFalse(yield* b.finish({ id: one.id, lease: "forged" }, { startedAt: 0, durationMs: 1, outcome: "success" }, Store.Next.Delivered()))
-      assert.isTrue(yield* b.finish(one, { startedAt: 0, durationMs: 1, outcome: "success" }, Store.Next.Delivered()))
+      assert.isFalse(yield* b.finish({ id: one.id, lease: "forged" }, { startedAt: 0, durationMs: 1, outcome: "success" }, Store.Next.Delivered({})))
+      assert.isTrue(yield* b.finish(one, { startedAt: 0, durationMs: 1, outcome: "success" }, Store.Next.Delivered({})))
       assert.strictEqual((yield* a.stats).delivered, 1)
     }).pipe(Effect.scoped))
 
@@ -169,4 +172,96 @@ describe("SqliteStore", () => {
       const again = yield* Effect.provide(Store.DeliveryStore, yield* Layer.build(SqliteStore.layer({ filename, prefix: "one_" })))
       assert.isTrue(Option.isSome(yield* again.status("only-in-one")))
     }).pipe(Effect.scoped))
+})
+
+describe("SqliteStore: dependencies (migration 0002)", () => {
+  const ok = { startedAt: 0, durationMs: 1, outcome: "success" }
+
+  it.effect("a database created by migration 0001 is upgraded: its rows stay plain and claimable, pipelines work", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const filename = join(dir, "old.db")
+      const old = yield* event("from-0001")
+      // the schema as 0001 left it, with a pending delivery in it
+      yield* Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        yield* Migrator.make({})({
+          loader: Migrator.fromRecord({ "0001_init": init(sql, tables("fanout_"), "sqlite") }),
+          table: "fanout_migrations"
+        })
+        yield* sql`INSERT INTO fanout_events (id, type, envelope, enqueued_at)
+          VALUES (${old.id}, ${old.type}, ${JSON.stringify(Event.encode(old))}, 0)`
+        yield* sql`INSERT INTO fanout_targets (name) VALUES ('a')`
+        yield* sql`INSERT INTO fanout_deliveries (event_id, target, status, available_at, enqueued_at, updated_at)
+          VALUES (${old.id}, 'a', 'pending', 0, 0, 0)`
+      }).pipe(Effect.scoped, Effect.provide(SqliteClient.layer({ filename })))
+
+      const ctx = yield* Layer.build(SqliteStore.layerClient().pipe(Layer.provideMerge(SqliteClient.layer({ filename }))))
+      const store = yield* Effect.provide(Store.DeliveryStore, ctx)
+      const sql = yield* Effect.provide(SqlClient.SqlClient, ctx)
+      const applied = yield* sql<{ migration_id: number }>`SELECT migration_id FROM fanout_migrations ORDER BY migration_id`
+      assert.deepStrictEqual(applied.map((row) => row.migration_id), [1, 2])
+      const [due] = yield* sql<{ sql: string }>`SELECT sql FROM sqlite_master WHERE name = 'fanout_deliveries_due'`
+      assert.include(due!.sql, "waiting = 0")
+      const status = Option.getOrThrow(yield* store.status("from-0001"))
+      assert.deepStrictEqual(status.deliveries.map((d) => [d.target, d.status, d.after, d.waiting]), [["a", "pending", [], 0]])
+      yield* store.enqueue(yield* event("new"), ["a", "b"], { after: { b: ["a"] } })
+      const claimed = yield* store.claim({ workerId: "w", limit: 10, leaseMs: 1_000 })
+      assert.deepStrictEqual(claimed.map((c) => [c.idempotencyKey, c.after, c.inputs, c.dependents]), [
+        ["from-0001:a", [], {}, 0],
+        ["new:a", [], {}, 1]
+      ])
+      assert.isTrue(yield* store.finish(claimed[1]!, ok, Store.Next.Delivered({ response: "\"A\"" })))
+      const [b] = yield* store.claim({ workerId: "w", limit: 10, leaseMs: 1_000 })
+      assert.deepStrictEqual([b?.idempotencyKey, b?.inputs], ["new:b", { a: "\"A\"" }])
+    }).pipe(Effect.scoped))
+
+  it.effect("rows: dependency columns as enqueued; the answer is kept only for deliveries with dependents", () =>
+    Effect.gen(function*() {
+      const store = yield* Store.DeliveryStore
+      const sql = yield* SqlClient.SqlClient
+      yield* store.enqueue(yield* event("cols"), ["a", "b", "c", "d"], { after: { c: ["b", "a"], d: ["c"] } })
+      yield* store.enqueue(yield* event("cols-plain"), ["a"])
+      const rows = () =>
+        sql<{ event_id: string; target: string; after_targets: string | null; waiting: number; dependents: number; response: string | null }>`
+          SELECT event_id, target, after_targets, waiting, dependents, response FROM fanout_deliveries ORDER BY id`
+      assert.deepStrictEqual((yield* rows()).map((r) => [r.event_id, r.target, r.after_targets, r.waiting, r.dependents]), [
+        ["cols", "a", null, 0, 1],
+        ["cols", "b", null, 0, 1],
+        ["cols", "c", "[\"a\",\"b\"]", 2, 1],
+        ["cols", "d", "[\"c\"]", 1, 0],
+        ["cols-plain", "a", null, 0, 0]
+      ])
+      for (let round = 0; round < 4; round++) {
+        const claimed = yield* store.claim({ workerId: "w", limit: 10, leaseMs: 1_000 })
+        for (const c of claimed) {
+          assert.isTrue(yield* store.finish(c, ok, Store.Next.Delivered({ response: JSON.stringify(c.idempotencyKey) })))
+        }
+      }
+      assert.deepStrictEqual((yield* rows()).map((r) => [r.event_id, r.target, r.waiting, r.response]), [
+        ["cols", "a", 0, "\"cols:a\""],
+        ["cols", "b", 0, "\"cols:b\""],
+        ["cols", "c", 0, "\"cols:c\""],
+        ["cols", "d", 0, null],
+        ["cols-plain", "a", 0, null]
+      ])
+      assert.strictEqual((yield* store.stats).delivered, 5)
+    }).pipe(Effect.scoped, Effect.provide(freshOutbox)))
+
+  it.effect("query plans: claims read the partial index `_due`, a release reads the event's deliveries only", () =>
+    Effect.gen(function*() {
+      const store = yield* Store.DeliveryStore
+      const sql = yield* SqlClient.SqlClient
+      yield* store.enqueue(yield* event("plan"), ["a", "b"], { after: { b: ["a"] } })
+      const plan = (statement: string) =>
+        Effect.map(sql.unsafe<{ detail: string }>(`EXPLAIN QUERY PLAN ${statement}`), (rows) => rows.map((r) => r.detail).join(" | "))
+      const claimPlan = yield* plan(`SELECT d.id FROM fanout_deliveries d JOIN fanout_events e ON e.id = d.event_id
+        WHERE d.target = 'a' AND d.status IN ('pending', 'in_flight') AND d.waiting = 0 AND d.available_at <= 5
+        ORDER BY d.available_at, d.id LIMIT 10`)
+      assert.include(claimPlan, "USING INDEX fanout_deliveries_due")
+      const releasePlan = yield* plan(`UPDATE fanout_deliveries SET waiting = waiting - 1, available_at = 1
+        WHERE event_id = 'plan' AND +status = 'pending' AND waiting > 0
+          AND EXISTS (SELECT 1 FROM json_each(after_targets) WHERE json_each.value = 'a')`)
+      assert.include(releasePlan, "sqlite_autoindex_fanout_deliveries_1 (event_id=?)")
+    }).pipe(Effect.scoped, Effect.provide(freshOutbox)))
 })

@@ -254,7 +254,7 @@ export const suite = (name: string, layer: StoreLayer, options: SuiteOptions = {
         assert.strictEqual(live!.id, stale!.id)
         const before = yield* getStatus("fence")
         assert.isFalse(yield* store.finish(stale!, failed("http_400"), Store.Next.Dead({ reason: "stale says dead" })))
-        assert.isFalse(yield* store.finish(stale!, ok, Store.Next.Delivered()))
+        assert.isFalse(yield* store.finish(stale!, ok, Store.Next.Delivered({})))
         assert.isFalse(yield* store.extendLease(stale!, 999_999))
         assert.strictEqual(yield* store.release([stale!]), 0)
         const after = yield* getStatus("fence")
@@ -262,16 +262,16 @@ export const suite = (name: string, layer: StoreLayer, options: SuiteOptions = {
         assert.strictEqual(deliveryOf(after, "a").status, "in_flight")
         assert.strictEqual(deliveryOf(after, "a").leaseExpiresAt, 11_500)
         // the live worker's outcome stands, and is recorded with its lease and worker
-        assert.isTrue(yield* store.finish(live!, { ...ok, startedAt: 1_500 }, Store.Next.Delivered()))
+        assert.isTrue(yield* store.finish(live!, { ...ok, startedAt: 1_500 }, Store.Next.Delivered({})))
         const done = deliveryOf(yield* getStatus("fence"), "a")
         assert.strictEqual(done.status, "delivered")
         assert.strictEqual(done.history.length, 1)
         assert.strictEqual(done.history[0]!.lease, live!.lease)
         assert.strictEqual(done.history[0]!.workerId, "live")
         // a finished lease cannot be used twice, nor with a made-up id
-        assert.isFalse(yield* store.finish(live!, ok, Store.Next.Delivered()))
-        assert.isFalse(yield* store.finish({ id: "not-an-id", lease: live!.lease }, ok, Store.Next.Delivered()))
-        assert.isFalse(yield* store.finish({ id: "999999", lease: live!.lease }, ok, Store.Next.Delivered()))
+        assert.isFalse(yield* store.finish(live!, ok, Store.Next.Delivered({})))
+        assert.isFalse(yield* store.finish({ id: "not-an-id", lease: live!.lease }, ok, Store.Next.Delivered({})))
+        assert.isFalse(yield* store.finish({ id: "999999", lease: live!.lease }, ok, Store.Next.Delivered({})))
       }))
 
     test("a reclaim never resurrects a delivered row", () =>
@@ -279,7 +279,7 @@ export const suite = (name: string, layer: StoreLayer, options: SuiteOptions = {
         const store = yield* Store.DeliveryStore
         yield* store.enqueue(yield* makeEvent("done"), ["a"])
         const [claim] = yield* store.claim({ workerId: "w", limit: 1, leaseMs: 1_000 })
-        assert.isTrue(yield* store.finish(claim!, ok, Store.Next.Delivered()))
+        assert.isTrue(yield* store.finish(claim!, ok, Store.Next.Delivered({})))
         yield* TestClock.adjust(60_000)
         assert.deepStrictEqual(yield* store.claim({ workerId: "sweeper", limit: 10, leaseMs: 1_000 }), [])
         assert.strictEqual(yield* store.release([claim!]), 0)
@@ -307,7 +307,7 @@ export const suite = (name: string, layer: StoreLayer, options: SuiteOptions = {
               reclaimed.push(batch)
             }))
           }
-          racers.push(Effect.map(store.finish(c, ok, Store.Next.Delivered()), (applied) => {
+          racers.push(Effect.map(store.finish(c, ok, Store.Next.Delivered({})), (applied) => {
             finished.push([c.id, applied])
           }))
         })
@@ -368,7 +368,7 @@ export const suite = (name: string, layer: StoreLayer, options: SuiteOptions = {
         assert.strictEqual(again!.id, a.id)
         assert.strictEqual(again!.attempts, 1)
         assert.strictEqual(again!.firstAttemptAt, 100)
-        assert.isTrue(yield* store.finish(again!, { ...ok, startedAt: 2_100 }, Store.Next.Delivered()))
+        assert.isTrue(yield* store.finish(again!, { ...ok, startedAt: 2_100 }, Store.Next.Delivered({})))
         status = yield* getStatus("f-1")
         const da = deliveryOf(status, "a")
         assert.strictEqual(da.status, "delivered")
@@ -429,7 +429,7 @@ export const suite = (name: string, layer: StoreLayer, options: SuiteOptions = {
               }
               for (const claim of batch) {
                 yield* Ref.update(seen, (all) => [...all, `${claim.eventId}:${claim.target}`])
-                const applied = yield* store.finish(claim, ok, Store.Next.Delivered())
+                const applied = yield* store.finish(claim, ok, Store.Next.Delivered({}))
                 assert.isTrue(applied, `finish of ${claim.idempotencyKey}`)
                 yield* Ref.update(finishedCount, (n) => n + 1)
               }
@@ -527,7 +527,7 @@ export const suite = (name: string, layer: StoreLayer, options: SuiteOptions = {
         assert.strictEqual(claim!.idempotencyKey, "r-1:a")
         assert.strictEqual(claim!.attempts, 0)
         assert.strictEqual(claim!.firstAttemptAt, undefined)
-        assert.isTrue(yield* store.finish(claim!, { ...ok, startedAt: 5_000 }, Store.Next.Delivered()))
+        assert.isTrue(yield* store.finish(claim!, { ...ok, startedAt: 5_000 }, Store.Next.Delivered({})))
         const after = deliveryOf(yield* getStatus("r-1"), "a")
         assert.deepStrictEqual(after.history.map((h) => h.number), [1, 2, 3])
         // only dead deliveries replay
@@ -583,6 +583,366 @@ export const suite = (name: string, layer: StoreLayer, options: SuiteOptions = {
         assert.isTrue((yield* store.enqueue(yield* makeEvent("p-1"), ["a"])).created)
       }))
 
+    // ---- dependencies (durable pipelines) --------------------------------------------------
+
+    const claimAll = (targets?: ReadonlyArray<string>) =>
+      Effect.flatMap(Store.DeliveryStore, (store) =>
+        store.claim({ workerId: "w", limit: 100, leaseMs: 60_000, ...(targets !== undefined ? { targets } : {}) }))
+    const keysOf = (claimed: ReadonlyArray<Store.Claimed>) => claimed.map((c) => c.idempotencyKey).sort()
+    const delivered = (response?: string) => Store.Next.Delivered(response === undefined ? {} : { response })
+
+    test("dependencies: a dependent is held until all its inputs are delivered, then due at once with their answers", () =>
+      Effect.gen(function*() {
+        const store = yield* Store.DeliveryStore
+        yield* TestClock.adjust(1_000)
+        const result = yield* store.enqueue(yield* makeEvent("pipe"), ["a", "b", "c"], { after: { c: ["a", "b"] } })
+        assert.isTrue(result.created)
+        assert.deepStrictEqual(result.deliveries.map((x) => [x.target, x.status]), [["a", "pending"], ["b", "pending"], [
+          "c",
+          "pending"
+        ]])
+        let status = yield* getStatus("pipe")
+        assert.deepStrictEqual(status.deliveries.map((x) => [x.target, x.after, x.waiting]), [
+          ["a", [], 0],
+          ["b", [], 0],
+          ["c", ["a", "b"], 2]
+        ])
+        // a plain event alongside: its claim carries no inputs
+        yield* store.enqueue(yield* makeEvent("plain"), ["c"])
+        assert.deepStrictEqual(deliveryOf(yield* getStatus("plain"), "c").after, [])
+        assert.strictEqual(deliveryOf(yield* getStatus("plain"), "c").waiting, 0)
+
+        const first = yield* claimAll()
+        assert.deepStrictEqual(keysOf(first), ["pipe:a", "pipe:b", "plain:c"])
+        const a = first.find((c) => c.idempotencyKey === "pipe:a")!
+        const b = first.find((c) => c.idempotencyKey === "pipe:b")!
+        const plain = first.find((c) => c.idempotencyKey === "plain:c")!
+        assert.deepStrictEqual([a.after, a.inputs, a.dependents], [[], {}, 1])
+        assert.deepStrictEqual([b.after, b.inputs, b.dependents], [[], {}, 1])
+        assert.deepStrictEqual([plain.after, plain.inputs, plain.dependents], [[], {}, 0])
+        assert.isTrue(yield* store.finish(plain, ok, delivered()))
+
+        // one input delivered: still held, whatever the clock says
+        yield* TestClock.adjust(500)
+        assert.isTrue(yield* store.finish(a, ok, delivered(JSON.stringify({ stock: 7 }))))
+        assert.deepStrictEqual(yield* claimAll(), [])
+        assert.strictEqual(deliveryOf(yield* getStatus("pipe"), "c").waiting, 1)
+        // a retry of the other input releases nothing
+        assert.isTrue(yield* store.finish(b, failed("http_503"), Store.Next.Retry({ at: 3_000 })))
+        yield* TestClock.adjust(100_000)
+        const [b2] = yield* claimAll()
+        assert.strictEqual(b2!.idempotencyKey, "pipe:b")
+        assert.deepStrictEqual(yield* claimAll(["c"]), [])
+        assert.strictEqual(deliveryOf(yield* getStatus("pipe"), "c").status, "pending")
+
+        // the last input delivered: due at once (no clock move), with both stored answers
+        assert.isTrue(yield* store.finish(b2!, ok, delivered("\"b-answer\"")))
+        status = yield* getStatus("pipe")
+        const held = deliveryOf(status, "c")
+        assert.strictEqual(held.waiting, 0)
+        assert.isAtMost(held.nextAttemptAt!, yield* TestClock.currentTimeMillis)
+        const [c] = yield* claimAll()
+        assert.isDefined(c)
+        assert.strictEqual(c!.idempotencyKey, "pipe:c")
+        assert.deepStrictEqual(c!.after, ["a", "b"])
+        assert.strictEqual(c!.dependents, 0)
+        assert.deepStrictEqual(Object.keys(c!.inputs).sort(), ["a", "b"])
+        assert.strictEqual(c!.inputs.a, JSON.stringify({ stock: 7 }))
+        assert.strictEqual(c!.inputs.b, "\"b-answer\"")
+        assert.isTrue(yield* store.finish(c!, ok, delivered("\"ignored: no dependents\"")))
+        assert.deepStrictEqual((yield* getStatus("pipe")).deliveries.map((x) => x.status), ["delivered", "delivered", "delivered"])
+      }))
+
+    test("dependencies: held deliveries take no claim slots and do not count as due work", () =>
+      Effect.gen(function*() {
+        const store = yield* Store.DeliveryStore
+        for (let i = 0; i < 5; i++) {
+          yield* store.enqueue(yield* makeEvent(`held-${i}`), ["first", "second"], { after: { second: ["first"] } })
+        }
+        yield* TestClock.adjust(10)
+        yield* store.enqueue(yield* makeEvent("free"), ["second"])
+        // the five held `second` rows are older, yet the one due row is found with limit 1
+        const [one] = yield* store.claim({ workerId: "w", limit: 1, leaseMs: 1_000, targets: ["second"] })
+        assert.strictEqual(one?.idempotencyKey, "free:second")
+        const stats = yield* store.stats
+        assert.strictEqual(stats.targets.second?.pending, 5, "held rows are pending")
+        assert.strictEqual(stats.targets.second?.inFlight, 1)
+      }))
+
+    test("dependencies: a diamond and a chain release step by step; after is normalised to enqueue order", () =>
+      Effect.gen(function*() {
+        const store = yield* Store.DeliveryStore
+        // a → (b, c) → d; inputs given out of order and repeated
+        yield* store.enqueue(yield* makeEvent("diamond"), ["a", "b", "c", "d"], {
+          after: { b: ["a"], c: ["a"], d: ["c", "b", "c"] }
+        })
+        const status = yield* getStatus("diamond")
+        assert.deepStrictEqual(status.deliveries.map((x) => [x.target, x.after, x.waiting]), [
+          ["a", [], 0],
+          ["b", ["a"], 1],
+          ["c", ["a"], 1],
+          ["d", ["b", "c"], 2]
+        ])
+        const [a, ...none] = yield* claimAll()
+        assert.deepStrictEqual([a?.idempotencyKey, none.length], ["diamond:a", 0])
+        assert.strictEqual(a!.dependents, 2)
+        assert.isTrue(yield* store.finish(a!, ok, delivered("\"A\"")))
+        const middle = yield* claimAll()
+        assert.deepStrictEqual(keysOf(middle), ["diamond:b", "diamond:c"])
+        for (const m of middle) {
+          assert.deepStrictEqual(m.after, ["a"])
+          assert.deepStrictEqual(m.inputs, { a: "\"A\"" })
+          assert.strictEqual(m.dependents, 1)
+        }
+        const b = middle.find((m) => m.target === "b")!
+        const c = middle.find((m) => m.target === "c")!
+        // b delivered without an answer: d sees undefined for it
+        assert.isTrue(yield* store.finish(b, ok, delivered()))
+        assert.deepStrictEqual(yield* claimAll(), [])
+        assert.isTrue(yield* store.finish(c, ok, delivered("\"C\"")))
+        const [d] = yield* claimAll()
+        assert.strictEqual(d?.idempotencyKey, "diamond:d")
+        assert.deepStrictEqual(d!.after, ["b", "c"])
+        assert.strictEqual(d!.inputs.b, undefined)
+        assert.strictEqual(d!.inputs.c, "\"C\"")
+
+        // c after a and b; d after c
+        yield* store.enqueue(yield* makeEvent("chain"), ["a", "b", "c", "d"], { after: { c: ["a", "b"], d: ["c"] } })
+        const ab = yield* claimAll()
+        assert.deepStrictEqual(keysOf(ab), ["chain:a", "chain:b"])
+        for (const x of ab) assert.isTrue(yield* store.finish(x, ok, delivered(`"${x.target}"`)))
+        const [cc, ...rest] = yield* claimAll()
+        assert.deepStrictEqual([cc?.idempotencyKey, rest.length], ["chain:c", 0])
+        assert.deepStrictEqual(cc!.inputs, { a: "\"a\"", b: "\"b\"" })
+        assert.strictEqual(deliveryOf(yield* getStatus("chain"), "d").waiting, 1)
+        assert.isTrue(yield* store.finish(cc!, ok, delivered("\"c\"")))
+        const [dd] = yield* claimAll()
+        assert.strictEqual(dd?.idempotencyKey, "chain:d")
+        assert.deepStrictEqual(dd!.inputs, { c: "\"c\"" })
+      }))
+
+    test("dependencies: a dead input holds its dependents (not dead letters, not claimable); replay + delivery releases them", () =>
+      Effect.gen(function*() {
+        const store = yield* Store.DeliveryStore
+        yield* store.enqueue(yield* makeEvent("stuck"), ["a", "b", "c"], { after: { b: ["a"], c: ["b"] } })
+        yield* killDelivery("a", "stuck", "http_400", 2)
+        let status = yield* getStatus("stuck")
+        assert.deepStrictEqual(status.deliveries.map((x) => [x.target, x.status, x.waiting]), [
+          ["a", "dead", 0],
+          ["b", "pending", 1],
+          ["c", "pending", 1]
+        ])
+        const dead = (yield* store.deadLetters({ limit: 10 })).items
+        assert.deepStrictEqual(dead.map((x) => x.idempotencyKey), ["stuck:a"])
+        yield* TestClock.adjust(1_000_000)
+        assert.deepStrictEqual(yield* claimAll(), [])
+        const stats = yield* store.stats
+        assert.deepStrictEqual([stats.pending, stats.dead, stats.inFlight], [2, 1, 0])
+        // replayed: the input runs again; its dependents stay held until it is delivered
+        assert.isTrue(yield* store.replay(dead[0]!.id))
+        const [a] = yield* claimAll()
+        assert.strictEqual(a?.idempotencyKey, "stuck:a")
+        assert.isTrue(yield* store.finish(a!, failed("http_503"), Store.Next.Retry({ at: 0 })))
+        const [again, ...none] = yield* claimAll()
+        assert.deepStrictEqual([again?.idempotencyKey, none.length], ["stuck:a", 0])
+        assert.isTrue(yield* store.finish(again!, ok, delivered("\"finally\"")))
+        status = yield* getStatus("stuck")
+        assert.deepStrictEqual(status.deliveries.map((x) => [x.target, x.status, x.waiting]), [
+          ["a", "delivered", 0],
+          ["b", "pending", 0],
+          ["c", "pending", 1]
+        ])
+        const [b] = yield* claimAll()
+        assert.strictEqual(b?.idempotencyKey, "stuck:b")
+        assert.deepStrictEqual(b!.inputs, { a: "\"finally\"" })
+        // a compensated input releases nothing either
+        yield* store.enqueue(yield* makeEvent("saga"), ["a", "b"], { after: { b: ["a"] } })
+        const [sa] = yield* claimAll(["a"])
+        assert.isTrue(yield* store.finish(sa!, ok, Store.Next.Compensated()))
+        assert.deepStrictEqual(yield* claimAll(), [])
+        assert.strictEqual(deliveryOf(yield* getStatus("saga"), "b").waiting, 1)
+      }))
+
+    test("dependencies: a fenced (lost-lease) Delivered releases nothing, and a finished lease cannot release twice", () =>
+      Effect.gen(function*() {
+        const store = yield* Store.DeliveryStore
+        yield* store.enqueue(yield* makeEvent("fenced"), ["a", "x", "b"], { after: { b: ["a", "x"] } })
+        const [stale] = yield* claimAll(["a"])
+        yield* TestClock.adjust(60_000)
+        const [live] = yield* claimAll(["a"])
+        assert.strictEqual(live?.id, stale!.id)
+        assert.isFalse(yield* store.finish(stale!, ok, delivered("\"stale\"")))
+        assert.strictEqual(deliveryOf(yield* getStatus("fenced"), "b").waiting, 2)
+        assert.isTrue(yield* store.finish(live!, ok, delivered("\"live\"")))
+        assert.strictEqual(deliveryOf(yield* getStatus("fenced"), "b").waiting, 1)
+        assert.isFalse(yield* store.finish(live!, ok, delivered("\"twice\"")))
+        assert.isFalse(yield* store.finish(stale!, ok, delivered("\"stale again\"")))
+        assert.strictEqual(deliveryOf(yield* getStatus("fenced"), "b").waiting, 1)
+        const [x, ...none] = yield* claimAll()
+        assert.deepStrictEqual([x?.idempotencyKey, none.length], ["fenced:x", 0])
+        assert.isTrue(yield* store.finish(x!, ok, delivered()))
+        const [b] = yield* claimAll()
+        assert.strictEqual(b?.idempotencyKey, "fenced:b")
+        assert.strictEqual(b!.inputs.a, "\"live\"")
+      }))
+
+    test("dependencies: bad after (unknown target, self, cycle) fails InvalidInput and writes nothing", () =>
+      Effect.gen(function*() {
+        const store = yield* Store.DeliveryStore
+        const event = yield* makeEvent("bad-after")
+        const cases: ReadonlyArray<Store.Dependencies> = [
+          { z: ["a"] },
+          { b: ["z"] },
+          { a: ["a"] },
+          { a: ["b"], b: ["a"] },
+          { a: ["c"], b: ["a"], c: ["b"] },
+          { b: "a" as unknown as ReadonlyArray<string> },
+          { b: [1 as unknown as string] }
+        ]
+        for (const after of cases) {
+          const error = yield* Effect.flip(store.enqueue(event, ["a", "b", "c"], { after }))
+          assert.strictEqual(error._tag, "StoreError", JSON.stringify(after))
+          assert.strictEqual(error.reason, "InvalidInput", JSON.stringify(after))
+        }
+        assert.isTrue(Option.isNone(yield* store.status("bad-after")))
+        assert.strictEqual((yield* store.stats).depth, 0)
+        assert.deepStrictEqual(yield* claimAll(), [])
+        // the id is still free; an empty after is a plain enqueue
+        const plain = yield* store.enqueue(event, ["a", "b"], { after: {} })
+        assert.isTrue(plain.created)
+        assert.deepStrictEqual((yield* getStatus("bad-after")).deliveries.map((x) => [x.after, x.waiting]), [[[], 0], [[], 0]])
+        const empty = yield* store.enqueue(yield* makeEvent("empty-inputs"), ["a", "b"], { after: { b: [] } })
+        assert.isTrue(empty.created)
+        assert.strictEqual((yield* claimAll()).length, 4)
+      }))
+
+    test("dependencies: a duplicate enqueue (with or without after) writes nothing", () =>
+      Effect.gen(function*() {
+        const store = yield* Store.DeliveryStore
+        const first = yield* store.enqueue(yield* makeEvent("dup-pipe", { v: 1 }), ["a", "b"], { after: { b: ["a"] } })
+        const before = yield* getStatus("dup-pipe")
+        const again = yield* store.enqueue(yield* makeEvent("dup-pipe", { v: 2 }), ["a", "b", "c"], { after: { a: ["b", "c"] } })
+        const plain = yield* store.enqueue(yield* makeEvent("dup-pipe"), ["a", "b"])
+        assert.isTrue(first.created)
+        assert.isFalse(again.created)
+        assert.isFalse(plain.created)
+        assert.deepStrictEqual(again.deliveries, first.deliveries)
+        assert.deepStrictEqual(plain.deliveries, first.deliveries)
+        assert.deepStrictEqual(yield* getStatus("dup-pipe"), before)
+        const [a, ...none] = yield* claimAll()
+        assert.deepStrictEqual([a?.idempotencyKey, none.length, a?.dependents], ["dup-pipe:a", 0, 1])
+      }))
+
+    test("dependencies: retention and purge remove pipelined deliveries cleanly; the id can be reused afresh", () =>
+      Effect.gen(function*() {
+        const store = yield* Store.DeliveryStore
+        yield* store.enqueue(yield* makeEvent("done-pipe"), ["a", "b", "c"], { after: { c: ["a", "b"] } })
+        yield* store.enqueue(yield* makeEvent("dead-pipe"), ["a", "b"], { after: { b: ["a"] } })
+        for (const x of yield* claimAll()) {
+          if (x.eventId === "done-pipe") assert.isTrue(yield* store.finish(x, ok, delivered(`"${x.target}"`)))
+          else assert.isTrue(yield* store.finish(x, ok, delivered("\"a\"")))
+        }
+        for (const x of yield* claimAll()) {
+          if (x.eventId === "done-pipe") assert.isTrue(yield* store.finish(x, ok, delivered()))
+          else assert.isTrue(yield* store.finish(x, failed("http_400"), Store.Next.Dead({ reason: "no" })))
+        }
+        yield* TestClock.adjust(10)
+        // dead-pipe:a is kept: its dependent b is dead, and a replay of b would need a's answer
+        assert.deepStrictEqual(yield* store.retention(5), { deliveries: 3, events: 1 })
+        assert.isTrue(Option.isNone(yield* store.status("done-pipe")))
+        assert.strictEqual(deliveryOf(yield* getStatus("dead-pipe"), "a").status, "delivered")
+        const [deadB] = (yield* store.deadLetters({ limit: 10 })).items
+        assert.strictEqual(deadB?.idempotencyKey, "dead-pipe:b")
+        assert.strictEqual(yield* store.purge(deadB!.id), 1)
+        // b gone: a's answer is needed no more
+        assert.deepStrictEqual(yield* store.retention(5), { deliveries: 1, events: 1 })
+        assert.isTrue(Option.isNone(yield* store.status("dead-pipe")), "the event had nothing left")
+        assert.deepStrictEqual(yield* store.stats, {
+          pending: 0,
+          inFlight: 0,
+          delivered: 0,
+          dead: 0,
+          compensated: 0,
+          depth: 0,
+          oldestPendingAgeMs: 0,
+          targets: (yield* store.stats).targets
+        })
+        // the same ids enqueued again start from scratch: nothing of the old pipelines leaks in
+        yield* store.enqueue(yield* makeEvent("done-pipe"), ["a", "b", "c"], { after: { c: ["b"] } })
+        yield* store.enqueue(yield* makeEvent("dead-pipe"), ["a", "b"])
+        assert.deepStrictEqual((yield* getStatus("done-pipe")).deliveries.map((x) => [x.target, x.after, x.waiting]), [
+          ["a", [], 0],
+          ["b", [], 0],
+          ["c", ["b"], 1]
+        ])
+        const fresh = yield* claimAll()
+        assert.deepStrictEqual(keysOf(fresh), ["dead-pipe:a", "dead-pipe:b", "done-pipe:a", "done-pipe:b"])
+        const a = fresh.find((x) => x.idempotencyKey === "done-pipe:a")!
+        assert.strictEqual(a.dependents, 0)
+        assert.isTrue(yield* store.finish(a, ok, delivered("\"new a\"")))
+        assert.deepStrictEqual(yield* claimAll(), [], "c waits for b only")
+        const b = fresh.find((x) => x.idempotencyKey === "done-pipe:b")!
+        assert.isTrue(yield* store.finish(b, ok, delivered("\"new b\"")))
+        const [c] = yield* claimAll()
+        assert.deepStrictEqual(c?.inputs, { b: "\"new b\"" })
+      }))
+
+    test("dependencies: retention keeps an input's answer while a dependent still needs it", () =>
+      Effect.gen(function*() {
+        const store = yield* Store.DeliveryStore
+        yield* store.enqueue(yield* makeEvent("keep"), ["a", "b", "c"], { after: { c: ["a", "b"] } })
+        for (const x of yield* claimAll()) {
+          if (x.target === "a") assert.isTrue(yield* store.finish(x, ok, delivered("\"kept\"")))
+          else assert.isTrue(yield* store.finish(x, failed("http_400"), Store.Next.Dead({ reason: "no" })))
+        }
+        yield* TestClock.adjust(100)
+        assert.deepStrictEqual(yield* store.retention(5), { deliveries: 0, events: 0 })
+        const b = deliveryOf(yield* getStatus("keep"), "b")
+        assert.isTrue(yield* store.replay(b.id))
+        const [b2] = yield* claimAll()
+        assert.isTrue(yield* store.finish(b2!, ok, delivered("\"b\"")))
+        const [c] = yield* claimAll()
+        assert.deepStrictEqual(c?.inputs, { a: "\"kept\"", b: "\"b\"" })
+      }))
+
+    test("dependencies: purging a dead input removes the dependents it held, transitively", () =>
+      Effect.gen(function*() {
+        const store = yield* Store.DeliveryStore
+        yield* store.enqueue(yield* makeEvent("cascade"), ["a", "b", "c", "d"], { after: { c: ["a", "b"], d: ["c"] } })
+        for (const x of yield* claimAll()) {
+          if (x.target === "b") assert.isTrue(yield* store.finish(x, ok, delivered("\"b\"")))
+          else assert.isTrue(yield* store.finish(x, failed("http_400"), Store.Next.Dead({ reason: "no" })))
+        }
+        const a = deliveryOf(yield* getStatus("cascade"), "a")
+        // a, and c and d which could never run without it; b (delivered) stays
+        assert.strictEqual(yield* store.purge(a.id), 3)
+        assert.deepStrictEqual((yield* getStatus("cascade")).deliveries.map((x) => [x.target, x.status]), [["b", "delivered"]])
+        const stats = yield* store.stats
+        assert.strictEqual(stats.depth, 0)
+      }))
+
+    test("wakeups signal a dependent made due by its last input's delivery", () =>
+      Effect.gen(function*() {
+        const store = yield* Store.DeliveryStore
+        yield* store.enqueue(yield* makeEvent("wake-pipe"), ["a", "b"], { after: { b: ["a"] } })
+        const [a] = yield* claimAll()
+        const woken = yield* Ref.make(0)
+        const fiber = yield* Effect.fork(Stream.runForEach(store.wakeups, () => Ref.update(woken, (n) => n + 1)))
+        // the subscription starts asynchronously: release and re-claim a plain row until it hears one
+        yield* store.enqueue(yield* makeEvent("wake-plain"), ["x"])
+        for (let i = 0; i < 50 && (yield* Ref.get(woken)) === 0; i++) {
+          yield* store.release(yield* claimAll(["x"]))
+          for (let j = 0; j < 20; j++) yield* Effect.yieldNow()
+        }
+        assert.isAbove(yield* Ref.get(woken), 0, "subscribed")
+        for (let j = 0; j < 100; j++) yield* Effect.yieldNow()
+        const before = yield* Ref.get(woken)
+        assert.isTrue(yield* store.finish(a!, ok, delivered()))
+        for (let i = 0; i < 1_000 && (yield* Ref.get(woken)) === before; i++) yield* Effect.yieldNow()
+        assert.isAbove(yield* Ref.get(woken), before, "woken by the delivery that released b")
+        yield* Fiber.interrupt(fiber)
+      }))
+
     // ---- stats and retention ---------------------------------------------------------------
 
     test("stats: depth, oldest pending age, counts overall and per target", () =>
@@ -607,7 +967,7 @@ export const suite = (name: string, layer: StoreLayer, options: SuiteOptions = {
         yield* TestClock.adjust(500)
         const claimed = yield* store.claim({ workerId: "w", limit: 10, leaseMs: 60_000, targets: ["b"] })
         assert.strictEqual(claimed.length, 2)
-        yield* store.finish(claimed[0]!, ok, Store.Next.Delivered())
+        yield* store.finish(claimed[0]!, ok, Store.Next.Delivered({}))
         yield* killDelivery("a", "s-1", "http_400")
         const stats = yield* store.stats
         assert.strictEqual(stats.pending, 2)
@@ -632,7 +992,7 @@ export const suite = (name: string, layer: StoreLayer, options: SuiteOptions = {
         // at t=0: old-1 → a delivered; old-2 → a delivered, → b still pending; stuck → a dead, b in flight, c pending
         const claimA = yield* store.claim({ workerId: "w", limit: 10, leaseMs: 1_000_000, targets: ["a"] })
         for (const c of claimA) {
-          if (c.eventId === "old-1" || c.eventId === "old-2") yield* store.finish(c, ok, Store.Next.Delivered())
+          if (c.eventId === "old-1" || c.eventId === "old-2") yield* store.finish(c, ok, Store.Next.Delivered({}))
           if (c.eventId === "stuck") yield* store.finish(c, failed("http_400"), Store.Next.Dead({ reason: "x" }))
           if (c.eventId === "new-1") yield* store.release([c])
         }
@@ -642,7 +1002,7 @@ export const suite = (name: string, layer: StoreLayer, options: SuiteOptions = {
         yield* TestClock.adjust(100_000)
         const newA = (yield* store.claim({ workerId: "w", limit: 10, leaseMs: 1_000, targets: ["a"] }))
           .find((c) => c.eventId === "new-1")!
-        yield* store.finish(newA, ok, Store.Next.Delivered())
+        yield* store.finish(newA, ok, Store.Next.Delivered({}))
         const removed = yield* store.retention("1 minute")
         assert.deepStrictEqual(removed, { deliveries: 2, events: 1 })
         assert.isTrue(Option.isNone(yield* store.status("old-1")))
@@ -664,7 +1024,7 @@ export const suite = (name: string, layer: StoreLayer, options: SuiteOptions = {
         let finished = 0
         while (finished < n) {
           const batch = yield* store.claim({ workerId: "w", limit: 200, leaseMs: 60_000 })
-          yield* Effect.forEach(batch, (c) => store.finish(c, ok, Store.Next.Delivered()), { concurrency: 16, discard: true })
+          yield* Effect.forEach(batch, (c) => store.finish(c, ok, Store.Next.Delivered({})), { concurrency: 16, discard: true })
           finished += batch.length
           if (batch.length === 0) assert.fail("ran dry")
         }
@@ -708,7 +1068,7 @@ export const suite = (name: string, layer: StoreLayer, options: SuiteOptions = {
         const before = yield* store.diagnostics
         yield* store.enqueue(yield* makeEvent("diag"), ["a"])
         const [claim] = yield* store.claim({ workerId: "w", limit: 1, leaseMs: 1_000 })
-        yield* store.finish(claim!, ok, Store.Next.Delivered())
+        yield* store.finish(claim!, ok, Store.Next.Delivered({}))
         const after = yield* store.diagnostics
         assert.strictEqual(after.writeOperations - before.writeOperations, 3)
         assert.isAtLeast(after.writeTransactions - before.writeTransactions, 1)

@@ -8,6 +8,7 @@ import type { SqlClient } from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import type { Effect } from "effect"
 import init from "./0001_init.js"
+import dependencies from "./0002_dependencies.js"
 
 /**
  * Table names (plain lower-case identifiers: `<prefix>events`, …).
@@ -37,5 +38,6 @@ export const migrations = (
   t: Tables,
   dialect: "sqlite" | "pg"
 ): Record<string, Effect.Effect<void, SqlError>> => ({
-  "0001_init": init(sql, t, dialect)
+  "0001_init": init(sql, t, dialect),
+  "0002_dependencies": dependencies(sql, t, dialect)
 })
