@@ -53,8 +53,11 @@ const startTargets = async (fault: () => 503 | "reset" | "ok") => {
       const answer = { from: target, key, n: ++n }
       receptions.push({ target, key, body, status, answer, at: Date.now() })
       const text = JSON.stringify(answer)
-      res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text) })
-      res.end(text)
+      // A little latency, so that kills land while graphs are in flight.
+      setTimeout(() => {
+        res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text) })
+        res.end(text)
+      }, 5 + (n % 20))
     })
   })
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
@@ -94,7 +97,7 @@ describe("durable pipelines: crash (SQLite, real processes)", () => {
     closeTargets = targets.close
     const filename = join(dir, "outbox.db")
     const store = sqliteStore(filename, "FULL")
-    const N = 80
+    const N = 120
     const ids = Array.from({ length: N }, (_, i) => `graph-${seed}-${i}`)
     const enqueue = (from: number, to: number) =>
       store.run((s) =>
@@ -114,6 +117,7 @@ describe("durable pipelines: crash (SQLite, real processes)", () => {
     })
 
     const kills = 5
+    let killedInFlight = 0
     for (let k = 0; k < kills; k++) {
       const w = spawnWorker(config(k))
       workers.push(w)
@@ -128,8 +132,10 @@ describe("durable pipelines: crash (SQLite, real processes)", () => {
       await sleep(50 + Math.floor(random() * 600))
       w.signal("SIGKILL")
       assert.strictEqual(await w.exited, null, "killed by a signal")
+      killedInFlight++
       console.log(`kill ${k + 1}: after ${w.state()?.delivered ?? 0} deliveries`)
     }
+    assert.isAtLeast(killedInFlight, 3, "most kills landed while graphs were in flight")
     const last = spawnWorker(config(kills))
     workers.push(last)
     await last.ready
