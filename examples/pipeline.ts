@@ -17,15 +17,22 @@
  * is blocked by payment and never called, and the reservation already made is released
  * (saga compensation).
  *
+ * Third, the same pipeline runs durably: order o-3 is enqueued into an outbox (SQLite, a temporary
+ * file) with its graph, and a worker delivers it step by step; shipping becomes due only once
+ * inventory and payment are delivered, and gets their stored answers.
+ *
  * Run: npx tsx examples/pipeline.ts
  */
+import { mkdtempSync, rmSync } from "node:fs"
 import { createServer } from "node:http"
 import type { IncomingMessage, ServerResponse } from "node:http"
 import type { AddressInfo } from "node:net"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import { HttpClientRequest } from "@effect/platform"
 import { NodeHttpClient, NodeRuntime } from "@effect/platform-node"
-import { Console, Effect, Layer, Schema } from "effect"
-import { Event, Pipeline, Target } from "../src/index.js"
+import { Console, Effect, Layer, Option, Schema } from "effect"
+import { Event, Outbox, Pipeline, Router, SqliteStore, Target, Worker } from "../src/index.js"
 
 // ---------------------------------------------------------------------------------------
 // Four mock APIs on 127.0.0.1, each with a set latency
@@ -232,6 +239,36 @@ const program = Effect.gen(function*() {
     yield* Console.log(`\nreservations still held: ${held.join(", ") || "none"} (r-1 is order o-1's)`)
     if (held.length !== 1) return yield* Effect.dieMessage("the declined order's reservation was not released")
   }).pipe(Effect.provide(live))
+
+  // 3. Durably: the graph is stored with the event; a worker delivers step by step.
+  const dir = mkdtempSync(join(tmpdir(), "fanout-example-"))
+  yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(dir, { recursive: true, force: true })))
+  const durable = Layer.mergeAll(
+    Outbox.layer(Router.make(OrderPlaced), { pipelines: [pipeline] }),
+    Worker.layer({ targets: [], pipelines: [pipeline], pollInterval: "1 second", metricsInterval: false })
+  ).pipe(
+    Layer.provideMerge(SqliteStore.layer({ filename: join(dir, "outbox.db") })),
+    Layer.provide(live)
+  )
+  yield* Effect.gen(function*() {
+    const outbox = yield* Outbox.Outbox
+    const order = yield* OrderPlaced.make({ orderId: "o-3", customerId: "cu-1", sku: "sku-9", card: "4242-4242-4242-4242" })
+    const enqueued = yield* outbox.enqueue(order)
+    yield* Console.log(`\norder o-3, durably: enqueued ${enqueued.deliveries.map((d) => d.target).join(", ")} with the graph`)
+    let status = Option.getOrThrow(yield* outbox.status(order.id))
+    while (status.deliveries.some((d) => d.status !== "delivered")) {
+      yield* Effect.sleep("20 millis")
+      status = Option.getOrThrow(yield* outbox.status(order.id))
+    }
+    const t0 = status.enqueuedAt
+    for (const d of status.deliveries) {
+      const last = d.history.at(-1)!
+      yield* Console.log(
+        `  ${d.target.padEnd(10)} after [${d.after.join(", ")}]`.padEnd(50) + " " +
+          `sent at +${last.startedAt - t0} ms, ${last.durationMs} ms, HTTP ${last.status}`
+      )
+    }
+  }).pipe(Effect.provide(durable))
 }).pipe(Effect.scoped)
 
 NodeRuntime.runMain(program)
