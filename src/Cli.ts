@@ -30,6 +30,7 @@ import { Cause, Config as EffectConfig, Console, Data, Effect, Exit, FiberRef, L
 import * as Config from "./Config.js"
 import * as Demo from "./Demo.js"
 import * as Main from "./Main.js"
+import * as Graph from "./Server/Graph.js"
 import * as Store from "./Store.js"
 import * as Telemetry from "./Telemetry.js"
 
@@ -434,7 +435,7 @@ const send = Command.make(
     type: Args.text({ name: "type" }).pipe(Args.withDescription("The event type, e.g. order.placed")),
     payload: Args.text({ name: "json" }).pipe(Args.withDescription("The payload, as JSON: '{\"orderId\":\"o-1\"}'")),
     wait: Options.boolean("wait").pipe(
-      Options.withDescription("Wait until every delivery is delivered or dead (the server's waitTimeout bounds it); exit 1 if one is dead")
+      Options.withDescription("Wait until every delivery is delivered, dead, or held by a dead input (the server's waitTimeout bounds it); exit 1 if one is dead")
     ),
     id: Options.text("id").pipe(Options.optional, Options.withDescription("The event id (its idempotency key); default a new UUIDv7")),
     key: Options.text("key").pipe(Options.optional, Options.withDescription("The ordering/partition key")),
@@ -455,10 +456,17 @@ const send = Command.make(
       })
       const answer = yield* call(options, "POST", `/v1/events${options.wait ? "?wait=settled" : ""}`, body)
       yield* printJson(answer.body)
-      const deliveries = (answer.body as { deliveries?: ReadonlyArray<{ target: string; status: string }> }).deliveries ?? []
+      const deliveries = (answer.body as {
+        deliveries?: ReadonlyArray<{ target: string; status: string; heldBy?: unknown }>
+      }).deliveries ?? []
       const dead = deliveries.filter((d) => d.status === "dead")
+      const held = deliveries.filter((d) => d.heldBy !== undefined)
       if (options.wait && dead.length > 0) {
-        return yield* new CommandFailed({ message: `dead-lettered: ${dead.map((d) => d.target).join(", ")}` })
+        return yield* new CommandFailed({
+          message: `dead-lettered: ${dead.map((d) => d.target).join(", ")}${
+            held.length > 0 ? `; held until replayed: ${held.map((d) => d.target).join(", ")}` : ""
+          }`
+        })
       }
     }))
 ).pipe(Command.withDescription("Post an event to a running server (POST /v1/events) and print the answer"))
@@ -482,8 +490,9 @@ const status = Command.make(
         withStore(file, (store) => store.status(options.id)).pipe(
           Effect.flatMap(Option.match({
             onNone: () => Effect.fail(new CommandFailed({ message: `no event with id ${JSON.stringify(options.id)}` })),
-            onSome: (s) =>
-              printJson({
+            onSome: (s) => {
+              const held = Graph.heldBy(s.deliveries)
+              return printJson({
                 ...s,
                 enqueuedAt: iso(s.enqueuedAt),
                 deliveries: s.deliveries.map((d) =>
@@ -492,10 +501,12 @@ const status = Command.make(
                     nextAttemptAt: iso(d.nextAttemptAt),
                     leaseExpiresAt: iso(d.leaseExpiresAt),
                     finishedAt: iso(d.finishedAt),
+                    heldBy: held.get(d.target),
                     history: d.history.map((a) => ({ ...a, startedAt: iso(a.startedAt) }))
                   })
                 )
               })
+            }
           }))
         )
     })
@@ -522,7 +533,8 @@ const targets = Command.make(
                 concurrency: t.concurrency,
                 rateLimit: t.rateLimit,
                 circuitBreaker: t.circuitBreaker,
-                signed: t.signingSecret !== undefined ? true : undefined
+                signed: t.signingSecret !== undefined ? true : undefined,
+                after: t.after !== undefined && t.after.length > 0 ? t.after : undefined
               })
             ),
             routes: config.routes

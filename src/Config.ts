@@ -9,10 +9,12 @@
 import { readFile } from "node:fs/promises"
 import { extname, resolve } from "node:path"
 import { pathToFileURL } from "node:url"
-import { Data, Duration, Effect, Option, ParseResult, Redacted, Schema } from "effect"
+import { Data, Duration, Effect, Either, Option, ParseResult, Redacted, Schema } from "effect"
 import type * as Event from "./Event.js"
+import * as Pipeline from "./Pipeline.js"
 import type * as Policy from "./Resilience/Policy.js"
 import * as Router from "./Router.js"
+import type * as Store from "./Store.js"
 import type * as Target from "./Target.js"
 import * as Http from "./Targets/Http.js"
 
@@ -126,6 +128,12 @@ export const TargetConfig = Schema.Struct({
     })
   )),
   signingSecret: Schema.optional(Secret),
+  /**
+   * Durable pipelines: the targets this one runs after. Its delivery is held until each of them is
+   * delivered, and its default body is then `{ event, inputs }` (the original envelope and each
+   * input's answer). Every route that sends an event here must also send it to all of these.
+   */
+  after: Schema.optional(Schema.Array(Schema.String)),
   /** TypeScript configs only: the JSON body for an event. */
   body: Schema.optional(Func),
   /** TypeScript configs only: a classifier override. */
@@ -265,7 +273,135 @@ const checkReferences = (config: FanoutConfig): Array<Issue> => {
       })
     }
   }
+  return issues.length > 0 ? issues : checkDependencies(config)
+}
+
+const targetPath = (name: string): string => formatPath(["targets", name])
+
+/**
+ * The `after` lists: known names, no target after itself, no cycle; then every route that sends
+ * an event to a dependent also sends it to all of that dependent's inputs.
+ */
+const checkDependencies = (config: FanoutConfig): Array<Issue> => {
+  const known = Object.keys(config.targets)
+  const issues: Array<Issue> = []
+  for (const [name, t] of Object.entries(config.targets)) {
+    const after = t.after ?? []
+    after.forEach((input, i) => {
+      const path = `${targetPath(name)}.after[${i}]`
+      if (input === name) {
+        issues.push({ path, message: `Expected another target: ${JSON.stringify(name)} cannot run after itself` })
+      } else if (!known.includes(input)) {
+        issues.push({
+          path,
+          message: `Expected the name of a target (${known.join(", ")}), got ${JSON.stringify(input)}`
+        })
+      } else if (after.indexOf(input) !== i) {
+        issues.push({ path, message: `Expected each input once, got ${JSON.stringify(input)} again` })
+      }
+    })
+  }
+  if (issues.length > 0) return issues
+  const graph = Pipeline.validateGraph({
+    steps: Object.entries(config.targets).map(([name, t]) => ({ name, after: t.after ?? [] }))
+  })
+  if (Either.isLeft(graph)) {
+    const error = graph.left
+    return [{
+      path: error._tag === "Cycle" ? `${targetPath(error.cycle[0]!)}.after` : "targets",
+      message: error._tag === "Cycle"
+        ? `Expected no cycle in "after", got ${error.cycle.join(" → ")} (each target runs after the next one)`
+        : error.message
+    }]
+  }
+  return checkRoutedInputs(config)
+}
+
+/**
+ * A stand-in event type for `pattern`: each `*` becomes a character no pattern holds, so a route
+ * matches it exactly when that route matches every type `pattern` matches (the targets resolved
+ * for it are those every event of the route gets).
+ */
+const witnessOf = (pattern: string, patterns: ReadonlyArray<string>): string => {
+  let code = 1
+  while (patterns.some((p) => p.includes(String.fromCharCode(code)))) code++
+  return pattern.replaceAll("*", String.fromCharCode(code))
+}
+
+/**
+ * For each route and each dependent it names: the targets the router resolves for any event the
+ * route matches (every route matching all of its types) must include the dependent's inputs.
+ */
+const checkRoutedInputs = (config: FanoutConfig): Array<Issue> => {
+  const dependencies = dependenciesOf(config)
+  if (Object.keys(dependencies).length === 0) return []
+  const routes = Object.entries(config.routes).map(([pattern, route]) => ({ pattern, ...routeSpec(route) }))
+  // The router itself, over stand-in targets (only names matter for resolution).
+  let router: Router.Router<Event.Any, Target.Any> = Router.make()
+  for (const route of routes) {
+    try {
+      router = router.route(route.pattern, route.targets.map(standIn), { shadow: route.shadow.map(standIn) })
+    } catch {
+      // A target named twice: reported by `build`.
+    }
+  }
+  const patterns = routes.map((r) => r.pattern)
+  const issues: Array<Issue> = []
+  for (const route of routes) {
+    const type = witnessOf(route.pattern, patterns)
+    const resolved = router.resolve({ id: "", type, payload: null, headers: {}, createdAt: null as any })
+    const sent = new Set([...resolved.targets, ...resolved.shadow].map((t) => t.name))
+    const lists: Array<readonly [string, ReadonlyArray<string>]> = route.object
+      ? [[".targets", route.targets], [".shadow", route.shadow]]
+      : [["", route.targets]]
+    for (const [suffix, names] of lists) {
+      names.forEach((name, i) => {
+        const missing = (dependencies[name] ?? []).filter((input) => !sent.has(input))
+        if (missing.length === 0) return
+        const list = missing.join(", ")
+        const wildcard = route.pattern.includes("*")
+        issues.push({
+          path: `routes[${JSON.stringify(route.pattern)}]${suffix}[${i}]`,
+          message: `Expected ${list} too: route ${JSON.stringify(route.pattern)} sends ${
+            wildcard ? "the events it matches" : "its events"
+          } to ${name}, which runs after ${(dependencies[name] ?? []).join(", ")}, but ${
+            wildcard ? "not all of them" : "not"
+          } to ${list} (add ${list} to this route, or to a route matching every type it matches)`
+        })
+      })
+    }
+  }
   return issues
+}
+
+const routeSpec = (route: typeof RouteConfig.Type): {
+  readonly targets: ReadonlyArray<string>
+  readonly shadow: ReadonlyArray<string>
+  readonly object: boolean
+} =>
+  Array.isArray(route)
+    ? { targets: route as ReadonlyArray<string>, shadow: [], object: false }
+    : {
+      targets: (route as { targets: ReadonlyArray<string> }).targets,
+      shadow: (route as { shadow?: ReadonlyArray<string> }).shadow ?? [],
+      object: true
+    }
+
+const standIn = (name: string): Target.Any => ({ name }) as unknown as Target.Any
+
+/**
+ * The dependencies of a configuration (durable pipelines): target name → the targets it runs after,
+ * for every target with a non-empty `after`. What the outbox takes (`Outbox.layer(router, { after })`).
+ *
+ * @since 0.1.0
+ * @category building
+ */
+export const dependenciesOf = (config: FanoutConfig): Store.Dependencies => {
+  const out: Record<string, ReadonlyArray<string>> = {}
+  for (const [name, t] of Object.entries(config.targets)) {
+    if (t.after !== undefined && t.after.length > 0) out[name] = t.after
+  }
+  return out
 }
 
 /**
@@ -383,6 +519,11 @@ const defined = <T extends Record<string, unknown>>(record: T): { [K in keyof T]
 export interface Built {
   readonly targets: ReadonlyMap<string, Target.Any>
   readonly router: Router.Router<Event.Any, Target.Any>
+  /**
+   * Which targets run after which (durable pipelines), from each target's `after`: what
+   * `Outbox.layer(router, { after })` takes. Empty when no target has `after`.
+   */
+  readonly after: Store.Dependencies
 }
 
 /**
@@ -416,7 +557,12 @@ export const build = (
           headers,
           policy: policyOf(t),
           ...(signing !== undefined && !isIssue(signing) ? { signingSecret: signing } : {}),
-          ...(t.body !== undefined ? { body: t.body as (event: Event.Any) => unknown } : {}),
+          ...(t.body !== undefined
+            ? { body: t.body as (event: Event.Any) => unknown }
+            : t.after !== undefined && t.after.length > 0
+            // A dependent's payload is already `{ event, inputs }`: send it as is, not in an envelope.
+            ? { body: dependentBody }
+            : {}),
           ...(t.classify !== undefined ? { classify: t.classify as Target.Options<unknown, unknown>["classify"] & {} } : {})
         }))
       } catch (e) {
@@ -438,5 +584,8 @@ export const build = (
       }
     }
     if (issues.length > 0) return Effect.fail(new ConfigError({ file, issues }))
-    return Effect.succeed({ targets, router })
+    return Effect.succeed({ targets, router, after: dependenciesOf(config) })
   })
+
+/** The default body of a target with `after`: its (derived) event's payload, `{ event, inputs }`. */
+const dependentBody = (event: Event.Any): unknown => event.payload

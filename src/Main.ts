@@ -346,7 +346,8 @@ export const layer = (
     ? Layer.empty
     : Http.layer(app.server).pipe(
       Layer.provide(Layer.mergeAll(
-        Outbox.layer(app.built.router),
+        // Durable pipelines: each event's deliveries carry the configured `after` links.
+        Outbox.layer(app.built.router, { after: app.built.after }),
         Telemetry.layerMetricsRenderer
       ))
     )

@@ -173,9 +173,9 @@ export const traceHeader = "traceparent"
  */
 export const propagateTrace = (store: Store.DeliveryStore): Store.DeliveryStore => ({
   ...store,
-  enqueue: (event, targets) =>
+  enqueue: (event, targets, options) =>
     event.headers[traceHeader] !== undefined
-      ? store.enqueue(event, targets)
+      ? store.enqueue(event, targets, options)
       : Effect.flatMap(Effect.option(Effect.currentSpan), (span) =>
         store.enqueue(
           span._tag === "None"
@@ -187,7 +187,8 @@ export const propagateTrace = (store: Store.DeliveryStore): Store.DeliveryStore 
                 [traceHeader]: `00-${span.value.traceId}-${span.value.spanId}-${span.value.sampled ? "01" : "00"}`
               }
             },
-          targets
+          targets,
+          options
         ))
 })
 

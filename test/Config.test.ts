@@ -2,9 +2,11 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { assert, describe, it } from "@effect/vitest"
-import { Duration, Effect, Either, Redacted } from "effect"
+import { DateTime, Duration, Effect, Either, Layer, Redacted } from "effect"
 import * as Config from "../src/Config.js"
+import * as Event from "../src/Event.js"
 import * as Policy from "../src/Resilience/Policy.js"
+import * as TestTarget from "../src/testing/TestTarget.js"
 
 const valid = {
   server: { host: "127.0.0.1", port: 8080, apiKeys: [{ env: "FANOUT_API_KEY" }] },
@@ -128,4 +130,143 @@ describe("Config", () => {
         rmSync(dir, { recursive: true, force: true })
       }
     }))
+
+  describe("after (durable pipelines)", () => {
+    const pipeline = (
+      targets: Record<string, ReadonlyArray<string> | undefined>,
+      routes: Record<string, unknown>
+    ) => ({
+      targets: Object.fromEntries(
+        Object.entries(targets).map(([name, after]) => [
+          name,
+          { url: TestTarget.urlOf(name) + "/in", ...(after !== undefined ? { after } : {}) }
+        ])
+      ),
+      routes
+    })
+    const three = { inventory: undefined, payment: undefined, shipping: ["inventory", "payment"] }
+
+    it("accepts a valid after, exposes the dependency map, and routes resolve every input", () => {
+      const config = Effect.runSync(Config.decode("fanout.config.json", pipeline(three, {
+        "order.placed": ["inventory", "payment", "shipping"],
+        "order.*": { targets: ["inventory"], shadow: [] }
+      })))
+      const built = Effect.runSync(Config.build("fanout.config.json", config, {}))
+      assert.deepStrictEqual(built.after, { shipping: ["inventory", "payment"] })
+      assert.deepStrictEqual(Config.dependenciesOf(config), { shipping: ["inventory", "payment"] })
+      // No after anywhere: an empty map.
+      const plain = Effect.runSync(Config.build("f.json", Effect.runSync(Config.decode("f.json", valid)), {
+        INVENTORY_KEY: "k",
+        INVENTORY_SIGNING_SECRET: "s"
+      }))
+      assert.deepStrictEqual(plain.after, {})
+    })
+
+    it("accepts inputs routed by a wildcard that covers the dependent's route, and shadow inputs", () => {
+      // "*" sends every event to inventory and payment: order.placed gets them too.
+      Effect.runSync(Config.decode("f.json", pipeline(three, {
+        "*": ["inventory", "payment"],
+        "order.placed": ["shipping"]
+      })))
+      // order.* covers order.paid.*.
+      Effect.runSync(Config.decode("f.json", pipeline(three, {
+        "order.*": ["inventory"],
+        "order.paid.*": { targets: ["shipping"], shadow: ["payment"] }
+      })))
+    })
+
+    it("reports an unknown target in after, with its path and the known names", () => {
+      const error = issuesOf(pipeline({ ...three, shipping: ["inventory", "paymnt"] }, { "order.placed": ["inventory", "shipping"] }))
+      assert.deepStrictEqual(error.issues.map((i) => i.path), ["targets.shipping.after[1]"])
+      assert.include(error.message, "fanout.config.json: targets.shipping.after[1]: Expected the name of a target")
+      assert.include(error.message, "inventory, payment, shipping")
+      assert.include(error.message, "\"paymnt\"")
+    })
+
+    it("reports a target that runs after itself", () => {
+      const error = issuesOf(pipeline({ ...three, payment: ["payment"] }, { "order.placed": ["inventory", "payment", "shipping"] }))
+      assert.deepStrictEqual(error.issues.map((i) => i.path), ["targets.payment.after[0]"])
+      assert.include(error.message, "\"payment\" cannot run after itself")
+    })
+
+    it("reports a cycle, naming it", () => {
+      const error = issuesOf(pipeline(
+        { inventory: ["shipping"], payment: undefined, shipping: ["inventory", "payment"] },
+        { "order.placed": ["inventory", "payment", "shipping"] }
+      ))
+      assert.strictEqual(error.issues.length, 1)
+      assert.match(error.issues[0]!.path, /^targets\.(inventory|shipping)\.after$/)
+      assert.include(error.message, "Expected no cycle in \"after\"")
+      const cycle = /got (.*) \(each/.exec(error.issues[0]!.message)![1]
+      assert.oneOf(cycle, ["inventory → shipping → inventory", "shipping → inventory → shipping"])
+      // A longer loop.
+      const long = issuesOf(pipeline(
+        { a: ["c"], b: ["a"], c: ["b"] },
+        { "x": ["a", "b", "c"] }
+      ))
+      assert.match(long.message, /Expected no cycle in "after", got (a → c → b → a|b → a → c → b|c → b → a → c)/)
+    })
+
+    it("reports an exact route that sends to a dependent but not to all of its inputs", () => {
+      const error = issuesOf(pipeline(three, { "order.placed": ["inventory", "shipping"] }))
+      assert.deepStrictEqual(error.issues.map((i) => i.path), ["routes[\"order.placed\"][1]"])
+      assert.include(error.issues[0]!.message, "Expected payment too")
+      assert.include(error.issues[0]!.message, "route \"order.placed\" sends its events to shipping")
+      assert.include(error.issues[0]!.message, "runs after inventory, payment, but not to payment")
+      // Object form, dependent as a shadow.
+      const shadow = issuesOf(pipeline(three, { "order.placed": { targets: ["inventory"], shadow: ["shipping"] } }))
+      assert.deepStrictEqual(shadow.issues.map((i) => i.path), ["routes[\"order.placed\"].shadow[0]"])
+    })
+
+    it("reports a wildcard route whose inputs are routed only for some of its types", () => {
+      // order.placed gets inventory and payment, but order.cancelled (also order.*) would not.
+      const error = issuesOf(pipeline(three, {
+        "order.placed": ["inventory", "payment"],
+        "order.*": ["shipping"]
+      }))
+      assert.deepStrictEqual(error.issues.map((i) => i.path), ["routes[\"order.*\"][0]"])
+      assert.include(error.issues[0]!.message, "Expected inventory, payment too")
+      assert.include(error.issues[0]!.message, "route \"order.*\" sends the events it matches to shipping")
+      assert.include(error.issues[0]!.message, "but not all of them to inventory, payment")
+      // "*" sends shipping everywhere; only order.* carries inventory and payment.
+      const star = issuesOf(pipeline(three, { "order.*": ["inventory", "payment"], "*": ["shipping"] }))
+      assert.deepStrictEqual(star.issues.map((i) => i.path), ["routes[\"*\"][0]"])
+      // A route with a narrower wildcard does not cover a broader one.
+      const narrow = issuesOf(pipeline(three, { "order.*.v1": ["inventory", "payment"], "order.*": ["shipping"] }))
+      assert.deepStrictEqual(narrow.issues.map((i) => i.path), ["routes[\"order.*\"][0]"])
+    })
+
+    it("is accepted by defineConfig (TypeScript)", () => {
+      const config = Config.defineConfig({
+        targets: { a: { url: "http://127.0.0.1:1/a" }, b: { url: "http://127.0.0.1:1/b", after: ["a"] } },
+        routes: { "*": ["a", "b"] }
+      })
+      assert.deepStrictEqual(Effect.runSync(Config.decode("fanout.config.ts", config)).targets.b?.after, ["a"])
+    })
+
+    it.effect("a dependent's default body is its payload as is; a plain target's is the envelope", () =>
+      Effect.gen(function*() {
+        const config = yield* Config.decode("f.json", pipeline(three, { "order.placed": ["inventory", "payment", "shipping"] }))
+        const built = yield* Config.build("f.json", config, {})
+        const createdAt = DateTime.unsafeMake(0)
+        const event: Event.Any = { id: "e-1", type: "order.placed", payload: { sku: "s" }, headers: {}, createdAt }
+        const derived: Event.Any = {
+          ...event,
+          payload: { event: Event.encode(event), inputs: { inventory: { ok: 1 }, payment: "paid" } }
+        }
+        const send = (name: string, e: Event.Any) =>
+          Effect.gen(function*() {
+            const test = TestTarget.make(name)
+            const target = built.targets.get(name)!
+            const runtime = yield* Effect.provide(
+              target.tag,
+              (target.layer as Layer.Layer<any, never, any>).pipe(Layer.provide(TestTarget.layer(test)))
+            )
+            yield* runtime.attempt(e, 1)
+            return JSON.parse(test.ledger[0]!.body) as unknown
+          })
+        assert.deepStrictEqual(yield* send("shipping", derived), derived.payload)
+        assert.deepStrictEqual(yield* send("inventory", event), Event.encode(event))
+      }))
+  })
 })

@@ -112,6 +112,46 @@ describe("Main", () => {
       assert.isTrue(existsSync(join(dir, "nested", "deeper", "fanout.db")))
     }), { timeout: 60_000 })
 
+  it.scopedLive("a configured pipeline (after): the dependent waits for its inputs and gets { event, inputs } as its body", () =>
+    Effect.gen(function*() {
+      const targets = yield* startServer((_req, res, r) =>
+        r.path === "/inventory"
+          ? setTimeout(() => reply(res, 200, { reservationId: "r-7" }), 50)
+          : reply(res, 200, r.path === "/payment" ? { chargeId: "c-7" } : { ok: true })
+      )
+      const app = yield* prepare({
+        server: { port: 0 },
+        store: { memory: true },
+        targets: {
+          inventory: { url: `${targets.url}/inventory` },
+          payment: { url: `${targets.url}/payment` },
+          shipping: { url: `${targets.url}/shipping`, after: ["inventory", "payment"] }
+        },
+        routes: { "order.*": ["inventory", "payment", "shipping"] }
+      })
+      assert.deepStrictEqual(app.built.after, { shipping: ["inventory", "payment"] })
+      const url = yield* start(app)
+      const posted = yield* request(`${url}/v1/events?wait=settled`, {
+        method: "POST",
+        json: { id: "o-7", type: "order.placed", payload: { orderId: "o-7" } }
+      })
+      assert.strictEqual(posted.status, 200, posted.text)
+      assert.isTrue(posted.body.deliveries.every((d: any) => d.status === "delivered"), posted.text)
+      // Plain targets get the envelope; the dependent its payload as is.
+      const inventory = JSON.parse(targets.on("/inventory")[0]!.body)
+      assert.strictEqual(inventory.id, "o-7")
+      assert.deepStrictEqual(inventory.payload, { orderId: "o-7" })
+      const shipping = targets.on("/shipping")
+      assert.strictEqual(shipping.length, 1)
+      assert.deepStrictEqual(JSON.parse(shipping[0]!.body), {
+        event: inventory,
+        inputs: { inventory: { reservationId: "r-7" }, payment: { chargeId: "c-7" } }
+      })
+      const status = yield* request(`${url}/v1/events/o-7`)
+      const view = status.body.deliveries.find((d: any) => d.target === "shipping")
+      assert.deepStrictEqual([view.after, view.waiting], [["inventory", "payment"], 0])
+    }), { timeout: 60_000 })
+
   it.scopedLive("secrets never appear in logs, error answers, spans, /v1/targets, /v1/events or /metrics", () =>
     Effect.gen(function*() {
       const secrets = {

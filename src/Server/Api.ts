@@ -120,6 +120,21 @@ export const DeliveryState = Schema.Literal("pending", "in_flight", "delivered",
 })
 
 /**
+ * Why a delivery of a pipeline is held for good: an input it runs after (directly, or through
+ * other held deliveries) is dead. It stays pending until that input is replayed and delivered.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const HeldBy = Schema.Struct({
+  target: Schema.String.annotations({ description: "The dead input (the root of the chain)" }),
+  reason: Schema.String.annotations({ description: "Why that input was dead-lettered" })
+}).annotations({
+  identifier: "HeldBy",
+  description: "Held because an input (directly or transitively) is dead; replay it to release this delivery"
+})
+
+/**
  * One delivery (the event to one target) in an answer to `POST /v1/events`.
  *
  * @since 0.1.0
@@ -131,12 +146,14 @@ export const DeliverySummary = Schema.Struct({
   status: DeliveryState,
   attempts: Schema.optional(Schema.Int),
   lastError: Schema.optional(Schema.String),
-  lastErrorMessage: Schema.optional(Schema.String)
+  lastErrorMessage: Schema.optional(Schema.String),
+  heldBy: Schema.optional(HeldBy)
 }).annotations({ identifier: "DeliverySummary" })
 
 /**
  * The answer to `POST /v1/events`: `202` when the event was stored now, `200` when this id was
- * already stored (nothing enqueued twice), `200` after `?wait=` once settled (`settled: true`).
+ * already stored (nothing enqueued twice), `200` after `?wait=` once settled (`settled: true`):
+ * every delivery finished, or held by a dead input (`heldBy`, pipelines).
  *
  * @since 0.1.0
  * @category schemas
@@ -149,7 +166,8 @@ export const EventAccepted = Schema.Struct({
 }).annotations({ identifier: "EventAccepted" })
 
 /**
- * `502` of `?wait=all`: a delivery is dead. The error, plus every delivery's state.
+ * `502` of `?wait=all`: a delivery is dead. The error, plus every delivery's state (the deliveries
+ * that run after the dead one carry `heldBy`).
  *
  * @since 0.1.0
  * @category schemas
@@ -171,7 +189,8 @@ export const SendParams = Schema.Struct({
   wait: Schema.optional(
     Schema.Literal("all", "settled").annotations({ message: () => ({ message: "Expected \"all\" or \"settled\"", override: true }) })
   ).annotations({
-    description: "Wait for the deliveries (bounded by the server's waitTimeout, or `Prefer: wait=<seconds>`)"
+    description: "Wait for the deliveries (bounded by the server's waitTimeout, or `Prefer: wait=<seconds>`): " +
+      "`settled` until each is delivered, dead, or held by a dead input; `all` the same, but a dead delivery answers 502 at once"
   })
 })
 
@@ -261,6 +280,13 @@ export const DeliveryView = Schema.Struct({
   lastErrorMessage: Schema.optional(Schema.String),
   deadReason: Schema.optional(Schema.String),
   finishedAt: Schema.optional(Instant),
+  after: Schema.Array(Schema.String).annotations({
+    description: "The targets this delivery runs after (durable pipelines); empty for a plain delivery"
+  }),
+  waiting: Schema.Int.annotations({
+    description: "Inputs not delivered yet; while > 0 a pending delivery is held (not attempted)"
+  }),
+  heldBy: Schema.optional(HeldBy),
   history: Schema.Array(AttemptView)
 }).annotations({ identifier: "Delivery" })
 

@@ -37,6 +37,7 @@ import * as Api from "./Api.js"
 import * as Auth from "./Auth.js"
 import * as Body from "./Body.js"
 import * as Errors from "./Errors.js"
+import * as Graph from "./Graph.js"
 import * as Metrics from "./Metrics.js"
 import * as ServerOptions from "./Options.js"
 import * as TargetStats from "./TargetStats.js"
@@ -90,18 +91,24 @@ const fromStore = <A, R>(effect: Effect.Effect<A, Store.StoreError, R>): Effect.
 
 type Summary = typeof Api.DeliverySummary.Type
 
-const summaryOfStatus = (d: Store.DeliveryStatus): Summary => ({
+const summaryOfStatus = (held: ReadonlyMap<string, Graph.HeldBy>) => (d: Store.DeliveryStatus): Summary => ({
   id: d.id,
   target: d.target,
   status: d.status,
   attempts: d.totalAttempts,
   ...(d.lastError !== undefined ? { lastError: d.lastError } : {}),
-  ...(d.lastErrorMessage !== undefined ? { lastErrorMessage: d.lastErrorMessage } : {})
+  ...(d.lastErrorMessage !== undefined ? { lastErrorMessage: d.lastErrorMessage } : {}),
+  ...(held.has(d.target) ? { heldBy: held.get(d.target)! } : {})
 })
 
-const isTerminal = (status: Store.Status) => status === "delivered" || status === "dead" || status === "compensated"
+/** Every delivery's summary, with `heldBy` on those a dead input blocks. */
+const summariesOfStatus = (deliveries: ReadonlyArray<Store.DeliveryStatus>): Array<Summary> =>
+  deliveries.map(summaryOfStatus(Graph.heldBy(deliveries)))
 
-const eventView = (status: Store.EventStatus): typeof Api.EventView.Type => ({
+const eventView = (
+  status: Store.EventStatus,
+  held: ReadonlyMap<string, Graph.HeldBy> = Graph.heldBy(status.deliveries)
+): typeof Api.EventView.Type => ({
   id: status.event.id,
   type: status.event.type,
   ...(status.event.key !== undefined ? { key: status.event.key } : {}),
@@ -122,6 +129,9 @@ const eventView = (status: Store.EventStatus): typeof Api.EventView.Type => ({
     ...(d.lastErrorMessage !== undefined ? { lastErrorMessage: d.lastErrorMessage } : {}),
     ...(d.deadReason !== undefined ? { deadReason: d.deadReason } : {}),
     ...(d.finishedAt !== undefined ? { finishedAt: iso(d.finishedAt) } : {}),
+    after: [...(d.after ?? [])],
+    waiting: d.waiting ?? 0,
+    ...(held.has(d.target) ? { heldBy: held.get(d.target)! } : {}),
     history: d.history.map((a) => ({
       number: a.number,
       startedAt: iso(a.startedAt),
@@ -217,10 +227,11 @@ const EventsLive = (options: ServerOptions.Options) =>
 
       const waitFor = (enqueued: Store.Enqueued, mode: "all" | "settled", waitMs: number) =>
         Effect.gen(function*() {
+          // Settled: every delivery finished, or held for good by a dead input (pipelines) — a
+          // blocked dependent never moves until an operator replays that input, so never wait on it.
           const done = (status: Store.EventStatus) =>
-            mode === "all"
-              ? status.deliveries.every((d) => isTerminal(d.status)) || status.deliveries.some((d) => d.status === "dead")
-              : status.deliveries.every((d) => isTerminal(d.status))
+            Graph.isSettled(status.deliveries) ||
+            (mode === "all" && status.deliveries.some((d) => d.status === "dead"))
           const pollMs = options.waitPollMs
           const poll = Effect.gen(function*() {
             let delay = Math.min(10, pollMs)
@@ -242,18 +253,21 @@ const EventsLive = (options: ServerOptions.Options) =>
             const latest = yield* outbox.status(enqueued.eventId).pipe(Effect.option, Effect.map(Option.flatten))
             const deliveries = Option.match(latest, {
               onNone: () => summaries(enqueued),
-              onSome: (s) => s.deliveries.map(summaryOfStatus)
+              onSome: (s) => summariesOfStatus(s.deliveries)
             })
             return json(Api.EventAccepted, { ...base, settled: false, deliveries }, 202, location(enqueued.eventId))
           }
-          const deliveries = settled.value.deliveries.map(summaryOfStatus)
+          const deliveries = summariesOfStatus(settled.value.deliveries)
           const dead = settled.value.deliveries.find((d) => d.status === "dead")
           if (mode === "all" && dead !== undefined) {
+            const held = deliveries.filter((d) => d.heldBy !== undefined).map((d) => d.target)
             return Errors.toResponse(
               Errors.make(
                 502,
                 "delivery_failed",
-                `Delivery to ${dead.target} failed${dead.lastError !== undefined ? ` (${dead.lastError})` : ""}`,
+                `Delivery to ${dead.target} failed${dead.lastError !== undefined ? ` (${dead.lastError})` : ""}${
+                  held.length > 0 ? `; held until a dead input is replayed: ${held.join(", ")}` : ""
+                }`,
                 { extra: { id: enqueued.eventId, deliveries: Schema.encodeSync(Schema.Array(Api.DeliverySummary))(deliveries) } }
               )
             )

@@ -52,6 +52,8 @@ export interface Setup {
   readonly targetHeaders?: Readonly<Record<string, string>>
   readonly signingSecret?: string
   readonly renderer?: Layer.Layer<Metrics.MetricsRenderer>
+  /** Durable pipelines: target → the targets it runs after (given to the outbox). */
+  readonly after?: Store.Dependencies
 }
 
 const fastPolicy: Policy.Input = {
@@ -89,7 +91,7 @@ export const start = (setup: Setup = {}): Effect.Effect<Harness, never, Scope.Sc
     const store = setup.wrapStore ? setup.wrapStore(rawStore) : rawStore
     const storeLayer = Layer.succeed(Store.DeliveryStore, store)
     const targetsLayer = Registry.layerTargets(targets).pipe(Layer.provide(NodeHttpClient.layerUndici))
-    const deps = Layer.mergeAll(Outbox.layer(router), targetsLayer).pipe(Layer.provideMerge(storeLayer))
+    const deps = Layer.mergeAll(Outbox.layer(router, { after: setup.after }), targetsLayer).pipe(Layer.provideMerge(storeLayer))
     // The worker shares the target runtimes (breakers, bulkheads) with the registry: same layers, one build.
     const targetLayers = targets.map((t) => t.layer as unknown as Layer.Layer<never, never, HttpClient.HttpClient>)
     const worker = Worker.layer({ router, pollInterval: "50 millis", workerId: "test-worker" }).pipe(
