@@ -11,6 +11,7 @@ import { extname, resolve } from "node:path"
 import { pathToFileURL } from "node:url"
 import { Data, Duration, Effect, Either, Option, ParseResult, Redacted, Schema } from "effect"
 import type * as Event from "./Event.js"
+import type * as Outbox from "./Outbox.js"
 import * as Pipeline from "./Pipeline.js"
 import type * as Policy from "./Resilience/Policy.js"
 import * as Router from "./Router.js"
@@ -192,7 +193,13 @@ export const FanoutConfig = Schema.Struct({
   server: Schema.optional(ServerConfig),
   store: Schema.optional(StoreConfig),
   targets: Schema.Record({ key: Schema.String.pipe(Schema.pattern(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$/)), value: TargetConfig }),
-  routes: Schema.Record({ key: Schema.String.pipe(Schema.minLength(1)), value: RouteConfig })
+  routes: Schema.Record({ key: Schema.String.pipe(Schema.minLength(1)), value: RouteConfig }),
+  /**
+   * TypeScript configs only: event type → `({ event, responses }) => answer`, the one answer
+   * `POST /v1/events?wait=all` returns once every delivery of such an event is delivered
+   * (`responses`: each target's answer, parsed JSON or text, by name).
+   */
+  aggregates: Schema.optional(Schema.Record({ key: Schema.String.pipe(Schema.minLength(1)), value: Func }))
 }).annotations({ identifier: "FanoutConfig" })
 
 /**
@@ -524,6 +531,8 @@ export interface Built {
    * `Outbox.layer(router, { after })` takes. Empty when no target has `after`.
    */
   readonly after: Store.Dependencies
+  /** Event type → its aggregate (TypeScript configs): what `Outbox.layer(router, { aggregates })` takes. */
+  readonly aggregates: Readonly<Record<string, Outbox.AggregateFunction>>
 }
 
 /**
@@ -583,8 +592,21 @@ export const build = (
         issues.push({ path: `routes[${JSON.stringify(pattern)}]`, message: (e as Error).message })
       }
     }
+    for (const type of Object.keys(config.aggregates ?? {})) {
+      if (!router.hasRoute(type)) {
+        issues.push({
+          path: `aggregates[${JSON.stringify(type)}]`,
+          message: `Expected an event type that a route matches, got ${JSON.stringify(type)}`
+        })
+      }
+    }
     if (issues.length > 0) return Effect.fail(new ConfigError({ file, issues }))
-    return Effect.succeed({ targets, router, after: dependenciesOf(config) })
+    return Effect.succeed({
+      targets,
+      router,
+      after: dependenciesOf(config),
+      aggregates: (config.aggregates ?? {}) as Readonly<Record<string, Outbox.AggregateFunction>>
+    })
   })
 
 /** The default body of a target with `after`: its (derived) event's payload, `{ event, inputs }`. */

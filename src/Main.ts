@@ -347,7 +347,7 @@ export const layer = (
     : Http.layer(app.server).pipe(
       Layer.provide(Layer.mergeAll(
         // Durable pipelines: each event's deliveries carry the configured `after` links.
-        Outbox.layer(app.built.router, { after: app.built.after }),
+        Outbox.layer(app.built.router, { after: app.built.after, aggregates: app.built.aggregates }),
         Telemetry.layerMetricsRenderer
       ))
     )

@@ -6,8 +6,8 @@
  *
  * @since 0.1.0
  */
-import { Context, Effect, Either, Layer } from "effect"
-import type { Option } from "effect"
+import { Context, Effect, Either, Layer, Option } from "effect"
+import * as TargetError from "./TargetError.js"
 import type * as Event from "./Event.js"
 import { NoRouteError } from "./Fanout.js"
 import * as Pipeline from "./Pipeline.js"
@@ -29,6 +29,12 @@ export interface Service {
   readonly purge: (selection: string | Store.DeadLetterFilter) => Effect.Effect<number, Store.StoreError>
   readonly stats: Effect.Effect<Store.Stats, Store.StoreError>
   readonly router: Router.Router<Event.Any, Target.Any>
+  /**
+   * The aggregate of a settled event, computed from its stored answers: `None` when no aggregate is
+   * defined for its type (a pipeline's `aggregate`, or the `aggregates` option) or a delivery is not
+   * delivered. A throwing aggregate function fails with a `PermanentError` (target `"aggregate"`).
+   */
+  readonly aggregate: (status: Store.EventStatus) => Effect.Effect<Option.Option<unknown>, TargetError.PermanentError>
 }
 
 /**
@@ -70,7 +76,24 @@ export const targetsOf = (
 export interface Options {
   readonly after?: Store.Dependencies | undefined
   readonly pipelines?: ReadonlyArray<Pipeline.Any> | undefined
+  /**
+   * One answer per event type, computed from every delivery's answer once all are delivered (what
+   * the server's `?wait=all` returns). Events of these types are enqueued with `keepAnswers`.
+   */
+  readonly aggregates?: Readonly<Record<string, AggregateFunction>> | undefined
 }
+
+/**
+ * An aggregate of the configuration: the event (its envelope, as JSON) and each target's answer
+ * (parsed JSON, or text) by name.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type AggregateFunction = (context: {
+  readonly event: Pipeline.EncodedEvent
+  readonly responses: Readonly<Record<string, unknown>>
+}) => unknown
 
 /**
  * The plans of typed pipelines by event type; throws {@link Pipeline.NotDurable} for a pipeline
@@ -102,17 +125,45 @@ export const make = <E extends Event.Any>(
     // Checked when the outbox is built: a pipeline that cannot run durably is a programming error.
     const byType = plans(options.pipelines ?? [])
     const after = options.after
+    const pipelineOf = new Map((options.pipelines ?? []).map((p) => [p.graph.event ?? "", p] as const))
+    const aggregates = new Map(Object.entries(options.aggregates ?? {}))
     const place = (event: Event.Any): Effect.Effect<Store.Enqueued, NoRouteError | Store.StoreError> => {
       const plan = byType.get(event.type)
-      if (plan !== undefined) return store.enqueue(event, plan.targets, { after: plan.after })
+      if (plan !== undefined) {
+        const keepAnswers = pipelineOf.get(event.type)?.graph.aggregate === true
+        return store.enqueue(event, plan.targets, { after: plan.after, ...(keepAnswers ? { keepAnswers } : {}) })
+      }
       return Effect.flatMap(targetsOf(router, event), (targets) => {
-        if (after === undefined) return store.enqueue(event, targets)
+        const keepAnswers = aggregates.has(event.type)
+        if (after === undefined && !keepAnswers) return store.enqueue(event, targets)
         const routed: Record<string, ReadonlyArray<string>> = {}
         for (const target of targets) {
-          const inputs = after[target]
+          const inputs = after?.[target]
           if (inputs !== undefined && inputs.length > 0) routed[target] = inputs
         }
-        return store.enqueue(event, targets, { after: routed })
+        return store.enqueue(event, targets, { after: routed, ...(keepAnswers ? { keepAnswers } : {}) })
+      })
+    }
+    const aggregate = (status: Store.EventStatus): Effect.Effect<Option.Option<unknown>, TargetError.PermanentError> => {
+      const pipeline = pipelineOf.get(status.event.type)
+      if (pipeline !== undefined) return Pipeline.durableAggregate(pipeline, status)
+      const f = aggregates.get(status.event.type)
+      if (f === undefined || status.deliveries.some((d) => d.status !== "delivered")) return Effect.succeed(Option.none())
+      return Effect.gen(function*() {
+        const responses: Record<string, unknown> = {}
+        for (const d of status.deliveries) responses[d.target] = yield* Pipeline.parseStored("aggregate", d.target, d.response)
+        const context = { event: Pipeline.encodeEvent(status.event), responses }
+        return Option.some(
+          yield* Effect.try({
+            try: () => f(context),
+            catch: (defect) =>
+              new TargetError.PermanentError({
+                target: "aggregate",
+                reason: "Transform",
+                message: `aggregate for ${status.event.type} failed: ${defect instanceof Error ? defect.message : String(defect)}`
+              })
+          })
+        )
       })
     }
     return {
@@ -129,7 +180,8 @@ export const make = <E extends Event.Any>(
       replayMany: store.replayMany,
       purge: store.purge,
       stats: store.stats,
-      router: router as unknown as Router.Router<Event.Any, Target.Any>
+      router: router as unknown as Router.Router<Event.Any, Target.Any>,
+      aggregate
     } satisfies Service
   })
 

@@ -33,7 +33,7 @@
  *
  * @since 0.1.0
  */
-import { Clock, Data, DateTime, Deferred, Effect, Either, Fiber, Schema } from "effect"
+import { Clock, Data, DateTime, Deferred, Effect, Either, Fiber, Option, Schema } from "effect"
 import type * as Event from "./Event.js"
 import { check } from "./internal/pipelineGraph.js"
 import type * as Outcome from "./Outcome.js"
@@ -791,7 +791,12 @@ export interface Runner<Pl extends Any> {
 
 type Runtimes = ReadonlyMap<string, Target.Runtime<unknown>>
 
-const encodeEvent = (event: Event.Any): EncodedEvent => ({
+/**
+ * The envelope of an event as JSON-friendly data (`createdAt` as an ISO string).
+ *
+ * @internal
+ */
+export const encodeEvent = (event: Event.Any): EncodedEvent => ({
   id: event.id,
   type: event.type,
   ...(event.key !== undefined ? { key: event.key } : {}),
@@ -1279,24 +1284,13 @@ export const parseStored = (
   }
 }
 
-/**
- * The event a durable delivery of `target` sends, from the stored event and the stored answers of
- * its inputs: each answer is decoded with its target's `response` schema, the enrich stages before
- * `target` are applied in order, then the step's input is built as in direct mode
- * ({@link stepEvent}). A missing, undecodable or unmappable input is a `PermanentError` (the
- * delivery is dead-lettered, and replayable once the cause is fixed).
- *
- * @since 0.1.0
- * @category durable
- */
-export const durableEvent = (
-  pipeline: Any,
+/** Parses and decodes stored answers with their targets' `response` schemas. */
+const decodeStored = (
+  impl: PipelineImpl,
   target: string,
-  event: Event.Any,
   stored: Readonly<Record<string, string | undefined>>
-): Effect.Effect<Event.Any, TargetError.PermanentError> =>
+): Effect.Effect<Record<string, unknown>, TargetError.PermanentError> =>
   Effect.gen(function*() {
-    const impl = pipeline as unknown as PipelineImpl
     const decoded: Record<string, unknown> = {}
     for (const [input, text] of Object.entries(stored)) {
       const parsed = yield* parseStored(target, input, text)
@@ -1312,6 +1306,17 @@ export const durableEvent = (
         )
       )
     }
+    return decoded
+  })
+
+/** Applies the enrich stages before `target` (all of them when it is not one) to the event. */
+const enrichStored = (
+  impl: PipelineImpl,
+  target: string,
+  event: Event.Any,
+  decoded: Readonly<Record<string, unknown>>
+): Effect.Effect<Event.Any, TargetError.PermanentError> =>
+  Effect.gen(function*() {
     let enriched = event
     for (const enricher of impl.enrichers) {
       if (enricher.name === target) return enriched
@@ -1334,6 +1339,89 @@ export const durableEvent = (
           })
       })
     }
+    return enriched
+  })
+
+/**
+ * The pipeline's aggregate computed from a durable run's stored answers, once every step is
+ * delivered (the outbox keeps every answer of a pipeline that has an aggregate): `None` when the
+ * pipeline has no aggregate or a step is not delivered yet. The aggregate function receives what
+ * direct mode gives it: the enriched event, each step's decoded answer, and its outcome.
+ *
+ * @since 0.1.0
+ * @category durable
+ */
+export const durableAggregate = (
+  pipeline: Any,
+  status: {
+    readonly event: Event.Any
+    readonly deliveries: ReadonlyArray<{
+      readonly target: string
+      readonly status: string
+      readonly response: string | undefined
+      readonly totalAttempts: number
+      readonly history: ReadonlyArray<{ readonly status?: number | undefined; readonly durationMs: number }>
+    }>
+  }
+): Effect.Effect<Option.Option<unknown>, TargetError.PermanentError> =>
+  Effect.gen(function*() {
+    const impl = pipeline as unknown as PipelineImpl
+    if (impl.aggregator === undefined) return Option.none()
+    if (status.deliveries.some((d) => d.status !== "delivered")) return Option.none()
+    const stored: Record<string, string | undefined> = {}
+    for (const d of status.deliveries) stored[d.target] = d.response
+    const decoded = yield* decodeStored(impl, "aggregate", stored)
+    const event = yield* enrichStored(impl, "aggregate", status.event, decoded)
+    const responses: Record<string, unknown> = {}
+    const outcomes: Record<string, Outcome.Delivered<unknown>> = {}
+    for (const step of impl.steps) {
+      const d = status.deliveries.find((x) => x.target === step.name)
+      const last = d?.history.at(-1)
+      responses[step.name] = decoded[step.name]
+      outcomes[step.name] = {
+        _tag: "Delivered",
+        target: step.name,
+        attempts: d?.totalAttempts ?? 0,
+        status: last?.status ?? 0,
+        durationMs: last?.durationMs ?? 0,
+        response: decoded[step.name]
+      }
+    }
+    const aggregator = impl.aggregator
+    return Option.some(
+      yield* Effect.try({
+        try: () => aggregator({ event, responses, outcomes } as AggregateContext<string, unknown, any>),
+        catch: (defect) =>
+          new TargetError.PermanentError({
+            target: "aggregate",
+            reason: "Transform",
+            message: `aggregate failed: ${describeDefect(defect)}`
+          })
+      })
+    )
+  })
+
+/**
+ * The event a durable delivery of `target` sends, from the stored event and the stored answers of
+ * its inputs: each answer is decoded with its target's `response` schema, the enrich stages before
+ * `target` are applied in order, then the step's input is built as in direct mode
+ * ({@link stepEvent}). A missing, undecodable or unmappable input is a `PermanentError` (the
+ * delivery is dead-lettered, and replayable once the cause is fixed).
+ *
+ * @since 0.1.0
+ * @category durable
+ */
+export const durableEvent = (
+  pipeline: Any,
+  target: string,
+  event: Event.Any,
+  stored: Readonly<Record<string, string | undefined>>
+): Effect.Effect<Event.Any, TargetError.PermanentError> =>
+  Effect.gen(function*() {
+    const impl = pipeline as unknown as PipelineImpl
+    const decoded = yield* decodeStored(impl, target, stored)
+    const enriched = yield* enrichStored(impl, target, event, decoded)
+    if (impl.enrichers.some((e) => e.name === target)) return enriched
     const step = impl.steps.find((s) => s.name === target)
     if (step === undefined) {
       return yield* new TargetError.PermanentError({

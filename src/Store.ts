@@ -110,6 +110,11 @@ export type Dependencies = Readonly<Record<string, ReadonlyArray<string>>>
 export interface EnqueueOptions {
   /** Which targets run after which (durable pipelines). Default: none, every delivery is due at once. */
   readonly after?: Dependencies | undefined
+  /**
+   * Store every delivery's answer (for an aggregate computed from them, e.g. the server's
+   * `?wait=all`), not only the answers of inputs. Each delivery then counts one more dependent.
+   */
+  readonly keepAnswers?: boolean | undefined
 }
 
 /**
@@ -166,7 +171,10 @@ export interface Claimed extends Claim {
    * delivered; `undefined` when none was stored). Only set when `after` is not empty.
    */
   readonly inputs: Readonly<Record<string, string | undefined>>
-  /** How many deliveries of the event run after this one: when > 0, pass the answer to `finish`. */
+  /**
+   * How many consumers its answer has (the deliveries of the event that run after this one, plus one
+   * when the event's answers are kept for an aggregate): when > 0, pass the answer to `finish`.
+   */
   readonly dependents: number
 }
 
@@ -334,6 +342,8 @@ export interface DeliveryStatus {
   readonly after: ReadonlyArray<string>
   /** Inputs not delivered yet: while > 0 a `pending` delivery is held (not due). */
   readonly waiting: number
+  /** The stored answer (JSON text) of a delivered delivery that has dependents or whose answers are kept. */
+  readonly response: string | undefined
   readonly history: ReadonlyArray<Attempt>
 }
 

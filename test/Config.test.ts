@@ -270,3 +270,28 @@ describe("Config", () => {
       }))
   })
 })
+
+describe("aggregates (TypeScript configs)", () => {
+  const noWildcard = { ...valid, routes: { "order.placed": ["inventory", "notification"] } }
+
+  it("an aggregate for a routed type is built; one for a type no route matches names its path", () => {
+    const config = Effect.runSync(Config.decode("fanout.config.ts", {
+      ...noWildcard,
+      aggregates: { "order.placed": () => 1 }
+    }))
+    const env = { INVENTORY_KEY: "k", INVENTORY_SIGNING_SECRET: "s", FANOUT_API_KEY: "a" }
+    const built = Effect.runSync(Config.build("fanout.config.ts", config, env))
+    assert.deepStrictEqual(Object.keys(built.aggregates), ["order.placed"])
+    const bad = Effect.runSync(Config.decode("fanout.config.ts", { ...noWildcard, aggregates: { "user.created": () => 1 } }))
+    const error = Effect.runSync(Effect.flip(Config.build("fanout.config.ts", bad, env)))
+    assert.match(error.message, /fanout\.config\.ts/)
+    assert.match(error.message, /aggregates\["user\.created"\]/)
+    assert.match(error.message, /route/)
+  })
+
+  it("in a JSON file an aggregate is not a function: the error names the path", () => {
+    const error = issuesOf({ ...noWildcard, aggregates: { "order.placed": "sum" } })
+    assert.match(error.message, /aggregates/)
+    assert.match(error.message, /order\.placed/)
+  })
+})

@@ -162,7 +162,12 @@ export const EventAccepted = Schema.Struct({
   id: Schema.String,
   duplicate: Schema.Boolean,
   settled: Schema.optional(Schema.Boolean),
-  deliveries: Schema.Array(DeliverySummary)
+  deliveries: Schema.Array(DeliverySummary),
+  /**
+   * After `?wait=`, once every delivery is delivered: the event type's aggregate (a pipeline's
+   * `aggregate`, or the configuration's `aggregates`), computed from the targets' answers.
+   */
+  aggregate: Schema.optional(Schema.Unknown.annotations({ description: "The aggregate of the targets' answers" }))
 }).annotations({ identifier: "EventAccepted" })
 
 /**

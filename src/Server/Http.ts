@@ -272,7 +272,15 @@ const EventsLive = (options: ServerOptions.Options) =>
               )
             )
           }
-          return json(Api.EventAccepted, { ...base, settled: true, deliveries }, 200, location(enqueued.eventId))
+          const aggregate = yield* outbox.aggregate(settled.value).pipe(
+            Effect.mapError((error) => Errors.make(500, "aggregate_failed", error.message))
+          )
+          return json(
+            Api.EventAccepted,
+            { ...base, settled: true, deliveries, ...(Option.isSome(aggregate) ? { aggregate: aggregate.value } : {}) },
+            200,
+            location(enqueued.eventId)
+          )
         })
 
       return handlers

@@ -147,6 +147,7 @@ export const make: Effect.Effect<Store.DeliveryStore> = Effect.gen(function*() {
       const unique = yield* checkTargets(targets)
       const dependencies = yield* checkDependencies(unique, options?.after)
       const dependents = dependentCounts(dependencies)
+      if (options?.keepAnswers === true) for (const target of unique) dependents.set(target, (dependents.get(target) ?? 0) + 1)
       yield* encodeEnvelope(event)
       const result = yield* write((now): Store.Enqueued => {
         const existing = events.get(event.id)
@@ -462,6 +463,7 @@ export const make: Effect.Effect<Store.DeliveryStore> = Effect.gen(function*() {
             finishedAt: row.finishedAt,
             after: row.after,
             waiting: row.waiting,
+            response: row.response,
             history: row.history.slice()
           }
         })

@@ -175,6 +175,7 @@ interface DeliveryRow {
   readonly enqueued_at: unknown
   readonly after_targets: unknown
   readonly waiting: unknown
+  readonly response: unknown
 }
 
 interface AttemptRow {
@@ -469,6 +470,7 @@ export const make = (
       json: string,
       targets: ReadonlyArray<string>,
       dependencies: ReadonlyMap<string, ReadonlyArray<string>>,
+      keep: boolean,
       now: number,
       notifyInline: boolean
     ) => Effect.Effect<Store.Enqueued, SqlError>
@@ -477,8 +479,14 @@ export const make = (
      * The dependency columns of each delivery row, for an enqueue with dependencies (a plain enqueue
      * leaves them to their defaults: no inputs, nothing waiting, no dependents).
      */
-    const dependencyColumns = (targets: ReadonlyArray<string>, dependencies: ReadonlyMap<string, ReadonlyArray<string>>) => {
+    const dependencyColumns = (
+      targets: ReadonlyArray<string>,
+      dependencies: ReadonlyMap<string, ReadonlyArray<string>>,
+      keep: boolean
+    ) => {
       const dependents = dependentCounts(dependencies)
+      // `keepAnswers`: the aggregate reads every answer, so it counts as one more consumer of each.
+      if (keep) for (const target of targets) dependents.set(target, (dependents.get(target) ?? 0) + 1)
       return targets.map((target) => {
         const inputs = dependencies.get(target)
         return {
@@ -525,14 +533,14 @@ export const make = (
      * NOTIFYs (delivered at commit). A duplicate id inserts nothing; its deliveries are then read by a
      * second statement, whose fresh snapshot sees a concurrent first enqueue once it has committed.
      */
-    const enqueuePg: Enqueue = (event, json, targets, dependencies, now, notifyInline) =>
+    const enqueuePg: Enqueue = (event, json, targets, dependencies, keep, now, notifyInline) =>
       Effect.gen(function*() {
         const fresh = targets.filter((target) => !knownTargets.has(target))
         const names = sql.csv(fresh.map((name) => sql`(${name}::text)`))
         // A plain enqueue keeps its statement (and its cached plan) as it was: the dependency columns
         // are only named when some target has inputs.
-        const piped = dependencies.size > 0
-        const columns = piped ? dependencyColumns(targets, dependencies) : []
+        const piped = dependencies.size > 0 || keep
+        const columns = piped ? dependencyColumns(targets, dependencies, keep) : []
         const rows = sql.csv(targets.map((target, i) =>
           piped
             ? sql`(${target}::text, ${i}::integer, ${columns[i]!.after_targets}::text, ${columns[i]!.waiting}::integer, ${
@@ -574,7 +582,7 @@ export const make = (
         } satisfies Store.Enqueued
       })
 
-    const enqueueSqlite: Enqueue = (event, json, targets, dependencies, now) =>
+    const enqueueSqlite: Enqueue = (event, json, targets, dependencies, keep, now) =>
       Effect.gen(function*() {
         const inserted = yield* sql`INSERT INTO ${T.events} (id, type, envelope, enqueued_at)
           VALUES (${event.id}, ${event.type}, ${json}, ${now})
@@ -584,7 +592,7 @@ export const make = (
         if (fresh.length > 0) {
           yield* sql`INSERT INTO ${T.targets} ${sql.insert(fresh.map((name) => ({ name })))} ON CONFLICT (name) DO NOTHING`
         }
-        const columns = dependencies.size > 0 ? dependencyColumns(targets, dependencies) : undefined
+        const columns = dependencies.size > 0 || keep ? dependencyColumns(targets, dependencies, keep) : undefined
         const rows = yield* sql<{ id: unknown; target: string; status: Store.Status }>`INSERT INTO ${T.deliveries} ${
           sql.insert(targets.map((target, i) => ({
             event_id: event.id,
@@ -615,7 +623,7 @@ export const make = (
         const result = yield* run(
           "enqueue",
           "batch",
-          (pg ? enqueuePg : enqueueSqlite)(event, json, unique, dependencies, now, joined),
+          (pg ? enqueuePg : enqueueSqlite)(event, json, unique, dependencies, enqueueOptions?.keepAnswers === true, now, joined),
           true
         )
         if (result.created) {
@@ -1135,6 +1143,7 @@ export const make = (
               finishedAt: optNum(row.finished_at),
               after: afters[i]!,
               waiting: num(row.waiting),
+              response: optStr(row.response),
               history
             }
           })

@@ -169,4 +169,41 @@ describe("durable pipelines through the API", () => {
       assert.isDefined(delivery.properties.heldBy)
       assert.includeMembers(doc.components.schemas.HeldBy.required, ["target", "reason"])
     }))
+
+  it.scopedLive("?wait=all answers the configured aggregate of the targets' answers; a throwing aggregate is a 500", () =>
+    Effect.gen(function*() {
+      const h = yield* start({
+        targets: {
+          a: () => Fault.ok({ body: { reservationId: "r-9" } }),
+          b: () => Fault.ok({ body: { chargeId: "ch-9" } }),
+          c: () => Fault.ok({ body: { trackingId: "t-9" } })
+        },
+        routes: [["order.*", ["a", "b", "c"]], ["broken.*", ["a"]]],
+        after: { c: ["a", "b"] },
+        aggregates: {
+          "order.placed": ({ event, responses }) => ({
+            orderId: event.id,
+            reservation: (responses["a"] as any).reservationId,
+            charge: (responses["b"] as any).chargeId,
+            tracking: (responses["c"] as any).trackingId
+          }),
+          "broken.x": () => {
+            throw new Error("no answer for you")
+          }
+        },
+        worker: true
+      })
+      const answer = yield* promise(() => h.request("/v1/events?wait=all", { json: order("agg-1") }))
+      assert.strictEqual(answer.status, 200, answer.text)
+      assert.isTrue(answer.body.settled)
+      assert.deepStrictEqual(answer.body.aggregate, { orderId: "agg-1", reservation: "r-9", charge: "ch-9", tracking: "t-9" })
+      // Without an aggregate for the type there is none in the answer.
+      const plain = yield* promise(() => h.request("/v1/events?wait=all", { json: { ...order("agg-2"), type: "order.shipped" } }))
+      assert.strictEqual(plain.status, 200, plain.text)
+      assert.isUndefined(plain.body.aggregate)
+      const broken = yield* promise(() => h.request("/v1/events?wait=all", { json: { ...order("agg-3"), type: "broken.x" } }))
+      assert.strictEqual(broken.status, 500, broken.text)
+      assert.isTrue(isErrorShape(broken.body, 500), broken.text)
+      assert.match(broken.body.error.message, /no answer for you/)
+    }))
 })

@@ -54,6 +54,8 @@ export interface Setup {
   readonly renderer?: Layer.Layer<Metrics.MetricsRenderer>
   /** Durable pipelines: target → the targets it runs after (given to the outbox). */
   readonly after?: Store.Dependencies
+  /** Event type → its aggregate (given to the outbox). */
+  readonly aggregates?: Outbox.Options["aggregates"]
 }
 
 const fastPolicy: Policy.Input = {
@@ -91,7 +93,7 @@ export const start = (setup: Setup = {}): Effect.Effect<Harness, never, Scope.Sc
     const store = setup.wrapStore ? setup.wrapStore(rawStore) : rawStore
     const storeLayer = Layer.succeed(Store.DeliveryStore, store)
     const targetsLayer = Registry.layerTargets(targets).pipe(Layer.provide(NodeHttpClient.layerUndici))
-    const deps = Layer.mergeAll(Outbox.layer(router, { after: setup.after }), targetsLayer).pipe(Layer.provideMerge(storeLayer))
+    const deps = Layer.mergeAll(Outbox.layer(router, { after: setup.after, aggregates: setup.aggregates }), targetsLayer).pipe(Layer.provideMerge(storeLayer))
     // The worker shares the target runtimes (breakers, bulkheads) with the registry: same layers, one build.
     const targetLayers = targets.map((t) => t.layer as unknown as Layer.Layer<never, never, HttpClient.HttpClient>)
     const worker = Worker.layer({ router, pollInterval: "50 millis", workerId: "test-worker" }).pipe(

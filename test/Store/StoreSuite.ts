@@ -921,6 +921,30 @@ export const suite = (name: string, layer: StoreLayer, options: SuiteOptions = {
         assert.strictEqual(stats.depth, 0)
       }))
 
+    test("keepAnswers: every delivery's answer is stored and shown by status; a plain event stores none", () =>
+      Effect.gen(function*() {
+        const store = yield* Store.DeliveryStore
+        yield* store.enqueue(yield* makeEvent("kept"), ["a", "b", "c"], { after: { c: ["a"] }, keepAnswers: true })
+        yield* store.enqueue(yield* makeEvent("plain"), ["a"])
+        const first = yield* claimAll()
+        assert.deepStrictEqual(first.map((x) => [x.idempotencyKey, x.dependents]).sort(), [
+          ["kept:a", 2],
+          ["kept:b", 1],
+          ["plain:a", 0]
+        ])
+        for (const x of first) assert.isTrue(yield* store.finish(x, ok, delivered(`"${x.idempotencyKey}"`)))
+        const [c] = yield* claimAll()
+        assert.strictEqual(c?.dependents, 1)
+        assert.deepStrictEqual(c?.inputs, { a: "\"kept:a\"" })
+        assert.isTrue(yield* store.finish(c!, ok, delivered("{\"c\":true}")))
+        assert.deepStrictEqual((yield* getStatus("kept")).deliveries.map((x) => [x.target, x.response]), [
+          ["a", "\"kept:a\""],
+          ["b", "\"kept:b\""],
+          ["c", "{\"c\":true}"]
+        ])
+        assert.strictEqual(deliveryOf(yield* getStatus("plain"), "a").response, undefined)
+      }))
+
     test("wakeups signal a dependent made due by its last input's delivery", () =>
       Effect.gen(function*() {
         const store = yield* Store.DeliveryStore

@@ -78,6 +78,12 @@ for (const [name, storeLayer] of stores) {
               chargeId: inputs.payment.chargeId
             })
           })
+          .aggregate(({ event, outcomes, responses }) => ({
+            order: event.payload.orderId,
+            country: event.payload.country,
+            reservation: responses.inventory.reservationId,
+            shippingStatus: outcomes.shipping.status
+          }))
         const env = yield* makeEnv([Customer, Inventory, Payment, Shipping], storeLayer())
         const outbox = yield* Outbox.make(Router.make(OrderPlaced), { pipelines: [pipeline] }).pipe(
           Effect.provide(env.context)
@@ -119,6 +125,14 @@ for (const [name, storeLayer] of stores) {
         assert.deepStrictEqual(shipping.after, ["customer", "inventory", "payment"])
         assert.strictEqual(shipping.waiting, 0)
         assert.strictEqual(shipping.status, "delivered")
+        // The aggregate, from the stored answers, as direct mode would compute it.
+        const aggregate = yield* outbox.aggregate(status)
+        assert.deepStrictEqual(Option.getOrThrow(aggregate), {
+          order: "o-0",
+          country: "NL",
+          reservation: "res-o-0",
+          shippingStatus: 201
+        })
       }), { timeout: 30_000 })
 
     it.scopedLive("configured `after`: the dependent receives { event, inputs }; a dead input holds it until replayed", () =>
