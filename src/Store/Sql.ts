@@ -85,6 +85,13 @@ export interface Options {
     readonly maxBatch?: number | undefined
     /** Operations that may wait for the writer before callers are back-pressured (default 10 000). */
     readonly maxPending?: number | undefined
+    /**
+     * While the writer is saturated (work was already waiting when its last commit ended), how long it
+     * may keep gathering operations before the next commit, in milliseconds (default 1). Commits then
+     * carry more operations each (one fsync for many) at the cost of up to this much latency; an idle
+     * writer never waits.
+     */
+    readonly lingerMs?: number | undefined
   } | undefined
   /** Cross-process wake-ups: subscribe to a notification channel (PostgreSQL `LISTEN`). */
   readonly listen?: ((channel: string) => Stream.Stream<string, SqlError>) | undefined
@@ -372,11 +379,27 @@ export const make = (
         const handle = setImmediate(() => resume(Effect.void))
         return Effect.sync(() => clearImmediate(handle))
       })
+      // Saturated: requests reach the store a few event-loop turns after their bytes arrive (parsing,
+      // validation), and a synchronous commit blocks those turns; so one turn after the first job
+      // mostly finds nothing new, and every commit carries one operation. When work was already
+      // waiting at the end of the last commit, let the loop run for `lingerMs` first.
+      const lingerMs = Math.max(0, options.groupCommit.lingerMs ?? 1)
+      let saturated = false
+      const linger = Effect.async<void>((resume) => {
+        const handle = setTimeout(() => resume(Effect.void), lingerMs)
+        return Effect.sync(() => clearTimeout(handle))
+      })
       yield* Effect.gen(function*() {
         const first = yield* Queue.take(queue)
         yield* turn
-        const more = yield* Queue.takeUpTo(queue, maxBatch - 1)
-        yield* Effect.uninterruptible(runBatch([first, ...more]))
+        const jobs = [first, ...(yield* Queue.takeUpTo(queue, maxBatch - 1))]
+        if (saturated && lingerMs > 0 && jobs.length < maxBatch) {
+          // A timer, not a spin: the loop reads and parses what arrived meanwhile.
+          yield* linger
+          jobs.push(...(yield* Queue.takeUpTo(queue, maxBatch - jobs.length)))
+        }
+        yield* Effect.uninterruptible(runBatch(jobs))
+        saturated = (yield* Queue.size(queue)) > 0
       }).pipe(Effect.forever, Effect.forkScoped)
       submit = <A>(op: Effect.Effect<A, Store.StoreError>) =>
         Effect.suspend(() => {
