@@ -129,6 +129,19 @@ export interface Options {
   readonly gracePeriod?: Duration.DurationInput
 }
 
+/** The `captureStackTrace` option of a span opened at one place: the caller's stack line, taken once. */
+const spanTrace = (): (() => string | undefined) => {
+  const limit = Error.stackTraceLimit
+  Error.stackTraceLimit = 2
+  const error = new Error()
+  Error.stackTraceLimit = limit
+  let line: string | undefined | null = null
+  return () => {
+    if (line === null) line = error.stack?.split("\n")[2]?.trim()
+    return line
+  }
+}
+
 /**
  * Builds the fan-out for a router. Requires every routed target's service, so a route
  * naming a target the application does not provide fails type-checking.
@@ -177,18 +190,18 @@ export const make = <E extends Event.Any, T extends Target.Any>(
         { concurrency: "unbounded" }
       )
 
+    // The hot path of `send`: plain combinators rather than a generator.
     const settleResolved = (event: Event.Any, { shadow, targets }: Router.Resolution): Effect.Effect<Settled> =>
-      Effect.gen(function*() {
-        const start = yield* Clock.currentTimeMillis
-        yield* mirror(event, shadow)
-        const outcomes = yield* settle(event, targets)
-        return {
+      Effect.clockWith((clock) => {
+        const start = clock.unsafeCurrentTimeMillis()
+        const settled = Effect.map(settle(event, targets), (outcomes): Settled => ({
           eventId: event.id,
           type: event.type,
           outcomes,
           shadow: shadow.map((t) => t.name),
-          durationMs: (yield* Clock.currentTimeMillis) - start
-        }
+          durationMs: clock.unsafeCurrentTimeMillis() - start
+        }))
+        return shadow.length === 0 ? settled : Effect.zipRight(mirror(event, shadow), settled)
       })
 
     const sendSettled = (event: Event.Any): Effect.Effect<Settled, NoRouteError> =>
@@ -257,12 +270,15 @@ export const make = <E extends Event.Any, T extends Target.Any>(
         }
       })
 
+    // The span's stack line, taken once (`Effect.withSpan` would create an `Error` per send).
+    const sendTrace = spanTrace()
     const send = (event: Event.Any, sendOptions?: { readonly mode?: Mode }): Effect.Effect<unknown, unknown> => {
       const mode = sendOptions?.mode ?? "settled"
       const run: Effect.Effect<unknown, unknown> = mode === "all" ? sendAll(event) : mode === "background" ? sendBackground(event) : sendSettled(event)
       return run.pipe(
         Effect.withSpan("fanout.send", {
-          attributes: { "fanout.event.id": event.id, "fanout.event.type": event.type, "fanout.mode": mode }
+          attributes: { "fanout.event.id": event.id, "fanout.event.type": event.type, "fanout.mode": mode },
+          captureStackTrace: sendTrace
         }),
         Effect.annotateLogs({ eventId: event.id })
       )

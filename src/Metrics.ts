@@ -3,7 +3,64 @@
  *
  * @since 0.1.0
  */
-import { Metric, MetricBoundaries } from "effect"
+import { Array as Arr, Metric, MetricBoundaries, MetricLabel } from "effect"
+
+/**
+ * A metric with labels fixed once, updated without re-deriving its key on every update.
+ *
+ * `Metric.tagged` merges its label arrays on every update, so effect's per-array cache of
+ * registry hooks never hits: each update then builds a `MetricKey`, hashes it and looks it
+ * up. Here the merged array is built once per fiber label set (usually the empty one) and
+ * reused, so the lookup hits the cache. The registry keys, and the order of their labels,
+ * are those of `metric.pipe(Metric.tagged(k1, v1), Metric.tagged(k2, v2), …)`.
+ *
+ * The `unsafe*` functions take the fiber's `FiberRef.currentMetricLabels`, which the
+ * tagged-metric effects would also have added.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export interface Labelled<In> {
+  readonly unsafeUpdate: (input: In, fiberLabels: ReadonlyArray<MetricLabel.MetricLabel>) => void
+  readonly unsafeModify: (input: In, fiberLabels: ReadonlyArray<MetricLabel.MetricLabel>) => void
+  /** The same metric with one more label (applied after the ones already fixed). */
+  readonly tagged: (key: string, value: string) => Labelled<In>
+}
+
+/**
+ * @since 0.1.0
+ * @category constructors
+ */
+export const labelled = <Type, In, Out>(
+  metric: Metric.Metric<Type, In, Out>,
+  key: string,
+  value: string
+): Labelled<In> => withLabels(metric, [[MetricLabel.make(key, value)]])
+
+const withLabels = <Type, In, Out>(
+  metric: Metric.Metric<Type, In, Out>,
+  groups: ReadonlyArray<ReadonlyArray<MetricLabel.MetricLabel>>
+): Labelled<In> => {
+  // Tagging `tagged(tagged(m, a), b)` updates `m` with `union(a, union(b, fiberLabels))`.
+  const merge = (fiberLabels: ReadonlyArray<MetricLabel.MetricLabel>) =>
+    groups.reduceRight<ReadonlyArray<MetricLabel.MetricLabel>>((acc, group) => Arr.union(group, acc), fiberLabels)
+  const none = merge([])
+  const cache = new WeakMap<ReadonlyArray<MetricLabel.MetricLabel>, ReadonlyArray<MetricLabel.MetricLabel>>()
+  const labelsFor = (fiberLabels: ReadonlyArray<MetricLabel.MetricLabel>) => {
+    if (fiberLabels.length === 0) return none
+    let merged = cache.get(fiberLabels)
+    if (merged === undefined) {
+      merged = merge(fiberLabels)
+      cache.set(fiberLabels, merged)
+    }
+    return merged
+  }
+  return {
+    unsafeUpdate: (input, fiberLabels) => metric.unsafeUpdate(input, labelsFor(fiberLabels)),
+    unsafeModify: (input, fiberLabels) => metric.unsafeModify(input, labelsFor(fiberLabels)),
+    tagged: (key, value) => withLabels(metric, [...groups, [MetricLabel.make(key, value)]])
+  }
+}
 
 /** @since 0.1.0 */
 export const attempts = Metric.counter("fanout_attempts_total", {

@@ -10,15 +10,19 @@
  */
 import { HttpClient, HttpClientError, HttpClientRequest } from "@effect/platform"
 import type { HttpClientResponse } from "@effect/platform"
+import type { MetricLabel } from "effect"
 import {
+  Cause,
   Clock,
   Context,
   Duration,
   Effect,
+  Exit,
   Fiber,
+  FiberRef,
   Layer,
-  Metric,
   ParseResult,
+  Random,
   Redacted,
   Schema,
   Stream
@@ -256,26 +260,38 @@ const decodeFailure = (name: string, reason: "Transform" | "InvalidResponse") =>
     }`
   })
 
-const buildWith = <In>(name: string, builder: RequestBuilder<In>, input: In) =>
+const invalidRequest = (name: string, defect: unknown) =>
+  new TargetError.PermanentError({ target: name, reason: "InvalidRequest", message: `${name}: ${String(defect)}` })
+
+// A builder that throws, or whose effect dies, gives a PermanentError; a ParseError becomes one.
+const buildWith = <In>(
+  name: string,
+  builder: RequestBuilder<In>,
+  input: In
+): Effect.Effect<HttpClientRequest.HttpClientRequest, TargetError.PermanentError> =>
   Effect.suspend(() => {
-    const built = builder(input)
-    return Effect.isEffect(built) ? built : Effect.succeed(built)
-  }).pipe(
-    Effect.catchAllDefect((defect) =>
-      Effect.fail(
-        new TargetError.PermanentError({ target: name, reason: "InvalidRequest", message: `${name}: ${String(defect)}` })
-      )
-    ),
-    Effect.mapError((error) =>
-      ParseResult.isParseError(error) ? decodeFailure(name, "Transform")(error) : error
+    let built: ReturnType<RequestBuilder<In>>
+    try {
+      built = builder(input)
+    } catch (defect) {
+      return Effect.fail(invalidRequest(name, defect))
+    }
+    if (!Effect.isEffect(built)) return Effect.succeed(built)
+    return built.pipe(
+      Effect.catchAllDefect((defect) => Effect.fail(invalidRequest(name, defect))),
+      Effect.mapError((error) => ParseResult.isParseError(error) ? decodeFailure(name, "Transform")(error) : error)
     )
-  )
+  })
 
 const textDecoder = new TextDecoder()
 
 /** Reads a body up to `max` bytes; a larger one is drained and dropped. Always consumes it. */
-const readBody = (response: HttpClientResponse.HttpClientResponse, max: number) => {
-  const length = Number(response.headers["content-length"])
+const readBody = (
+  response: HttpClientResponse.HttpClientResponse,
+  headers: Readonly<Record<string, string>>,
+  max: number
+) => {
+  const length = Number(headers["content-length"])
   if (Number.isFinite(length) && length <= max) {
     return Effect.map(response.arrayBuffer, (buffer) => textDecoder.decode(buffer))
   }
@@ -317,18 +333,59 @@ const isBreakerFailure = (error: TargetError.DeliveryError): boolean =>
 const isLocalRefusal = (error: TargetError.DeliveryError): boolean =>
   error._tag === "CircuitOpenError" || error._tag === "BulkheadRejectedError" || error._tag === "RateLimitedError"
 
-/** Counters tagged by outcome, built once per outcome label (tagging allocates). */
-const byOutcome = (metric: Metric.Metric.Counter<number>) => {
-  const tagged = new Map<string, Metric.Metric.Counter<number>>()
-  return (outcome: string) => {
+/** Per-outcome counters of one target, each with its labels fixed once (see `Metrics.labelled`). */
+const byOutcome = (metric: Metrics.Labelled<number>) => {
+  const tagged = new Map<string, Metrics.Labelled<number>>()
+  return (outcome: string, fiberLabels: ReadonlyArray<MetricLabel.MetricLabel>): void => {
     let counter = tagged.get(outcome)
     if (counter === undefined) {
-      counter = Metric.tagged(metric, "outcome", outcome)
+      counter = metric.tagged("outcome", outcome)
       tagged.set(outcome, counter)
     }
-    return Metric.increment(counter)
+    counter.unsafeUpdate(1, fiberLabels)
   }
 }
+
+/** The labels a metric update made by this fiber gets (`Effect.labelMetrics`). */
+const metricLabels = (fiber: Fiber.RuntimeFiber<any, any>): ReadonlyArray<MetricLabel.MetricLabel> =>
+  fiber.getFiberRef(FiberRef.currentMetricLabels)
+
+const clockOf = (fiber: Fiber.RuntimeFiber<any, any>): Clock.Clock => Context.get(fiber.currentDefaultServices, Clock.Clock)
+
+/** The class of Effect's live clock (`TestClock` is another). */
+const LiveClock = Clock.make().constructor
+/** The longest delay `setTimeout` takes (Effect's live clock treats longer ones as never). */
+const maxTimerMillis = 2 ** 31 - 1
+
+/**
+ * Waits for `fiber`'s exit, or gives `undefined` once `duration` has passed. Under the live
+ * clock: one `Effect.async` that observes the fiber and holds a timer (no other fiber). Under
+ * any other clock (`TestClock`): the fiber's `await` raced with `Effect.sleep`.
+ */
+const awaitWithin = <A, E>(
+  fiber: Fiber.RuntimeFiber<A, E>,
+  duration: Duration.Duration,
+  millis: number
+): Effect.Effect<Exit.Exit<A, E> | undefined> =>
+  Effect.clockWith((clock) =>
+    clock.constructor === LiveClock && millis <= maxTimerMillis
+      ? Effect.async<Exit.Exit<A, E> | undefined>((resume) => {
+        const onExit = (exit: Exit.Exit<A, E>) => {
+          clearTimeout(timer)
+          resume(Effect.succeed(exit))
+        }
+        const timer = setTimeout(() => {
+          fiber.removeObserver(onExit)
+          resume(Effect.succeed(undefined))
+        }, millis)
+        fiber.addObserver(onExit)
+        return Effect.sync(() => {
+          clearTimeout(timer)
+          fiber.removeObserver(onExit)
+        })
+      })
+      : Effect.raceFirst(fiber.await, Effect.interruptible(Effect.as(Effect.sleep(duration), undefined)))
+  )
 
 /**
  * `Effect.timeoutFail`, but interruptible from outside. In effect 3.22 `Effect.timeout*` holds
@@ -337,23 +394,22 @@ const byOutcome = (metric: Metric.Metric.Counter<number>) => {
  * interrupting deliveries until their deadline. Here `self` runs in a fiber of its own: the
  * caller waits for it or for the timer, interruptibly; on timeout or on the caller's
  * interruption, `self` is interrupted and awaited (so `finishOnInterrupt` still holds).
+ *
+ * It forks one fiber (`self`'s); the wait is {@link awaitWithin}.
  */
-const timeoutFail = <E2>(options: { readonly duration: Duration.DurationInput; readonly onTimeout: () => E2 }) =>
-<A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | E2, R> =>
-  Effect.uninterruptibleMask((restore) =>
-    Effect.flatMap(Effect.fork(restore(self)), (fiber) =>
-      restore(
-        Effect.raceFirst(
-          fiber.await,
-          Effect.interruptible(Effect.as(Effect.sleep(options.duration), undefined))
-        )
-      ).pipe(
-        Effect.onInterrupt(() => Fiber.interrupt(fiber)),
-        Effect.flatMap((exit): Effect.Effect<A, E | E2> =>
-          exit === undefined ? Effect.zipRight(Fiber.interrupt(fiber), Effect.fail(options.onTimeout())) : exit
-        )
-      ))
-  )
+const timeoutFail = <E2>(duration: Duration.Duration, onTimeout: () => E2) => {
+  const millis = Duration.toMillis(duration)
+  return <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | E2, R> =>
+    Effect.uninterruptibleMask((restore) =>
+      Effect.flatMap(Effect.fork(restore(self)), (fiber) =>
+        restore(awaitWithin(fiber, duration, millis)).pipe(
+          Effect.onInterrupt(() => Fiber.interrupt(fiber)),
+          Effect.flatMap((exit): Effect.Effect<A, E | E2> =>
+            exit === undefined ? Effect.zipRight(Fiber.interrupt(fiber), Effect.fail(onTimeout())) : exit
+          )
+        ))
+    )
+}
 
 /** Forks `effect` so that interrupting the caller waits for it to finish instead of cutting it short. */
 const finishOnInterrupt = <A, E>(effect: Effect.Effect<A, E>): Effect.Effect<A, E> =>
@@ -361,7 +417,35 @@ const finishOnInterrupt = <A, E>(effect: Effect.Effect<A, E>): Effect.Effect<A, 
     Effect.onInterrupt(Effect.flatten(fiber.await), () => fiber.await))
 
 /**
+ * The `captureStackTrace` option for the spans opened at one place in this module: the stack
+ * line (the caller of `spanTrace`) is taken once, where `Effect.withSpan` would otherwise
+ * create an `Error` on every call to find its caller.
+ */
+const spanTrace = (): (() => string | undefined) => {
+  const limit = Error.stackTraceLimit
+  Error.stackTraceLimit = 2
+  const error = new Error()
+  Error.stackTraceLimit = limit
+  let line: string | undefined | null = null
+  return () => {
+    if (line === null) line = error.stack?.split("\n")[2]?.trim()
+    return line
+  }
+}
+
+/** What `runAttempts` gives on success. */
+interface Attempted<X> {
+  readonly attempts: number
+  readonly durationMs: number
+  readonly value: X
+}
+
+/**
  * Builds the run-time of a target over a given `HttpClient` (what its `layer` does).
+ *
+ * The hot path (`deliver`, one attempt that succeeds) is written with plain combinators, reads
+ * the clock and the metric labels synchronously from the fiber, and updates metrics whose
+ * registry keys are resolved once; the policy is the one `Policy` documents.
  *
  * @since 0.1.0
  * @category constructors
@@ -380,14 +464,31 @@ export const makeRuntime = <P, A, PI>(
     const decodeResponse = options.response ? Schema.decodeUnknown(options.response) : undefined
     const signingKey = options.signingSecret !== undefined ? Signing.keyOf(options.signingSecret) : undefined
     const timeoutMs = Duration.toMillis(policy.timeout)
-    const attemptsMetric = Metrics.attempts.pipe(Metric.tagged("target", name))
-    const latencyMetric = Metrics.attemptLatency.pipe(Metric.tagged("target", name))
-    const deliveriesMetric = Metrics.deliveries.pipe(Metric.tagged("target", name))
-    const retriesMetric = Metrics.retries.pipe(Metric.tagged("target", name))
-    const inFlightMetric = Metrics.inFlight.pipe(Metric.tagged("target", name))
-    const countAttempt = byOutcome(attemptsMetric)
-    const countDelivery = byOutcome(deliveriesMetric)
+    const deadlineMs = Duration.toMillis(policy.deadline)
+    const maxDelayMs = Duration.toMillis(policy.retry.maxDelay)
+    const latencyMetric = Metrics.labelled(Metrics.attemptLatency, "target", name)
+    const retriesMetric = Metrics.labelled(Metrics.retries, "target", name)
+    const inFlightMetric = Metrics.labelled(Metrics.inFlight, "target", name)
+    const countAttempt = byOutcome(Metrics.labelled(Metrics.attempts, "target", name))
+    const countDelivery = byOutcome(Metrics.labelled(Metrics.deliveries, "target", name))
     const idempotencyKey = (event: Event.Any) => `${event.id}:${name}`
+    const runTrace = spanTrace()
+    const attemptTrace = spanTrace()
+
+    const attemptTimeout = timeoutFail(policy.timeout, () =>
+      new TargetError.TimeoutError({
+        target: name,
+        scope: "attempt",
+        timeout: timeoutMs,
+        message: `${name}: no answer within ${timeoutMs} ms`
+      }))
+    const deadlineTimeout = timeoutFail(policy.deadline, () =>
+      new TargetError.TimeoutError({
+        target: name,
+        scope: "deadline",
+        timeout: deadlineMs,
+        message: `${name}: delivery deadline of ${deadlineMs} ms passed`
+      }))
 
     const toEvent = (event: Event.Any): Effect.Effect<Event.Event<string, P>, TargetError.PermanentError> =>
       decodePayload === undefined
@@ -400,74 +501,99 @@ export const makeRuntime = <P, A, PI>(
     const classify = (info: ResponseInfo): Classification =>
       options.classify?.(info) ?? TargetError.classifyStatus(info.status)
 
+    // A non-success answer: honour its Retry-After (429/503) in the rate limiter, then fail.
+    const refused = (
+      clock: Clock.Clock,
+      status: number,
+      headers: Readonly<Record<string, string>>,
+      body: string | undefined,
+      verdict: "transient" | "permanent"
+    ): Effect.Effect<never, TargetError.DeliveryError> => {
+      const wait = parseRetryAfter(headers, clock.unsafeCurrentTimeMillis(), status)
+      const detail = body !== undefined && body.length > 0 ? body.slice(0, 200) : undefined
+      const message = `${name} answered HTTP ${status}${detail ? `: ${detail}` : ""}`
+      const fail = Effect.failSync((): TargetError.DeliveryError =>
+        verdict === "transient"
+          ? new TargetError.TransientError({
+            target: name,
+            reason: "Status",
+            status,
+            message,
+            ...(wait !== undefined ? { retryAfter: wait } : {})
+          })
+          : new TargetError.PermanentError({ target: name, reason: "Status", status, message })
+      )
+      return wait !== undefined && wait > 0 && (status === 429 || status === 503)
+        ? Effect.zipRight(limiter.pauseFor(Math.min(wait, maxDelayMs)), fail)
+        : fail
+    }
+
     // One exchange on the wire: send, read (or drain) the body, classify, decode.
     const exchange = (
       request: HttpClientRequest.HttpClientRequest,
       key: string,
       decode: boolean
     ): Effect.Effect<Answer<any>, TargetError.DeliveryError> =>
-      Effect.gen(function*() {
+      attemptTimeout(Effect.withFiberRuntime<Answer<any>, TargetError.DeliveryError>((fiber) => {
+        const clock = clockOf(fiber)
         let req = HttpClientRequest.setHeader(request, "idempotency-key", key)
         if (signingKey !== undefined) {
           const body = request.body
           const bytes = body._tag === "Uint8Array" ? body.body : body._tag === "Empty" ? "" : undefined
           if (bytes === undefined) {
-            return yield* new TargetError.PermanentError({
-              target: name,
-              reason: "InvalidRequest",
-              message: `${name}: only in-memory bodies can be signed (got ${body._tag})`
-            })
+            return Effect.fail(
+              new TargetError.PermanentError({
+                target: name,
+                reason: "InvalidRequest",
+                message: `${name}: only in-memory bodies can be signed (got ${body._tag})`
+              })
+            )
           }
-          const now = yield* Clock.currentTimeMillis
+          const now = clock.unsafeCurrentTimeMillis()
           req = HttpClientRequest.setHeaders(req, Signing.sign(signingKey, key, Math.floor(now / 1000), bytes))
         }
-        const started = yield* Clock.currentTimeMillis
-        const response = yield* client.execute(req).pipe(Effect.mapError((e) => transportError(name, e)))
-        const body = yield* readBody(response, policy.maxResponseBytes).pipe(
-          Effect.mapError((e) => transportError(name, e))
-        )
-        const info: ResponseInfo = { status: response.status, headers: response.headers, body }
-        const verdict = classify(info)
-        if (verdict !== "success") {
-          const now = yield* Clock.currentTimeMillis
-          const wait = parseRetryAfter(response.headers, now, response.status)
-          if (wait !== undefined && wait > 0 && (response.status === 429 || response.status === 503)) {
-            yield* limiter.pauseFor(Math.min(wait, Duration.toMillis(policy.retry.maxDelay)))
+        const started = clock.unsafeCurrentTimeMillis()
+        return Effect.flatMap(
+          Effect.mapError(client.execute(req), (e) => transportError(name, e)),
+          (response) => {
+            // Read once: each read of `headers` builds them anew.
+            const headers = response.headers
+            return Effect.flatMap(
+              Effect.mapError(readBody(response, headers, policy.maxResponseBytes), (e) => transportError(name, e)),
+              (body): Effect.Effect<Answer<any>, TargetError.DeliveryError> => {
+                const status = response.status
+                const verdict = classify({ status, headers, body })
+                if (verdict !== "success") return refused(clock, status, headers, body, verdict)
+                const loose = parseJsonLoose(body, headers["content-type"])
+                const answer = (decoded: unknown): Answer<any> => {
+                  latencyMetric.unsafeUpdate((clock.unsafeCurrentTimeMillis() - started) / 1000, metricLabels(fiber))
+                  return { status, response: decoded, body: loose }
+                }
+                return decode && decodeResponse !== undefined
+                  ? Effect.map(Effect.mapError(decodeResponse(loose), decodeFailure(name, "InvalidResponse")), answer)
+                  : Effect.sync(() => answer(loose))
+              }
+            )
           }
-          const detail = body !== undefined && body.length > 0 ? body.slice(0, 200) : undefined
-          return yield* verdict === "transient"
-            ? new TargetError.TransientError({
-              target: name,
-              reason: "Status",
-              status: response.status,
-              message: `${name} answered HTTP ${response.status}${detail ? `: ${detail}` : ""}`,
-              ...(wait !== undefined ? { retryAfter: wait } : {})
-            })
-            : new TargetError.PermanentError({
-              target: name,
-              reason: "Status",
-              status: response.status,
-              message: `${name} answered HTTP ${response.status}${detail ? `: ${detail}` : ""}`
-            })
-        }
-        const loose = parseJsonLoose(body, response.headers["content-type"])
-        const decoded = decode && decodeResponse !== undefined
-          ? yield* decodeResponse(loose).pipe(Effect.mapError(decodeFailure(name, "InvalidResponse")))
-          : loose
-        yield* Metric.update(latencyMetric, ((yield* Clock.currentTimeMillis) - started) / 1000)
-        return { status: response.status, response: decoded, body: loose }
-      }).pipe(
-        timeoutFail({
-          duration: policy.timeout,
-          onTimeout: () =>
-            new TargetError.TimeoutError({
-              target: name,
-              scope: "attempt",
-              timeout: timeoutMs,
-              message: `${name}: no answer within ${timeoutMs} ms`
-            })
-        })
-      )
+        )
+      }))
+
+    // Counts the attempt in flight (the gauge), from its start to its end.
+    const inFlight = <X>(effect: Effect.Effect<X, TargetError.DeliveryError>) =>
+      Effect.suspend(() => {
+        let labels: ReadonlyArray<MetricLabel.MetricLabel> | undefined
+        return Effect.onExit(
+          Effect.withFiberRuntime<X, TargetError.DeliveryError>((fiber) => {
+            labels = metricLabels(fiber)
+            inFlightMetric.unsafeModify(1, labels)
+            return effect
+          }),
+          () => {
+            if (labels !== undefined) inFlightMetric.unsafeModify(-1, labels)
+            return Effect.void
+          }
+        )
+      })
 
     // A bulkhead permit, then a rate-limit token, then breaker admission right before the
     // exchange: admitted first, a request that waited in the queue or for a token could go
@@ -476,123 +602,132 @@ export const makeRuntime = <P, A, PI>(
       bulkhead.run(
         Effect.zipRight(
           limiter.take,
-          breaker.run(
-            Metric.increment(inFlightMetric).pipe(
-              Effect.zipRight(protect ? finishOnInterrupt(effect) : effect),
-              Effect.ensuring(Metric.incrementBy(inFlightMetric, -1))
-            ),
-            isBreakerFailure
-          )
+          breaker.run(inFlight(protect ? finishOnInterrupt(effect) : effect), isBreakerFailure)
         )
       )
 
+    // The attempts of one delivery: the first, then retries as `Retry.decide` says (what the
+    // `Retry.schedule` driver of `Effect.retry` does, without building a schedule driver per
+    // delivery), all under the deadline.
     const runAttempts = <X>(
       attemptOnce: (n: number) => Effect.Effect<X, TargetError.DeliveryError>,
       span: string,
       key: string
-    ) =>
-      Effect.gen(function*() {
-        const start = yield* Clock.currentTimeMillis
+    ): Effect.Effect<Attempted<X>, Outcome.Failed | Outcome.Skipped> =>
+      Effect.withFiberRuntime<Attempted<X>, Outcome.Failed | Outcome.Skipped>((fiber) => {
+        const clock = clockOf(fiber)
+        const labels = metricLabels(fiber)
+        const start = clock.unsafeCurrentTimeMillis()
         let attempts = 0
         let sent = 0
         const one = Effect.suspend(() => {
           attempts++
           const n = attempts
-          return attemptOnce(n).pipe(
-            Effect.tapBoth({
-              onFailure: (error) => {
-                if (!isLocalRefusal(error)) sent++
-                return countAttempt(TargetError.label(error))
-              },
-              onSuccess: () => {
-                sent++
-                return countAttempt("success")
+          return Effect.matchCauseEffect(attemptOnce(n), {
+            onFailure: (cause) => {
+              const failure = Cause.failureOption(cause)
+              if (failure._tag === "Some") {
+                if (!isLocalRefusal(failure.value)) sent++
+                countAttempt(TargetError.label(failure.value), labels)
               }
-            }),
-            Effect.withSpan("fanout.attempt", { attributes: { "fanout.target": name, "fanout.attempt": n } })
+              return Effect.failCause(cause)
+            },
+            onSuccess: (value) => {
+              sent++
+              countAttempt("success", labels)
+              return Effect.succeed(value)
+            }
+          }).pipe(
+            Effect.withSpan("fanout.attempt", {
+              attributes: { "fanout.target": name, "fanout.attempt": n },
+              captureStackTrace: attemptTrace
+            })
           )
         })
-        const result = yield* one.pipe(
-          Effect.retry(Retry.schedule(policy.retry, start)),
-          timeoutFail({
-            duration: policy.deadline,
-            onTimeout: () =>
-              new TargetError.TimeoutError({
-                target: name,
-                scope: "deadline",
-                timeout: Duration.toMillis(policy.deadline),
-                message: `${name}: delivery deadline of ${Duration.toMillis(policy.deadline)} ms passed`
-              })
-          }),
-          Effect.either
-        )
-        const durationMs = (yield* Clock.currentTimeMillis) - start
-        if (attempts > 1) yield* Metric.incrementBy(retriesMetric, attempts - 1)
-        if (result._tag === "Right") {
-          yield* countDelivery("delivered")
-          return { attempts, durationMs, value: result.right }
-        }
-        const error = result.left
-        const outcome = sent === 0 && isLocalRefusal(error) ? "Skipped" as const : "Failed" as const
-        yield* countDelivery(outcome === "Skipped" ? "skipped" : "failed")
-        return yield* Effect.fail({ _tag: outcome, target: name, attempts, durationMs, error })
-      }).pipe(Effect.withSpan(span, { attributes: { "fanout.target": name, "fanout.idempotency_key": key } }))
-
-    const attempt = (event: Event.Any, _n: number) =>
-      Effect.flatMap(toEvent(event), (typed) =>
-        Effect.flatMap(buildWith(name, options.request, typed), (request) =>
-          guarded(exchange(request, idempotencyKey(event), true), false)))
-
-    const deliver = (event: Event.Any, hooks: DeliverOptions<A> = {}) =>
-      Effect.gen(function*() {
-        const key = idempotencyKey(event)
-        const prepared = yield* toEvent(event).pipe(
-          Effect.flatMap((typed) => buildWith(name, options.request, typed)),
-          Effect.either
-        )
-        if (prepared._tag === "Left") {
-          yield* countAttempt(TargetError.label(prepared.left))
-          return yield* Effect.fail<Outcome.Failed>({
-            _tag: "Failed",
-            target: name,
-            attempts: 0,
-            durationMs: 0,
-            error: prepared.left
+        const retry = (error: TargetError.DeliveryError): Effect.Effect<X, TargetError.DeliveryError> => {
+          const now = clock.unsafeCurrentTimeMillis()
+          return Effect.flatMap(Random.next, (random) => {
+            const decision = Retry.decide(policy.retry, { attempts, elapsed: now - start, error, random })
+            if (decision._tag === "GiveUp") return Effect.fail(error)
+            return decision.delay > 0 ? Effect.zipRight(Effect.sleep(Duration.millis(decision.delay)), loop) : loop
           })
         }
-        const request = prepared.right
-        const onDelivered = hooks.onDelivered
-        const started = yield* Clock.currentTimeMillis
-        const result = yield* runAttempts(
-          (n) =>
-            guarded(
-              onDelivered === undefined
-                ? exchange(request, key, true)
-                : Effect.tap(exchange(request, key, true), (answer) =>
-                  Effect.flatMap(Clock.currentTimeMillis, (now) =>
-                    onDelivered({
-                      _tag: "Delivered",
-                      target: name,
-                      attempts: n,
-                      status: answer.status,
-                      durationMs: now - started,
-                      response: answer.response as A
-                    }))),
-              hooks.finishInFlight === true
-            ),
-          "fanout.deliver",
-          key
-        )
-        const delivered: Outcome.Delivered<A> = {
-          _tag: "Delivered",
-          target: name,
-          attempts: result.attempts,
-          status: result.value.status,
-          durationMs: result.durationMs,
-          response: result.value.response as A
-        }
-        return delivered
+        const loop: Effect.Effect<X, TargetError.DeliveryError> = Effect.catchAll(one, retry)
+        return Effect.matchEffect(deadlineTimeout(loop), {
+          onSuccess: (value) => {
+            const durationMs = clock.unsafeCurrentTimeMillis() - start
+            if (attempts > 1) retriesMetric.unsafeUpdate(attempts - 1, labels)
+            countDelivery("delivered", labels)
+            return Effect.succeed({ attempts, durationMs, value })
+          },
+          onFailure: (error) => {
+            const durationMs = clock.unsafeCurrentTimeMillis() - start
+            if (attempts > 1) retriesMetric.unsafeUpdate(attempts - 1, labels)
+            const outcome = sent === 0 && isLocalRefusal(error) ? "Skipped" as const : "Failed" as const
+            countDelivery(outcome === "Skipped" ? "skipped" : "failed", labels)
+            return Effect.fail({ _tag: outcome, target: name, attempts, durationMs, error })
+          }
+        })
+      }).pipe(
+        Effect.withSpan(span, {
+          attributes: { "fanout.target": name, "fanout.idempotency_key": key },
+          captureStackTrace: runTrace
+        })
+      )
+
+    const prepare = (event: Event.Any) => Effect.flatMap(toEvent(event), (typed) => buildWith(name, options.request, typed))
+
+    const attempt = (event: Event.Any, _n: number) =>
+      Effect.flatMap(prepare(event), (request) => guarded(exchange(request, idempotencyKey(event), true), false))
+
+    const deliver = (
+      event: Event.Any,
+      hooks: DeliverOptions<A> = {}
+    ): Effect.Effect<Outcome.Delivered<A>, Outcome.Failed | Outcome.Skipped> => {
+      const key = idempotencyKey(event)
+      const protect = hooks.finishInFlight === true
+      const onDelivered = hooks.onDelivered
+      const delivered = (result: Attempted<Answer<any>>): Outcome.Delivered<A> => ({
+        _tag: "Delivered",
+        target: name,
+        attempts: result.attempts,
+        status: result.value.status,
+        durationMs: result.durationMs,
+        response: result.value.response as A
       })
+      return Effect.matchEffect(prepare(event), {
+        onFailure: (error) =>
+          Effect.withFiberRuntime<never, Outcome.Failed>((fiber) => {
+            countAttempt(TargetError.label(error), metricLabels(fiber))
+            return Effect.fail({ _tag: "Failed", target: name, attempts: 0, durationMs: 0, error })
+          }),
+        onSuccess: (request) =>
+          onDelivered === undefined
+            ? Effect.map(runAttempts(() => guarded(exchange(request, key, true), protect), "fanout.deliver", key), delivered)
+            : Effect.flatMap(Clock.currentTimeMillis, (started) =>
+              Effect.map(
+                runAttempts(
+                  (n) =>
+                    guarded(
+                      Effect.tap(exchange(request, key, true), (answer) =>
+                        Effect.flatMap(Clock.currentTimeMillis, (now) =>
+                          onDelivered({
+                            _tag: "Delivered",
+                            target: name,
+                            attempts: n,
+                            status: answer.status,
+                            durationMs: now - started,
+                            response: answer.response as A
+                          }))),
+                      protect
+                    ),
+                  "fanout.deliver",
+                  key
+                ),
+                delivered
+              ))
+      })
+    }
 
     const compensate = (event: Event.Any, response: A) =>
       Effect.gen(function*() {

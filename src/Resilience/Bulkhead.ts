@@ -31,7 +31,7 @@ export interface Bulkhead {
 export const make = (target: string, options: BulkheadOptions): Effect.Effect<Bulkhead> =>
   Effect.gen(function*() {
     const semaphore = yield* Effect.makeSemaphore(options.permits)
-    // Plain counters: mutated only inside Effect.sync, on the single JS thread.
+    // Plain counters, mutated synchronously (single JS thread) in uninterruptible regions.
     let inFlight = 0
     let waiting = 0
     const reject = new BulkheadRejectedError({
@@ -46,15 +46,20 @@ export const make = (target: string, options: BulkheadOptions): Effect.Effect<Bu
           Effect.suspend((): Effect.Effect<A, E | BulkheadRejectedError, R> => {
             if (inFlight >= options.permits && waiting >= options.queue) return Effect.fail(reject)
             waiting++
-            return restore(semaphore.take(1)).pipe(
-              Effect.ensuring(Effect.sync(() => waiting--)),
-              Effect.zipRight(Effect.sync(() => inFlight++)),
-              Effect.zipRight(
-                restore(effect).pipe(
-                  Effect.ensuring(Effect.sync(() => inFlight--).pipe(Effect.zipRight(semaphore.release(1))))
-                )
-              )
-            )
+            return Effect.matchCauseEffect(restore(semaphore.take(1)), {
+              onFailure: (cause) => {
+                waiting--
+                return Effect.failCause(cause)
+              },
+              onSuccess: () => {
+                waiting--
+                inFlight++
+                return Effect.onExit(restore(effect), () => {
+                  inFlight--
+                  return semaphore.release(1)
+                })
+              }
+            })
           })
         ),
       inFlight: Effect.sync(() => inFlight),

@@ -7,7 +7,7 @@
  *
  * @since 0.1.0
  */
-import { Clock, Duration, Effect, Exit, Stream, SubscriptionRef } from "effect"
+import { Duration, Effect, Exit, Stream, SubscriptionRef } from "effect"
 import { CircuitOpenError } from "../TargetError.js"
 import type { CircuitBreakerOptions } from "./Policy.js"
 
@@ -64,13 +64,18 @@ export const make = (target: string, options: CircuitBreakerOptions | undefined)
     // Sliding window of recent outcomes for the ratio rule: [time, failed].
     let samples: Array<readonly [number, boolean]> = []
 
+    // The state, readable synchronously. It is written only inside the `SubscriptionRef`'s update
+    // functions (so `changes` sees every transition, in order); a closed breaker's admissions
+    // and successes, which change nothing, never touch the `SubscriptionRef`.
+    let current: State = closed
+
     const open = (now: number): State => {
       samples = []
       return { _tag: "Open", openedAt: now, until: now + resetAfter }
     }
 
     // Admission: returns whether this call is a half-open probe, or fails when open.
-    const admit = Effect.flatMap(Clock.currentTimeMillis, (now) =>
+    const admitSlow = (now: number) =>
       SubscriptionRef.modify(ref, (state): readonly [CircuitOpenError | "closed" | "probe", State] => {
         switch (state._tag) {
           case "Closed":
@@ -86,62 +91,84 @@ export const make = (target: string, options: CircuitBreakerOptions | undefined)
                 state
               ]
             }
-            return ["probe", { _tag: "HalfOpen", probes: 1, successes: 0 }]
+            return ["probe", (current = { _tag: "HalfOpen", probes: 1, successes: 0 })]
           case "HalfOpen":
             if (state.probes < options.halfOpenProbes) {
-              return ["probe", { ...state, probes: state.probes + 1 }]
+              return ["probe", (current = { ...state, probes: state.probes + 1 })]
             }
             return [
               new CircuitOpenError({ target, message: `${target}: circuit half-open, probes in flight` }),
               state
             ]
         }
-      }).pipe(Effect.flatMap((r) => typeof r === "string" ? Effect.succeed(r) : Effect.fail(r))))
+      }).pipe(Effect.flatMap((r) => typeof r === "string" ? Effect.succeed(r) : Effect.fail(r)))
 
-    const record = (kind: "closed" | "probe", outcome: "success" | "failure" | "ignored") =>
-      Effect.flatMap(Clock.currentTimeMillis, (now) =>
-        SubscriptionRef.update(ref, (state): State => {
-          if (kind === "probe") {
-            if (state._tag !== "HalfOpen") return state
-            if (outcome === "failure") return open(now)
-            if (outcome === "ignored") return { ...state, probes: state.probes - 1 }
-            const successes = state.successes + 1
-            return successes >= options.halfOpenProbes ? closed : { ...state, successes }
+    const admitted = Effect.succeed("closed" as const)
+    const admit = Effect.clockWith((clock) =>
+      current._tag === "Closed" ? admitted : admitSlow(clock.unsafeCurrentTimeMillis())
+    )
+
+    // Records a sample for the ratio rule (closed state only).
+    const sample = (now: number, failed: boolean) => {
+      samples.push([now, failed])
+      const from = now - windowMs
+      if (samples.length > 0 && samples[0]![0] < from) samples = samples.filter(([t]) => t >= from)
+    }
+
+    const next = (kind: "closed" | "probe", outcome: "success" | "failure", state: State, now: number): State => {
+      if (kind === "probe") {
+        if (state._tag !== "HalfOpen") return state
+        if (outcome === "failure") return open(now)
+        const successes = state.successes + 1
+        return successes >= options.halfOpenProbes ? closed : { ...state, successes }
+      }
+      if (state._tag !== "Closed") return state
+      if (ratio) sample(now, outcome === "failure")
+      if (outcome === "success") return state.consecutiveFailures === 0 ? state : closed
+      const consecutiveFailures = state.consecutiveFailures + 1
+      if (consecutiveFailures >= options.failureThreshold) return open(now)
+      if (ratio && samples.length >= ratio.minimumRequests) {
+        const failures = samples.reduce((n, [, failed]) => n + (failed ? 1 : 0), 0)
+        if (failures / samples.length >= ratio.threshold) return open(now)
+      }
+      return { _tag: "Closed", consecutiveFailures }
+    }
+
+    const record = (kind: "closed" | "probe", outcome: "success" | "failure" | "ignored"): Effect.Effect<void> => {
+      // Changes nothing: an ignored result of a non-probe.
+      if (kind === "closed" && outcome === "ignored") return Effect.void
+      return Effect.clockWith((clock) => {
+        const now = clock.unsafeCurrentTimeMillis()
+        // Fast path: a success while closed with no failures counted leaves the state as it is.
+        if (kind === "closed" && outcome === "success" && current._tag === "Closed" && current.consecutiveFailures === 0) {
+          if (ratio) sample(now, false)
+          return Effect.void
+        }
+        return SubscriptionRef.update(ref, (state): State => {
+          if (outcome === "ignored") {
+            // Only probes get here: give the probe's slot back.
+            return (current = state._tag === "HalfOpen" ? { ...state, probes: state.probes - 1 } : state)
           }
-          if (state._tag !== "Closed" || outcome === "ignored") return state
-          if (ratio) {
-            samples.push([now, outcome === "failure"])
-            const from = now - windowMs
-            if (samples.length > 0 && samples[0]![0] < from) samples = samples.filter(([t]) => t >= from)
-          }
-          if (outcome === "success") return state.consecutiveFailures === 0 ? state : closed
-          const consecutiveFailures = state.consecutiveFailures + 1
-          if (consecutiveFailures >= options.failureThreshold) return open(now)
-          if (ratio && samples.length >= ratio.minimumRequests) {
-            const failures = samples.reduce((n, [, failed]) => n + (failed ? 1 : 0), 0)
-            if (failures / samples.length >= ratio.threshold) return open(now)
-          }
-          return { _tag: "Closed", consecutiveFailures }
-        }))
+          return (current = next(kind, outcome, state, now))
+        })
+      })
+    }
 
     return {
       run: <A, E, R>(effect: Effect.Effect<A, E, R>, isFailure: (error: E) => boolean) =>
         Effect.uninterruptibleMask((restore) =>
           Effect.flatMap(admit, (kind) =>
-            restore(effect).pipe(
-              Effect.onExit((exit) =>
-                record(
-                  kind,
-                  Exit.isSuccess(exit)
-                    ? "success"
-                    : Exit.isInterrupted(exit)
-                    ? "ignored"
-                    : exit.cause._tag === "Fail" && isFailure(exit.cause.error)
-                    ? "failure"
-                    : "ignored"
-                )
-              )
-            ))
+            Effect.onExit(restore(effect), (exit) =>
+              record(
+                kind,
+                Exit.isSuccess(exit)
+                  ? "success"
+                  : Exit.isInterrupted(exit)
+                  ? "ignored"
+                  : exit.cause._tag === "Fail" && isFailure(exit.cause.error)
+                  ? "failure"
+                  : "ignored"
+              )))
         ),
       state: SubscriptionRef.get(ref),
       changes: ref.changes

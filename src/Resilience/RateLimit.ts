@@ -38,7 +38,8 @@ export const make = (
     const maxWait = Duration.toMillis(options ? options.maxWait : maxWaitWhenPaused)
     // Theoretical arrival time of the next request (GCRA). A pause pushes it forward.
     let tat = 0
-    const take = Effect.flatMap(Clock.currentTimeMillis, (now) => {
+    const take = Effect.clockWith((clock) => {
+      const now = clock.unsafeCurrentTimeMillis()
       const base = Math.max(tat, now)
       const wait = Math.max(0, base - tolerance - now)
       if (wait > maxWait) {
