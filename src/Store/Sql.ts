@@ -7,8 +7,13 @@
  * - **Own transactions** (`BEGIN IMMEDIATE` on SQLite, so a write never starts as a reader and fails
  *   with `SQLITE_BUSY_SNAPSHOT`; `BEGIN` on PostgreSQL) with typed commit errors.
  * - **Group commit** (SQLite): enqueue, claim, finish, extendLease and release are queued and one writer
- *   fiber commits whatever has accumulated in one transaction (one fsync), each operation inside its own
- *   savepoint so one failure does not sink the others. Callers are answered only after the commit.
+ *   fiber commits whatever has accumulated in one transaction (one fsync). The operations first run one
+ *   after another with no savepoints; if one fails, the transaction rolls back and the batch runs again
+ *   with each operation inside its own savepoint, so one failure does not sink the others. Callers are
+ *   answered only after the commit.
+ * - **Constant SQL on the hot paths** (SQLite enqueue, claim, finish, extendLease): fixed statement
+ *   texts with `?` parameters, run straight on the transaction's connection, so the client's
+ *   prepared-statement cache always hits and no statement is compiled, spanned or scoped per call.
  * - **Single statements** (PostgreSQL): claim (`FOR UPDATE SKIP LOCKED`), finish, extendLease and
  *   replay are one statement each, atomic on their own.
  * - **Joined transactions** (`joinTransactions: true`): an operation called inside an open
@@ -39,6 +44,7 @@ import {
   Duration,
   Effect,
   Exit,
+  FiberId,
   Option,
   Queue,
   Schedule,
@@ -245,10 +251,23 @@ const finalState = (next: Store.Next, now: number) => {
   }
 }
 
+/**
+ * A store operation: an effect over the SQL client (its statements find the transaction's
+ * connection in context), or — the SQLite hot paths — a function of the transaction's connection
+ * that runs constant SQL texts on it directly (no statement compilation, no span or scope per
+ * statement, and the client's prepared-statement cache always hits).
+ */
+type Op<A> =
+  | Effect.Effect<A, SqlError | Store.StoreError>
+  | ((conn: Connection) => Effect.Effect<A, SqlError | Store.StoreError>)
+
 interface Job {
-  readonly op: Effect.Effect<unknown, Store.StoreError>
+  readonly op: (conn: Connection) => Effect.Effect<unknown, Store.StoreError>
   readonly done: Deferred.Deferred<unknown, Store.StoreError>
 }
+
+/** Aborts a group commit's fast pass (see `runPlain`). */
+const againWithSavepoints = { _tag: "AgainWithSavepoints" } as const
 
 /**
  * Builds the store over the `SqlClient` in context: runs the migrations (under a lock, so several
@@ -284,6 +303,79 @@ export const make = (
       deliveries: sql(names.deliveries),
       attempts: sql(names.attempts)
     }
+    // SQLite hot paths: constant texts (the prepared-statement cache hits; no compilation per call).
+    const Q = {
+      events: `"${names.events}"`,
+      targets: `"${names.targets}"`,
+      deliveries: `"${names.deliveries}"`,
+      attempts: `"${names.attempts}"`
+    }
+    const text = {
+      insertEvent: `INSERT INTO ${Q.events} (id, type, envelope, enqueued_at) VALUES (?, ?, ?, ?)
+        ON CONFLICT (id) DO NOTHING RETURNING id`,
+      existing: `SELECT id, target, status FROM ${Q.deliveries} WHERE event_id = ? ORDER BY id`,
+      allTargets: `SELECT name FROM ${Q.targets} ORDER BY name`,
+      due: `SELECT d.id, d.event_id, d.target, d.attempts, d.first_attempt_at, d.enqueued_at,
+          d.after_targets, d.dependents, e.envelope
+        FROM ${Q.deliveries} d JOIN ${Q.events} e ON e.id = d.event_id
+        WHERE d.target = ? AND d.status IN ('pending', 'in_flight') AND d.waiting = 0 AND d.available_at <= ?
+        ORDER BY d.available_at, d.id LIMIT ?`,
+      take: `UPDATE ${Q.deliveries}
+        SET status = 'in_flight', lease = ? || ':' || id, available_at = ?, worker_id = ?, updated_at = ?
+        WHERE id IN (SELECT value FROM json_each(?))`,
+      attempt: `INSERT INTO ${Q.attempts}
+        (delivery_id, number, started_at, duration_ms, outcome, http_status, error_tag, message, retry_after_ms, lease, worker_id)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      // The dependents are among the event's few deliveries (the UNIQUE (event_id, target) index):
+      // those that list this target as an input and still wait. The unary `+` keeps SQLite's
+      // planner (which has no statistics) off the status indexes, which would visit every pending
+      // row of the outbox.
+      releaseDependents: `UPDATE ${Q.deliveries} SET waiting = waiting - 1, available_at = ?, updated_at = ?
+        WHERE event_id = ? AND +status = 'pending' AND waiting > 0
+          AND EXISTS (SELECT 1 FROM json_each(after_targets) WHERE json_each.value = ?)
+        RETURNING waiting`,
+      extend: `UPDATE ${Q.deliveries} SET available_at = ?, updated_at = ?
+        WHERE id = ? AND lease = ? AND status = 'in_flight' RETURNING id`
+    }
+    /** The fenced finish UPDATE, by whether the attempt failed and whether it delivered. */
+    const finishTexts = [false, true].map((failed) =>
+      [false, true].map((delivered) =>
+        `UPDATE ${Q.deliveries}
+        SET status = ?, attempts = attempts + 1, total_attempts = total_attempts + 1,
+            first_attempt_at = COALESCE(first_attempt_at, ?), available_at = ?, lease = NULL, dead_reason = ?,
+            finished_at = ?, updated_at = ?${failed ? ", last_error = ?, last_error_message = ?" : ""}${
+          delivered ? ", response = CASE WHEN dependents > 0 THEN ? ELSE NULL END" : ""
+        }
+        WHERE id = ? AND lease = ? AND status = 'in_flight'
+        RETURNING id, total_attempts, worker_id${delivered ? ", event_id, target, dependents" : ""}`
+      )
+    )
+    const memo = (build: (key: string) => string) => {
+      const cache = new Map<string, string>()
+      return (key: string) => {
+        let out = cache.get(key)
+        if (out === undefined) cache.set(key, out = build(key))
+        return out
+      }
+    }
+    const deliveryRows = memo((key) => {
+      const [n, piped] = key.split(":")
+      const row = piped === "1" ? "(?, ?, 'pending', 0, 0, ?, ?, ?, ?, ?, ?)" : "(?, ?, 'pending', 0, 0, ?, ?, ?)"
+      return `INSERT INTO ${Q.deliveries}
+        (event_id, target, status, attempts, total_attempts, available_at, enqueued_at, updated_at${
+        piped === "1" ? ", after_targets, waiting, dependents" : ""
+      })
+        VALUES ${Array.from({ length: Number(n) }, () => row).join(", ")} RETURNING id, target, status`
+    })
+    const insertDeliveries = (n: number, piped: boolean) => deliveryRows(`${n}:${piped ? 1 : 0}`)
+    const targetRows = memo((n) =>
+      `INSERT INTO ${Q.targets} (name) VALUES ${Array.from({ length: Number(n) }, () => "(?)").join(", ")}
+        ON CONFLICT (name) DO NOTHING`
+    )
+    const insertTargets = (n: number) => targetRows(String(n))
+    /** One statement on the transaction's connection, past `@effect/sql`'s per-statement machinery. */
+    const q = (conn: Connection, statement: string, params: ReadonlyArray<unknown>): Effect.Effect<ReadonlyArray<any>, SqlError> =>
+      conn.execute(statement, params, undefined)
     const channel = `${prefix}work`
     const signal = yield* makeSignal
     /** Targets known to be committed in the targets table (never removed, so safe to cache). */
@@ -335,33 +427,67 @@ export const make = (
     // ---- group commit (SQLite) ---------------------------------------------------------------
 
     const closedError = new Store.StoreError({ operation: "commit", reason: "Closed", message: "commit: the store was closed" })
-    let submit: (<A>(op: Effect.Effect<A, Store.StoreError>) => Effect.Effect<A, Store.StoreError>) | undefined
+    let submit: (<A>(op: Op<A>, operation: string) => Effect.Effect<A, Store.StoreError>) | undefined
     if (options.groupCommit !== undefined) {
       const maxBatch = Math.max(1, options.groupCommit.maxBatch ?? 512)
       const queue = yield* Queue.bounded<Job>(Math.max(1, options.groupCommit.maxPending ?? 10_000))
       let closed = false
-      const runJob = (conn: Connection) => (job: Job) =>
+      const runJob = (conn: Connection) => (job: Job): Effect.Effect<Exit.Exit<unknown, Store.StoreError>, SqlError> =>
         Effect.gen(function*() {
           yield* exec(conn, "SAVEPOINT fanout_op")
-          const exit = yield* Effect.exit(job.op)
+          const exit = yield* Effect.exit(job.op(conn))
           if (Exit.isFailure(exit)) yield* exec(conn, "ROLLBACK TO fanout_op")
           yield* exec(conn, "RELEASE fanout_op")
           return exit
         })
-      const runBatch = (jobs: ReadonlyArray<Job>) =>
+      /**
+       * The fast pass: every operation straight on the connection, no savepoints (three statements
+       * fewer per operation). An operation that fails aborts the pass: the transaction rolls back,
+       * and a batch of several operations runs again with a savepoint per operation (so one failure
+       * does not sink the others); a batch of one answers its failure. Operations only touch the
+       * database, so running them again after the rollback is safe.
+       */
+      const runPlain = (
+        conn: Connection,
+        jobs: ReadonlyArray<Job>
+      ): Effect.Effect<Array<Exit.Exit<unknown, Store.StoreError>>, Store.StoreError | typeof againWithSavepoints> =>
+        Effect.forEach(jobs, (job) =>
+          Effect.flatMap(
+            Effect.exit(job.op(conn)),
+            (exit): Effect.Effect<Exit.Exit<unknown, Store.StoreError>, Store.StoreError | typeof againWithSavepoints> =>
+              Exit.isSuccess(exit)
+                ? Effect.succeed(exit)
+                : jobs.length > 1
+                ? Effect.fail(againWithSavepoints)
+                : Effect.failCause(exit.cause)
+          ))
+      const inTransaction = (jobs: ReadonlyArray<Job>, savepoints: boolean) =>
         own(
           "commit",
           "write",
-          Effect.flatMap(SqlClient.TransactionConnection, ([conn]) => Effect.forEach(jobs, runJob(conn)))
+          Effect.flatMap(
+            SqlClient.TransactionConnection,
+            ([conn]): Effect.Effect<
+              Array<Exit.Exit<unknown, Store.StoreError>>,
+              SqlError | Store.StoreError | typeof againWithSavepoints
+            > => savepoints ? Effect.forEach(jobs, runJob(conn)) : runPlain(conn, jobs)
+          )
         ).pipe(
-          Effect.catchTag("SqlError", (error) => Effect.fail(fromSqlError("commit")(error))),
+          Effect.mapError((error) =>
+            error._tag === "SqlError" ? fromSqlError("commit")(error as SqlError) : error as Exclude<typeof error, SqlError>
+          )
+        )
+      const runBatch = (jobs: ReadonlyArray<Job>) =>
+        inTransaction(jobs, false).pipe(
+          Effect.catchIf((error) => error === againWithSavepoints, () => inTransaction(jobs, true)),
           Effect.exit,
           Effect.flatMap((exit) => {
             if (Exit.isSuccess(exit)) {
               countWrite(jobs.length)
               return Effect.forEach(jobs, (job, i) => Deferred.done(job.done, exit.value[i]!), { discard: true })
             }
-            return Effect.forEach(jobs, (job) => Deferred.failCause(job.done, exit.cause), { discard: true })
+            const cause = exit.cause as Cause.Cause<Store.StoreError>
+            return Effect.forEach(jobs, (job) => Deferred.failCause(job.done, cause), { discard: true })
           })
         )
       yield* Effect.addFinalizer(() =>
@@ -401,11 +527,15 @@ export const make = (
         yield* Effect.uninterruptible(runBatch(jobs))
         saturated = (yield* Queue.size(queue)) > 0
       }).pipe(Effect.forever, Effect.forkScoped)
-      submit = <A>(op: Effect.Effect<A, Store.StoreError>) =>
+      submit = <A>(op: Op<A>, operation: string) =>
         Effect.suspend(() => {
           if (closed) return Effect.fail(closedError)
-          return Effect.flatMap(Deferred.make<unknown, Store.StoreError>(), (done) =>
-            Effect.zipRight(Queue.offer(queue, { op, done }), Deferred.await(done)))
+          const lifted = lift(operation)
+          const job: Job = {
+            op: typeof op === "function" ? (conn) => lifted(op(conn)) : () => lifted(op),
+            done: Deferred.unsafeMake<unknown, Store.StoreError>(FiberId.none)
+          }
+          return Effect.zipRight(Queue.offer(queue, job), Deferred.await(job.done))
         }) as Effect.Effect<A, Store.StoreError>
     }
 
@@ -429,16 +559,28 @@ export const make = (
     const run = <A>(
       operation: string,
       kind: "batch" | "write" | "read" | "query",
-      op: Effect.Effect<A, SqlError | Store.StoreError>,
+      op: Op<A>,
       single = false
     ): Effect.Effect<A, Store.StoreError> => {
-      const lifted = lift(operation)(op)
+      // The group commit runs the operation on its writer fiber: nothing of the caller's context
+      // (a foreign transaction) reaches it, so it needs no detaching.
+      if (kind === "batch" && submit !== undefined && !options.joinTransactions) return submit(op, operation)
+      // A connection operation only runs where a transaction provides the connection (ours, the
+      // group commit's, or a joined one): it is only ever given as a write.
+      const lifted = lift(operation)(
+        typeof op === "function"
+          ? Effect.flatMap(SqlClient.TransactionConnection, ([conn]) => op(conn)) as Effect.Effect<
+            A,
+            SqlError | Store.StoreError
+          >
+          : op
+      )
       const alone: Effect.Effect<A, Store.StoreError> = kind === "query"
         ? lifted
         : kind === "read"
         ? own(operation, "read", lifted)
         : kind === "batch" && submit !== undefined
-        ? submit(lifted)
+        ? submit(op, operation)
         : pg && single
         ? Effect.tap(lifted, () => countWrite(1))
         : Effect.tap(own(operation, "write", lifted), () => countWrite(1))
@@ -496,7 +638,7 @@ export const make = (
       keep: boolean,
       now: number,
       notifyInline: boolean
-    ) => Effect.Effect<Store.Enqueued, SqlError>
+    ) => Op<Store.Enqueued>
 
     /**
      * The dependency columns of each delivery row, for an enqueue with dependencies (a plain enqueue
@@ -605,35 +747,38 @@ export const make = (
         } satisfies Store.Enqueued
       })
 
-    const enqueueSqlite: Enqueue = (event, json, targets, dependencies, keep, now) =>
-      Effect.gen(function*() {
-        const inserted = yield* sql`INSERT INTO ${T.events} (id, type, envelope, enqueued_at)
-          VALUES (${event.id}, ${event.type}, ${json}, ${now})
-          ON CONFLICT (id) DO NOTHING RETURNING id`
-        if (inserted.length === 0) return yield* existing(event.id)
-        const fresh = targets.filter((target) => !knownTargets.has(target))
-        if (fresh.length > 0) {
-          yield* sql`INSERT INTO ${T.targets} ${sql.insert(fresh.map((name) => ({ name })))} ON CONFLICT (name) DO NOTHING`
+    /**
+     * SQLite: the event (its id is the idempotency key), any new target names, then the deliveries,
+     * in constant SQL texts run straight on the transaction's connection.
+     */
+    const enqueueSqlite: Enqueue = (event, json, targets, dependencies, keep, now) => (conn: Connection) =>
+      Effect.flatMap(q(conn, text.insertEvent, [event.id, event.type, json, now]), (inserted) => {
+        if (inserted.length === 0) {
+          return Effect.map(q(conn, text.existing, [event.id]), (rows): Store.Enqueued => ({
+            eventId: event.id,
+            created: false,
+            deliveries: rows.map((row) => ({ id: String(row.id), target: row.target, status: row.status }))
+          }))
         }
+        const fresh = targets.filter((target) => !knownTargets.has(target))
         const columns = dependencies.size > 0 || keep ? dependencyColumns(targets, dependencies, keep) : undefined
-        const rows = yield* sql<{ id: unknown; target: string; status: Store.Status }>`INSERT INTO ${T.deliveries} ${
-          sql.insert(targets.map((target, i) => ({
-            event_id: event.id,
-            target,
-            status: "pending",
-            attempts: 0,
-            total_attempts: 0,
-            available_at: now,
-            enqueued_at: now,
-            updated_at: now,
-            ...(columns !== undefined ? columns[i] : {})
-          })))
-        } RETURNING id, target, status`
-        return {
-          eventId: event.id,
-          created: true,
-          deliveries: rows.map((row) => ({ id: String(row.id), target: row.target, status: row.status }))
-        } satisfies Store.Enqueued
+        const params: Array<unknown> = []
+        for (let i = 0; i < targets.length; i++) {
+          params.push(event.id, targets[i], now, now, now)
+          if (columns !== undefined) params.push(columns[i]!.after_targets, columns[i]!.waiting, columns[i]!.dependents)
+        }
+        const deliveries = Effect.map(
+          q(conn, insertDeliveries(targets.length, columns !== undefined), params),
+          (rows): Store.Enqueued => ({
+            eventId: event.id,
+            created: true,
+            deliveries: rows.map((row) => ({ id: String(row.id), target: row.target, status: row.status }))
+          })
+        )
+        return fresh.length === 0 ? deliveries : Effect.zipRight(
+          q(conn, insertTargets(fresh.length), fresh),
+          deliveries
+        )
       })
 
     const enqueue: Store.DeliveryStore["enqueue"] = (event, targets, enqueueOptions) =>
@@ -661,26 +806,25 @@ export const make = (
 
     // ---- claim -------------------------------------------------------------------------------
 
-    const claimSqlite = (options: Store.ClaimOptions, now: number, token: string, start: number) =>
-      Effect.gen(function*() {
-        const targets = options.targets ??
-          (yield* sql<{ name: string }>`SELECT name FROM ${T.targets} ORDER BY name`).map((row) => row.name)
-        const groups = yield* Effect.forEach(targets, (target) =>
-          sql<ClaimRow>`SELECT d.id, d.event_id, d.target, d.attempts, d.first_attempt_at, d.enqueued_at,
-              d.after_targets, d.dependents, e.envelope
-            FROM ${T.deliveries} d JOIN ${T.events} e ON e.id = d.event_id
-            WHERE d.target = ${target} AND d.status IN ('pending', 'in_flight') AND d.waiting = 0
-              AND d.available_at <= ${now}
-            ORDER BY d.available_at, d.id LIMIT ${options.limit}`)
-        const picked = roundRobin(groups, options.limit, start)
-        if (picked.length === 0) return []
-        const expires = now + options.leaseMs
-        yield* sql`UPDATE ${T.deliveries}
-          SET status = 'in_flight', lease = ${token} || ':' || id, available_at = ${expires},
-              worker_id = ${options.workerId}, updated_at = ${now}
-          WHERE id IN ${sql.in(picked.map((row) => row.id))}`
-        return picked.map((row): ClaimRow => ({ ...row, lease: `${token}:${num(row.id)}`, available_at: expires }))
-      })
+    const claimSqlite = (options: Store.ClaimOptions, now: number, token: string, start: number) => (conn: Connection) =>
+      Effect.flatMap(
+        options.targets !== undefined
+          ? Effect.succeed(options.targets)
+          : Effect.map(q(conn, text.allTargets, []), (rows) => rows.map((row): string => row.name)),
+        (targets) =>
+          Effect.flatMap(
+            Effect.forEach(targets, (target) => q(conn, text.due, [target, now, options.limit]) as Effect.Effect<ReadonlyArray<ClaimRow>, SqlError>),
+            (groups) => {
+              const picked = roundRobin(groups, options.limit, start)
+              if (picked.length === 0) return Effect.succeed<ReadonlyArray<ClaimRow>>([])
+              const expires = now + options.leaseMs
+              return Effect.as(
+                q(conn, text.take, [token, expires, options.workerId, now, JSON.stringify(picked.map((row) => num(row.id)))]),
+                picked.map((row): ClaimRow => ({ ...row, lease: `${token}:${num(row.id)}`, available_at: expires }))
+              )
+            }
+          )
+      )
 
     const claimPg = (options: Store.ClaimOptions, now: number, token: string) => {
       const targets = options.targets !== undefined
@@ -810,6 +954,8 @@ export const make = (
       readonly applied: boolean
       readonly due: number
     }
+    const notApplied: Finished = { applied: false, due: 0 }
+    const appliedAlone: Finished = { applied: true, due: 0 }
 
     const finishOp = (
       id: number,
@@ -818,29 +964,14 @@ export const make = (
       next: Store.Next,
       now: number,
       notifyInline: boolean
-    ): Effect.Effect<Finished, SqlError> => {
+    ): Op<Finished> => {
       const state = finalState(next, now)
       const failed = attempt.outcome !== "success"
-      const errorColumns = failed
-        ? sql`, last_error = ${attempt.outcome}, last_error_message = ${attempt.message ?? null}`
-        : sql.literal("")
       // Delivered: keep the answer only when some delivery runs after this one (else it would only
       // bloat the row), and return what the dependents' release needs. Other outcomes keep their
       // statement as it was: a dead or compensated input releases nothing, its dependents stay held.
       const delivered = next._tag === "Delivered"
       const response = delivered ? next.response ?? null : null
-      const responseColumn = delivered
-        ? pg
-          ? sql`, response = CASE WHEN dependents > 0 THEN ${response}::text ELSE NULL END`
-          : sql`, response = CASE WHEN dependents > 0 THEN ${response} ELSE NULL END`
-        : sql.literal("")
-      const update = sql`UPDATE ${T.deliveries}
-        SET status = ${state.status}, attempts = attempts + 1, total_attempts = total_attempts + 1,
-            first_attempt_at = COALESCE(first_attempt_at, ${Math.round(attempt.startedAt)}),
-            available_at = ${state.availableAt}, lease = NULL, dead_reason = ${state.deadReason},
-            finished_at = ${state.finishedAt}, updated_at = ${now}${errorColumns}${responseColumn}
-        WHERE id = ${id} AND lease = ${claim.lease} AND status = 'in_flight'
-        RETURNING id, total_attempts, worker_id${delivered ? sql.literal(", event_id, target, dependents") : sql.literal("")}`
       const values = {
         started_at: Math.round(attempt.startedAt),
         duration_ms: Math.max(0, Math.round(attempt.durationMs)),
@@ -852,6 +983,19 @@ export const make = (
         lease: claim.lease
       }
       if (pg) {
+        const errorColumns = failed
+          ? sql`, last_error = ${attempt.outcome}, last_error_message = ${attempt.message ?? null}`
+          : sql.literal("")
+        const responseColumn = delivered
+          ? sql`, response = CASE WHEN dependents > 0 THEN ${response}::text ELSE NULL END`
+          : sql.literal("")
+        const update = sql`UPDATE ${T.deliveries}
+          SET status = ${state.status}, attempts = attempts + 1, total_attempts = total_attempts + 1,
+              first_attempt_at = COALESCE(first_attempt_at, ${Math.round(attempt.startedAt)}),
+              available_at = ${state.availableAt}, lease = NULL, dead_reason = ${state.deadReason},
+              finished_at = ${state.finishedAt}, updated_at = ${now}${errorColumns}${responseColumn}
+          WHERE id = ${id} AND lease = ${claim.lease} AND status = 'in_flight'
+          RETURNING id, total_attempts, worker_id${delivered ? sql.literal(", event_id, target, dependents") : sql.literal("")}`
         const insert = sql`INSERT INTO ${T.attempts}
               (delivery_id, number, started_at, duration_ms, outcome, http_status, error_tag, message, retry_after_ms, lease, worker_id)
             SELECT id, total_attempts, ${values.started_at}::bigint, ${values.duration_ms}::integer, ${values.outcome}::text,
@@ -885,42 +1029,62 @@ export const make = (
           (rows): Finished => ({ applied: num(rows[0]?.applied ?? 0) > 0, due: num(rows[0]?.due ?? 0) })
         )
       }
-      return Effect.gen(function*() {
-        const rows = yield* update
-        const row = rows[0]
-        if (row === undefined) return { applied: false, due: 0 }
-        yield* sql`INSERT INTO ${T.attempts} ${
-          sql.insert({ delivery_id: id, number: num(row.total_attempts), ...values, worker_id: optStr(row.worker_id) ?? null })
-        }`
-        if (!delivered || num(row.dependents) === 0) return { applied: true, due: 0 }
-        // The dependents are among the event's few deliveries (the UNIQUE (event_id, target) index):
-        // those that list this target as an input and still wait. The unary `+` keeps SQLite's
-        // planner (which has no statistics) off the status indexes, which would visit every
-        // pending row of the outbox.
-        const released = yield* sql<{ waiting: unknown }>`UPDATE ${T.deliveries}
-          SET waiting = waiting - 1, available_at = ${now}, updated_at = ${now}
-          WHERE event_id = ${String(row.event_id)} AND +status = 'pending' AND waiting > 0
-            AND EXISTS (SELECT 1 FROM json_each(after_targets) WHERE json_each.value = ${String(row.target)})
-          RETURNING waiting`
-        return { applied: true, due: released.filter((r) => num(r.waiting) === 0).length }
-      })
+      // SQLite: the fenced UPDATE, then the attempt row (it needs the row's new total and worker id:
+      // SQLite cannot feed one statement's RETURNING to another), then the dependents' release.
+      const updateParams: Array<unknown> = [
+        state.status,
+        values.started_at,
+        state.availableAt,
+        state.deadReason,
+        state.finishedAt,
+        now
+      ]
+      if (failed) updateParams.push(attempt.outcome, attempt.message ?? null)
+      if (delivered) updateParams.push(response)
+      updateParams.push(id, claim.lease)
+      return (conn: Connection) =>
+        Effect.flatMap(q(conn, finishTexts[failed ? 1 : 0]![delivered ? 1 : 0]!, updateParams), (rows) => {
+          const row = rows[0]
+          if (row === undefined) return Effect.succeed(notApplied)
+          const insert = q(conn, text.attempt, [
+            id,
+            num(row.total_attempts),
+            values.started_at,
+            values.duration_ms,
+            values.outcome,
+            values.http_status,
+            values.error_tag,
+            values.message,
+            values.retry_after_ms,
+            values.lease,
+            optStr(row.worker_id) ?? null
+          ])
+          if (!delivered || num(row.dependents) === 0) return Effect.as(insert, appliedAlone)
+          return Effect.zipRight(
+            insert,
+            Effect.map(
+              q(conn, text.releaseDependents, [now, now, String(row.event_id), String(row.target)]),
+              (released): Finished => ({ applied: true, due: released.filter((r) => num(r.waiting) === 0).length })
+            )
+          )
+        })
     }
 
-    const finish: Store.DeliveryStore["finish"] = (claim, attempt, next) =>
-      Effect.gen(function*() {
-        const id = parseId(claim.id)
-        if (id === undefined) return false
-        const now = yield* Clock.currentTimeMillis
-        const joined = next._tag === "Delivered" && pg ? yield* inJoinedTransaction : false
-        const finished = yield* run("finish", "batch", finishOp(id, claim, attempt, next, now, joined), true)
-        if (finished.due > 0) {
-          // Dependents became due: wake the workers, as an enqueue does (PostgreSQL: NOTIFY after
-          // our commit, or inside the caller's transaction when we joined it).
-          if (!joined) yield* notifyLater
-          yield* signal.notify
-        }
-        return finished.applied
-      })
+    const finish: Store.DeliveryStore["finish"] = (claim, attempt, next) => {
+      const id = parseId(claim.id)
+      if (id === undefined) return Effect.succeed(false)
+      return Effect.flatMap(Clock.currentTimeMillis, (now) =>
+        Effect.flatMap(
+          next._tag === "Delivered" && pg ? inJoinedTransaction : Effect.succeed(false),
+          (joined) =>
+            Effect.flatMap(run("finish", "batch", finishOp(id, claim, attempt, next, now, joined), true), (finished) =>
+              finished.due > 0
+                // Dependents became due: wake the workers, as an enqueue does (PostgreSQL: NOTIFY after
+                // our commit, or inside the caller's transaction when we joined it).
+                ? Effect.as(joined ? signal.notify : Effect.zipRight(notifyLater, signal.notify), finished.applied)
+                : Effect.succeed(finished.applied))
+        ))
+    }
 
     const extendLease: Store.DeliveryStore["extendLease"] = (claim, leaseMs) =>
       Effect.gen(function*() {
@@ -928,11 +1092,13 @@ export const make = (
         const id = parseId(claim.id)
         if (id === undefined) return false
         const now = yield* Clock.currentTimeMillis
+        const expires = now + leaseMs
         const rows = yield* run(
           "extendLease",
           "batch",
-          sql`UPDATE ${T.deliveries} SET available_at = ${now + leaseMs}, updated_at = ${now}
-            WHERE id = ${id} AND lease = ${claim.lease} AND status = 'in_flight' RETURNING id`,
+          pg ? sql`UPDATE ${T.deliveries} SET available_at = ${now + leaseMs}, updated_at = ${now}
+            WHERE id = ${id} AND lease = ${claim.lease} AND status = 'in_flight' RETURNING id` : (conn: Connection) =>
+            q(conn, text.extend, [expires, now, id, claim.lease]),
           true
         )
         return rows.length > 0

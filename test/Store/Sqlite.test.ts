@@ -49,6 +49,37 @@ describe("SqliteStore", () => {
       for (const e of events) assert.isTrue(Option.isSome(yield* store.status(e.id)))
     }).pipe(Effect.provide(fresh())))
 
+  it.effect("group commit: one operation failing in a shared commit sinks only itself; the others are stored", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const filename = join(dir, "outbox.db")
+      const store = yield* Effect.provide(Store.DeliveryStore, yield* Layer.build(SqliteStore.layer({ filename })))
+      // A second connection (another process, say) installs a trigger that refuses one event.
+      yield* Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        yield* sql.unsafe(`CREATE TRIGGER poison BEFORE INSERT ON fanout_events WHEN NEW.id = 'poison'
+          BEGIN SELECT RAISE(ABORT, 'poisoned'); END`)
+      }).pipe(Effect.provide(SqliteClient.layer({ filename })), Effect.scoped)
+      const ids = Array.from({ length: 20 }, (_, i) => (i === 7 ? "poison" : `ok-${i}`))
+      const events = yield* Effect.forEach(ids, event)
+      const before = yield* store.diagnostics
+      const results = yield* Effect.all(events.map((e) => Effect.either(store.enqueue(e, ["a", "b"]))), {
+        concurrency: "unbounded"
+      })
+      const after = yield* store.diagnostics
+      assert.isBelow(after.writeTransactions - before.writeTransactions, 20, "they shared commits")
+      for (const [i, result] of results.entries()) {
+        if (ids[i] === "poison") {
+          assert.strictEqual(result._tag, "Left")
+          assert.isTrue(Option.isNone(yield* store.status("poison")))
+        } else {
+          assert.strictEqual(result._tag, "Right", `${ids[i]}: ${JSON.stringify(result)}`)
+          assert.strictEqual(Option.getOrThrow(yield* store.status(ids[i]!)).deliveries.length, 2)
+        }
+      }
+      assert.strictEqual((yield* store.stats).pending, 38)
+    }).pipe(Effect.scoped))
+
   it.effect("sequential enqueues are not held back: each is its own commit", () =>
     Effect.gen(function*() {
       const store = yield* Store.DeliveryStore
