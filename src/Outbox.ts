@@ -96,18 +96,21 @@ export type AggregateFunction = (context: {
 }) => unknown
 
 /**
- * The plans of typed pipelines by event type; throws {@link Pipeline.NotDurable} for a pipeline
- * with an effect enrich stage, or an Error for one without an event type or two for one type.
+ * Typed pipelines by event type, each with its durable plan; throws {@link Pipeline.NotDurable}
+ * for a pipeline with an effect enrich stage, or an Error for one without an event type or two
+ * for one type.
  *
  * @internal
  */
-export const plans = (pipelines: ReadonlyArray<Pipeline.Any>): ReadonlyMap<string, Pipeline.DurablePlan> => {
-  const out = new Map<string, Pipeline.DurablePlan>()
+export const plans = (
+  pipelines: ReadonlyArray<Pipeline.Any>
+): ReadonlyMap<string, { readonly pipeline: Pipeline.Any; readonly plan: Pipeline.DurablePlan }> => {
+  const out = new Map<string, { readonly pipeline: Pipeline.Any; readonly plan: Pipeline.DurablePlan }>()
   for (const pipeline of pipelines) {
     const type = pipeline.graph.event
     if (type === undefined) throw new Error("Outbox: a durable pipeline needs an event type (Pipeline.make(EventDefinition))")
     if (out.has(type)) throw new Error(`Outbox: two pipelines for event type ${type}`)
-    out.set(type, Either.getOrThrow(Pipeline.durablePlan(pipeline)))
+    out.set(type, { pipeline, plan: Either.getOrThrow(Pipeline.durablePlan(pipeline)) })
   }
   return out
 }
@@ -125,12 +128,12 @@ export const make = <E extends Event.Any>(
     // Checked when the outbox is built: a pipeline that cannot run durably is a programming error.
     const byType = plans(options.pipelines ?? [])
     const after = options.after
-    const pipelineOf = new Map((options.pipelines ?? []).map((p) => [p.graph.event ?? "", p] as const))
     const aggregates = new Map(Object.entries(options.aggregates ?? {}))
     const place = (event: Event.Any): Effect.Effect<Store.Enqueued, NoRouteError | Store.StoreError> => {
-      const plan = byType.get(event.type)
-      if (plan !== undefined) {
-        const keepAnswers = pipelineOf.get(event.type)?.graph.aggregate === true
+      const typed = byType.get(event.type)
+      if (typed !== undefined) {
+        const { pipeline, plan } = typed
+        const keepAnswers = pipeline.graph.aggregate
         return store.enqueue(event, plan.targets, { after: plan.after, ...(keepAnswers ? { keepAnswers } : {}) })
       }
       return Effect.flatMap(targetsOf(router, event), (targets) => {
@@ -145,8 +148,8 @@ export const make = <E extends Event.Any>(
       })
     }
     const aggregate = (status: Store.EventStatus): Effect.Effect<Option.Option<unknown>, TargetError.PermanentError> => {
-      const pipeline = pipelineOf.get(status.event.type)
-      if (pipeline !== undefined) return Pipeline.durableAggregate(pipeline, status)
+      const typed = byType.get(status.event.type)
+      if (typed !== undefined) return Pipeline.durableAggregate(typed.pipeline, status)
       const f = aggregates.get(status.event.type)
       if (f === undefined || status.deliveries.some((d) => d.status !== "delivered")) return Effect.succeed(Option.none())
       return Effect.gen(function*() {
