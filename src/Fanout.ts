@@ -18,6 +18,7 @@ import * as Registry from "./Registry.js"
 import type * as Router from "./Router.js"
 import type * as Target from "./Target.js"
 import type { DeliveryError } from "./TargetError.js"
+import { spanTrace } from "./internal/spanTrace.js"
 
 /**
  * No route matches the event's type.
@@ -127,19 +128,6 @@ export class Fanout extends Context.Tag("fanout/Fanout")<Fanout, Sender<Event.An
 export interface Options {
   /** On scope close, how long background deliveries may run before they are interrupted. Default 5 seconds. */
   readonly gracePeriod?: Duration.DurationInput
-}
-
-/** The `captureStackTrace` option of a span opened at one place: the caller's stack line, taken once. */
-const spanTrace = (): (() => string | undefined) => {
-  const limit = Error.stackTraceLimit
-  Error.stackTraceLimit = 2
-  const error = new Error()
-  Error.stackTraceLimit = limit
-  let line: string | undefined | null = null
-  return () => {
-    if (line === null) line = error.stack?.split("\n")[2]?.trim()
-    return line
-  }
 }
 
 /**

@@ -38,6 +38,7 @@ import * as RateLimit from "./Resilience/RateLimit.js"
 import * as Retry from "./Resilience/Retry.js"
 import * as Signing from "./Signing.js"
 import * as TargetError from "./TargetError.js"
+import { spanTrace } from "./internal/spanTrace.js"
 
 /**
  * @since 0.1.0
@@ -415,23 +416,6 @@ const timeoutFail = <E2>(duration: Duration.Duration, onTimeout: () => E2) => {
 const finishOnInterrupt = <A, E>(effect: Effect.Effect<A, E>): Effect.Effect<A, E> =>
   Effect.flatMap(Effect.forkDaemon(effect), (fiber) =>
     Effect.onInterrupt(Effect.flatten(fiber.await), () => fiber.await))
-
-/**
- * The `captureStackTrace` option for the spans opened at one place in this module: the stack
- * line (the caller of `spanTrace`) is taken once, where `Effect.withSpan` would otherwise
- * create an `Error` on every call to find its caller.
- */
-const spanTrace = (): (() => string | undefined) => {
-  const limit = Error.stackTraceLimit
-  Error.stackTraceLimit = 2
-  const error = new Error()
-  Error.stackTraceLimit = limit
-  let line: string | undefined | null = null
-  return () => {
-    if (line === null) line = error.stack?.split("\n")[2]?.trim()
-    return line
-  }
-}
 
 /** What `runAttempts` gives on success. */
 interface Attempted<X> {

@@ -39,6 +39,7 @@ import type * as Router from "./Router.js"
 import * as Store from "./Store.js"
 import type * as Target from "./Target.js"
 import * as TargetError from "./TargetError.js"
+import { spanTrace } from "./internal/spanTrace.js"
 
 /**
  * What the worker serves: the targets themselves, or a router (every target it names).
@@ -261,22 +262,6 @@ const deadReason = (reason: "Permanent" | "MaxAttempts" | "MaxElapsed"): string 
 
 const statusOf = (error: TargetError.DeliveryError): number | undefined =>
   error._tag === "TransientError" || error._tag === "PermanentError" ? error.status : undefined
-
-/**
- * The `captureStackTrace` option of the span opened at one place: the stack line (the caller of
- * `spanTrace`) is taken once, where `Effect.withSpan` would otherwise create an `Error` per delivery.
- */
-const spanTrace = (): (() => string | undefined) => {
-  const limit = Error.stackTraceLimit
-  Error.stackTraceLimit = 2
-  const error = new Error()
-  Error.stackTraceLimit = limit
-  let line: string | undefined | null = null
-  return () => {
-    if (line === null) line = error.stack?.split("\n")[2]?.trim()
-    return line
-  }
-}
 
 /** Retry backoff for store operations: 50 ms doubling to 5 s, with jitter. */
 const storeBackoff = (failures: number): Effect.Effect<void> =>
