@@ -146,8 +146,7 @@ export const make: Effect.Effect<Store.DeliveryStore> = Effect.gen(function*() {
     Effect.gen(function*() {
       const unique = yield* checkTargets(targets)
       const dependencies = yield* checkDependencies(unique, options?.after)
-      const dependents = dependentCounts(dependencies)
-      if (options?.keepAnswers === true) for (const target of unique) dependents.set(target, (dependents.get(target) ?? 0) + 1)
+      const dependents = dependentCounts(dependencies, unique, options?.keepAnswers === true)
       yield* encodeEnvelope(event)
       const result = yield* write((now): Store.Enqueued => {
         const existing = events.get(event.id)

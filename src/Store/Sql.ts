@@ -649,9 +649,7 @@ export const make = (
       dependencies: ReadonlyMap<string, ReadonlyArray<string>>,
       keep: boolean
     ) => {
-      const dependents = dependentCounts(dependencies)
-      // `keepAnswers`: the aggregate reads every answer, so it counts as one more consumer of each.
-      if (keep) for (const target of targets) dependents.set(target, (dependents.get(target) ?? 0) + 1)
+      const dependents = dependentCounts(dependencies, targets, keep)
       return targets.map((target) => {
         const inputs = dependencies.get(target)
         return {

@@ -171,12 +171,18 @@ export const checkDependencies = (
 }
 
 /**
- * Counts, per target, how many targets run after it.
+ * Counts, per target, the consumers of its answer: the targets that run after it, plus one for
+ * each target when the event's answers are kept (`keepAnswers`: the aggregate reads every answer).
  *
  * @internal
  */
-export const dependentCounts = (dependencies: ReadonlyMap<string, ReadonlyArray<string>>): Map<string, number> => {
+export const dependentCounts = (
+  dependencies: ReadonlyMap<string, ReadonlyArray<string>>,
+  targets: ReadonlyArray<string>,
+  keepAnswers: boolean
+): Map<string, number> => {
   const counts = new Map<string, number>()
+  if (keepAnswers) for (const target of targets) counts.set(target, 1)
   for (const inputs of dependencies.values()) {
     for (const input of inputs) counts.set(input, (counts.get(input) ?? 0) + 1)
   }
