@@ -6,21 +6,8 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import * as Fault from "../../src/testing/Fault.js"
-import { isErrorShape, start } from "./harness.js"
+import { eventually, isErrorShape, promise, start } from "./harness.js"
 
-const promise = <A>(f: () => Promise<A>) => Effect.promise(f)
-
-/** Polls `f` until `until` holds (real time; generous deadline for a loaded 2-core machine). */
-const eventually = <A>(f: () => Promise<A>, until: (a: A) => boolean, ms = 10_000) =>
-  Effect.promise(async () => {
-    const deadline = Date.now() + ms
-    let last = await f()
-    while (!until(last) && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 25))
-      last = await f()
-    }
-    return last
-  })
 
 const order = (id: string) => ({ id, type: "order.placed", key: "k-1", payload: { sku: "s-1", qty: 2 }, headers: { "x-t": "1" } })
 

@@ -237,3 +237,17 @@ export const raw = (
       else socket.write(data)
     })
   })
+
+export const promise = <A>(f: () => Promise<A>) => Effect.promise(f)
+
+/** Polls `f` until `until` holds (real time; generous deadline for a loaded 2-core machine). */
+export const eventually = <A>(f: () => Promise<A>, until: (a: A) => boolean, ms = 10_000) =>
+  Effect.promise(async () => {
+    const deadline = Date.now() + ms
+    let last = await f()
+    while (!until(last) && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 25))
+      last = await f()
+    }
+    return last
+  })
