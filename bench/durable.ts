@@ -8,14 +8,16 @@
  *    SQLite (FULL and NORMAL) and on PostgreSQL, and the same work done the BullMQ way (BullMQ 6 on
  *    a Redis of our own with AOF everysec: one job per (event, target), processor POSTs with undici,
  *    attempts 5, exponential backoff, worker concurrency = `--concurrency`);
- * 3. isolation: target B's delivered rate and latency with target A healthy vs hung.
+ * 3. isolation: target B's delivered rate and latency with target A healthy, hung with its default
+ *    policy (the circuit breaker opens), and hung with its breaker off (the worst case).
  *
  * Every measured side runs in a fresh process (bench/durable/side.ts); the sides of a repetition run
  * in a rotating order. Prints markdown, appends/replaces the "## Durable" section of
  * bench/RESULTS.md, and writes the raw figures to .tmp/bench-durable.json.
  *
  * Run: npm run bench -- durable [--events=3000] [--enqueue-events=5000] [--producers=32]
- *      [--concurrency=100] [--reps=2] [--warmup=1000] [--isolation-events=1500] [--no-write]
+ *      [--concurrency=100] [--reps=2] [--warmup=1000] [--isolation-events=1500]
+ *      [--isolation-latency-events=1000] [--no-write]
  */
 import { execFileSync, spawn } from "node:child_process"
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
@@ -159,6 +161,7 @@ export const main = async (args: ReadonlyArray<string>) => {
   const concurrency = option(args, "concurrency", 100)
   const reps = option(args, "reps", 2)
   const isolationEvents = option(args, "isolation-events", 1_500)
+  const isolationLatency = option(args, "isolation-latency-events", 1_000)
   const warmup = option(args, "warmup", 1_000)
   const write = !args.includes("--no-write")
   const dir = mkdtempSync(join(tmpdir(), "fanout-bench-durable-"))
@@ -205,7 +208,8 @@ export const main = async (args: ReadonlyArray<string>) => {
     { label: "Fanout, PostgreSQL", durability: pgDurability, results: [] },
     { label: "BullMQ 6 + Redis 7", durability: redisDurability, results: [] }
   ]
-  const isolation: Array<{ healthy: IsolationRun; hung: IsolationRun }> = []
+  /** One healthy run and the two hung runs next to it (breaker on, breaker off). */
+  const isolation: Array<{ healthy: IsolationRun; breaker: IsolationRun; worst: IsolationRun }> = []
 
   try {
     for (let rep = 0; rep < reps; rep++) {
@@ -240,17 +244,28 @@ export const main = async (args: ReadonlyArray<string>) => {
           log(`rep ${rep + 1}: ${row.label}: ${fmt(result.eventsPerSecond)} events/s (${JSON.stringify(result.extra ?? {})})`)
         }
       }
-      const isoOptions = { store: "sqlite" as const, synchronous: "FULL" as const, events: isolationEvents, latencyEvents: 400, rate: 100 }
+      const isoOptions = {
+        store: "sqlite" as const,
+        synchronous: "FULL" as const,
+        events: isolationEvents,
+        latencyEvents: isolationLatency,
+        rate: 100
+      }
       if (rep === 0) await runIsolation("healthy", { ...isoOptions, events: 1_000, latencyEvents: 50 }) // warm-up
-      // Two pairs per repetition, in both orders, so that warm-up and drift do not favour one mode.
-      for (const first of ["healthy", "hung"] as const) {
-        const a = await runIsolation(first, isoOptions)
-        const b = await runIsolation(first === "healthy" ? "hung" : "healthy", isoOptions)
-        const pair = first === "healthy" ? { healthy: a, hung: b } : { healthy: b, hung: a }
-        isolation.push(pair)
+      // Two triplets per repetition, the second in reverse order, so that warm-up and drift favour no run.
+      const kinds = [
+        ["healthy", () => runIsolation("healthy", isoOptions)],
+        ["breaker", () => runIsolation("hung", { ...isoOptions, breaker: true })],
+        ["worst", () => runIsolation("hung", { ...isoOptions, breaker: false })]
+      ] as const
+      for (const order of [kinds, [...kinds].reverse()]) {
+        const runs: Partial<Record<"healthy" | "breaker" | "worst", IsolationRun>> = {}
+        for (const [kind, run] of order) runs[kind] = await run()
+        const triplet = { healthy: runs.healthy!, breaker: runs.breaker!, worst: runs.worst! }
+        isolation.push(triplet)
         log(
-          `rep ${rep + 1}: isolation (${first} first): B ${fmt(pair.healthy.rateB)} → ${fmt(pair.hung.rateB)} /s, ` +
-            `p50 ${pair.healthy.p50B.toFixed(1)} → ${pair.hung.p50B.toFixed(1)} ms`
+          `rep ${rep + 1}: isolation (${order[0]![0]} first): B p95 ${triplet.healthy.p95B.toFixed(1)} healthy, ` +
+            `${triplet.breaker.p95B.toFixed(1)} A hung (breaker on), ${triplet.worst.p95B.toFixed(1)} A hung (breaker off) ms`
         )
       }
     }
@@ -266,14 +281,23 @@ export const main = async (args: ReadonlyArray<string>) => {
     if (bull.length === 0 || row.results.length === 0) return "-"
     return `${(median(row.results.map((r) => r.eventsPerSecond)) / median(bull.map((r) => r.eventsPerSecond))).toFixed(2)}`
   }
-  const isoLine = (f: (r: IsolationRun) => number, digits: number) =>
-    `${spread(isolation.map((p) => f(p.healthy)), digits)} | ${spread(isolation.map((p) => f(p.hung)), digits)} | ${
-      spread(isolation.map((p) => f(p.hung) / f(p.healthy)), 2)
+  const isoLine = (hung: "breaker" | "worst", f: (r: IsolationRun) => number, digits: number) =>
+    `${spread(isolation.map((p) => f(p.healthy)), digits)} | ${spread(isolation.map((p) => f(p[hung])), digits)} | ${
+      spread(isolation.map((p) => f(p[hung]) / f(p.healthy)), 2)
     }`
+  const isoTable = (hung: "breaker" | "worst") => [
+    "| B's figure | A healthy | A hung | hung ÷ healthy |",
+    "|---|---:|---:|---:|",
+    `| delivered events/s | ${isoLine(hung, (r) => r.rateB, 0)} |`,
+    `| latency p50 ms | ${isoLine(hung, (r) => r.p50B, 1)} |`,
+    `| latency p95 ms | ${isoLine(hung, (r) => r.p95B, 1)} |`,
+    `| latency p99 ms | ${isoLine(hung, (r) => r.p99B, 1)} |`,
+    `| A's attempts (hung run) | | ${spread(isolation.map((p) => p[hung].receivedA), 0)} | |`
+  ].join("\n")
   const section = [
     "## Durable",
     "",
-    `\`npm run bench -- durable --events=${events} --enqueue-events=${enqueueEvents} --producers=${producers} --concurrency=${concurrency} --reps=${reps} --warmup=${warmup} --isolation-events=${isolationEvents}\` (${started.toISOString().slice(0, 10)}). Each side runs in a fresh Node process; the sides of a repetition run in a rotating order; the two mock targets (200 at once, keep-alive) run in their own process (bench/lib/targets.ts).`,
+    `\`npm run bench -- durable --events=${events} --enqueue-events=${enqueueEvents} --producers=${producers} --concurrency=${concurrency} --reps=${reps} --warmup=${warmup} --isolation-events=${isolationEvents} --isolation-latency-events=${isolationLatency}\` (${started.toISOString().slice(0, 10)}). Each side runs in a fresh Node process; the sides of a repetition run in a rotating order; the two mock targets (200 at once, keep-alive) run in their own process (bench/lib/targets.ts).`,
     "",
     before,
     "",
@@ -295,15 +319,19 @@ export const main = async (args: ReadonlyArray<string>) => {
     "",
     whereTheTimeGoes,
     "",
-    `### Isolation (SQLite FULL; B's rate over a backlog of ${fmt(isolationEvents)} events, B's latency over 400 more enqueued at 100/s; A hung = never answers, 1 s attempt timeout, breaker off)`,
+    `### Isolation (SQLite FULL; B's rate over a backlog of ${fmt(isolationEvents)} events, B's latency over ${
+      fmt(isolationLatency)
+    } more enqueued at 100/s; A hung = never answers, 1 s attempt timeout)`,
     "",
-    `${isolation.length} pairs of runs (healthy, hung), half of them in each order, after a 1,000-event warm-up; the ratio is taken per pair.`,
+    `${isolation.length} triplets of runs (A healthy; A hung with its default policy; A hung with its breaker off), half of them in reverse order, after a 1,000-event warm-up; each ratio is taken within its triplet.`,
     "",
-    "| B's figure | A healthy | A hung | hung ÷ healthy |",
-    "|---|---:|---:|---:|",
-    `| delivered events/s | ${isoLine((r) => r.rateB, 0)} |`,
-    `| latency p50 ms | ${isoLine((r) => r.p50B, 1)} |`,
-    `| latency p95 ms | ${isoLine((r) => r.p95B, 1)} |`,
+    "**A hung, default policy** (its circuit breaker opens after its first timeouts):",
+    "",
+    isoTable("breaker"),
+    "",
+    "**A hung, circuit breaker off** (the worst case: A's whole share of the worker times out, again and again):",
+    "",
+    isoTable("worst"),
     "",
     isolationNote,
     ""

@@ -10,8 +10,10 @@
  * 2. latency: `latencyEvents` more are enqueued at `rate` per second (open loop) while the worker
  *    runs; B's latency is the time from each enqueue call to B's receipt of that event.
  *
- * In a `healthy` run A answers 200 at once; in a `hung` run A never answers (its attempts time out
- * after `timeoutMs`, its breaker is off, so it keeps its share of the worker busy all run long).
+ * In a `healthy` run A answers 200 at once; in a `hung` run A never answers: its attempts time out
+ * after `timeoutMs`. With `breaker: true` (the default) A keeps the default circuit breaker, which
+ * opens after its first failures, as a user's target would; with `breaker: false` (the worst case)
+ * A keeps its whole share of the worker busy with attempts that time out, all run long.
  */
 import { mkdtempSync, rmSync } from "node:fs"
 import { createServer, type ServerResponse } from "node:http"
@@ -36,6 +38,8 @@ export interface IsolationOptions {
   readonly rate: number
   readonly concurrency?: number
   readonly timeoutMs?: number
+  /** A keeps the default circuit breaker (default true); false: breaker off, the worst case. */
+  readonly breaker?: boolean
 }
 
 export interface IsolationRun {
@@ -115,7 +119,11 @@ export const runIsolation = async (mode: "healthy" | "hung", options: IsolationO
     HttpClientRequest.post(url).pipe(HttpClientRequest.bodyUnsafeJson(event.payload))
   const A = Target.make("a", {
     request: post(`${a.url}/a`),
-    policy: { timeout: timeoutMs, circuitBreaker: false, retry: { maxAttempts: 1_000, initialDelay: 100, maxDelay: 1_000 } }
+    policy: {
+      timeout: timeoutMs,
+      ...(options.breaker === false ? { circuitBreaker: false as const } : {}),
+      retry: { maxAttempts: 1_000, initialDelay: 100, maxDelay: 1_000 }
+    }
   })
   const B = Target.make("b", { request: post(`${b.url}/b`) })
   const storeLayer: Layer.Layer<Store.DeliveryStore, Store.StoreError> = options.store === "memory"
