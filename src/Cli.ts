@@ -33,6 +33,7 @@ import * as Main from "./Main.js"
 import * as Graph from "./Server/Graph.js"
 import * as Store from "./Store.js"
 import * as Telemetry from "./Telemetry.js"
+import type * as Worker from "./Worker.js"
 
 // ---------------------------------------------------------------------------------------------
 // Errors and exit codes
@@ -159,6 +160,33 @@ const concurrency = Options.integer("concurrency").pipe(
   Options.optional,
   Options.withDescription("Deliveries a worker holds at once, across targets (default 100)")
 )
+
+const targetGroup = (name: string, description: string) =>
+  Options.text(name).pipe(Options.optional, Options.withDescription(description))
+
+/**
+ * The worker tuning of `serve` / `worker`: `--concurrency`, and the comma-separated target names of
+ * `--targets` / `--worker-targets`, each checked against the configuration.
+ */
+const tuning = (
+  app: Main.App,
+  flag: string,
+  concurrency: Option.Option<number>,
+  names: Option.Option<string>
+): Effect.Effect<Worker.Tuning, UsageError> =>
+  Effect.gen(function*() {
+    const base: Worker.Tuning = Option.match(concurrency, { onNone: () => ({}), onSome: (n) => ({ concurrency: n }) })
+    if (Option.isNone(names)) return base
+    const only = [...new Set(names.value.split(",").map((name) => name.trim()).filter((name) => name.length > 0))]
+    const known = [...app.built.targets.keys()]
+    const unknown = only.filter((name) => !app.built.targets.has(name))
+    if (only.length === 0 || unknown.length > 0) {
+      return yield* new UsageError({
+        message: `--${flag}: ${only.length === 0 ? "no target named" : `unknown target ${unknown.join(", ")}`} (configured: ${known.join(", ")})`
+      })
+    }
+    return { ...base, only }
+  })
 
 const serverUrl = Options.text("url").pipe(
   Options.withFallbackConfig(EffectConfig.string("FANOUT_URL")),
@@ -321,30 +349,42 @@ const serve = Command.make(
       Options.withDescription("Serve the API only: run the workers elsewhere (`fanout worker`, shared PostgreSQL store)")
     ),
     concurrency,
+    workerTargets: targetGroup(
+      "worker-targets",
+      "Deliver to these targets only (comma-separated) in this process; `fanout worker --targets` processes serve the others"
+    ),
     logFormat: logFormat("json")
   },
   (options) =>
     runLogged(
       options.logFormat,
       Effect.flatMap(Main.load(options.config), (app) =>
-        stopped(Main.run(app, {
-          workers: !options.apiOnly,
-          worker: Option.match(options.concurrency, { onNone: () => ({}), onSome: (n) => ({ concurrency: n }) })
-        })))
+        Effect.flatMap(
+          tuning(app, "worker-targets", options.concurrency, options.workerTargets),
+          (worker) => stopped(Main.run(app, { workers: !options.apiOnly, worker }))
+        ))
     )
 ).pipe(Command.withDescription("Serve the HTTP API and run the delivery workers until SIGINT/SIGTERM (then stop gracefully)"))
 
 const worker = Command.make(
   "worker",
-  { config: configFile, concurrency, logFormat: logFormat("json") },
+  {
+    config: configFile,
+    concurrency,
+    targets: targetGroup(
+      "targets",
+      "Deliver to these targets only (comma-separated): a process of their own isolates them (a hung target's timeouts then cost the others nothing)"
+    ),
+    logFormat: logFormat("json")
+  },
   (options) =>
     runLogged(
       options.logFormat,
       Effect.flatMap(Main.load(options.config), (app) =>
-        stopped(Main.run(app, {
-          api: false,
-          worker: Option.match(options.concurrency, { onNone: () => ({}), onSome: (n) => ({ concurrency: n }) })
-        })))
+        Effect.flatMap(
+          tuning(app, "targets", options.concurrency, options.targets),
+          (worker) => stopped(Main.run(app, { api: false, worker }))
+        ))
     )
 ).pipe(Command.withDescription("Run delivery workers only (no API) until SIGINT/SIGTERM; several may share a PostgreSQL store"))
 

@@ -66,6 +66,13 @@ export interface Tuning {
   /** Most deliveries one claim takes. Default 50. */
   readonly batchSize?: number
   /**
+   * Serve only these targets (by name) of the ones given. Processes that split the targets between
+   * them (`fanout worker --targets a`, `fanout serve --worker-targets b,c`) isolate each group's CPU:
+   * one process's hung or slow targets then cost the others nothing but their shared database.
+   * Every name must be one of the targets given. Default: all of them.
+   */
+  readonly only?: ReadonlyArray<string>
+  /**
    * The lease of a claim, in milliseconds, extended while an attempt runs (every third of it). Keep it
    * longer than every target's attempt timeout (a warning is logged otherwise). Default: the larger of
    * 30 seconds and twice the longest attempt timeout.
@@ -299,7 +306,15 @@ export const make = <T extends Target.Any>(
     const workerId = options.workerId ??
       `${hostname()}:${process.pid}:${globalThis.crypto.randomUUID().slice(0, 8)}`
 
-    const unique = [...new Map(declared.map((t) => [t.name, t] as const)).values()]
+    const all = [...new Map(declared.map((t) => [t.name, t] as const)).values()]
+    if (options.only !== undefined) {
+      const unknown = options.only.filter((name) => !all.some((t) => t.name === name))
+      if (unknown.length > 0) {
+        throw new RangeError(`Worker: only names unknown targets: ${unknown.join(", ")} (known: ${all.map((t) => t.name).join(", ")})`)
+      }
+      if (options.only.length === 0) throw new RangeError("Worker: only is empty")
+    }
+    const unique = options.only === undefined ? all : all.filter((t) => options.only!.includes(t.name))
     // Each target's share of the worker: an even split of `concurrency`, at most its bulkhead permits.
     // Strict (no borrowing): a target that hangs holds at most its share, never another target's.
     const share = Math.max(1, Math.floor(concurrency / unique.length))

@@ -194,6 +194,26 @@ describe("Worker (memory store, loopback HTTP)", () => {
       assert.strictEqual(server.on("/hung").length, 10)
     }))
 
+  it.scopedLive("`only`: a worker serves just the targets named; unknown names are refused", () =>
+    Effect.gen(function*() {
+      const server = yield* startServer((_req, res) => reply(res, 200))
+      const A = Target.make("a", { request: post(`${server.url}/a`) })
+      const B = Target.make("b", { request: post(`${server.url}/b`) })
+      const env = yield* makeEnv([A, B])
+      const { worker } = yield* env.start({ only: ["b"], pollInterval: "20 millis" })
+      yield* enqueueN(env.store, 10, ["a", "b"])
+      yield* eventually("b delivered", Effect.map(env.store.stats, (s) => s.targets.b?.delivered === 10))
+      yield* Effect.sleep("100 millis")
+      const stats = yield* env.store.stats
+      assert.strictEqual(stats.targets.a?.pending, 10, "a's deliveries wait for a worker that serves a")
+      assert.strictEqual(server.on("/a").length, 0)
+      assert.deepStrictEqual(Object.keys((yield* worker.state).targets), ["b"])
+      for (const only of [["c"], []]) {
+        const exit = yield* Effect.exit(env.start({ only }))
+        assert.isTrue(exit._tag === "Failure", `only: ${JSON.stringify(only)}`)
+      }
+    }))
+
   it.scopedLive("store failures are logged and retried: a finish that fails after the HTTP attempt is not dropped", () =>
     Effect.gen(function*() {
       const server = yield* startServer((_req, res) => reply(res, 200))
