@@ -208,8 +208,12 @@ export const main = async (args: ReadonlyArray<string>) => {
     { label: "Fanout, PostgreSQL", durability: pgDurability, results: [] },
     { label: "BullMQ 6 + Redis 7", durability: redisDurability, results: [] }
   ]
-  /** One healthy run and the two hung runs next to it (breaker on, breaker off). */
-  const isolation: Array<{ healthy: IsolationRun; breaker: IsolationRun; worst: IsolationRun }> = []
+  /**
+   * One round of runs next to each other: A healthy, A hung with its breaker on, with it off; and the
+   * same two (healthy, breaker off) with A served by a worker process of its own.
+   */
+  type Kind = "healthy" | "breaker" | "worst" | "splitHealthy" | "splitWorst"
+  const isolation: Array<Record<Kind, IsolationRun>> = []
 
   try {
     for (let rep = 0; rep < reps; rep++) {
@@ -253,19 +257,22 @@ export const main = async (args: ReadonlyArray<string>) => {
       }
       if (rep === 0) await runIsolation("healthy", { ...isoOptions, events: 1_000, latencyEvents: 50 }) // warm-up
       // Two triplets per repetition, the second in reverse order, so that warm-up and drift favour no run.
-      const kinds = [
+      const kinds: ReadonlyArray<readonly [Kind, () => Promise<IsolationRun>]> = [
         ["healthy", () => runIsolation("healthy", isoOptions)],
         ["breaker", () => runIsolation("hung", { ...isoOptions, breaker: true })],
-        ["worst", () => runIsolation("hung", { ...isoOptions, breaker: false })]
-      ] as const
+        ["worst", () => runIsolation("hung", { ...isoOptions, breaker: false })],
+        ["splitHealthy", () => runIsolation("healthy", { ...isoOptions, split: true })],
+        ["splitWorst", () => runIsolation("hung", { ...isoOptions, split: true })]
+      ]
       for (const order of [kinds, [...kinds].reverse()]) {
-        const runs: Partial<Record<"healthy" | "breaker" | "worst", IsolationRun>> = {}
+        const runs: Partial<Record<Kind, IsolationRun>> = {}
         for (const [kind, run] of order) runs[kind] = await run()
-        const triplet = { healthy: runs.healthy!, breaker: runs.breaker!, worst: runs.worst! }
-        isolation.push(triplet)
+        const round = runs as Record<Kind, IsolationRun>
+        isolation.push(round)
         log(
-          `rep ${rep + 1}: isolation (${order[0]![0]} first): B p95 ${triplet.healthy.p95B.toFixed(1)} healthy, ` +
-            `${triplet.breaker.p95B.toFixed(1)} A hung (breaker on), ${triplet.worst.p95B.toFixed(1)} A hung (breaker off) ms`
+          `rep ${rep + 1}: isolation (${order[0]![0]} first): B p95 ${round.healthy.p95B.toFixed(1)} healthy, ` +
+            `${round.breaker.p95B.toFixed(1)} A hung (breaker on), ${round.worst.p95B.toFixed(1)} A hung (breaker off); ` +
+            `split: ${round.splitHealthy.p95B.toFixed(1)} healthy, ${round.splitWorst.p95B.toFixed(1)} A hung ms`
         )
       }
     }
@@ -281,18 +288,17 @@ export const main = async (args: ReadonlyArray<string>) => {
     if (bull.length === 0 || row.results.length === 0) return "-"
     return `${(median(row.results.map((r) => r.eventsPerSecond)) / median(bull.map((r) => r.eventsPerSecond))).toFixed(2)}`
   }
-  const isoLine = (hung: "breaker" | "worst", f: (r: IsolationRun) => number, digits: number) =>
-    `${spread(isolation.map((p) => f(p.healthy)), digits)} | ${spread(isolation.map((p) => f(p[hung])), digits)} | ${
-      spread(isolation.map((p) => f(p[hung]) / f(p.healthy)), 2)
+  const isoLine = (base: Kind, hung: Kind, f: (r: IsolationRun) => number, digits: number) =>
+    `${spread(isolation.map((p) => f(p[base])), digits)} | ${spread(isolation.map((p) => f(p[hung])), digits)} | ${
+      spread(isolation.map((p) => f(p[hung]) / f(p[base])), 2)
     }`
-  const isoTable = (hung: "breaker" | "worst") => [
+  const isoTable = (base: Kind, hung: Kind) => [
     "| B's figure | A healthy | A hung | hung ÷ healthy |",
     "|---|---:|---:|---:|",
-    `| delivered events/s | ${isoLine(hung, (r) => r.rateB, 0)} |`,
-    `| latency p50 ms | ${isoLine(hung, (r) => r.p50B, 1)} |`,
-    `| latency p95 ms | ${isoLine(hung, (r) => r.p95B, 1)} |`,
-    `| latency p99 ms | ${isoLine(hung, (r) => r.p99B, 1)} |`,
-    `| A's attempts (hung run) | | ${spread(isolation.map((p) => p[hung].receivedA), 0)} | |`
+    `| delivered events/s | ${isoLine(base, hung, (r) => r.rateB, 0)} |`,
+    `| latency p50 ms | ${isoLine(base, hung, (r) => r.p50B, 1)} |`,
+    `| latency p95 ms | ${isoLine(base, hung, (r) => r.p95B, 1)} |`,
+    `| latency p99 ms | ${isoLine(base, hung, (r) => r.p99B, 1)} |`
   ].join("\n")
   const section = [
     "## Durable",
@@ -323,15 +329,23 @@ export const main = async (args: ReadonlyArray<string>) => {
       fmt(isolationLatency)
     } more enqueued at 100/s; A hung = never answers, 1 s attempt timeout)`,
     "",
-    `${isolation.length} triplets of runs (A healthy; A hung with its default policy; A hung with its breaker off), half of them in reverse order, after a 1,000-event warm-up; each ratio is taken within its triplet.`,
+    `${isolation.length} rounds of five runs (A healthy; A hung with its default policy; A hung with its breaker off; and, with A served by a worker process of its own, A healthy and A hung with its breaker off), half of them in reverse order, after a 1,000-event warm-up; each ratio is taken within its round. A hung holds ${
+      spread(isolation.map((p) => p.worst.receivedA), 0)
+    } attempts over a run with its breaker off (its share: ${isolation[0]?.worst.limitA ?? "?"} at a time), ${
+      spread(isolation.map((p) => p.breaker.receivedA), 0)
+    } with its breaker on.`,
     "",
     "**A hung, default policy** (its circuit breaker opens after its first timeouts):",
     "",
-    isoTable("breaker"),
+    isoTable("healthy", "breaker"),
     "",
     "**A hung, circuit breaker off** (the worst case: A's whole share of the worker times out, again and again):",
     "",
-    isoTable("worst"),
+    isoTable("healthy", "worst"),
+    "",
+    "**A hung, circuit breaker off, A served by a process of its own** (`fanout worker --targets a`; this process serves B):",
+    "",
+    isoTable("splitHealthy", "splitWorst"),
     "",
     isolationNote,
     ""

@@ -14,12 +14,18 @@
  * after `timeoutMs`. With `breaker: true` (the default) A keeps the default circuit breaker, which
  * opens after its first failures, as a user's target would; with `breaker: false` (the worst case)
  * A keeps its whole share of the worker busy with attempts that time out, all run long.
+ *
+ * With `split: true` (SQLite only) A is served by a worker of its own in another process
+ * (bench/durable/isolation-worker.ts, as `fanout worker --targets a` would), with its breaker off,
+ * and this process's worker serves B only: isolation between processes instead of within one.
  */
+import { fork } from "node:child_process"
 import { mkdtempSync, rmSync } from "node:fs"
 import { createServer, type ServerResponse } from "node:http"
 import type { AddressInfo } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { fileURLToPath } from "node:url"
 import { performance } from "node:perf_hooks"
 import { HttpClientRequest } from "@effect/platform"
 import { NodeHttpClient } from "@effect/platform-node"
@@ -40,6 +46,8 @@ export interface IsolationOptions {
   readonly timeoutMs?: number
   /** A keeps the default circuit breaker (default true); false: breaker off, the worst case. */
   readonly breaker?: boolean
+  /** A's worker runs in a process of its own (breaker off); this process's worker serves B only. */
+  readonly split?: boolean
 }
 
 export interface IsolationRun {
@@ -66,7 +74,8 @@ interface Server {
   readonly close: () => Promise<void>
 }
 
-const serve = (hang: boolean): Promise<Server> =>
+/** A loopback target that answers 200 at once, or (`hang`) never answers; it records the first receipt of each key. */
+export const serve = (hang: boolean): Promise<Server> =>
   new Promise((resolve) => {
     const received = new Map<string, number>()
     const open = new Set<ServerResponse>()
@@ -109,6 +118,19 @@ const quantile = (xs: ReadonlyArray<number>, q: number) => {
   return s.length === 0 ? Number.NaN : s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))]!
 }
 
+const splitWorkerScript = fileURLToPath(new URL("./isolation-worker.ts", import.meta.url))
+
+/** The process that serves A in a split run, until the scope closes. */
+const startSplitWorker = (file: string, mode: "healthy" | "hung", timeoutMs: number) =>
+  Effect.acquireRelease(
+    Effect.async<ReturnType<typeof fork>, Error>((resume) => {
+      const child = fork(splitWorkerScript, [file, mode, String(timeoutMs)], { execArgv: ["--import", "tsx"], stdio: "inherit" })
+      child.once("message", () => resume(Effect.succeed(child)))
+      child.once("exit", (code) => resume(Effect.fail(new Error(`isolation-worker exited (${code}) before it was ready`))))
+    }).pipe(Effect.orDie),
+    (child) => Effect.sync(() => child.kill("SIGKILL"))
+  )
+
 /** One run (healthy or hung), start to finish, with its own store and servers. */
 export const runIsolation = async (mode: "healthy" | "hung", options: IsolationOptions): Promise<IsolationRun> => {
   const dir = mkdtempSync(join(tmpdir(), "fanout-isolation-"))
@@ -137,9 +159,11 @@ export const runIsolation = async (mode: "healthy" | "hung", options: IsolationO
       Effect.flatMap(Event.make("tick", { i }, { id: `${tag}-${i}` }), (event) => store.enqueue(event, ["a", "b"]))
     yield* Effect.forEach(Array.from({ length: options.events }, (_, i) => i), enqueue, { concurrency: 32, discard: true })
 
+    if (options.split) yield* startSplitWorker(join(dir, "isolation.db"), mode, timeoutMs)
     const worker = yield* Worker.make({
-      targets: [A, B],
-      concurrency: options.concurrency ?? 64,
+      targets: options.split ? [B] : [A, B],
+      // B's share as it is in the one-process run.
+      concurrency: options.split ? Math.floor((options.concurrency ?? 64) / 2) : options.concurrency ?? 64,
       batchSize: 16,
       pollInterval: "200 millis",
       shutdownGrace: "100 millis",
@@ -148,7 +172,7 @@ export const runIsolation = async (mode: "healthy" | "hung", options: IsolationO
     let maxHeldA = 0
     yield* Effect.forkScoped(Effect.forever(Effect.zipRight(
       Effect.map(worker.state, (s) => {
-        maxHeldA = Math.max(maxHeldA, s.targets.a!.claimed)
+        maxHeldA = Math.max(maxHeldA, s.targets.a?.claimed ?? 0)
       }),
       Effect.sleep("20 millis")
     )))
@@ -186,7 +210,7 @@ export const runIsolation = async (mode: "healthy" | "hung", options: IsolationO
       uniqueB: b.received.size,
       receivedA: a.count,
       maxHeldA,
-      limitA: state.targets.a!.limit
+      limitA: state.targets.a?.limit ?? 0
     } satisfies IsolationRun
   })
 
