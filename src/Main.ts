@@ -415,7 +415,7 @@ export const run = <E = never, R = never>(
           ...(url !== undefined ? { url } : {}),
           store: ready.store,
           targets: ready.targets.join(","),
-          workers: options.workers !== false,
+          workers: options.workers === false ? false : options.worker?.only?.join(",") ?? true,
           tracing: app.otlpEndpoint !== undefined ? "otlp" : "off"
         })
       )
