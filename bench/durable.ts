@@ -130,7 +130,8 @@ const whereTheTimeGoes = [
 const isolationNote = [
   "With A hung and its default policy, A's circuit breaker opens once its first share of attempts has timed out (32",
   "attempts in the whole run), and A costs nothing after that: B's rate goes up (the worker does one target's work",
-  "instead of two) and its latency percentiles are at or below the healthy run's, inside the issue's 10 % bar.",
+  "instead of two), its median and p95 latency are below the healthy run's and its p99 within 10 % of it (medians of",
+  "the rounds), inside the issue's bar.",
   "",
   "With A's breaker off, B's rate still goes up and its median latency is lower, but its tail pays. A's whole share",
   "(32 attempts) times out together once a second, and aborting, recording, rescheduling and replacing each one costs",
