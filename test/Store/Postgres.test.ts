@@ -57,6 +57,25 @@ const dropAfter = (prefix: string) =>
     }).pipe(Effect.scoped, Effect.provide(Reactivity.layer), Effect.orDie)
   )
 
+/** A store (its own pool) on `prefix`'s tables. */
+const storeOn = (prefix: string) =>
+  Effect.flatMap(Layer.build(PostgresStore.layer({ url, prefix })), (context) => Effect.provide(Store.DeliveryStore, context))
+
+/** Two stores (two pools, as two processes would have) on a fresh prefix, dropped when the scope closes. */
+const twoPools = Effect.gen(function*() {
+  const prefix = newPrefix()
+  yield* dropAfter(prefix)
+  return [yield* storeOn(prefix), yield* storeOn(prefix)] as const
+})
+
+/** Counts the wake-ups `store` sees, until `fiber` is interrupted. */
+const countWakeups = (store: Store.DeliveryStore) =>
+  Effect.gen(function*() {
+    const woken = yield* Ref.make(0)
+    const fiber = yield* Effect.fork(Stream.runForEach(store.wakeups, () => Ref.update(woken, (n) => n + 1)))
+    return { woken, fiber }
+  })
+
 const fresh = (prefix: string = newPrefix()) =>
   Layer.unwrapScoped(Effect.as(dropAfter(prefix), PostgresStore.layer({ url, prefix, maxConnections: 8 })))
 
@@ -80,12 +99,8 @@ const d = skip !== undefined ? describe.skip : describe
 d(`PostgresStore${skip !== undefined ? ` (skipped: ${skip})` : ""}`, () => {
   it.live("NOTIFY wakes an idle store in another process (another pool) on enqueue and replay", () =>
     Effect.gen(function*() {
-      const prefix = newPrefix()
-      yield* dropAfter(prefix)
-      const producer = yield* Effect.provide(Store.DeliveryStore, yield* Layer.build(PostgresStore.layer({ url, prefix })))
-      const worker = yield* Effect.provide(Store.DeliveryStore, yield* Layer.build(PostgresStore.layer({ url, prefix })))
-      const woken = yield* Ref.make(0)
-      const fiber = yield* Effect.fork(Stream.runForEach(worker.wakeups, () => Ref.update(woken, (n) => n + 1)))
+      const [producer, worker] = yield* twoPools
+      const { woken, fiber } = yield* countWakeups(worker)
       // LISTEN is set up asynchronously: keep producing until the worker hears one (at most ~10 s)
       const waitWoken = (label: string, act: (i: number) => Effect.Effect<unknown, Store.StoreError>) =>
         Effect.gen(function*() {
@@ -112,9 +127,8 @@ d(`PostgresStore${skip !== undefined ? ` (skipped: ${skip})` : ""}`, () => {
       )
       const producer = yield* Effect.provide(Store.DeliveryStore, app)
       const sql = yield* Effect.provide(PgClient.PgClient, app)
-      const worker = yield* Effect.provide(Store.DeliveryStore, yield* Layer.build(PostgresStore.layer({ url, prefix })))
-      const woken = yield* Ref.make(0)
-      const fiber = yield* Effect.fork(Stream.runForEach(worker.wakeups, () => Ref.update(woken, (n) => n + 1)))
+      const worker = yield* storeOn(prefix)
+      const { woken, fiber } = yield* countWakeups(worker)
       for (let i = 0; i < 100 && (yield* Ref.get(woken)) === 0; i++) {
         yield* sql.withTransaction(Effect.flatMap(event(`tx-n-${i}`), (e) => producer.enqueue(e, ["a"])))
         yield* Effect.sleep("100 millis")
@@ -134,10 +148,7 @@ d(`PostgresStore${skip !== undefined ? ` (skipped: ${skip})` : ""}`, () => {
 
   it.effect("two pools on one database: concurrent claims never hand out a row twice (SKIP LOCKED)", () =>
     Effect.gen(function*() {
-      const prefix = newPrefix()
-      yield* dropAfter(prefix)
-      const a = yield* Effect.provide(Store.DeliveryStore, yield* Layer.build(PostgresStore.layer({ url, prefix })))
-      const b = yield* Effect.provide(Store.DeliveryStore, yield* Layer.build(PostgresStore.layer({ url, prefix })))
+      const [a, b] = yield* twoPools
       const ids = Array.from({ length: 100 }, (_, i) => `pool-${i}`)
       yield* Effect.forEach(ids, (id, i) => Effect.flatMap(event(id), (e) => (i % 2 ? a : b).enqueue(e, ["x", "y"])), {
         concurrency: 10,
@@ -232,12 +243,8 @@ d(`PostgresStore${skip !== undefined ? ` (skipped: ${skip})` : ""}`, () => {
 
   it.live("dependencies: NOTIFY wakes another process when a delivery makes a dependent due", () =>
     Effect.gen(function*() {
-      const prefix = newPrefix()
-      yield* dropAfter(prefix)
-      const producer = yield* Effect.provide(Store.DeliveryStore, yield* Layer.build(PostgresStore.layer({ url, prefix })))
-      const worker = yield* Effect.provide(Store.DeliveryStore, yield* Layer.build(PostgresStore.layer({ url, prefix })))
-      const woken = yield* Ref.make(0)
-      const fiber = yield* Effect.fork(Stream.runForEach(worker.wakeups, () => Ref.update(woken, (n) => n + 1)))
+      const [producer, worker] = yield* twoPools
+      const { woken, fiber } = yield* countWakeups(worker)
       yield* producer.enqueue(yield* event("notify-pipe"), ["a", "b"], { after: { b: ["a"] } })
       const [input] = yield* producer.claim({ workerId: "w", limit: 10, leaseMs: 60_000 })
       // LISTEN is set up asynchronously: enqueue until the worker hears one, then let the wake-ups settle
@@ -258,10 +265,7 @@ d(`PostgresStore${skip !== undefined ? ` (skipped: ${skip})` : ""}`, () => {
 
   it.live("dependencies: concurrent deliveries of two inputs through two pools release their dependent exactly once", () =>
     Effect.gen(function*() {
-      const prefix = newPrefix()
-      yield* dropAfter(prefix)
-      const a = yield* Effect.provide(Store.DeliveryStore, yield* Layer.build(PostgresStore.layer({ url, prefix })))
-      const b = yield* Effect.provide(Store.DeliveryStore, yield* Layer.build(PostgresStore.layer({ url, prefix })))
+      const [a, b] = yield* twoPools
       const ok = { startedAt: 0, durationMs: 1, outcome: "success" }
       const n = 30
       for (let i = 0; i < n; i++) {
