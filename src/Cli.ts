@@ -341,6 +341,26 @@ const runLogged = <A, E, R>(format: Telemetry.LogFormat, effect: Effect.Effect<A
 const stopped = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
   Effect.onInterrupt(effect, () => Effect.logInfo("fanout: stopped"))
 
+/**
+ * `serve` / `worker`: loads the configuration, checks the worker's target group (`flag`), and runs
+ * the application with the options `run` builds from the worker tuning, logging as asked.
+ */
+const runApp = (
+  options: {
+    readonly config: string
+    readonly logFormat: Telemetry.LogFormat
+    readonly concurrency: Option.Option<number>
+  },
+  flag: string,
+  names: Option.Option<string>,
+  run: (worker: Worker.Tuning) => Main.RunOptions
+) =>
+  runLogged(
+    options.logFormat,
+    Effect.flatMap(Main.load(options.config), (app) =>
+      Effect.flatMap(tuning(app, flag, options.concurrency, names), (worker) => stopped(Main.run(app, run(worker)))))
+  )
+
 const serve = Command.make(
   "serve",
   {
@@ -356,14 +376,7 @@ const serve = Command.make(
     logFormat: logFormat("json")
   },
   (options) =>
-    runLogged(
-      options.logFormat,
-      Effect.flatMap(Main.load(options.config), (app) =>
-        Effect.flatMap(
-          tuning(app, "worker-targets", options.concurrency, options.workerTargets),
-          (worker) => stopped(Main.run(app, { workers: !options.apiOnly, worker }))
-        ))
-    )
+    runApp(options, "worker-targets", options.workerTargets, (worker) => ({ workers: !options.apiOnly, worker }))
 ).pipe(Command.withDescription("Serve the HTTP API and run the delivery workers until SIGINT/SIGTERM (then stop gracefully)"))
 
 const worker = Command.make(
@@ -377,15 +390,7 @@ const worker = Command.make(
     ),
     logFormat: logFormat("json")
   },
-  (options) =>
-    runLogged(
-      options.logFormat,
-      Effect.flatMap(Main.load(options.config), (app) =>
-        Effect.flatMap(
-          tuning(app, "targets", options.concurrency, options.targets),
-          (worker) => stopped(Main.run(app, { api: false, worker }))
-        ))
-    )
+  (options) => runApp(options, "targets", options.targets, (worker) => ({ api: false, worker }))
 ).pipe(Command.withDescription("Run delivery workers only (no API) until SIGINT/SIGTERM; several may share a PostgreSQL store"))
 
 /**
