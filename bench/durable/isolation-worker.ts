@@ -6,24 +6,15 @@
  *
  * Run (by the parent): node --import tsx bench/durable/isolation-worker.ts <sqlite file> <healthy|hung> <timeout ms>
  */
-import { HttpClientRequest } from "@effect/platform"
 import { NodeHttpClient } from "@effect/platform-node"
 import { Effect, Layer } from "effect"
 import * as Sqlite from "../../src/Store/Sqlite.js"
-import { Event, Target, Worker } from "../../src/index.js"
-import { serve } from "./isolation.js"
+import { Worker } from "../../src/index.js"
+import { serve, targetA } from "./isolation.js"
 
 const [file, mode, timeout] = process.argv.slice(2)
 const a = await serve(mode === "hung")
-const A = Target.make("a", {
-  request: (event: Event.Event<string, unknown>) =>
-    HttpClientRequest.post(`${a.url}/a`).pipe(HttpClientRequest.bodyUnsafeJson(event.payload)),
-  policy: {
-    timeout: Number(timeout),
-    circuitBreaker: false,
-    retry: { maxAttempts: 1_000, initialDelay: 100, maxDelay: 1_000 }
-  }
-})
+const A = targetA(a.url, Number(timeout), false)
 
 const program = Effect.gen(function*() {
   // A's share as it is in the one-process run: half of concurrency 64.

@@ -118,6 +118,20 @@ const quantile = (xs: ReadonlyArray<number>, q: number) => {
   return s.length === 0 ? Number.NaN : s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))]!
 }
 
+const post = (url: string) => (event: Event.Event<string, unknown>) =>
+  HttpClientRequest.post(url).pipe(HttpClientRequest.bodyUnsafeJson(event.payload))
+
+/** Target A on the server at `url`: `timeoutMs` per attempt, retried for the whole run, its breaker on or off. */
+export const targetA = (url: string, timeoutMs: number, breaker: boolean) =>
+  Target.make("a", {
+    request: post(`${url}/a`),
+    policy: {
+      timeout: timeoutMs,
+      ...(breaker ? {} : { circuitBreaker: false as const }),
+      retry: { maxAttempts: 1_000, initialDelay: 100, maxDelay: 1_000 }
+    }
+  })
+
 const splitWorkerScript = fileURLToPath(new URL("./isolation-worker.ts", import.meta.url))
 
 /** The process that serves A in a split run, until the scope closes. */
@@ -137,16 +151,7 @@ export const runIsolation = async (mode: "healthy" | "hung", options: IsolationO
   const a = await serve(mode === "hung")
   const b = await serve(false)
   const timeoutMs = options.timeoutMs ?? 1_000
-  const post = (url: string) => (event: Event.Event<string, unknown>) =>
-    HttpClientRequest.post(url).pipe(HttpClientRequest.bodyUnsafeJson(event.payload))
-  const A = Target.make("a", {
-    request: post(`${a.url}/a`),
-    policy: {
-      timeout: timeoutMs,
-      ...(options.breaker === false ? { circuitBreaker: false as const } : {}),
-      retry: { maxAttempts: 1_000, initialDelay: 100, maxDelay: 1_000 }
-    }
-  })
+  const A = targetA(a.url, timeoutMs, options.breaker !== false)
   const B = Target.make("b", { request: post(`${b.url}/b`) })
   const storeLayer: Layer.Layer<Store.DeliveryStore, Store.StoreError> = options.store === "memory"
     ? Memory.layer
