@@ -19,7 +19,6 @@
  * at once, so the sender's CPU is the bottleneck); `--pin` pins the sender to CPU 0 and the
  * targets to CPU 1 with `taskset`.
  */
-import { execFileSync } from "node:child_process"
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs"
 import { performance } from "node:perf_hooks"
 import { HttpClientRequest } from "@effect/platform"
@@ -27,8 +26,9 @@ import { NodeHttpClient } from "@effect/platform-node"
 import { Effect, Layer } from "effect"
 import { Agent } from "undici"
 import { Event, Fanout, Router, Target } from "../src/index.js"
-import { fmt, gc, machine, median, quantile, spread } from "./lib/stats.js"
+import { fmt, gc, machine, median, pin, quantile, spread } from "./lib/stats.js"
 import * as MockTargets from "./lib/targets.js"
+import { poster } from "./lib/undici.js"
 
 interface Options {
   readonly events: number
@@ -130,18 +130,7 @@ const runRaw = (
 ) =>
   measure(side, targets, events.length, async (latencies) => {
     const agent = new Agent()
-    const post = async (origin: string, path: string, body: unknown, key: string) => {
-      const response = await agent.request({
-        origin,
-        path,
-        method: "POST",
-        headers: { "content-type": "application/json", "idempotency-key": key },
-        body: JSON.stringify(body)
-      })
-      const text = await response.body.text()
-      if (response.statusCode < 200 || response.statusCode >= 300) throw new Error(`HTTP ${response.statusCode}: ${text}`)
-      return text
-    }
+    const post = poster(agent)
     let next = 0
     let failures = 0
     const worker = async () => {
@@ -198,15 +187,6 @@ const runFanout = (
     })
     return Effect.runPromise(Effect.scoped(program))
   })
-
-const pin = (pid: number, cpu: number): boolean => {
-  try {
-    execFileSync("taskset", ["-pc", String(cpu), String(pid)], { stdio: "ignore" })
-    return true
-  } catch {
-    return false
-  }
-}
 
 const row = (label: string, runs: ReadonlyArray<RunResult>) => {
   const targetsCpu = runs.map((r) => r.targetsCpuPercent).filter((x): x is number => x !== undefined)

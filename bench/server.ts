@@ -24,8 +24,7 @@ import { createRequire } from "node:module"
 import { tmpdir } from "node:os"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
-import { execFileSync } from "node:child_process"
-import { fmt, machine, median, spread } from "./lib/stats.js"
+import { fmt, machine, median, pin, spread } from "./lib/stats.js"
 import * as Child from "./server/child.js"
 
 const here = dirname(fileURLToPath(import.meta.url))
@@ -101,15 +100,6 @@ const load = (url: string, connections: number, duration: number): Promise<Autoc
     duration,
     pipelining: 1
   })
-
-const pin = (pid: number, cpu: number): boolean => {
-  try {
-    execFileSync("taskset", ["-pc", String(cpu), String(pid)], { stdio: "ignore" })
-    return true
-  } catch {
-    return false
-  }
-}
 
 const measure = async (side: Side, rep: number, server: Child.ServerProcess, options: Options): Promise<Run> => {
   const cpuBefore = server.cpuMs()

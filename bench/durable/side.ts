@@ -19,6 +19,7 @@ import * as Postgres from "../../src/Store/Postgres.js"
 import * as Sqlite from "../../src/Store/Sqlite.js"
 import * as Store from "../../src/Store.js"
 import { Event, Target, Worker } from "../../src/index.js"
+import { poster } from "../lib/undici.js"
 
 export type StoreSpec =
   | { readonly kind: "sqlite"; readonly filename: string; readonly synchronous: "FULL" | "NORMAL" }
@@ -181,17 +182,7 @@ const runBullmq = async (side: Extract<Side, { kind: "bullmq" }>): Promise<SideR
   const queue = new Queue(side.queue, { connection })
   await queue.waitUntilReady()
   const agent = new Agent()
-  const post = async (origin: string, path: string, body: unknown, key: string) => {
-    const response = await agent.request({
-      origin,
-      path,
-      method: "POST",
-      headers: { "content-type": "application/json", "idempotency-key": key },
-      body: JSON.stringify(body)
-    })
-    const text = await response.body.text()
-    if (response.statusCode < 200 || response.statusCode >= 300) throw new Error(`HTTP ${response.statusCode}: ${text}`)
-  }
+  const post = poster(agent)
   let completed = 0
   let failed = 0
   const worker = new BullWorker(

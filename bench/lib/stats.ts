@@ -1,6 +1,6 @@
 /**
- * Small helpers for the benchmarks: summary statistics, a forced GC between runs, and a
- * description of the machine.
+ * Small helpers for the benchmarks: summary statistics, a forced GC between runs, a description
+ * of the machine, and pinning a process to a CPU.
  */
 import { execFileSync } from "node:child_process"
 import { cpus, loadavg, totalmem } from "node:os"
@@ -57,4 +57,14 @@ export const machine = (): string => {
   }
   const load = loadavg().map((x) => x.toFixed(2)).join(" ")
   return `nproc ${nproc}, ${cpu[0]?.model ?? "unknown CPU"}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}, load average ${load}`
+}
+
+/** Pins process `pid` to CPU `cpu` (`taskset`); false where that is not possible. */
+export const pin = (pid: number, cpu: number): boolean => {
+  try {
+    execFileSync("taskset", ["-pc", String(cpu), String(pid)], { stdio: "ignore" })
+    return true
+  } catch {
+    return false
+  }
 }
