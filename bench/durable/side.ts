@@ -25,6 +25,17 @@ export type StoreSpec =
   | { readonly kind: "sqlite"; readonly filename: string; readonly synchronous: "FULL" | "NORMAL" }
   | { readonly kind: "pg"; readonly url: string; readonly prefix: string }
 
+/** What the two end-to-end sides share: the same work, to the same two mock targets. */
+interface EndToEnd {
+  readonly events: number
+  /** Events run through the same path first, untimed (JIT warm-up). */
+  readonly warmup: number
+  readonly producers: number
+  readonly concurrency: number
+  readonly urlA: string
+  readonly urlB: string
+}
+
 export type Side =
   | {
     readonly kind: "enqueue"
@@ -33,28 +44,8 @@ export type Side =
     readonly warmup: number
     readonly concurrency: number
   }
-  | {
-    readonly kind: "fanout"
-    readonly store: StoreSpec
-    readonly events: number
-    /** Events run through the same path first, untimed (JIT warm-up). */
-    readonly warmup: number
-    readonly producers: number
-    readonly concurrency: number
-    readonly urlA: string
-    readonly urlB: string
-  }
-  | {
-    readonly kind: "bullmq"
-    readonly redisPort: number
-    readonly queue: string
-    readonly events: number
-    readonly warmup: number
-    readonly producers: number
-    readonly concurrency: number
-    readonly urlA: string
-    readonly urlB: string
-  }
+  | EndToEnd & { readonly kind: "fanout"; readonly store: StoreSpec }
+  | EndToEnd & { readonly kind: "bullmq"; readonly redisPort: number; readonly queue: string }
 
 export interface SideResult {
   readonly seconds: number
