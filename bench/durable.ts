@@ -20,7 +20,7 @@
  *      [--isolation-latency-events=1000] [--no-write]
  */
 import { execFileSync, spawn } from "node:child_process"
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -28,6 +28,7 @@ import * as Reactivity from "@effect/experimental/Reactivity"
 import * as PgClient from "@effect/sql-pg/PgClient"
 import { Effect, Redacted } from "effect"
 import { type IsolationRun, runIsolation } from "./durable/isolation.js"
+import { writeSection } from "./lib/results.js"
 import * as RedisServer from "./durable/redis.js"
 import type { Side, SideResult, StoreSpec } from "./durable/side.js"
 import { fmt, machine, median, spread } from "./lib/stats.js"
@@ -367,22 +368,7 @@ export const main = async (args: ReadonlyArray<string>) => {
     JSON.stringify({ machine: before, pg, fsyncMs: fsync, enqueueRows, e2eRows, isolation }, null, 2)
   )
   if (write) {
-    const path = join(here, "RESULTS.md")
-    let current = ""
-    try {
-      current = readFileSync(path, "utf8")
-    } catch {
-      current = "# Benchmark results\n"
-    }
-    const start = current.indexOf("\n## Durable\n")
-    let next = current
-    if (start >= 0) {
-      const after = current.indexOf("\n## ", start + 1)
-      next = current.slice(0, start + 1) + section + (after >= 0 ? current.slice(after) : "")
-    } else {
-      next = current.replace(/\s*$/, "\n\n") + section
-    }
-    writeFileSync(path, next)
+    const path = writeSection("Durable", section)
     log(`wrote the "## Durable" section of ${path}`)
   }
 }

@@ -19,11 +19,12 @@
  * Run: npm run bench -- server [--duration=10] [--connections=32] [--reps=3] [--warmup=3] [--pin]
  * (or BENCH_DURATION, BENCH_CONNECTIONS, BENCH_REPS, BENCH_WARMUP, BENCH_PIN=1)
  */
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { createRequire } from "node:module"
 import { tmpdir } from "node:os"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
+import { writeSection } from "./lib/results.js"
 import { fmt, machine, median, pin, spread } from "./lib/stats.js"
 import * as Child from "./server/child.js"
 
@@ -129,27 +130,6 @@ const row = (label: string, runs: ReadonlyArray<Run>) => {
   } | ${cpu.length > 0 ? fmt(median(cpu)) : "n/a"} | ${runs.reduce((n, r) => n + r.non2xx + r.errors, 0)} |`
 }
 
-/** Replaces the "## Server" section of bench/RESULTS.md (or appends it), re-reading the file right before. */
-const writeSection = (section: string) => {
-  const file = join(here, "RESULTS.md")
-  let text = ""
-  try {
-    text = readFileSync(file, "utf8")
-  } catch {
-    text = "# Benchmark results\n"
-  }
-  const start = text.search(/^## Server\s*$/m)
-  if (start < 0) {
-    text = `${text.trimEnd()}\n\n${section}\n`
-  } else {
-    const rest = text.slice(start + 1)
-    const next = rest.search(/^## /m)
-    const end = next < 0 ? text.length : start + 1 + next
-    text = `${text.slice(0, start)}${section}\n${next < 0 ? "" : "\n"}${text.slice(end)}`
-  }
-  writeFileSync(file, text)
-}
-
 export const main = async (args: ReadonlyArray<string>): Promise<void> => {
   const options = parse(args)
   const log = (line: string) => process.stderr.write(`${line}\n`)
@@ -232,7 +212,7 @@ export const main = async (args: ReadonlyArray<string>): Promise<void> => {
         : `.`)
     ].join("\n")
     console.log(section)
-    writeSection(section)
+    writeSection("Server", section)
     mkdirSync(join(here, "..", ".tmp"), { recursive: true })
     writeFileSync(
       join(here, "..", ".tmp", "bench-server.json"),
