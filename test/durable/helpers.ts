@@ -113,17 +113,8 @@ export const startReceiver = async (
   }
 }
 
-/** A seeded PRNG (mulberry32), so a failing run can be replayed from its printed seed. */
-export const prng = (seed: number) => {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+/** The test kit's seeded PRNG (mulberry32), so a failing run can be replayed from its printed seed. */
+export { prng } from "../../src/testing/Fault.js"
 
 // ---- worker processes ----------------------------------------------------------------------------
 
