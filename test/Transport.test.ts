@@ -484,6 +484,26 @@ describe("Transport: the lean HttpClient and of", () => {
       assert.strictEqual(server.seen[0]!.headers["x-derived"], "1")
     }))
 
+  // Lean only: the platform's undici client passes Node's global FormData to the npm undici,
+  // whose encoder brand-checks its own class and fails ("action is not a function").
+  it.scopedLive("a FormData body (Node's global one and undici's) arrives as multipart", () =>
+    Effect.gen(function*() {
+      const server = yield* serve((_req, res) => text(res, 200, "ok"))
+      const { transport } = yield* Transport.make()
+      const Undici = yield* Effect.promise(() => import("@effect/platform-node/Undici"))
+      for (const form of [new FormData(), new Undici.FormData()]) {
+        form.append("field", "value")
+        // Cast: undici's FormData class is typed apart from the global one; both are spec FormData.
+        const request = HttpClientRequest.post(server.url).pipe(HttpClientRequest.bodyFormData(form as FormData))
+        assert.strictEqual((yield* transport.send(request, roomy)).status, 200)
+      }
+      for (const seen of server.seen) {
+        assert.match(seen.headers["content-type"] ?? "", /^multipart\/form-data; boundary=/)
+        assert.include(seen.body.toString("utf8"), 'name="field"\r\n\r\nvalue\r\n')
+      }
+      assert.strictEqual(server.seen.length, 2)
+    }))
+
   it.scopedLive("make({ connections: 1 }): back-to-back requests queue on one connection", () =>
     Effect.gen(function*() {
       const server = yield* serve((_req, res) => text(res, 200, "ok"))
