@@ -10,7 +10,7 @@
  *
  * @since 0.1.0
  */
-import { Clock, Context, Data, Duration, Effect, Fiber, FiberSet, Layer } from "effect"
+import { Clock, Context, Data, Duration, Effect, Fiber, FiberRef, FiberSet, Layer } from "effect"
 import type { Scope } from "effect"
 import type * as Event from "./Event.js"
 import type * as Outcome from "./Outcome.js"
@@ -263,13 +263,15 @@ export const make = <E extends Event.Any, T extends Target.Any>(
     const send = (event: Event.Any, sendOptions?: { readonly mode?: Mode }): Effect.Effect<unknown, unknown> => {
       const mode = sendOptions?.mode ?? "settled"
       const run: Effect.Effect<unknown, unknown> = mode === "all" ? sendAll(event) : mode === "background" ? sendBackground(event) : sendSettled(event)
-      return run.pipe(
-        Effect.withSpan("fanout.send", {
-          attributes: { "fanout.event.id": event.id, "fanout.event.type": event.type, "fanout.mode": mode },
-          captureStackTrace: sendTrace
-        }),
-        Effect.annotateLogs({ eventId: event.id })
-      )
+      // No span when tracing is off; no log annotation around the fan-out (a fiber's annotations
+      // are copied at every fork below it): Fanout's own log lines name their event.
+      return FiberRef.getWith(FiberRef.currentTracerEnabled, (traced) =>
+        traced
+          ? Effect.withSpan(run, "fanout.send", {
+            attributes: { "fanout.event.id": event.id, "fanout.event.type": event.type, "fanout.mode": mode },
+            captureStackTrace: sendTrace
+          })
+          : run)
     }
 
     const sender: Sender<E> = { send: send as Sender<E>["send"], targets: runtimes, router }

@@ -2,7 +2,7 @@
  * Durable delivery workers: a worker claims due deliveries from the {@link Store.DeliveryStore}
  * under a lease, sends each through the very same target and policy code as direct mode
  * (`Target.Runtime.attempt`: breaker, bulkhead, rate limit, per-attempt timeout), records every
- * attempt with `store.finish`, and decides what follows with `Retry.decide` (delivered, retry at a
+ * attempt with `store.finish`, and decides what follows with `Delivery.decide` (delivered, retry at a
  * time, or dead-letter).
  *
  * - **Isolation.** Claims are made per target, only for targets with free capacity. Each target holds
@@ -31,10 +31,10 @@ import { hostname } from "node:os"
 import { Headers, HttpTraceContext } from "@effect/platform"
 import type { Scope, Tracer } from "effect"
 import { Cause, Clock, Context, Duration, Effect, Either, Fiber, FiberRef, FiberSet, Layer, Metric, Queue, Random, Stream } from "effect"
+import * as Delivery from "./Delivery.js"
 import type * as Event from "./Event.js"
 import * as Metrics from "./Metrics.js"
 import * as Pipeline from "./Pipeline.js"
-import * as Retry from "./Resilience/Retry.js"
 import type * as Router from "./Router.js"
 import * as Store from "./Store.js"
 import type * as Target from "./Target.js"
@@ -507,9 +507,10 @@ export const make = <T extends Target.Any>(
             Effect.annotateLogs(eventOf(claimed), ofDelivery(claimed)),
             (event) => lane.runtime.attempt(event, number)
           )
-        const result = yield* send.pipe(
-          Effect.ensuring(Effect.sync(() => lane.inFlight--)),
-          Effect.withSpan("fanout.attempt", {
+        const counted = Effect.ensuring(send, Effect.sync(() => lane.inFlight--))
+        // No span at all when tracing is off (see Delivery).
+        const traced = (yield* FiberRef.get(FiberRef.currentTracerEnabled))
+          ? Effect.withSpan(counted, "fanout.attempt", {
             captureStackTrace: attemptTrace,
             attributes: {
               "fanout.target": lane.name,
@@ -520,9 +521,9 @@ export const make = <T extends Target.Any>(
               "fanout.worker.id": workerId
             },
             ...enqueuedUnder(claimed.event)
-          }),
-          Effect.either
-        )
+          })
+          : counted
+        const result = yield* Effect.either(traced)
         entry.phase = "finish"
         const now = yield* Clock.currentTimeMillis
         const durationMs = now - startedAt
@@ -548,15 +549,16 @@ export const make = <T extends Target.Any>(
             retryAfterMs
           }
           yield* lane.attemptCounter(label)
-          const decision = Retry.decide(lane.runtime.policy.retry, {
+          const decision = Delivery.decide(lane.runtime.policy, {
             attempts: number,
             elapsed: now - claimed.enqueuedAt,
+            now,
             error,
             random: yield* Random.next,
             budget: Duration.toMillis(lane.runtime.policy.retry.maxAge)
           })
-          next = decision._tag === "Retry"
-            ? Store.Next.Retry({ at: now + decision.delay })
+          next = decision._tag === "RetryAt"
+            ? Store.Next.Retry({ at: decision.at })
             : Store.Next.Dead({ reason: deadReason(decision.reason) })
         }
         const written = yield* finishDurably(entry, record, next, claimed)
@@ -821,7 +823,7 @@ export const make = <T extends Target.Any>(
  * ```ts
  * const WorkerLive = Worker.layer({ router, concurrency: 100 }).pipe(
  *   Layer.provide(Layer.mergeAll(Inventory.layer, Notification.layer)),
- *   Layer.provide(NodeHttpClient.layerUndici),
+ *   Layer.provide(Transport.layer()),
  *   Layer.provide(Sqlite.layer({ filename: "fanout.db" }))
  * )
  * ```

@@ -17,7 +17,11 @@ export interface Bulkhead {
   readonly permits: number
   readonly queue: number
   /** Runs `effect` holding one permit; waits in the queue, or fails when the queue is full. */
-  readonly run: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E | BulkheadRejectedError, R>
+  readonly run: <A, E, R, E2 = never>(
+    effect: Effect.Effect<A, E, R>,
+    /** Bounds a wait in the queue (e.g. by a deadline); applied only when no permit is free at once. */
+    queued?: (wait: Effect.Effect<void>) => Effect.Effect<void, E2>
+  ) => Effect.Effect<A, E | E2 | BulkheadRejectedError, R>
   /** Permits in use now. */
   readonly inFlight: Effect.Effect<number>
   /** Requests waiting for a permit now. */
@@ -41,12 +45,19 @@ export const make = (target: string, options: BulkheadOptions): Effect.Effect<Bu
     return {
       permits: options.permits,
       queue: options.queue,
-      run: <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+      run: <A, E, R, E2 = never>(
+        effect: Effect.Effect<A, E, R>,
+        queued?: (wait: Effect.Effect<void>) => Effect.Effect<void, E2>
+      ) =>
         Effect.uninterruptibleMask((restore) =>
-          Effect.suspend((): Effect.Effect<A, E | BulkheadRejectedError, R> => {
+          Effect.suspend((): Effect.Effect<A, E | E2 | BulkheadRejectedError, R> => {
             if (inFlight >= options.permits && waiting >= options.queue) return Effect.fail(reject)
+            // A permit is free at once when nobody holds them all and nobody waits before us.
+            const take: Effect.Effect<void, E2> = queued === undefined || (inFlight < options.permits && waiting === 0)
+              ? semaphore.take(1)
+              : queued(semaphore.take(1))
             waiting++
-            return Effect.matchCauseEffect(restore(semaphore.take(1)), {
+            return Effect.matchCauseEffect(restore(take), {
               onFailure: (cause) => {
                 waiting--
                 return Effect.failCause(cause)

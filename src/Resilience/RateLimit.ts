@@ -17,6 +17,8 @@ import type { RateLimitOptions } from "./Policy.js"
 export interface RateLimiter {
   /** Waits for a token (and for any pause); fails with `RateLimitedError` if that wait would exceed `maxWait`. */
   readonly take: Effect.Effect<void, RateLimitedError>
+  /** Takes a token as `take` does, but gives the wait in milliseconds (0: go now) instead of sleeping it. */
+  readonly reserve: Effect.Effect<number, RateLimitedError>
   /** Holds every request until `millis` from now (the API asked us to slow down). Never shortens a pause. */
   readonly pauseFor: (millis: number) => Effect.Effect<void>
   /** When the next request could go, in epoch milliseconds (0 when now). */
@@ -38,7 +40,7 @@ export const make = (
     const maxWait = Duration.toMillis(options ? options.maxWait : maxWaitWhenPaused)
     // Theoretical arrival time of the next request (GCRA). A pause pushes it forward.
     let tat = 0
-    const take = Effect.clockWith((clock) => {
+    const reserve = Effect.clockWith((clock) => {
       const now = clock.unsafeCurrentTimeMillis()
       const base = Math.max(tat, now)
       const wait = Math.max(0, base - tolerance - now)
@@ -52,10 +54,12 @@ export const make = (
         )
       }
       tat = base + emission
-      return wait > 0 ? Effect.sleep(Duration.millis(wait)) : Effect.void
+      return Effect.succeed(wait)
     })
+    const take = Effect.flatMap(reserve, (wait) => wait > 0 ? Effect.sleep(Duration.millis(wait)) : Effect.void)
     return {
       take,
+      reserve,
       pauseFor: (millis) =>
         Effect.map(Clock.currentTimeMillis, (now) => {
           tat = Math.max(tat, now + millis + tolerance)
