@@ -3,8 +3,12 @@
  *
  * - A: raw undici (`Agent#request`, keep-alive) + `Promise.allSettled` of the two POSTs per
  *   event, every body read;
- * - B: Fanout `send` (mode settled, default policies: bulkhead, breaker, retry, timeouts)
- *   over `NodeHttpClient.layerUndici`.
+ * - T: the bare transport (`Transport.send` of Fanout's own undici transport), the two POSTs per
+ *   event, nothing else: the floor of anything built on it;
+ * - B: Fanout `send` (mode settled, default policies: bulkhead, breaker, retry, timeouts) over
+ *   `Transport.layer`, tracing off (as `fanout serve` runs without an exporter);
+ * - G: the same `send` over the generic `NodeHttpClient.layerUndici`, tracing on (Effect's native
+ *   tracer): what a user who provides the platform's client gets.
  *
  * Both sides keep the same number of events in flight. The targets run in a separate Node
  * process (bench/lib/targets.ts). Runs are interleaved in one process after a warm-up; each
@@ -13,7 +17,7 @@
  * .tmp/bench-direct-c<concurrency>-d<delay>.json.
  *
  * Run: npm run bench -- direct [--events=20000] [--concurrency=64] [--reps=3] [--warmup=4000]
- *        [--delay=0] [--pin]
+ *        [--delay=0] [--pin] [--sides=A,T,B,A',G]
  * (or the env variables BENCH_EVENTS, BENCH_CONCURRENCY, BENCH_REPS, BENCH_WARMUP, BENCH_DELAY,
  * BENCH_PIN=1). `--delay` makes the targets answer after that many milliseconds (default 0:
  * at once, so the sender's CPU is the bottleneck); `--pin` pins the sender to CPU 0 and the
@@ -25,7 +29,7 @@ import { HttpClientRequest } from "@effect/platform"
 import { NodeHttpClient } from "@effect/platform-node"
 import { Effect, Layer } from "effect"
 import { Agent } from "undici"
-import { Event, Fanout, Router, Target } from "../src/index.js"
+import { Event, Fanout, Router, Target, Transport } from "../src/index.js"
 import { fmt, gc, machine, median, pin, quantile, spread } from "./lib/stats.js"
 import * as MockTargets from "./lib/targets.js"
 import { poster } from "./lib/undici.js"
@@ -37,6 +41,7 @@ interface Options {
   readonly warmup: number
   readonly delay: number
   readonly pin: boolean
+  readonly sides: ReadonlyArray<RunResult["side"]>
 }
 
 const option = (args: ReadonlyArray<string>, name: string, env: string, fallback: number, least = 1): number => {
@@ -54,8 +59,20 @@ const parse = (args: ReadonlyArray<string>): Options => ({
   reps: option(args, "reps", "BENCH_REPS", 3),
   warmup: option(args, "warmup", "BENCH_WARMUP", 4_000),
   delay: option(args, "delay", "BENCH_DELAY", 0, 0),
-  pin: args.includes("--pin") || process.env.BENCH_PIN === "1"
+  pin: args.includes("--pin") || process.env.BENCH_PIN === "1",
+  sides: sidesOf(args.find((a) => a.startsWith("--sides="))?.slice("--sides=".length) ?? process.env.BENCH_SIDES)
 })
+
+const allSides: ReadonlyArray<RunResult["side"]> = ["A", "T", "B", "A'", "G"]
+
+/** `--sides=B,T` runs only those sides (e.g. to profile one with `node --cpu-prof`); default all. */
+const sidesOf = (raw: string | undefined): ReadonlyArray<RunResult["side"]> => {
+  if (raw === undefined || raw === "") return allSides
+  const wanted = raw.split(",")
+  const unknown = wanted.filter((w) => !allSides.includes(w as RunResult["side"]))
+  if (unknown.length > 0) throw new Error(`--sides: unknown side(s) ${unknown.join(", ")}; known: ${allSides.join(", ")}`)
+  return allSides.filter((side) => wanted.includes(side))
+}
 
 type Payload = { readonly orderId: string; readonly sku: string; readonly qty: number; readonly email: string }
 
@@ -64,7 +81,7 @@ const bodyA = (e: Event.Event<string, Payload>) => ({ id: e.id, orderId: e.paylo
 const bodyB = (e: Event.Event<string, Payload>) => ({ id: e.id, orderId: e.payload.orderId, to: e.payload.email })
 
 interface RunResult {
-  readonly side: "A" | "A'" | "B"
+  readonly side: "A" | "A'" | "T" | "B" | "G"
   readonly events: number
   readonly seconds: number
   readonly eventsPerSecond: number
@@ -150,13 +167,56 @@ const runRaw = (
     return failures
   })
 
-/** B: Fanout `send` (settled, default policies) over `NodeHttpClient.layerUndici`, same concurrency. */
-const runFanout = (
+/** T: the bare transport, `Transport.send` of the two POSTs per event, same concurrency. */
+const runTransport = (
   targets: MockTargets.MockTargets,
   events: ReadonlyArray<Event.Event<string, Payload>>,
   concurrency: number
 ) =>
-  measure("B", targets, events.length, (latencies) => {
+  measure("T", targets, events.length, (latencies) =>
+    Effect.runPromise(Effect.scoped(Effect.gen(function*() {
+      const { transport } = yield* Transport.make()
+      const options = { timeoutMs: 10_000, maxResponseBytes: 1024 * 1024 }
+      const post = (url: string, body: unknown, key: string) =>
+        Effect.map(
+          Effect.either(transport.send(
+            HttpClientRequest.post(url).pipe(HttpClientRequest.bodyUnsafeJson(body), HttpClientRequest.setHeader("idempotency-key", key)),
+            options
+          )),
+          (r) => r._tag === "Right" && r.right.status < 300 ? 0 : 1
+        )
+      let failures = 0
+      yield* Effect.forEach(
+        events,
+        (event, i) =>
+          Effect.suspend(() => {
+            const start = performance.now()
+            return Effect.map(
+              Effect.all([post(`${targets.urlA}/a`, bodyA(event), `${event.id}:a`), post(`${targets.urlB}/b`, bodyB(event), `${event.id}:b`)], {
+                concurrency: 2
+              }),
+              ([a, b]) => {
+                latencies[i] = performance.now() - start
+                failures += a + b
+              }
+            )
+          }),
+        { concurrency, discard: true }
+      )
+      return failures
+    }))))
+
+/**
+ * B: Fanout `send` (settled, default policies) over Fanout's transport with tracing off; G: over
+ * the platform's `NodeHttpClient.layerUndici` with Effect's native tracer on. Same concurrency.
+ */
+const runFanout = (
+  side: "B" | "G",
+  targets: MockTargets.MockTargets,
+  events: ReadonlyArray<Event.Event<string, Payload>>,
+  concurrency: number
+) =>
+  measure(side, targets, events.length, (latencies) => {
     const A = Target.make("a", {
       request: (e: Event.Event<string, Payload>) =>
         HttpClientRequest.post(`${targets.urlA}/a`).pipe(HttpClientRequest.bodyUnsafeJson(bodyA(e)))
@@ -167,7 +227,8 @@ const runFanout = (
     })
     const router = Router.make().route("order.placed", [A, B])
     const program = Effect.gen(function*() {
-      const context = yield* Layer.build(Layer.mergeAll(A.layer, B.layer).pipe(Layer.provide(NodeHttpClient.layerUndici)))
+      const client = side === "B" ? Transport.layer() : NodeHttpClient.layerUndici
+      const context = yield* Layer.build(Layer.mergeAll(A.layer, B.layer).pipe(Layer.provide(client)))
       const sender = yield* Fanout.make(router).pipe(Effect.provide(context))
       let failures = 0
       yield* Effect.forEach(
@@ -185,7 +246,7 @@ const runFanout = (
       )
       return failures
     })
-    return Effect.runPromise(Effect.scoped(program))
+    return Effect.runPromise(Effect.scoped(program).pipe(Effect.withTracerEnabled(side === "G")))
   })
 
 const row = (label: string, runs: ReadonlyArray<RunResult>) => {
@@ -212,20 +273,25 @@ export const main = async (args: ReadonlyArray<string>): Promise<void> => {
     const events = makeEvents(options.events, "o")
 
     log(`direct: ${options.events} events × 2 targets, ${options.concurrency} in flight, delay ${options.delay} ms, ${options.reps} reps, warm-up ${options.warmup}`)
-    log(`warm-up A …`)
-    await runRaw("A", targets, warmupEvents, options.concurrency)
-    log(`warm-up B …`)
-    await runFanout(targets, warmupEvents, options.concurrency)
+    const order = options.sides
+    const run = (side: RunResult["side"], batch: ReadonlyArray<Event.Event<string, Payload>>) =>
+      side === "B" || side === "G"
+        ? runFanout(side, targets, batch, options.concurrency)
+        : side === "T"
+        ? runTransport(targets, batch, options.concurrency)
+        : runRaw(side, targets, batch, options.concurrency)
+    for (const side of order) {
+      if (side === "A'") continue
+      log(`warm-up ${side} …`)
+      await run(side, warmupEvents)
+    }
 
     const results: Array<RunResult> = []
-    const order: ReadonlyArray<RunResult["side"]> = ["A", "B", "A'"]
     for (let rep = 0; rep < options.reps; rep++) {
       // Rotate the order so that no side always runs first (or right after a GC-heavy one).
       for (let k = 0; k < order.length; k++) {
         const side = order[(k + rep) % order.length]!
-        const result = side === "B"
-          ? await runFanout(targets, events, options.concurrency)
-          : await runRaw(side, targets, events, options.concurrency)
+        const result = await run(side, events)
         if (result.failures > 0) throw new Error(`${side}: ${result.failures} failed deliveries`)
         results.push(result)
         log(`rep ${rep + 1} ${side.padEnd(2)} ${fmt(result.eventsPerSecond)} events/s  cpu ${fmt(result.cpuMsPer1k)} ms/1k  p50 ${fmt(result.p50, 2)} ms  p99 ${fmt(result.p99, 2)} ms`)
@@ -234,9 +300,16 @@ export const main = async (args: ReadonlyArray<string>): Promise<void> => {
 
     const of = (side: RunResult["side"]) => results.filter((r) => r.side === side)
     const ratio = (num: RunResult["side"], den: RunResult["side"]) =>
-      of(num).map((r, i) => r.eventsPerSecond / of(den)[i]!.eventsPerSecond)
+      of(num).flatMap((r, i) => {
+        const base = of(den)[i]
+        return base === undefined ? [] : [r.eventsPerSecond / base.eventsPerSecond]
+      })
     const fanoutVsRaw = ratio("B", "A")
+    const transportVsRaw = ratio("T", "A")
+    const genericVsRaw = ratio("G", "A")
     const noise = ratio("A'", "A")
+    // CPU per delivery (two deliveries per event), µs.
+    const perDelivery = (side: RunResult["side"]) => fmt(median(of(side).map((r) => r.cpuMsPer1k)) / 2)
 
     const table = [
       `### direct: Fanout \`send\` vs raw undici, two loopback targets`,
@@ -251,11 +324,19 @@ export const main = async (args: ReadonlyArray<string>): Promise<void> => {
       `|---|---:|---:|---:|---:|---:|---:|`,
       row("A: raw undici + Promise.allSettled", of("A")),
       row("A′: raw undici again (A/A noise)", of("A'")),
-      row("B: Fanout send (settled, default policies)", of("B")),
+      row("T: bare transport (Transport.send × 2)", of("T")),
+      row("B: Fanout send on Transport.layer, tracing off", of("B")),
+      row("G: Fanout send on NodeHttpClient.layerUndici, native tracer on", of("G")),
       ``,
-      `| ratio (per rep, same conditions) | median (min–max) |`,
+      `CPU µs per delivery (median): raw ${perDelivery("A")}, bare transport ${perDelivery("T")}, Fanout \`send\` ${
+        perDelivery("B")
+      }, Fanout on the generic client ${perDelivery("G")}.`,
+      ``,
+      `| ratio of events/s (per rep, same conditions) | median (min–max) |`,
       `|---|---:|`,
       `| B / A: Fanout ÷ raw | ${spread(fanoutVsRaw, 2)} |`,
+      `| T / A: bare transport ÷ raw | ${spread(transportVsRaw, 2)} |`,
+      `| G / A: Fanout on the generic client ÷ raw | ${spread(genericVsRaw, 2)} |`,
       `| A′ / A: raw ÷ raw (noise) | ${spread(noise, 2)} |`
     ].join("\n")
     console.log(table)
@@ -264,7 +345,7 @@ export const main = async (args: ReadonlyArray<string>): Promise<void> => {
     const file = `.tmp/bench-direct-c${options.concurrency}-d${options.delay}.json`
     writeFileSync(
       file,
-      JSON.stringify({ machine: machine(), options: { ...options, pinned }, results, fanoutVsRaw, noise }, null, 2)
+      JSON.stringify({ machine: machine(), options: { ...options, pinned }, results, fanoutVsRaw, transportVsRaw, genericVsRaw, noise }, null, 2)
     )
     log(`wrote ${file}`)
   } finally {

@@ -30,9 +30,9 @@ import type { AddressInfo } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { HttpClientRequest } from "@effect/platform"
-import { NodeHttpClient, NodeRuntime } from "@effect/platform-node"
+import { NodeRuntime } from "@effect/platform-node"
 import { Console, Effect, Layer, Option, Schema } from "effect"
-import { Event, Outbox, Pipeline, Router, SqliteStore, Target, Worker } from "../src/index.js"
+import { Event, Outbox, Pipeline, Router, SqliteStore, Target, Transport, Worker } from "../src/index.js"
 
 // ---------------------------------------------------------------------------------------
 // Four mock APIs on 127.0.0.1, each with a set latency
@@ -202,7 +202,7 @@ const program = Effect.gen(function*() {
   const t = targets(urls)
   const pipeline = pipelineOf(t)
   const live = Layer.mergeAll(t.Customer.layer, t.Inventory.layer, t.Payment.layer, t.Shipping.layer).pipe(
-    Layer.provide(NodeHttpClient.layerUndici)
+    Layer.provide(Transport.layer())
   )
 
   yield* Effect.gen(function*() {

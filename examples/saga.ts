@@ -17,9 +17,9 @@ import type { IncomingMessage, ServerResponse } from "node:http"
 import type { AddressInfo } from "node:net"
 import { performance } from "node:perf_hooks"
 import { HttpClientRequest } from "@effect/platform"
-import { NodeHttpClient, NodeRuntime } from "@effect/platform-node"
+import { NodeRuntime } from "@effect/platform-node"
 import { Console, Effect, Layer, Schema } from "effect"
-import { Event, Fanout, Router, Target } from "../src/index.js"
+import { Event, Fanout, Router, Target, Transport } from "../src/index.js"
 
 // ---------------------------------------------------------------------------------------
 // The three APIs (stand-ins for real services), logging to one timeline
@@ -186,7 +186,7 @@ const program = Effect.gen(function*() {
   }).pipe(
     Effect.scoped,
     Effect.provide(
-      Layer.mergeAll(Payment.layer, Inventory.layer, Shipping.layer).pipe(Layer.provide(NodeHttpClient.layerUndici))
+      Layer.mergeAll(Payment.layer, Inventory.layer, Shipping.layer).pipe(Layer.provide(Transport.layer()))
     )
   )
   const verdict = yield* placeOrder

@@ -16,9 +16,9 @@ import { createServer } from "node:http"
 import type { IncomingMessage, ServerResponse } from "node:http"
 import type { AddressInfo } from "node:net"
 import { HttpClientRequest } from "@effect/platform"
-import { NodeHttpClient, NodeRuntime } from "@effect/platform-node"
+import { NodeRuntime } from "@effect/platform-node"
 import { Console, Effect, Layer, Schema } from "effect"
-import { Event, Fanout, Router, Target } from "../src/index.js"
+import { Event, Fanout, Router, Target, Transport } from "../src/index.js"
 
 // ---------------------------------------------------------------------------------------
 // The two APIs (stand-ins for real services)
@@ -152,7 +152,7 @@ const program = Effect.gen(function*() {
     }
   }).pipe(
     Effect.scoped,
-    Effect.provide(Layer.mergeAll(Inventory.layer, Notification.layer).pipe(Layer.provide(NodeHttpClient.layerUndici)))
+    Effect.provide(Layer.mergeAll(Inventory.layer, Notification.layer).pipe(Layer.provide(Transport.layer())))
   )
   yield* sendOrders
 

@@ -23,7 +23,6 @@
  */
 import { Args, Command, Options, ValidationError } from "@effect/cli"
 import { HttpClient, HttpClientRequest } from "@effect/platform"
-import { NodeHttpClient } from "@effect/platform-node"
 import type { Teardown } from "@effect/platform/Runtime"
 import { resolve } from "node:path"
 import { Cause, Config as EffectConfig, Console, Data, Effect, Exit, FiberRef, LogLevel, Option, Redacted } from "effect"
@@ -33,6 +32,7 @@ import * as Main from "./Main.js"
 import * as Graph from "./Server/Graph.js"
 import * as Store from "./Store.js"
 import * as Telemetry from "./Telemetry.js"
+import * as Transport from "./Transport.js"
 import type * as Worker from "./Worker.js"
 
 // ---------------------------------------------------------------------------------------------
@@ -220,7 +220,7 @@ interface Answer {
   readonly body: unknown
 }
 
-const ClientLive = NodeHttpClient.layerUndici
+const ClientLive = Transport.layer()
 
 const call = (
   remote: Remote,

@@ -192,6 +192,12 @@ export const ServerConfig = Schema.Struct({
 export const FanoutConfig = Schema.Struct({
   server: Schema.optional(ServerConfig),
   store: Schema.optional(StoreConfig),
+  /**
+   * Tracing (when `OTEL_EXPORTER_OTLP_ENDPOINT` names an exporter): `sampleRatio` is the share of
+   * new traces recorded (0–1, default 1), parent-based (a request whose `traceparent` is sampled
+   * is always recorded).
+   */
+  telemetry: Schema.optional(Schema.Struct({ sampleRatio: Schema.optional(Schema.Number.pipe(Schema.between(0, 1))) })),
   targets: Schema.Record({ key: Schema.String.pipe(Schema.pattern(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$/)), value: TargetConfig }),
   routes: Schema.Record({ key: Schema.String.pipe(Schema.minLength(1)), value: RouteConfig }),
   /**

@@ -17,7 +17,6 @@
 import { mkdirSync } from "node:fs"
 import { dirname, isAbsolute, resolve } from "node:path"
 import { Headers, type HttpServer, type HttpServerError } from "@effect/platform"
-import { NodeHttpClient } from "@effect/platform-node"
 import { Config as EffectConfig, ConfigError as EffectConfigError, Effect, Either, Layer, Option, Redacted } from "effect"
 import * as Config from "./Config.js"
 import * as Outbox from "./Outbox.js"
@@ -29,6 +28,7 @@ import * as Memory from "./Store/Memory.js"
 import * as Postgres from "./Store/Postgres.js"
 import * as Sqlite from "./Store/Sqlite.js"
 import * as Telemetry from "./Telemetry.js"
+import * as Transport from "./Transport.js"
 import * as Worker from "./Worker.js"
 
 /**
@@ -327,7 +327,7 @@ export const layer = (
   options: RunOptions = {}
 ): Layer.Layer<HttpServer.HttpServer | Worker.Worker | Store.DeliveryStore | Registry.Registry, StartError> => {
   const targets = [...app.built.targets.values()]
-  const TargetsLive = Registry.layerTargets(targets).pipe(Layer.provide(NodeHttpClient.layerUndici))
+  const TargetsLive = Registry.layerTargets(targets).pipe(Layer.provide(Transport.layer()))
   const StoreLive = Telemetry.layerPropagateTrace(storeLayer(app.store))
   const Core = Layer.merge(TargetsLive, StoreLive)
   const TelemetryLive = Telemetry.layer({

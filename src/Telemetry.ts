@@ -22,7 +22,7 @@ import * as NodeSdk from "@effect/opentelemetry/NodeSdk"
 import type * as Resource from "@effect/opentelemetry/Resource"
 import { PrometheusExporter, PrometheusSerializer } from "@opentelemetry/exporter-prometheus"
 import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http"
-import { BatchSpanProcessor } from "@opentelemetry/sdk-trace-base"
+import { BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler } from "@opentelemetry/sdk-trace-base"
 import type { SpanProcessor } from "@opentelemetry/sdk-trace-base"
 import { Clock, Context, Effect, Layer, Logger, Metric } from "effect"
 import type { LogLevel } from "effect"
@@ -47,6 +47,8 @@ export interface Options {
   readonly otlpEndpoint?: string | undefined
   /** More span processors (tests: `new SimpleSpanProcessor(new InMemorySpanExporter())`). */
   readonly spanProcessors?: ReadonlyArray<SpanProcessor> | undefined
+  /** The share of new traces recorded, 0–1 (parent-based: a sampled parent is always followed). Default 1. */
+  readonly sampleRatio?: number | undefined
   /** How long closing may spend flushing spans. Default 5 seconds. */
   readonly shutdownTimeout?: Duration.DurationInput | undefined
 }
@@ -86,7 +88,9 @@ export const layer = (options: Options = {}): Layer.Layer<Prometheus | Resource.
     if (options.otlpEndpoint !== undefined && options.otlpEndpoint.length > 0) {
       processors.push(new BatchSpanProcessor(new OTLPTraceExporter({ url: tracesUrl(options.otlpEndpoint) })))
     }
+    const ratio = options.sampleRatio ?? 1
     const sdk = NodeSdk.layer(() => ({
+      ...(ratio < 1 ? { tracerConfig: { sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(ratio) }) } } : {}),
       resource: {
         serviceName: options.serviceName ?? "fanout",
         ...(options.serviceVersion !== undefined ? { serviceVersion: options.serviceVersion } : {})
@@ -98,7 +102,10 @@ export const layer = (options: Options = {}): Layer.Layer<Prometheus | Resource.
     const collect = Effect.promise(() => exporter.collect()).pipe(
       Effect.map(({ resourceMetrics }) => serializer.serialize(resourceMetrics))
     )
-    return Layer.merge(sdk, Layer.succeed(Prometheus, { collect }))
+    const prometheus = Layer.merge(sdk, Layer.succeed(Prometheus, { collect }))
+    // Spans with nowhere to go are not made at all: the delivery hot path checks Effect's tracer
+    // switch and then opens no span (see Delivery).
+    return processors.length > 0 ? prometheus : Layer.merge(prometheus, Layer.setTracerEnabled(false))
   }))
 
 /** 0 closed, 1 half-open, 2 open (an open breaker whose wait is over counts as half-open). */

@@ -5,7 +5,7 @@
  */
 import * as net from "node:net"
 import { type HttpClient, HttpClientRequest } from "@effect/platform"
-import { NodeHttpClient } from "@effect/platform-node"
+import * as Transport from "../../src/Transport.js"
 import { Context, Effect, Layer, Logger, LogLevel } from "effect"
 import type { Scope } from "effect"
 import * as Outbox from "../../src/Outbox.js"
@@ -92,13 +92,13 @@ export const start = (setup: Setup = {}): Effect.Effect<Harness, never, Scope.Sc
     const rawStore = Context.get(storeContext, Store.DeliveryStore)
     const store = setup.wrapStore ? setup.wrapStore(rawStore) : rawStore
     const storeLayer = Layer.succeed(Store.DeliveryStore, store)
-    const targetsLayer = Registry.layerTargets(targets).pipe(Layer.provide(NodeHttpClient.layerUndici))
+    const targetsLayer = Registry.layerTargets(targets).pipe(Layer.provide(Transport.layer()))
     const deps = Layer.mergeAll(Outbox.layer(router, { after: setup.after, aggregates: setup.aggregates }), targetsLayer).pipe(Layer.provideMerge(storeLayer))
     // The worker shares the target runtimes (breakers, bulkheads) with the registry: same layers, one build.
     const targetLayers = targets.map((t) => t.layer as unknown as Layer.Layer<never, never, HttpClient.HttpClient>)
     const worker = Worker.layer({ router, pollInterval: "50 millis", workerId: "test-worker" }).pipe(
       Layer.provide(Layer.mergeAll(Layer.empty, ...targetLayers)),
-      Layer.provide(NodeHttpClient.layerUndici),
+      Layer.provide(Transport.layer()),
       Layer.provide(storeLayer)
     ) as unknown as Layer.Layer<never>
     const withWorker = setup.worker === true ? Layer.merge(deps, worker) : deps

@@ -3,7 +3,7 @@
  * given), and workers started in their own scopes so a test can stop them (graceful shutdown).
  */
 import type { HttpClient } from "@effect/platform"
-import { NodeHttpClient } from "@effect/platform-node"
+import * as Transport from "../../src/Transport.js"
 import { Context, Effect, Exit, Layer, Scope } from "effect"
 import * as Memory from "../../src/Store/Memory.js"
 import * as Store from "../../src/Store.js"
@@ -26,7 +26,7 @@ export const makeEnv = (
     const layers = targets.map((t) => t.layer) as ReadonlyArray<Layer.Layer<never, never, HttpClient.HttpClient>>
     const merged = layers.reduce((acc, l) => Layer.merge(acc, l), Layer.empty as Layer.Layer<never, never, HttpClient.HttpClient>)
     const context = yield* Layer.build(
-      Layer.merge(merged.pipe(Layer.provide(NodeHttpClient.layerUndici)), store)
+      Layer.merge(merged.pipe(Layer.provide(Transport.layer())), store)
     ).pipe(Effect.orDie)
     const deliveryStore = Context.get(context as Context.Context<Store.DeliveryStore>, Store.DeliveryStore)
     const start = (options: Worker.Tuning) =>

@@ -1,6 +1,6 @@
 /**
  * Helpers for the integration tests: real `node:http` servers on 127.0.0.1 (port 0), and a
- * fan-out built over the real `NodeHttpClient.layerUndici` client. Everything is scoped:
+ * fan-out built over Fanout's own transport (`Transport.layer`, real HTTP on undici). Everything is scoped:
  * the client (undici Agent) is destroyed, then the server closed, when the test's scope ends.
  */
 import { createServer } from "node:http"
@@ -8,7 +8,7 @@ import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:
 import type { AddressInfo } from "node:net"
 import { performance } from "node:perf_hooks"
 import type { HttpClient } from "@effect/platform"
-import { NodeHttpClient } from "@effect/platform-node"
+import * as Transport from "../../src/Transport.js"
 import { Effect, Layer, Schedule } from "effect"
 import type { Duration } from "effect"
 import type { Scope } from "effect"
@@ -128,7 +128,7 @@ export const makeSender = <E extends Event.Any, T extends Target.Any>(
       never,
       HttpClient.HttpClient
     >
-    const context = yield* Layer.build(merged.pipe(Layer.provide(NodeHttpClient.layerUndici)))
+    const context = yield* Layer.build(merged.pipe(Layer.provide(Transport.layer())))
     return yield* Fanout.make(router).pipe(Effect.provide(context))
   })
 
