@@ -6,7 +6,7 @@
  *
  * Run (by the parent): node --import tsx bench/durable/isolation-worker.ts <sqlite file> <healthy|hung> <timeout ms>
  */
-import { NodeHttpClient } from "@effect/platform-node"
+import * as Transport from "../../src/Transport.js"
 import { Effect, Layer } from "effect"
 import * as Sqlite from "../../src/Store/Sqlite.js"
 import { Worker } from "../../src/index.js"
@@ -25,5 +25,5 @@ const program = Effect.gen(function*() {
 
 void Effect.runPromise(program.pipe(
   Effect.scoped,
-  Effect.provide(Layer.merge(A.layer.pipe(Layer.provide(NodeHttpClient.layerUndici)), Sqlite.layer({ filename: file!, synchronous: "FULL" })))
+  Effect.provide(Layer.merge(A.layer.pipe(Layer.provide(Transport.layer())), Sqlite.layer({ filename: file!, synchronous: "FULL" })))
 ))

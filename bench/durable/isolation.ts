@@ -28,7 +28,7 @@ import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { performance } from "node:perf_hooks"
 import { HttpClientRequest } from "@effect/platform"
-import { NodeHttpClient } from "@effect/platform-node"
+import * as Transport from "../../src/Transport.js"
 import { Effect, Layer } from "effect"
 import * as Memory from "../../src/Store/Memory.js"
 import * as Sqlite from "../../src/Store/Sqlite.js"
@@ -223,7 +223,7 @@ export const runIsolation = async (mode: "healthy" | "hung", options: IsolationO
     return await Effect.runPromise(
       program.pipe(
         Effect.scoped,
-        Effect.provide(Layer.mergeAll(A.layer, B.layer).pipe(Layer.provide(NodeHttpClient.layerUndici), Layer.merge(storeLayer)))
+        Effect.provide(Layer.mergeAll(A.layer, B.layer).pipe(Layer.provide(Transport.layer()), Layer.merge(storeLayer)))
       )
     )
   } finally {

@@ -13,7 +13,7 @@
  */
 import { performance } from "node:perf_hooks"
 import { HttpClientRequest } from "@effect/platform"
-import { NodeHttpClient } from "@effect/platform-node"
+import * as Transport from "../../src/Transport.js"
 import { Effect, Layer } from "effect"
 import * as Postgres from "../../src/Store/Postgres.js"
 import * as Sqlite from "../../src/Store/Sqlite.js"
@@ -161,7 +161,7 @@ const runFanout = (side: Extract<Side, { kind: "fanout" }>) => {
   }).pipe(
     Effect.scoped,
     Effect.provide(
-      Layer.mergeAll(A.layer, B.layer).pipe(Layer.provide(NodeHttpClient.layerUndici), Layer.merge(storeLayer(side.store)))
+      Layer.mergeAll(A.layer, B.layer).pipe(Layer.provide(Transport.layer()), Layer.merge(storeLayer(side.store)))
     )
   )
 }
@@ -227,7 +227,8 @@ const main = async () => {
   const side = JSON.parse(process.argv[2] ?? "{}") as Side
   const result: SideResult = side.kind === "bullmq"
     ? await runBullmq(side)
-    : await Effect.runPromise(side.kind === "enqueue" ? runEnqueue(side) : runFanout(side))
+    // Tracing off, as `fanout serve` runs without an exporter.
+    : await Effect.runPromise(Effect.withTracerEnabled(side.kind === "enqueue" ? runEnqueue(side) : runFanout(side), false))
   process.stdout.write(JSON.stringify(result) + "\n")
   process.exit(0)
 }
