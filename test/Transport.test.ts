@@ -288,6 +288,19 @@ describe.each(sides)("Transport contract: %s", (_name, makeTransport) => {
       assert.isTrue(bytesEqual(exact.body, big))
     }))
 
+  it.scopedLive("a HEAD answer announcing a length over maxResponseBytes has an empty body, not an oversized one", () =>
+    Effect.gen(function*() {
+      const server = yield* serve((_req, res) => {
+        res.writeHead(200, { "content-length": 1024 * 1024 })
+        res.end()
+      })
+      const transport = yield* makeTransport
+      const head = yield* transport.send(HttpClientRequest.head(server.url), { timeoutMs: 10_000, maxResponseBytes: 1024 })
+      assert.strictEqual(head.status, 200)
+      assert.strictEqual(head.headers["content-length"], String(1024 * 1024))
+      assert.strictEqual(head.body?.length, 0)
+    }))
+
   it.scopedLive("a slow body (headers at once, the body trickling) arrives within the timeout", () =>
     Effect.gen(function*() {
       const parts = ["one,", "two,", "three,", "four"]
