@@ -238,7 +238,11 @@ const withBodyHeaders = (
   return out
 }
 
-const outgoing = (request: HttpClientRequest.HttpClientRequest): Outgoing | TransportError => {
+/**
+ * What undici sends. A body that can be read only once (a stream, an encoded FormData) comes
+ * as a function, called once per run of the effect: a retried send sends it again.
+ */
+const outgoing = (request: HttpClientRequest.HttpClientRequest): Outgoing | (() => Outgoing) | TransportError => {
   const body = request.body
   switch (body._tag) {
     case "Empty":
@@ -264,19 +268,21 @@ const outgoing = (request: HttpClientRequest.HttpClientRequest): Outgoing | Tran
       // Node's global FormData comes from Node's bundled undici, whose class the npm undici's
       // encoder rejects (it brand-checks: "action is not a function"); the global Response
       // encodes it instead, as a stream with its multipart content type.
-      const encoded = new globalThis.Response(form)
-      const contentType = encoded.headers.get("content-type") ?? undefined
-      const stream = encoded.body
-      return {
-        headers: withBodyHeaders(request.headers, contentType, undefined),
-        body: stream === null ? null : Readable.fromWeb(stream)
+      return () => {
+        const encoded = new globalThis.Response(form)
+        const stream = encoded.body
+        return {
+          // with this encoding's own boundary
+          headers: withBodyHeaders(request.headers, encoded.headers.get("content-type") ?? undefined, undefined),
+          body: stream === null ? null : Readable.fromWeb(stream)
+        }
       }
     }
     case "Stream":
-      return {
+      return () => ({
         headers: withBodyHeaders(request.headers, body.contentType, body.contentLength),
         body: NodeStream.toReadableNever(body.stream)
-      }
+      })
   }
 }
 
@@ -452,14 +458,15 @@ const exchange = (
 ): Effect.Effect<RawResponse, TransportError> => {
   const destination = resolve(request)
   if (destination instanceof TransportError) return Effect.fail(destination)
-  const out = outgoing(request)
-  if (out instanceof TransportError) return Effect.fail(out)
+  const prepared = outgoing(request)
+  if (prepared instanceof TransportError) return Effect.fail(prepared)
   const timeoutMs = options.timeoutMs
   // One parameter only: `Effect.async` creates an AbortController for a register that takes two.
   return Effect.async<RawResponse, TransportError>((resume) => {
     const handler = new Exchange(resume, options.maxResponseBytes, keepSetCookie, timeoutMs, request.method === "HEAD")
     if (hasTimeout(timeoutMs)) handler.timer = setTimeout(fireTimeout, timeoutMs, handler)
     try {
+      const out = typeof prepared === "function" ? prepared() : prepared
       dispatcher.dispatch({
         origin: destination.origin,
         path: destination.path,
