@@ -12,7 +12,7 @@
  */
 import { createHash, timingSafeEqual } from "node:crypto"
 import { HttpServerRequest } from "@effect/platform"
-import { Clock, Effect, Layer, Redacted } from "effect"
+import { Clock, Context, Effect, Layer, Redacted } from "effect"
 import { Authorization } from "./Api.js"
 import * as Errors from "./Errors.js"
 import type { Options } from "./Options.js"
@@ -104,54 +104,89 @@ export const makeRateLimiter = (limit: number, intervalMs: number): RateLimiter 
  * The check one request goes through: its key, then its bucket.
  *
  * @since 0.1.0
+ * @category models
+ */
+export interface Check {
+  readonly keyring: Keyring
+  /** The caller's id (`key-<n>`, or `anonymous` when the API is open), or its 401 / 429. */
+  readonly check: (authorization: string | undefined) => Effect.Effect<string, Errors.ApiFailure>
+}
+
+/**
+ * @since 0.1.0
  * @category constructors
  */
-export const makeCheck = (options: Pick<Options, "apiKeys" | "keyRateLimit">) => {
+export const makeCheck = (options: Pick<Options, "apiKeys" | "keyRateLimit">): Check => {
   const keyring = makeKeyring(options.apiKeys)
   const limiter = options.keyRateLimit === undefined
     ? undefined
     : makeRateLimiter(options.keyRateLimit.limit, options.keyRateLimit.intervalMs)
+  const limited = (id: string): Effect.Effect<string, Errors.ApiFailure> =>
+    limiter === undefined ? Effect.succeed(id) : Effect.flatMap(Clock.currentTimeMillis, (now) => {
+      const wait = limiter.take(id, now)
+      return wait > 0 ? Effect.fail(Errors.rateLimited(Math.max(1, Math.ceil(wait / 1000)))) : Effect.succeed(id)
+    })
   return {
     keyring,
-    check: (authorization: string | undefined): Effect.Effect<string, Errors.ApiFailure> =>
-      Effect.gen(function*() {
-        let id = "anonymous"
-        if (!keyring.open) {
-          const token = bearerToken(authorization)
-          const found = token === undefined ? undefined : keyring.identify(token)
-          if (found === undefined) return yield* Effect.fail(Errors.unauthorized())
-          id = found
-        }
-        if (limiter !== undefined) {
-          const wait = limiter.take(id, yield* Clock.currentTimeMillis)
-          if (wait > 0) return yield* Effect.fail(Errors.rateLimited(Math.max(1, Math.ceil(wait / 1000))))
-        }
-        return id
-      })
+    check: (authorization) => {
+      if (keyring.open) return limited("anonymous")
+      const token = bearerToken(authorization)
+      const found = token === undefined ? undefined : keyring.identify(token)
+      return found === undefined ? Effect.fail(Errors.unauthorized()) : limited(found)
+    }
   }
 }
 
 /**
- * The {@link Authorization} middleware of the API.
+ * The one {@link Check} of a server (one rate-limit bucket per key, whichever path a request takes:
+ * the `HttpApi` handlers or the lean ingest listener).
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export class AuthCheck extends Context.Tag("fanout/server/AuthCheck")<AuthCheck, Check>() {}
+
+/**
+ * The {@link AuthCheck} of these options; warns once when no key is configured.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerCheck = (options: Pick<Options, "apiKeys" | "keyRateLimit">): Layer.Layer<AuthCheck> =>
+  Layer.effect(
+    AuthCheck,
+    Effect.gen(function*() {
+      const check = makeCheck(options)
+      if (check.keyring.open) {
+        yield* Effect.logWarning(
+          "fanout server: no API key configured (server.apiKeys): the API is open to anyone who can reach it"
+        )
+      }
+      return check
+    })
+  )
+
+/**
+ * The {@link Authorization} middleware of the API, over the server's {@link AuthCheck}.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerAuthorization: Layer.Layer<Authorization, never, AuthCheck> = Layer.effect(
+  Authorization,
+  Effect.map(AuthCheck, ({ check }) =>
+    Authorization.of({
+      // The platform hands over `Authorization` minus its first 7 characters; read the header itself.
+      bearer: () =>
+        Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => Effect.asVoid(check(request.headers["authorization"])))
+    }))
+)
+
+/**
+ * The {@link Authorization} middleware of the API with a check of its own.
  *
  * @since 0.1.0
  * @category layers
  */
 export const layer = (options: Pick<Options, "apiKeys" | "keyRateLimit">): Layer.Layer<Authorization> =>
-  Layer.effect(
-    Authorization,
-    Effect.gen(function*() {
-      const { check, keyring } = makeCheck(options)
-      if (keyring.open) {
-        yield* Effect.logWarning(
-          "fanout server: no API key configured (server.apiKeys): the API is open to anyone who can reach it"
-        )
-      }
-      return Authorization.of({
-        // The platform hands over `Authorization` minus its first 7 characters; read the header itself.
-        bearer: () =>
-          Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) =>
-            Effect.asVoid(check(request.headers["authorization"])))
-      })
-    })
-  )
+  layerAuthorization.pipe(Layer.provide(layerCheck(options)))

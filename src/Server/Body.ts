@@ -178,23 +178,34 @@ export const readJson = (
   limits: Limits,
   options: { readonly empty?: unknown } = {}
 ): Effect.Effect<unknown, Errors.ApiFailure> =>
-  Effect.suspend(() => {
-    const req = NodeHttpServerRequest.toIncomingMessage(request)
-    const contentType = req.headers["content-type"]
-    if (!hasBody(req)) {
-      if (contentType !== undefined && !isJsonMediaType(contentType)) {
-        return Effect.fail(Errors.unsupportedMediaType(contentType))
-      }
-      return "empty" in options ? Effect.succeed(options.empty) : Effect.fail(Errors.invalidJson("A JSON body is required"))
-    }
-    if (contentType === undefined || !isJsonMediaType(contentType)) {
+  Effect.suspend(() => readJsonFrom(NodeHttpServerRequest.toIncomingMessage(request), limits, options))
+
+/**
+ * {@link readJson} on Node's own request (the lean ingest listener has no `HttpServerRequest`).
+ *
+ * @since 0.1.0
+ * @category reading
+ */
+export const readJsonFrom = (
+  req: IncomingMessage,
+  limits: Limits,
+  options: { readonly empty?: unknown } = {}
+): Effect.Effect<unknown, Errors.ApiFailure> => {
+  const contentType = req.headers["content-type"]
+  if (!hasBody(req)) {
+    if (contentType !== undefined && !isJsonMediaType(contentType)) {
       return Effect.fail(Errors.unsupportedMediaType(contentType))
     }
-    const declared = Number(req.headers["content-length"])
-    if (req.headers["transfer-encoding"] === undefined && Number.isFinite(declared) && declared > limits.drainLimitBytes) {
-      req.pause()
-      return Effect.fail(tooLarge(limits.maxBodyBytes, true))
-    }
-    return Effect.flatMap(readBytes(req, limits), (bytes) =>
-      bytes.length === 0 && "empty" in options ? Effect.succeed(options.empty) : parseJson(bytes))
-  })
+    return "empty" in options ? Effect.succeed(options.empty) : Effect.fail(Errors.invalidJson("A JSON body is required"))
+  }
+  if (contentType === undefined || !isJsonMediaType(contentType)) {
+    return Effect.fail(Errors.unsupportedMediaType(contentType))
+  }
+  const declared = Number(req.headers["content-length"])
+  if (req.headers["transfer-encoding"] === undefined && Number.isFinite(declared) && declared > limits.drainLimitBytes) {
+    req.pause()
+    return Effect.fail(tooLarge(limits.maxBodyBytes, true))
+  }
+  return Effect.flatMap(readBytes(req, limits), (bytes) =>
+    bytes.length === 0 && "empty" in options ? Effect.succeed(options.empty) : parseJson(bytes))
+}

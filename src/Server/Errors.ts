@@ -11,7 +11,8 @@
  * @since 0.1.0
  */
 import { HttpServerResponse } from "@effect/platform"
-import { Data, ParseResult, Schema } from "effect"
+import { Data, Effect, ParseResult, Schema } from "effect"
+import type * as Store from "../Store.js"
 
 /**
  * One problem with the request, and where (`payload.qty`, `events[3].type`, `wait`).
@@ -185,6 +186,26 @@ export const unavailable = (code: string, message: string, retryAfterSeconds: nu
 export const internal = (message = "Internal server error") => make(500, "internal", message)
 
 /**
+ * The answer to a store failure: `503` + `Retry-After` when retrying may help (busy, unreachable,
+ * closed), `400` for input the store refused, else `500`.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const fromStoreError = (error: Store.StoreError): ApiFailure => {
+  switch (error.reason) {
+    case "Busy":
+    case "Unavailable":
+    case "Closed":
+      return unavailable("store_unavailable", `The store is ${error.reason === "Busy" ? "busy" : "unavailable"}; retry later`, 1)
+    case "InvalidInput":
+      return make(400, "invalid_request", error.message)
+    default:
+      return make(500, "store_error", `The store failed (${error.reason})`)
+  }
+}
+
+/**
  * A schema path as the API shows it: `payload.qty`, `events[3].type`, `headers["x-a"]`,
  * `idempotency-key` (a first segment is shown as is).
  *
@@ -227,6 +248,23 @@ export const tidy = (issues: ReadonlyArray<Issue>): Array<Issue> =>
     !(issue.message.startsWith("Expected undefined") && issues.some((o) => o !== issue && within(o.path, issue.path))) &&
     issues.findIndex((o) => o.path === issue.path && o.message === issue.message) === i
   ).slice(0, 100)
+
+/**
+ * Decodes a request's JSON with `schema` (every issue, no excess property); a mismatch is a `400`
+ * naming each bad field (paths prefixed by `prefix`).
+ *
+ * @since 0.1.0
+ * @category decoding
+ */
+export const decode = <A, I>(
+  schema: Schema.Schema<A, I>,
+  input: unknown,
+  prefix: ReadonlyArray<PropertyKey> = []
+): Effect.Effect<A, ApiFailure> =>
+  Effect.mapError(
+    Schema.decodeUnknown(schema, { errors: "all", onExcessProperty: "error", exact: true })(input),
+    (error) => invalidRequest(issuesOf(error, prefix))
+  )
 
 /**
  * The JSON body of a failure.

@@ -27,8 +27,6 @@ import {
 import { NodeHttpServer } from "@effect/platform-node"
 import { Cause, DateTime, Duration, Effect, Layer, Option, Schema } from "effect"
 import type { Scope } from "effect"
-import * as Event from "../Event.js"
-import type { NoRouteError } from "../Fanout.js"
 import * as Outbox from "../Outbox.js"
 import * as Registry from "../Registry.js"
 import * as Policy from "../Resilience/Policy.js"
@@ -38,6 +36,7 @@ import * as Auth from "./Auth.js"
 import * as Body from "./Body.js"
 import * as Errors from "./Errors.js"
 import * as Graph from "./Graph.js"
+import * as Ingest from "./Ingest.js"
 import * as Metrics from "./Metrics.js"
 import * as ServerOptions from "./Options.js"
 import * as TargetStats from "./TargetStats.js"
@@ -67,24 +66,9 @@ const respond = <R>(
 ): Effect.Effect<HttpServerResponse.HttpServerResponse, never, R> =>
   Effect.catchAll(effect, (failure) => Effect.succeed(Errors.toResponse(failure)))
 
-const decode = <A, I>(schema: Schema.Schema<A, I>, input: unknown, prefix: ReadonlyArray<PropertyKey> = []) =>
-  Effect.mapError(
-    Schema.decodeUnknown(schema, { errors: "all", onExcessProperty: "error", exact: true })(input),
-    (error) => Errors.invalidRequest(Errors.issuesOf(error, prefix))
-  )
+const decode = Errors.decode
 
-const storeFailure = (error: Store.StoreError): Errors.ApiFailure => {
-  switch (error.reason) {
-    case "Busy":
-    case "Unavailable":
-    case "Closed":
-      return Errors.unavailable("store_unavailable", `The store is ${error.reason === "Busy" ? "busy" : "unavailable"}; retry later`, 1)
-    case "InvalidInput":
-      return Errors.make(400, "invalid_request", error.message)
-    default:
-      return Errors.make(500, "store_error", `The store failed (${error.reason})`)
-  }
-}
+const storeFailure = Errors.fromStoreError
 
 const fromStore = <A, R>(effect: Effect.Effect<A, Store.StoreError, R>): Effect.Effect<A, Errors.ApiFailure, R> =>
   Effect.mapError(effect, storeFailure)
@@ -176,54 +160,9 @@ const EventsLive = (options: ServerOptions.Options) =>
   HttpApiBuilder.group(Api.Api, "events", (handlers) =>
     Effect.gen(function*() {
       const outbox = yield* Outbox.Outbox
+      const ingest = yield* Ingest.Ingest
       const limits: Body.Limits = options
-      const maxDepth = options.maxQueueDepth
-      const cachedStats = yield* Effect.cachedWithTTL(Effect.either(outbox.stats), Duration.millis(options.queueCheckTtlMs))
-
-      /** 503 while the queue is at its bound (a reading at most `queueCheckTtl` old; an unreadable store lets enqueue decide). */
-      const guardDepth: Effect.Effect<void, Errors.ApiFailure> = maxDepth === undefined
-        ? Effect.void
-        : Effect.flatMap(cachedStats, (stats) =>
-          stats._tag === "Right" && stats.right.depth >= maxDepth
-            ? Effect.fail(
-              Errors.unavailable(
-                "queue_full",
-                `The queue holds ${stats.right.depth} deliveries (limit ${maxDepth}); retry later`,
-                options.overloadRetryAfterSeconds
-              )
-            )
-            : Effect.void)
-
-      const toEvent = (input: typeof Api.EventInput.Type, id: string) =>
-        Effect.map(DateTime.now, (now): Event.Any => ({
-          id,
-          type: input.type,
-          ...(input.key !== undefined ? { key: input.key } : {}),
-          payload: input.payload,
-          headers: input.headers ?? {},
-          createdAt: now
-        }))
-
-      const noRouteIssue = (type: string, path: string): Errors.Issue => ({
-        path,
-        message: `No route matches the event type ${JSON.stringify(type)}`
-      })
-
-      const enqueue = (event: Event.Any) =>
-        outbox.enqueue(event).pipe(
-          // Once the store has it, the answer must get out: never cut an enqueue short.
-          Effect.uninterruptible,
-          Effect.mapError((error) =>
-            error._tag === "NoRouteError"
-              ? Errors.noRoute([noRouteIssue((error as NoRouteError).type, "type")])
-              : storeFailure(error)
-          )
-        )
-
-      const location = (id: string) => ({ location: `/v1/events/${encodeURIComponent(id)}` })
-
-      const summaries = (enqueued: Store.Enqueued): Array<Summary> =>
-        enqueued.deliveries.map((d) => ({ id: d.id, target: d.target, status: d.status }))
+      const { location, summaries } = ingest
 
       const waitFor = (enqueued: Store.Enqueued, mode: "all" | "settled", waitMs: number) =>
         Effect.gen(function*() {
@@ -287,75 +226,13 @@ const EventsLive = (options: ServerOptions.Options) =>
         .handleRaw("send", ({ headers, request, urlParams }) =>
           respond(Effect.gen(function*() {
             const body = yield* Body.readJson(request, limits)
-            const input = yield* decode(Api.EventInput, body)
-            const key = headers["idempotency-key"]
-            if (input.id !== undefined && key !== undefined && input.id !== key) {
-              return yield* Effect.fail(Errors.invalidRequest([{ path: "id", message: "Differs from the Idempotency-Key header" }]))
-            }
-            const event = yield* toEvent(input, input.id ?? key ?? (yield* Event.newId))
-            if (!outbox.router.hasRoute(event.type)) return yield* Effect.fail(Errors.noRoute([noRouteIssue(event.type, "type")]))
-            yield* guardDepth
-            const enqueued = yield* enqueue(event)
-            if (urlParams.wait === undefined) {
-              return json(
-                Api.EventAccepted,
-                { id: enqueued.eventId, duplicate: !enqueued.created, deliveries: summaries(enqueued) },
-                enqueued.created ? 202 : 200,
-                location(enqueued.eventId)
-              )
-            }
+            const enqueued = yield* ingest.accept(body, headers["idempotency-key"])
+            if (urlParams.wait === undefined) return Ingest.toResponse(ingest.accepted(enqueued))
             const waitMs = Math.min(options.waitTimeoutMs, preferWait(headers.prefer) ?? Infinity)
             return yield* waitFor(enqueued, urlParams.wait, waitMs)
           })))
         .handleRaw("sendBatch", ({ request }) =>
-          respond(Effect.gen(function*() {
-            const body = yield* Body.readJson(request, limits)
-            const input = yield* decode(Api.BatchInput, body)
-            if (input.events.length > options.maxBatch) {
-              return yield* Effect.fail(Errors.invalidRequest([{
-                path: "events",
-                message: `At most ${options.maxBatch} events per batch, got ${input.events.length}`
-              }]))
-            }
-            const unrouted = input.events.flatMap((e, i) =>
-              outbox.router.hasRoute(e.type) ? [] : [noRouteIssue(e.type, `events[${i}].type`)]
-            )
-            if (unrouted.length > 0) return yield* Effect.fail(Errors.noRoute(unrouted))
-            yield* guardDepth
-            const events = yield* Effect.forEach(input.events, (e) =>
-              Effect.flatMap(e.id !== undefined ? Effect.succeed(e.id) : Event.newId, (id) => toEvent(e, id)))
-            const results = yield* Effect.forEach(
-              events,
-              (event) =>
-                enqueue(event).pipe(
-                  Effect.match({
-                    onFailure: (failure): typeof Api.BatchItem.Type => ({ id: event.id, status: "failed", error: failure.error }),
-                    onSuccess: (enqueued): typeof Api.BatchItem.Type => ({
-                      id: enqueued.eventId,
-                      status: enqueued.created ? "accepted" : "duplicate",
-                      deliveries: summaries(enqueued)
-                    })
-                  })
-                ),
-              { concurrency: 16 }
-            )
-            const failed = results.filter((r) => r.status === "failed")
-            if (failed.length > 0) {
-              const first = failed[0]!.error!
-              return Errors.toResponse(
-                Errors.make(
-                  first.status >= 500 ? first.status : 503,
-                  first.code,
-                  `${failed.length} of ${results.length} events were not stored (${first.message}); retry those with the same ids`,
-                  {
-                    headers: first.status === 503 ? { "retry-after": "1" } : {},
-                    extra: { results: Schema.encodeSync(Schema.Array(Api.BatchItem))(results) }
-                  }
-                )
-              )
-            }
-            return json(Api.BatchAccepted, { results }, 202)
-          })))
+          respond(Effect.flatMap(Body.readJson(request, limits), (body) => Effect.map(ingest.acceptBatch(body), Ingest.toResponse))))
         .handleRaw("status", ({ path }) =>
           respond(Effect.gen(function*() {
             const status = yield* fromStore(outbox.status(path.id))
@@ -534,13 +411,14 @@ const ErrorsLive = HttpApiBuilder.middleware((app) =>
 // ---------------------------------------------------------------------------------------------
 
 /**
- * The API's routes (handlers, auth, error mapping, `/openapi.json`, `/docs`), registered on the
- * `HttpApiBuilder` router.
- *
- * @since 0.1.0
- * @category layers
+ * What the server's two request paths share (the `HttpApi` handlers and the lean ingest listener):
+ * the API-key check with its rate-limit buckets, and the ingest rules with their queue-depth reading.
  */
-export const layerApi = (options: ServerOptions.Options) =>
+const layerShared = (options: ServerOptions.Options): Layer.Layer<Auth.AuthCheck | Ingest.Ingest, never, Outbox.Outbox> =>
+  Layer.merge(Auth.layerCheck(options), Ingest.layer(options))
+
+/** The API's routes over the shared pieces in context. */
+const layerRoutes = (options: ServerOptions.Options) =>
   Layer.mergeAll(
     ErrorsLive,
     HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" }),
@@ -548,12 +426,37 @@ export const layerApi = (options: ServerOptions.Options) =>
   ).pipe(
     Layer.provideMerge(HttpApiBuilder.api(Api.Api).pipe(
       Layer.provide([EventsLive(options), DeadLettersLive(options), TargetsLive, OpsLive]),
-      Layer.provide(Auth.layer(options))
+      Layer.provide(Auth.layerAuthorization)
     ))
   )
 
 /**
- * The application as an `HttpApp` (no server), for tests and for mounting elsewhere.
+ * The API's routes (handlers, auth, error mapping, `/openapi.json`, `/docs`), registered on the
+ * `HttpApiBuilder` router.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerApi = (options: ServerOptions.Options) => layerRoutes(options).pipe(Layer.provide(layerShared(options)))
+
+/** The application over the shared pieces in context. */
+const appOf = (
+  options: ServerOptions.Options
+): Effect.Effect<HttpApp.Default, never, Requirements | Auth.AuthCheck | Ingest.Ingest | Scope.Scope> =>
+  Effect.gen(function*() {
+    const routes = layerRoutes(options).pipe(
+      Layer.provideMerge(Layer.mergeAll(HttpApiBuilder.Router.Live, HttpApiBuilder.Middleware.layer))
+    )
+    const context = yield* Layer.build(routes)
+    const app = yield* Effect.provide(HttpApiBuilder.httpApp, context)
+    const platform = yield* Layer.build(NodeHttpServer.layerContext)
+    return Effect.provide(app, platform) as HttpApp.Default
+  })
+
+/**
+ * The application as an `HttpApp` (no server), for tests and for mounting elsewhere. Every route
+ * of the API is here, `POST /v1/events` and `POST /v1/events:batch` included (the lean listener
+ * of {@link layer} is an addition of the Node server, not of the app).
  *
  * @since 0.1.0
  * @category constructors
@@ -563,13 +466,8 @@ export const makeApp = (
 ): Effect.Effect<HttpApp.Default, never, Requirements | Scope.Scope> =>
   Effect.gen(function*() {
     const resolved = resolveOptions(options)
-    const routes = layerApi(resolved).pipe(
-      Layer.provideMerge(Layer.mergeAll(HttpApiBuilder.Router.Live, HttpApiBuilder.Middleware.layer))
-    )
-    const context = yield* Layer.build(routes)
-    const app = yield* Effect.provide(HttpApiBuilder.httpApp, context)
-    const platform = yield* Layer.build(NodeHttpServer.layerContext)
-    return Effect.provide(app, platform) as HttpApp.Default
+    const shared = yield* Layer.build(layerShared(resolved))
+    return yield* Effect.provide(appOf(resolved), shared)
   })
 
 const resolveOptions = (options: ServerOptions.Options | ServerOptions.Input): ServerOptions.Options =>
@@ -652,6 +550,10 @@ const shutdown = (server: NodeHttp.Server, graceMs: number): Effect.Effect<void>
  * Serves the API on a Node `http.Server` listening on `options.host:options.port`, until the
  * scope closes (then: graceful shutdown). Output: `HttpServer.HttpServer` (its `address`).
  *
+ * With `leanIngest` (the default), `POST /v1/events` (without `?wait=`) and `POST /v1/events:batch`
+ * are answered by the lean listener of {@link Ingest.makeListener} in front of the Effect
+ * application, with the same rules and answers; everything else goes to the application.
+ *
  * @since 0.1.0
  * @category layers
  */
@@ -661,9 +563,23 @@ export const layer = (
   const resolved = resolveOptions(options)
   let node: NodeHttp.Server | undefined
   const serve = Layer.scopedDiscard(Effect.gen(function*() {
-    const app = yield* makeApp(resolved)
+    const shared = yield* Layer.build(layerShared(resolved))
+    const app = yield* Effect.provide(appOf(resolved), shared)
     const server = yield* HttpServer.HttpServer
+    const before = new Set(node?.listeners("request") ?? [])
     yield* server.serve(app)
+    if (resolved.leanIngest && node !== undefined) {
+      const target = node
+      // The application's listener, just installed by `serve`: the lean one goes in its place and hands it the rest.
+      const installed = target.listeners("request").filter((l) => !before.has(l)) as Array<Ingest.Listener>
+      for (const l of installed) target.off("request", l)
+      const fallback: Ingest.Listener = (req, res) => {
+        for (const l of installed) l(req, res)
+      }
+      const lean = yield* Effect.provide(Ingest.makeListener(resolved, fallback), shared)
+      target.on("request", lean)
+      yield* Effect.addFinalizer(() => Effect.sync(() => target.off("request", lean)))
+    }
     // Registered after `serve`, so it runs first on close: drain before the handler is removed.
     yield* Effect.addFinalizer(() => node === undefined ? Effect.void : shutdown(node, resolved.shutdownGraceMs))
   }))

@@ -47,6 +47,12 @@ export interface Options {
   readonly overloadRetryAfterSeconds: number
   /** On shutdown: how long requests in progress may take before their connections are closed. */
   readonly shutdownGraceMs: number
+  /**
+   * Answer `POST /v1/events` (without `?wait=`) and `POST /v1/events:batch` with the lean
+   * `node:http` listener in front of the Effect application (same rules, same answers, less CPU
+   * per request). `false`: every request goes through the `HttpApi` router.
+   */
+  readonly leanIngest: boolean
 }
 
 /**
@@ -74,6 +80,7 @@ export interface Input {
   readonly queueCheckTtl?: Duration.DurationInput | undefined
   readonly overloadRetryAfterSeconds?: number | undefined
   readonly shutdownGrace?: Duration.DurationInput | undefined
+  readonly leanIngest?: boolean | undefined
 }
 
 /**
@@ -100,7 +107,8 @@ export const defaults: Options = {
   maxQueueDepth: undefined,
   queueCheckTtlMs: 1_000,
   overloadRetryAfterSeconds: 2,
-  shutdownGraceMs: 15_000
+  shutdownGraceMs: 15_000,
+  leanIngest: true
 }
 
 const ms = (input: Duration.DurationInput | undefined, fallback: number): number =>
@@ -135,7 +143,8 @@ export const make = (input: Input = {}): Options => {
     maxQueueDepth: input.maxQueueDepth,
     queueCheckTtlMs: ms(input.queueCheckTtl, defaults.queueCheckTtlMs),
     overloadRetryAfterSeconds: input.overloadRetryAfterSeconds ?? defaults.overloadRetryAfterSeconds,
-    shutdownGraceMs: ms(input.shutdownGrace, Math.max(defaults.shutdownGraceMs, ms(input.waitTimeout, 0) + 5_000))
+    shutdownGraceMs: ms(input.shutdownGrace, Math.max(defaults.shutdownGraceMs, ms(input.waitTimeout, 0) + 5_000)),
+    leanIngest: input.leanIngest ?? defaults.leanIngest
   }
   const problems = check(options)
   if (problems.length > 0) throw new RangeError(`server options: ${problems.join("; ")}`)
