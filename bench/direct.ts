@@ -249,13 +249,14 @@ const runFanout = (
     return Effect.runPromise(Effect.scoped(program).pipe(Effect.withTracerEnabled(side === "G")))
   })
 
-const row = (label: string, runs: ReadonlyArray<RunResult>) => {
+const row = (label: string, runs: ReadonlyArray<RunResult>): ReadonlyArray<string> => {
+  if (runs.length === 0) return []
   const targetsCpu = runs.map((r) => r.targetsCpuPercent).filter((x): x is number => x !== undefined)
-  return `| ${label} | ${runs.length} | ${spread(runs.map((r) => r.eventsPerSecond))} | ${
+  return [`| ${label} | ${runs.length} | ${spread(runs.map((r) => r.eventsPerSecond))} | ${
     fmt(median(runs.map((r) => r.cpuMsPer1k)))
   } | ${targetsCpu.length > 0 ? `${fmt(median(targetsCpu))} %` : "n/a"} | ${fmt(median(runs.map((r) => r.p50)), 2)} | ${
     fmt(median(runs.map((r) => r.p99)), 2)
-  } |`
+  } |`]
 }
 
 export const main = async (args: ReadonlyArray<string>): Promise<void> => {
@@ -309,7 +310,9 @@ export const main = async (args: ReadonlyArray<string>): Promise<void> => {
     const genericVsRaw = ratio("G", "A")
     const noise = ratio("A'", "A")
     // CPU per delivery (two deliveries per event), µs.
-    const perDelivery = (side: RunResult["side"]) => fmt(median(of(side).map((r) => r.cpuMsPer1k)) / 2)
+    const perDelivery = (side: RunResult["side"]) =>
+      of(side).length === 0 ? "not run" : fmt(median(of(side).map((r) => r.cpuMsPer1k)) / 2)
+    const ratioRow = (label: string, xs: ReadonlyArray<number>) => xs.length === 0 ? [] : [`| ${label} | ${spread(xs, 2)} |`]
 
     const table = [
       `### direct: Fanout \`send\` vs raw undici, two loopback targets`,
@@ -322,11 +325,11 @@ export const main = async (args: ReadonlyArray<string>): Promise<void> => {
       ``,
       `| side | runs | events/s median (min–max) | sender CPU ms / 1k events | targets CPU | p50 ms | p99 ms |`,
       `|---|---:|---:|---:|---:|---:|---:|`,
-      row("A: raw undici + Promise.allSettled", of("A")),
-      row("A′: raw undici again (A/A noise)", of("A'")),
-      row("T: bare transport (Transport.send × 2)", of("T")),
-      row("B: Fanout send on Transport.layer, tracing off", of("B")),
-      row("G: Fanout send on NodeHttpClient.layerUndici, native tracer on", of("G")),
+      ...row("A: raw undici + Promise.allSettled", of("A")),
+      ...row("A′: raw undici again (A/A noise)", of("A'")),
+      ...row("T: bare transport (Transport.send × 2)", of("T")),
+      ...row("B: Fanout send on Transport.layer, tracing off", of("B")),
+      ...row("G: Fanout send on NodeHttpClient.layerUndici, native tracer on", of("G")),
       ``,
       `CPU µs per delivery (median): raw ${perDelivery("A")}, bare transport ${perDelivery("T")}, Fanout \`send\` ${
         perDelivery("B")
@@ -334,10 +337,10 @@ export const main = async (args: ReadonlyArray<string>): Promise<void> => {
       ``,
       `| ratio of events/s (per rep, same conditions) | median (min–max) |`,
       `|---|---:|`,
-      `| B / A: Fanout ÷ raw | ${spread(fanoutVsRaw, 2)} |`,
-      `| T / A: bare transport ÷ raw | ${spread(transportVsRaw, 2)} |`,
-      `| G / A: Fanout on the generic client ÷ raw | ${spread(genericVsRaw, 2)} |`,
-      `| A′ / A: raw ÷ raw (noise) | ${spread(noise, 2)} |`
+      ...ratioRow("B / A: Fanout ÷ raw", fanoutVsRaw),
+      ...ratioRow("T / A: bare transport ÷ raw", transportVsRaw),
+      ...ratioRow("G / A: Fanout on the generic client ÷ raw", genericVsRaw),
+      ...ratioRow("A′ / A: raw ÷ raw (noise)", noise)
     ].join("\n")
     console.log(table)
 
