@@ -24,7 +24,7 @@
  * @since 0.1.0
  */
 import type { HttpClient } from "@effect/platform"
-import { HttpClientRequest } from "@effect/platform"
+import { Headers, HttpClientRequest } from "@effect/platform"
 import type { MetricLabel } from "effect"
 import { Cause, Clock, Context, Duration, Effect, Exit, Fiber, FiberRef, ParseResult, Random, Schema, Tracer } from "effect"
 import type * as Event from "./Event.js"
@@ -191,6 +191,19 @@ const traceparentOf = (fiber: Fiber.RuntimeFiber<any, any>): string | undefined 
   const span = Context.getOption(fiber.currentContext, Tracer.ParentSpan)
   if (span._tag === "None") return undefined
   return `00-${span.value.traceId}-${span.value.spanId}-${span.value.sampled ? "01" : "00"}`
+}
+
+/** The URL for a span, without userinfo and query (which may hold secrets); undefined when it does not parse. */
+const safeUrl = (raw: string): URL | undefined => {
+  try {
+    const url = new URL(raw)
+    url.username = ""
+    url.password = ""
+    url.search = ""
+    return url
+  } catch {
+    return undefined
+  }
 }
 
 /** The class of Effect's live clock (`TestClock` is another). */
@@ -394,13 +407,11 @@ export const makeRuntime = <P, A, PI>(
           }
           req = HttpClientRequest.setHeaders(req, Signing.sign(signingKey, key, Math.floor(started / 1000), bytes))
         }
-        // The generic client propagates its own span's traceparent; the lean transport gets ours.
-        if (lean && tracingOn(fiber)) {
-          const traceparent = traceparentOf(fiber)
-          if (traceparent !== undefined) req = HttpClientRequest.setHeader(req, "traceparent", traceparent)
-        }
+        const options = { timeoutMs: lean ? limit : Infinity, maxResponseBytes }
+        // The generic client opens its own client span and propagates it; on the lean transport
+        // (with tracing on) Delivery opens the same client span and sends its traceparent.
         const sent = Effect.mapError(
-          transport.send(req, { timeoutMs: lean ? limit : Infinity, maxResponseBytes }),
+          lean && tracingOn(fiber) ? clientSpan(req, options) : transport.send(req, options),
           (error) => transportError(name, error, onTimeout)
         )
         const answered = Effect.flatMap(sent, (response): Effect.Effect<Target.Answer<any>, TargetError.DeliveryError> => {
@@ -419,6 +430,35 @@ export const makeRuntime = <P, A, PI>(
         })
         if (limit <= 0) return Effect.fail(onTimeout())
         return lean ? answered : timeoutFail(answered, limit, onTimeout)
+      })
+
+    // The request as a client span (only with tracing on): the attributes the platform's client
+    // records (method, URL, request headers redacted by `Headers.currentRedactedNames`, status),
+    // and the span's W3C `traceparent` on the request.
+    const clientSpan = (request: HttpClientRequest.HttpClientRequest, sendOptions: Transport.SendOptions) =>
+      Effect.withFiberRuntime<Transport.Response, Transport.TransportError>((outer) => {
+        const attributes: Record<string, unknown> = { "http.request.method": request.method }
+        const url = safeUrl(request.url)
+        if (url !== undefined) {
+          attributes["server.address"] = url.origin
+          attributes["url.full"] = url.toString()
+          attributes["url.path"] = url.pathname
+          attributes["url.scheme"] = url.protocol.slice(0, -1)
+        }
+        const headers = Headers.redact(request.headers, outer.getFiberRef(Headers.currentRedactedNames))
+        for (const key in headers) attributes[`http.request.header.${key}`] = String(headers[key])
+        return Effect.withSpan(
+          Effect.withFiberRuntime<Transport.Response, Transport.TransportError>((fiber) => {
+            const traceparent = traceparentOf(fiber)
+            const traced = traceparent === undefined ? request : HttpClientRequest.setHeader(request, "traceparent", traceparent)
+            return Effect.tap(
+              transport.send(traced, sendOptions),
+              (response) => Effect.annotateCurrentSpan("http.response.status_code", response.status)
+            )
+          }),
+          `http.client ${request.method}`,
+          { kind: "client", attributes }
+        )
       })
 
     // Counts the attempt in flight (the gauge), from its start to its end.
