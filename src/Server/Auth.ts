@@ -12,7 +12,7 @@
  */
 import { createHash, timingSafeEqual } from "node:crypto"
 import { HttpServerRequest } from "@effect/platform"
-import { Clock, Context, Effect, Layer, Redacted } from "effect"
+import { Clock, Context, Effect, Either, Layer, Redacted } from "effect"
 import { Authorization } from "./Api.js"
 import * as Errors from "./Errors.js"
 import type { Options } from "./Options.js"
@@ -108,7 +108,9 @@ export const makeRateLimiter = (limit: number, intervalMs: number): RateLimiter 
  */
 export interface Check {
   readonly keyring: Keyring
-  /** The caller's id (`key-<n>`, or `anonymous` when the API is open), or its 401 / 429. */
+  /** The caller's id (`key-<n>`, or `anonymous` when the API is open) at `now` (epoch ms), or its 401 / 429. */
+  readonly verify: (authorization: string | undefined, now: number) => Either.Either<string, Errors.ApiFailure>
+  /** {@link Check.verify} at the `Clock`'s time. */
   readonly check: (authorization: string | undefined) => Effect.Effect<string, Errors.ApiFailure>
 }
 
@@ -121,19 +123,24 @@ export const makeCheck = (options: Pick<Options, "apiKeys" | "keyRateLimit">): C
   const limiter = options.keyRateLimit === undefined
     ? undefined
     : makeRateLimiter(options.keyRateLimit.limit, options.keyRateLimit.intervalMs)
-  const limited = (id: string): Effect.Effect<string, Errors.ApiFailure> =>
-    limiter === undefined ? Effect.succeed(id) : Effect.flatMap(Clock.currentTimeMillis, (now) => {
-      const wait = limiter.take(id, now)
-      return wait > 0 ? Effect.fail(Errors.rateLimited(Math.max(1, Math.ceil(wait / 1000)))) : Effect.succeed(id)
-    })
-  return {
-    keyring,
-    check: (authorization) => {
-      if (keyring.open) return limited("anonymous")
+  const verify = (authorization: string | undefined, now: number): Either.Either<string, Errors.ApiFailure> => {
+    let id = "anonymous"
+    if (!keyring.open) {
       const token = bearerToken(authorization)
       const found = token === undefined ? undefined : keyring.identify(token)
-      return found === undefined ? Effect.fail(Errors.unauthorized()) : limited(found)
+      if (found === undefined) return Either.left(Errors.unauthorized())
+      id = found
     }
+    if (limiter !== undefined) {
+      const wait = limiter.take(id, now)
+      if (wait > 0) return Either.left(Errors.rateLimited(Math.max(1, Math.ceil(wait / 1000))))
+    }
+    return Either.right(id)
+  }
+  return {
+    keyring,
+    verify,
+    check: (authorization) => Effect.flatMap(Clock.currentTimeMillis, (now) => verify(authorization, now))
   }
 }
 

@@ -14,7 +14,7 @@
 import type { IncomingMessage } from "node:http"
 import type { HttpServerRequest } from "@effect/platform"
 import { NodeHttpServerRequest } from "@effect/platform-node"
-import { Effect } from "effect"
+import { Effect, Either } from "effect"
 import * as Errors from "./Errors.js"
 
 /**
@@ -59,61 +59,70 @@ const hasBody = (req: IncomingMessage): boolean => {
   return length !== undefined && length !== "0"
 }
 
-/** The body bytes, or why they were refused (`close`: the connection must be closed after the answer). */
-const readBytes = (req: IncomingMessage, limits: Limits): Effect.Effect<Buffer, Errors.ApiFailure> =>
-  Effect.async<Buffer, Errors.ApiFailure>((resume) => {
-    const chunks: Array<Buffer> = []
-    let total = 0
-    let done = false
-    const finish = (result: Effect.Effect<Buffer, Errors.ApiFailure>) => {
-      if (done) return
-      done = true
-      cleanup()
-      resume(result)
+/**
+ * Reads the body bytes, then calls `done` once with them or why they were refused (a `413` past the
+ * drain limit carries `Connection: close`). Returns a function that stops listening (for an
+ * interruption).
+ */
+const readBytes = (
+  req: IncomingMessage,
+  limits: Limits,
+  done: (result: Either.Either<Buffer, Errors.ApiFailure>) => void
+): () => void => {
+  const chunks: Array<Buffer> = []
+  let total = 0
+  let finished = false
+  const finish = (result: Either.Either<Buffer, Errors.ApiFailure>) => {
+    if (finished) return
+    finished = true
+    cleanup()
+    done(result)
+  }
+  const onData = (chunk: Buffer) => {
+    total += chunk.length
+    if (total <= limits.maxBodyBytes) {
+      chunks.push(chunk)
+      return
     }
-    const onData = (chunk: Buffer) => {
-      total += chunk.length
-      if (total <= limits.maxBodyBytes) {
-        chunks.push(chunk)
-        return
-      }
-      chunks.length = 0
-      if (total > limits.drainLimitBytes) {
-        // Stop reading: the answer goes out with `Connection: close`.
-        req.pause()
-        finish(Effect.fail(tooLarge(limits.maxBodyBytes, true)))
-      }
+    chunks.length = 0
+    if (total > limits.drainLimitBytes) {
+      // Stop reading: the answer goes out with `Connection: close`.
+      req.pause()
+      finish(Either.left(tooLarge(limits.maxBodyBytes, true)))
     }
-    const onEnd = () =>
-      finish(
-        total > limits.maxBodyBytes
-          ? Effect.fail(tooLarge(limits.maxBodyBytes, false))
-          : Effect.succeed(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, total))
-      )
-    const onAbort = () => finish(Effect.fail(Errors.make(400, "aborted", "The request body was cut short")))
-    const cleanup = () => {
-      req.off("data", onData)
-      req.off("end", onEnd)
-      req.off("error", onAbort)
-      req.off("aborted", onAbort)
-      req.off("close", onClose)
-    }
-    const onClose = () => {
-      if (!req.complete) onAbort()
-    }
-    req.on("data", onData)
-    req.on("end", onEnd)
-    req.on("error", onAbort)
-    req.on("aborted", onAbort)
-    req.on("close", onClose)
-    if (req.readableEnded) onEnd()
-    return Effect.sync(cleanup)
-  })
+  }
+  const onEnd = () =>
+    finish(
+      total > limits.maxBodyBytes
+        ? Either.left(tooLarge(limits.maxBodyBytes, false))
+        : Either.right(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, total))
+    )
+  const onAbort = () => finish(Either.left(Errors.make(400, "aborted", "The request body was cut short")))
+  const cleanup = () => {
+    req.off("data", onData)
+    req.off("end", onEnd)
+    req.off("error", onAbort)
+    req.off("aborted", onAbort)
+    req.off("close", onClose)
+  }
+  const onClose = () => {
+    if (!req.complete) onAbort()
+  }
+  req.on("data", onData)
+  req.on("end", onEnd)
+  req.on("error", onAbort)
+  req.on("aborted", onAbort)
+  req.on("close", onClose)
+  if (req.readableEnded) onEnd()
+  return cleanup
+}
 
 const tooLarge = (limit: number, close: boolean) => {
   const failure = Errors.payloadTooLarge(limit)
   return close ? new Errors.ApiFailure({ ...failure, headers: { ...failure.headers, connection: "close" } }) : failure
 }
+
+const noop = (): void => {}
 
 const decoder = new TextDecoder("utf-8", { fatal: true })
 
@@ -140,31 +149,39 @@ export const depthOf = (value: unknown, limit: number = maxDepth): number => {
 }
 
 /**
+ * Parses bytes as a JSON document (UTF-8, at most {@link maxDepth} deep), synchronously.
+ *
+ * @since 0.1.0
+ * @category parsing
+ */
+export const parseJsonEither = (bytes: Uint8Array): Either.Either<unknown, Errors.ApiFailure> => {
+  let text: string
+  try {
+    text = decoder.decode(bytes)
+  } catch {
+    return Either.left(Errors.invalidJson("The body is not valid UTF-8"))
+  }
+  if (text.trim() === "") return Either.left(Errors.invalidJson("A JSON body is required"))
+  let value: unknown
+  try {
+    value = JSON.parse(text)
+  } catch (e) {
+    return Either.left(Errors.invalidJson(`The body is not valid JSON: ${(e as Error).message.slice(0, 200)}`))
+  }
+  if (depthOf(value) > maxDepth) {
+    return Either.left(Errors.invalidJson(`The body is nested deeper than ${maxDepth} levels`))
+  }
+  return Either.right(value)
+}
+
+/**
  * Parses bytes as a JSON document (UTF-8, at most {@link maxDepth} deep).
  *
  * @since 0.1.0
  * @category parsing
  */
 export const parseJson = (bytes: Uint8Array): Effect.Effect<unknown, Errors.ApiFailure> =>
-  Effect.suspend(() => {
-    let text: string
-    try {
-      text = decoder.decode(bytes)
-    } catch {
-      return Effect.fail(Errors.invalidJson("The body is not valid UTF-8"))
-    }
-    if (text.trim() === "") return Effect.fail(Errors.invalidJson("A JSON body is required"))
-    let value: unknown
-    try {
-      value = JSON.parse(text)
-    } catch (e) {
-      return Effect.fail(Errors.invalidJson(`The body is not valid JSON: ${(e as Error).message.slice(0, 200)}`))
-    }
-    if (depthOf(value) > maxDepth) {
-      return Effect.fail(Errors.invalidJson(`The body is nested deeper than ${maxDepth} levels`))
-    }
-    return Effect.succeed(value)
-  })
+  Effect.suspend(() => parseJsonEither(bytes))
 
 /**
  * Reads and parses a JSON request body within the limits. `empty`: the value of a request that
@@ -181,7 +198,7 @@ export const readJson = (
   Effect.suspend(() => readJsonFrom(NodeHttpServerRequest.toIncomingMessage(request), limits, options))
 
 /**
- * {@link readJson} on Node's own request (the lean ingest listener has no `HttpServerRequest`).
+ * {@link readJson} on Node's own request.
  *
  * @since 0.1.0
  * @category reading
@@ -190,22 +207,49 @@ export const readJsonFrom = (
   req: IncomingMessage,
   limits: Limits,
   options: { readonly empty?: unknown } = {}
-): Effect.Effect<unknown, Errors.ApiFailure> => {
+): Effect.Effect<unknown, Errors.ApiFailure> =>
+  Effect.async<unknown, Errors.ApiFailure>((resume) => Effect.sync(readJsonWith(req, limits, options, resume)))
+
+/**
+ * {@link readJson} with a callback, no Effect (the lean ingest listener): checks the media type
+ * (`415`) and the declared length, reads within the limits (`413`), parses (`400`), then calls
+ * `done` once — at once when the request is refused before its body is read. Returns a function
+ * that stops listening.
+ *
+ * @since 0.1.0
+ * @category reading
+ */
+export const readJsonWith = (
+  req: IncomingMessage,
+  limits: Limits,
+  options: { readonly empty?: unknown },
+  done: (result: Either.Either<unknown, Errors.ApiFailure>) => void
+): () => void => {
   const contentType = req.headers["content-type"]
   if (!hasBody(req)) {
     if (contentType !== undefined && !isJsonMediaType(contentType)) {
-      return Effect.fail(Errors.unsupportedMediaType(contentType))
+      done(Either.left(Errors.unsupportedMediaType(contentType)))
+    } else {
+      done("empty" in options ? Either.right(options.empty) : Either.left(Errors.invalidJson("A JSON body is required")))
     }
-    return "empty" in options ? Effect.succeed(options.empty) : Effect.fail(Errors.invalidJson("A JSON body is required"))
+    return noop
   }
   if (contentType === undefined || !isJsonMediaType(contentType)) {
-    return Effect.fail(Errors.unsupportedMediaType(contentType))
+    done(Either.left(Errors.unsupportedMediaType(contentType)))
+    return noop
   }
   const declared = Number(req.headers["content-length"])
   if (req.headers["transfer-encoding"] === undefined && Number.isFinite(declared) && declared > limits.drainLimitBytes) {
     req.pause()
-    return Effect.fail(tooLarge(limits.maxBodyBytes, true))
+    done(Either.left(tooLarge(limits.maxBodyBytes, true)))
+    return noop
   }
-  return Effect.flatMap(readBytes(req, limits), (bytes) =>
-    bytes.length === 0 && "empty" in options ? Effect.succeed(options.empty) : parseJson(bytes))
+  return readBytes(req, limits, (bytes) =>
+    done(
+      Either.isLeft(bytes)
+        ? bytes
+        : bytes.right.length === 0 && "empty" in options
+        ? Either.right(options.empty)
+        : parseJsonEither(bytes.right)
+    ))
 }

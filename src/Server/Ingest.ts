@@ -18,8 +18,9 @@
  */
 import type { IncomingMessage, ServerResponse } from "node:http"
 import { Headers, HttpServerResponse, HttpTraceContext } from "@effect/platform"
-import { Cause, Context, DateTime, Duration, Effect, Exit, FiberId, FiberRef, FiberRefs, Layer, Option, Runtime, Schema } from "effect"
-import * as Event from "../Event.js"
+import { Cause, Clock, Context, DateTime, Duration, Effect, Either, Exit, type Fiber, FiberId, FiberRef, FiberRefs, Layer, Option, Runtime, Schema } from "effect"
+import { uuidv7 } from "../internal/uuid.js"
+import type * as Event from "../Event.js"
 import * as Outbox from "../Outbox.js"
 import type * as Store from "../Store.js"
 import * as Api from "./Api.js"
@@ -75,14 +76,22 @@ export type Summary = typeof Api.DeliverySummary.Type
  */
 export interface Service {
   /**
-   * Decodes a `POST /v1/events` body and stores its event (`idempotencyKey`: the decoded header).
-   * Never interrupted once the store has it.
+   * The event of a decoded `POST /v1/events` body at `now` (epoch ms: its `createdAt`, and the time
+   * of its id when it has none), or why not (`400`, `422`). `idempotencyKey`: the decoded header.
    */
+  readonly prepare: (body: unknown, idempotencyKey: string | undefined, now: number) => Either.Either<Event.Any, Errors.ApiFailure>
+  /** The events of a decoded `POST /v1/events:batch` body at `now`, or why not (`400`, `422`). */
+  readonly prepareBatch: (body: unknown, now: number) => Either.Either<ReadonlyArray<Event.Any>, Errors.ApiFailure>
+  /** The queue-depth guard (`503`), then the enqueue (never interrupted once started). */
+  readonly store: (event: Event.Any) => Effect.Effect<Store.Enqueued, Errors.ApiFailure>
+  /** The guard, then every event of a batch (16 at a time), and the batch's answer. */
+  readonly storeBatch: (events: ReadonlyArray<Event.Any>) => Effect.Effect<Answer, Errors.ApiFailure>
+  /** {@link Service.prepare} at the `Clock`'s time, then {@link Service.store}. */
   readonly accept: (body: unknown, idempotencyKey: string | undefined) => Effect.Effect<Store.Enqueued, Errors.ApiFailure>
+  /** {@link Service.prepareBatch} at the `Clock`'s time, then {@link Service.storeBatch}. */
+  readonly acceptBatch: (body: unknown) => Effect.Effect<Answer, Errors.ApiFailure>
   /** The answer to a stored event: `202` (new) or `200` (duplicate), with `Location`. */
   readonly accepted: (enqueued: Store.Enqueued) => Answer
-  /** Decodes a `POST /v1/events:batch` body, stores its events and answers. */
-  readonly acceptBatch: (body: unknown) => Effect.Effect<Answer, Errors.ApiFailure>
   /** `Location` of an event. */
   readonly location: (id: string) => Readonly<Record<string, string>>
   /** The deliveries of an enqueue, as an answer lists them. */
@@ -100,9 +109,99 @@ const noRouteIssue = (type: string, path: string): Errors.Issue => ({
   message: `No route matches the event type ${JSON.stringify(type)}`
 })
 
-const encodeAccepted = Schema.encodeSync(Api.EventAccepted)
+const decodeOptions = { errors: "all", onExcessProperty: "error", exact: true } as const
+const decodeEventSchema = Schema.decodeUnknownEither(Api.EventInput, decodeOptions)
+const decodeBatchSchema = Schema.decodeUnknownEither(Api.BatchInput, decodeOptions)
 const encodeBatchAccepted = Schema.encodeSync(Api.BatchAccepted)
 const encodeBatchItems = Schema.encodeSync(Schema.Array(Api.BatchItem))
+
+type EventInput = typeof Api.EventInput.Type
+
+const isPlainObject = (value: unknown): value is Record<string, unknown> =>
+  typeof value === "object" && value !== null && Object.getPrototypeOf(value) === Object.prototype
+
+const isIdString = (value: unknown): value is string => typeof value === "string" && value.length >= 1 && value.length <= 200
+
+/**
+ * `EventInput` without the schema interpreter, for the common valid body: the value the schema
+ * decodes it to, or `undefined` whenever the schema has to look (anything unusual, every error).
+ */
+const fastEventInput = (value: unknown): EventInput | undefined => {
+  if (!isPlainObject(value) || !("payload" in value)) return undefined
+  let n = 1
+  const { headers, id, key, type } = value
+  if (!isIdString(type)) return undefined
+  n++
+  if (id !== undefined) {
+    if (!isIdString(id)) return undefined
+    n++
+  }
+  if (key !== undefined) {
+    if (typeof key !== "string" || key.length > 200) return undefined
+    n++
+  }
+  if (headers !== undefined) {
+    if (!isPlainObject(headers)) return undefined
+    for (const name in headers) {
+      if (name === "__proto__" || typeof headers[name] !== "string") return undefined
+    }
+    n++
+  }
+  // Any other property (`onExcessProperty: "error"`), or an own `undefined`, is the schema's to report.
+  if (Object.keys(value).length !== n) return undefined
+  return {
+    ...(id !== undefined ? { id } : {}),
+    type,
+    ...(key !== undefined ? { key } : {}),
+    payload: value.payload,
+    ...(headers !== undefined ? { headers: headers as Readonly<Record<string, string>> } : {})
+  }
+}
+
+/**
+ * Decodes a `POST /v1/events` body with `Api.EventInput` (every issue, no excess property): the
+ * schema's own answer, with a shortcut for the common valid body that decodes to the same value.
+ *
+ * @since 0.1.0
+ * @category decoding
+ */
+export const decodeEventInput = (body: unknown): Either.Either<EventInput, Errors.ApiFailure> => {
+  const fast = fastEventInput(body)
+  if (fast !== undefined) return Either.right(fast)
+  return Either.mapLeft(decodeEventSchema(body), (error) => Errors.invalidRequest(Errors.issuesOf(error)))
+}
+
+/**
+ * Decodes a `POST /v1/events:batch` body with `Api.BatchInput`, as {@link decodeEventInput} does.
+ *
+ * @since 0.1.0
+ * @category decoding
+ */
+export const decodeBatchInput = (body: unknown): Either.Either<typeof Api.BatchInput.Type, Errors.ApiFailure> => {
+  if (isPlainObject(body) && Array.isArray(body.events) && body.events.length > 0 && Object.keys(body).length === 1) {
+    const events: Array<EventInput> = []
+    for (const e of body.events) {
+      const fast = fastEventInput(e)
+      if (fast === undefined) break
+      events.push(fast)
+    }
+    if (events.length === body.events.length) return Either.right({ events })
+  }
+  return Either.mapLeft(decodeBatchSchema(body), (error) => Errors.invalidRequest(Errors.issuesOf(error)))
+}
+
+/**
+ * The body of a `202`/`200` answer to `POST /v1/events`: what `Schema.encodeSync(Api.EventAccepted)`
+ * gives (the same properties in the same order), built directly.
+ *
+ * @since 0.1.0
+ * @category encoding
+ */
+export const acceptedBody = (enqueued: Store.Enqueued): typeof Api.EventAccepted.Encoded => ({
+  id: enqueued.eventId,
+  duplicate: !enqueued.created,
+  deliveries: enqueued.deliveries.map((d) => ({ id: d.id, target: d.target, status: d.status }))
+})
 
 /**
  * The ingest rules over the `Outbox`.
@@ -119,8 +218,8 @@ export const make = (
     const cachedStats = yield* Effect.cachedWithTTL(Effect.either(outbox.stats), Duration.millis(options.queueCheckTtlMs))
 
     /** 503 while the queue is at its bound (a reading at most `queueCheckTtl` old; an unreadable store lets enqueue decide). */
-    const guardDepth: Effect.Effect<void, Errors.ApiFailure> = maxDepth === undefined
-      ? Effect.void
+    const guardDepth: Effect.Effect<void, Errors.ApiFailure> | undefined = maxDepth === undefined
+      ? undefined
       : Effect.flatMap(cachedStats, (stats) =>
         stats._tag === "Right" && stats.right.depth >= maxDepth
           ? Effect.fail(
@@ -132,15 +231,14 @@ export const make = (
           )
           : Effect.void)
 
-    const toEvent = (input: typeof Api.EventInput.Type, id: string) =>
-      Effect.map(DateTime.now, (now): Event.Any => ({
-        id,
-        type: input.type,
-        ...(input.key !== undefined ? { key: input.key } : {}),
-        payload: input.payload,
-        headers: input.headers ?? {},
-        createdAt: now
-      }))
+    const toEvent = (input: EventInput, id: string, now: number): Event.Any => ({
+      id,
+      type: input.type,
+      ...(input.key !== undefined ? { key: input.key } : {}),
+      payload: input.payload,
+      headers: input.headers ?? {},
+      createdAt: DateTime.unsafeMake(now)
+    })
 
     const enqueue = (event: Event.Any) =>
       outbox.enqueue(event).pipe(
@@ -156,40 +254,39 @@ export const make = (
     const summaries = (enqueued: Store.Enqueued): Array<Summary> =>
       enqueued.deliveries.map((d) => ({ id: d.id, target: d.target, status: d.status }))
 
-    const accept = (body: unknown, key: string | undefined) =>
-      Effect.gen(function*() {
-        const input = yield* Errors.decode(Api.EventInput, body)
-        if (input.id !== undefined && key !== undefined && input.id !== key) {
-          return yield* Effect.fail(Errors.invalidRequest([{ path: "id", message: "Differs from the Idempotency-Key header" }]))
-        }
-        const event = yield* toEvent(input, input.id ?? key ?? (yield* Event.newId))
-        if (!outbox.router.hasRoute(event.type)) return yield* Effect.fail(Errors.noRoute([noRouteIssue(event.type, "type")]))
-        yield* guardDepth
-        return yield* enqueue(event)
-      })
+    const prepare = (body: unknown, key: string | undefined, now: number): Either.Either<Event.Any, Errors.ApiFailure> => {
+      const decoded = decodeEventInput(body)
+      if (Either.isLeft(decoded)) return Either.left(decoded.left)
+      const input = decoded.right
+      if (input.id !== undefined && key !== undefined && input.id !== key) {
+        return Either.left(Errors.invalidRequest([{ path: "id", message: "Differs from the Idempotency-Key header" }]))
+      }
+      const event = toEvent(input, input.id ?? key ?? uuidv7(now), now)
+      if (!outbox.router.hasRoute(event.type)) return Either.left(Errors.noRoute([noRouteIssue(event.type, "type")]))
+      return Either.right(event)
+    }
 
-    const accepted = (enqueued: Store.Enqueued): Answer => ({
-      status: enqueued.created ? 202 : 200,
-      headers: location(enqueued.eventId),
-      body: encodeAccepted({ id: enqueued.eventId, duplicate: !enqueued.created, deliveries: summaries(enqueued) })
-    })
+    const prepareBatch = (body: unknown, now: number): Either.Either<ReadonlyArray<Event.Any>, Errors.ApiFailure> => {
+      const decoded = decodeBatchInput(body)
+      if (Either.isLeft(decoded)) return Either.left(decoded.left)
+      const input = decoded.right
+      if (input.events.length > options.maxBatch) {
+        return Either.left(Errors.invalidRequest([{
+          path: "events",
+          message: `At most ${options.maxBatch} events per batch, got ${input.events.length}`
+        }]))
+      }
+      const unrouted = input.events.flatMap((e, i) =>
+        outbox.router.hasRoute(e.type) ? [] : [noRouteIssue(e.type, `events[${i}].type`)]
+      )
+      if (unrouted.length > 0) return Either.left(Errors.noRoute(unrouted))
+      return Either.right(input.events.map((e) => toEvent(e, e.id ?? uuidv7(now), now)))
+    }
 
-    const acceptBatch = (body: unknown) =>
+    const store = (event: Event.Any) => guardDepth === undefined ? enqueue(event) : Effect.zipRight(guardDepth, enqueue(event))
+
+    const storeAll = (events: ReadonlyArray<Event.Any>) =>
       Effect.gen(function*() {
-        const input = yield* Errors.decode(Api.BatchInput, body)
-        if (input.events.length > options.maxBatch) {
-          return yield* Effect.fail(Errors.invalidRequest([{
-            path: "events",
-            message: `At most ${options.maxBatch} events per batch, got ${input.events.length}`
-          }]))
-        }
-        const unrouted = input.events.flatMap((e, i) =>
-          outbox.router.hasRoute(e.type) ? [] : [noRouteIssue(e.type, `events[${i}].type`)]
-        )
-        if (unrouted.length > 0) return yield* Effect.fail(Errors.noRoute(unrouted))
-        yield* guardDepth
-        const events = yield* Effect.forEach(input.events, (e) =>
-          Effect.flatMap(e.id !== undefined ? Effect.succeed(e.id) : Event.newId, (id) => toEvent(e, id)))
         const results = yield* Effect.forEach(
           events,
           (event) =>
@@ -223,7 +320,26 @@ export const make = (
         return { status: 202, headers: {}, body: encodeBatchAccepted({ results }) } satisfies Answer
       })
 
-    return { accept, accepted, acceptBatch, location, summaries }
+    const storeBatch = (events: ReadonlyArray<Event.Any>) =>
+      guardDepth === undefined ? storeAll(events) : Effect.zipRight(guardDepth, storeAll(events))
+
+    const accepted = (enqueued: Store.Enqueued): Answer => ({
+      status: enqueued.created ? 202 : 200,
+      headers: location(enqueued.eventId),
+      body: acceptedBody(enqueued)
+    })
+
+    return {
+      prepare,
+      prepareBatch,
+      store,
+      storeBatch,
+      accept: (body, key) => Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.flatMap(prepare(body, key, now), store)),
+      acceptBatch: (body) => Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.flatMap(prepareBatch(body, now), storeBatch)),
+      accepted,
+      location,
+      summaries
+    } satisfies Service
   })
 
 /**
@@ -246,7 +362,7 @@ export const layer = (
  */
 export type Listener = (req: IncomingMessage, res: ServerResponse) => void
 
-const decodeSendHeaders = Schema.decodeUnknown(Api.SendHeaders)
+const decodeSendHeaders = Schema.decodeUnknownEither(Api.SendHeaders)
 
 /** Does this query string (after `?`) possibly name `wait` (also percent-encoded)? Such requests go to the Effect app. */
 const mayWait = (query: string): boolean => query.includes("wait") || query.includes("%") || query.includes("WAIT")
@@ -266,20 +382,28 @@ const requestUrl = (req: IncomingMessage): URL | undefined => {
   }
 }
 
-/** Writes an answer as the platform's Node server writes an `HttpServerResponse.unsafeJson`. */
-const write = (res: ServerResponse, answer: Answer, text: string): void => {
-  if (res.writableEnded) return
-  res.writeHead(answer.status, {
-    ...answer.headers,
-    "content-type": "application/json",
-    "content-length": String(Buffer.byteLength(text))
-  })
-  res.end(text)
-}
+/** The headers the platform's Node server sends with an `HttpServerResponse.unsafeJson`, in its order. */
+const headersOf = (answer: Answer, text: string): Record<string, string> => ({
+  ...answer.headers,
+  "content-type": "application/json",
+  "content-length": String(Buffer.byteLength(text))
+})
+
+/** What a request turns into before the store: one event, or a batch's events. */
+type Prepared =
+  | { readonly _tag: "One"; readonly event: Event.Any }
+  | { readonly _tag: "Batch"; readonly events: ReadonlyArray<Event.Any> }
 
 /**
- * The lean listener for `POST /v1/events` and `POST /v1/events:batch`; every other request goes
- * to `fallback` (the Effect application's listener). Answers exactly as the `HttpApi` handlers do.
+ * The lean listener for `POST /v1/events` (without a `wait` query parameter) and
+ * `POST /v1/events:batch`; every other request goes to `fallback` (the Effect application's
+ * listener). Answers exactly as the `HttpApi` handlers do.
+ *
+ * Everything before the store is plain synchronous code and Node callbacks (API key, rate limit,
+ * `Idempotency-Key`, media type, body, JSON, schema, route); a request refused there runs no
+ * Effect at all. A request that reaches the store runs one Effect on the application's runtime
+ * (queue-depth guard, enqueue, answer). With tracing on, the whole request is one Effect under the
+ * `http.server` span, as on the platform's server.
  *
  * @since 0.1.0
  * @category constructors
@@ -290,27 +414,51 @@ export const makeListener = (
 ): Effect.Effect<Listener, never, Ingest | Auth.AuthCheck> =>
   Effect.gen(function*() {
     const ingest = yield* Ingest
-    const { check } = yield* Auth.AuthCheck
+    const { verify } = yield* Auth.AuthCheck
     const runtime = yield* Effect.runtime<never>()
+    const clock = yield* Effect.clock
     const runFork = Runtime.runFork(runtime)
     const traced = FiberRefs.getOrDefault(runtime.fiberRefs, FiberRef.currentTracerEnabled)
+    const noBody = {}
 
-    const send = (req: IncomingMessage): Effect.Effect<Answer, Errors.ApiFailure> =>
-      Effect.flatMap(check(req.headers.authorization), () => {
-        const key = req.headers["idempotency-key"]
-        const decoded: Effect.Effect<string | undefined, Errors.ApiFailure> = key === undefined
-          ? Effect.succeed(undefined)
-          : Effect.mapBoth(decodeSendHeaders({ "idempotency-key": key }), {
-            onFailure: (error) => Errors.invalidRequest(Errors.issuesOf(error)),
-            onSuccess: (headers) => headers["idempotency-key"]
-          })
-        return Effect.flatMap(decoded, (idempotencyKey) =>
-          Effect.flatMap(Body.readJsonFrom(req, options), (body) =>
-            Effect.map(ingest.accept(body, idempotencyKey), ingest.accepted)))
+    /**
+     * Everything before the store, then `done` (once; at once when refused before the body is read).
+     * Returns a function that stops reading the body.
+     */
+    const prepare = (
+      req: IncomingMessage,
+      batch: boolean,
+      now: number,
+      done: (prepared: Either.Either<Prepared, Errors.ApiFailure>) => void
+    ): () => void => {
+      const caller = verify(req.headers.authorization, now)
+      if (Either.isLeft(caller)) {
+        done(Either.left(caller.left))
+        return noop
+      }
+      let idempotencyKey: string | undefined
+      const key = req.headers["idempotency-key"]
+      if (!batch && key !== undefined) {
+        const decoded = decodeSendHeaders({ "idempotency-key": key })
+        if (Either.isLeft(decoded)) {
+          done(Either.left(Errors.invalidRequest(Errors.issuesOf(decoded.left))))
+          return noop
+        }
+        idempotencyKey = decoded.right["idempotency-key"]
+      }
+      return Body.readJsonWith(req, options, noBody, (body) => {
+        if (Either.isLeft(body)) return done(Either.left(body.left))
+        if (batch) {
+          const events = ingest.prepareBatch(body.right, now)
+          return done(Either.map(events, (events): Prepared => ({ _tag: "Batch", events })))
+        }
+        const event = ingest.prepare(body.right, idempotencyKey, now)
+        done(Either.map(event, (event): Prepared => ({ _tag: "One", event })))
       })
+    }
 
-    const sendBatch = (req: IncomingMessage): Effect.Effect<Answer, Errors.ApiFailure> =>
-      Effect.flatMap(check(req.headers.authorization), () => Effect.flatMap(Body.readJsonFrom(req, options), ingest.acceptBatch))
+    const store = (prepared: Prepared): Effect.Effect<Answer, Errors.ApiFailure> =>
+      prepared._tag === "One" ? Effect.map(ingest.store(prepared.event), ingest.accepted) : ingest.storeBatch(prepared.events)
 
     /** Failures as answers; a defect is logged (as the `HttpApi` path logs it) and answered 500. */
     const answer = (effect: Effect.Effect<Answer, Errors.ApiFailure>): Effect.Effect<Answer> =>
@@ -321,12 +469,9 @@ export const makeListener = (
         return Effect.as(Effect.logError("fanout server: defect", cause), failureAnswer(Errors.internal()))
       })
 
-    const respond = (res: ServerResponse, effect: Effect.Effect<Answer>): Effect.Effect<void> =>
-      Effect.map(effect, (a) => write(res, a, JSON.stringify(a.body)))
-
-    /** The platform's `http.server` span (`HttpMiddleware.tracer`), with the same attributes. */
-    const withSpan = (req: IncomingMessage, res: ServerResponse, route: string, effect: Effect.Effect<Answer>) =>
-      Effect.withFiberRuntime<void>((fiber) => {
+    /** The platform's `http.server` span (`HttpMiddleware.tracer`), with the same attributes, around `effect`. */
+    const withSpan = (req: IncomingMessage, route: string, effect: Effect.Effect<Answer>): Effect.Effect<Answer> =>
+      Effect.withFiberRuntime<Answer>((fiber) => {
         // Node's headers are the platform's `Headers` (a plain record of lower-case names), as its own server passes them.
         const headers = req.headers as unknown as Headers.Headers
         const redactedNames = fiber.getFiberRef(Headers.currentRedactedNames)
@@ -350,14 +495,12 @@ export const makeListener = (
           }
           if (req.socket.remoteAddress !== undefined) span.attribute("client.address", req.socket.remoteAddress)
           span.attribute("http.route", route)
-          return Effect.map(Effect.withParentSpan(effect, span), (a) => {
-            const text = JSON.stringify(a.body)
+          return Effect.tap(Effect.withParentSpan(effect, span), (a) => {
             span.attribute("http.response.status_code", a.status)
-            const responseHeaders = { ...a.headers, "content-type": "application/json", "content-length": String(Buffer.byteLength(text)) }
-            for (const [name, value] of Object.entries(Headers.redact(Headers.fromInput(responseHeaders), redactedNames))) {
+            const sent = Headers.fromInput(headersOf(a, JSON.stringify(a.body)))
+            for (const [name, value] of Object.entries(Headers.redact(sent, redactedNames))) {
               span.attribute(`http.response.header.${name}`, String(value))
             }
-            write(res, a, text)
           })
         })
       })
@@ -369,16 +512,51 @@ export const makeListener = (
       const path = q < 0 ? url : url.slice(0, q)
       const batch = path === "/v1/events:batch"
       if (!batch && (path !== "/v1/events" || (q >= 0 && mayWait(url.slice(q + 1))))) return fallback(req, res)
-      const program = answer(batch ? sendBatch(req) : send(req))
-      const fiber = runFork(
-        traced ? withSpan(req, res, batch ? "/v1/events::batch" : "/v1/events", program) : respond(res, program)
-      )
-      res.on("close", () => {
-        if (!res.writableEnded) fiber.unsafeInterruptAsFork(FiberId.none)
+
+      let closed = false
+      let fiber: Fiber.RuntimeFiber<Answer> | undefined
+      let stopReading: () => void = noop
+      res.once("close", () => {
+        closed = true
+        stopReading()
+        if (!res.writableEnded) fiber?.unsafeInterruptAsFork(FiberId.none)
       })
-      fiber.addObserver((exit) => {
-        // Only an interruption (the client went away) ends without an answer; never leave a request hanging.
-        if (Exit.isFailure(exit) && !res.writableEnded && !res.destroyed) res.destroy()
-      })
+      const write = (a: Answer) => {
+        if (closed || res.writableEnded) return
+        const text = JSON.stringify(a.body)
+        res.writeHead(a.status, headersOf(a, text))
+        res.end(text)
+      }
+      const run = (effect: Effect.Effect<Answer>) => {
+        fiber = runFork(effect)
+        fiber.addObserver((exit) => {
+          if (Exit.isSuccess(exit)) write(exit.value)
+          // Only an interruption (the client went away) ends without an answer; never leave a request hanging.
+          else if (!closed && !res.writableEnded) res.destroy()
+        })
+      }
+      const now = clock.unsafeCurrentTimeMillis()
+      if (traced) {
+        const prepared = Effect.async<Prepared, Errors.ApiFailure>((resume) => {
+          stopReading = prepare(req, batch, now, resume)
+          return Effect.sync(() => stopReading())
+        })
+        return run(withSpan(req, batch ? "/v1/events::batch" : "/v1/events", answer(Effect.flatMap(prepared, store))))
+      }
+      const defect = (cause: unknown) => run(answer(Effect.die(cause)))
+      try {
+        stopReading = prepare(req, batch, now, (prepared) => {
+          try {
+            if (Either.isLeft(prepared)) write(failureAnswer(prepared.left))
+            else run(answer(store(prepared.right)))
+          } catch (cause) {
+            defect(cause)
+          }
+        })
+      } catch (cause) {
+        defect(cause)
+      }
     }
   })
+
+const noop = (): void => {}

@@ -9,7 +9,10 @@
 import * as net from "node:net"
 import { HttpServerRequest } from "@effect/platform"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, Either, type Exit, FastCheck as fc, Option, Schema, Tracer } from "effect"
+import * as Api from "../../src/Server/Api.js"
+import * as Errors from "../../src/Server/Errors.js"
+import * as Ingest from "../../src/Server/Ingest.js"
 import * as Store from "../../src/Store.js"
 import { type Harness, type Setup, start } from "./harness.js"
 
@@ -93,32 +96,38 @@ const chunked = (path: string, body: Buffer, chunk: number): Buffer => {
 const json = (value: unknown) => JSON.stringify(value)
 const order = (extra: Record<string, unknown> = {}) => ({ type: "order.placed", payload: { qty: 1 }, ...extra })
 
-/** Which path each enqueue came through: the `HttpApi` app (an `HttpServerRequest` in context) or the lean listener. */
-const recordPaths = (paths: Array<"lean" | "app">) => (store: Store.DeliveryStore): Store.DeliveryStore => ({
+/**
+ * Which path each enqueue came through: the `HttpApi` app (an `HttpServerRequest` in context) or
+ * the lean listener; and whether it ran under a real span (tracing on) or a no-op one.
+ */
+const recordPaths = (paths: Array<"lean" | "app">, spans: Array<boolean>) => (store: Store.DeliveryStore): Store.DeliveryStore => ({
   ...store,
   enqueue: (event, targets, options) =>
     Effect.flatMap(Effect.serviceOption(HttpServerRequest.HttpServerRequest), (request) => {
       paths.push(request._tag === "Some" ? "app" : "lean")
-      return store.enqueue(event, targets, options)
+      return Effect.flatMap(Effect.option(Effect.currentSpan), (span) => {
+        spans.push(span._tag === "Some" && span.value.traceId !== "noop")
+        return store.enqueue(event, targets, options)
+      })
     })
 })
 
 /** Two servers alike but for `leanIngest`; every case to both, in order; their answers compared. */
 const compare = (setup: Setup, cases: ReadonlyArray<Case>, wrap?: (store: Store.DeliveryStore) => Store.DeliveryStore) =>
   Effect.gen(function*() {
-    const servers: Record<"lean" | "app", { readonly h: Harness; readonly paths: Array<"lean" | "app"> }> = {
-      lean: { h: undefined as never, paths: [] },
-      app: { h: undefined as never, paths: [] }
-    }
-    for (const side of ["lean", "app"] as const) {
-      const paths = servers[side].paths
-      const h = yield* start({
-        ...setup,
-        server: { ...setup.server, leanIngest: side === "lean" },
-        wrapStore: (s) => recordPaths(paths)(wrap === undefined ? s : wrap(s))
+    type Server = { readonly h: Harness; readonly paths: Array<"lean" | "app">; readonly spans: Array<boolean> }
+    const make = (side: "lean" | "app") =>
+      Effect.gen(function*() {
+        const paths: Array<"lean" | "app"> = []
+        const spans: Array<boolean> = []
+        const h = yield* start({
+          ...setup,
+          server: { ...setup.server, leanIngest: side === "lean" },
+          wrapStore: (s) => recordPaths(paths, spans)(wrap === undefined ? s : wrap(s))
+        })
+        return { h, paths, spans } satisfies Server
       })
-      servers[side] = { h, paths }
-    }
+    const servers = { lean: yield* make("lean"), app: yield* make("app") }
     for (const c of cases) {
       const before = { lean: servers.lean.paths.length, app: servers.app.paths.length }
       const lean = normalise(yield* Effect.promise(() => exchange(servers.lean.h.port, c.bytes)), c.mask === true)
@@ -127,6 +136,9 @@ const compare = (setup: Setup, cases: ReadonlyArray<Case>, wrap?: (store: Store.
       if (c.path !== undefined) {
         assert.deepStrictEqual(servers.lean.paths.slice(before.lean), [c.path], `${c.name}: lean server's path`)
         assert.deepStrictEqual(servers.app.paths.slice(before.app), ["app"], `${c.name}: app server's path`)
+        // Under a span exactly when tracing is on, on both paths.
+        assert.deepStrictEqual(servers.lean.spans.slice(before.lean), [setup.tracing !== false], `${c.name}: lean span`)
+        assert.deepStrictEqual(servers.app.spans.slice(before.app), [setup.tracing !== false], `${c.name}: app span`)
       }
       assert.strictEqual(Number(lean.split(" ", 2)[1]), c.status, `${c.name}: status`)
     }
@@ -134,11 +146,12 @@ const compare = (setup: Setup, cases: ReadonlyArray<Case>, wrap?: (store: Store.
 
 const key = { authorization: "Bearer k-1", "content-type": "application/json" }
 
-describe("lean ingest listener", () => {
+for (const tracing of [true, false]) {
+describe(`lean ingest listener (tracing ${tracing ? "on" : "off"})`, () => {
   it.scopedLive("answers every case of POST /v1/events and /v1/events:batch as the HttpApi handlers do", () =>
     Effect.gen(function*() {
       const big = Buffer.from(json(order({ payload: "x".repeat(3000) })))
-      yield* compare({ server: { apiKeys: ["k-1"], maxBodyBytes: 1024, drainLimitBytes: 8192, maxBatch: 3 } }, [
+      yield* compare({ tracing, server: { apiKeys: ["k-1"], maxBodyBytes: 1024, drainLimitBytes: 8192, maxBatch: 3 } }, [
         { name: "good", status: 202, bytes: post("/v1/events", json(order({ id: "e-1" })), key), path: "lean" },
         { name: "good, a key and headers", status: 202, bytes: post("/v1/events", json(order({ id: "e-2", key: "c-9", headers: { "x-a": "1" } })), key), path: "lean" },
         { name: "good, the server's id", status: 202, bytes: post("/v1/events", json(order()), key), mask: true, path: "lean" },
@@ -190,7 +203,7 @@ describe("lean ingest listener", () => {
 
   it.scopedLive("rate limit: 429 with the same Retry-After; one bucket per key across both routes", () =>
     Effect.gen(function*() {
-      yield* compare({ server: { apiKeys: ["k-1"], keyRateLimit: { limit: 3, interval: "1 minute" } } }, [
+      yield* compare({ tracing, server: { apiKeys: ["k-1"], keyRateLimit: { limit: 3, interval: "1 minute" } } }, [
         { name: "1st", status: 202, bytes: post("/v1/events", json(order({ id: "r-1" })), key), path: "lean" },
         { name: "2nd, batch", status: 202, bytes: post("/v1/events:batch", json({ events: [order({ id: "r-2" })] }), key) },
         { name: "3rd, another route", status: 404, bytes: post("/v1/dead-letters/none/replay", "", { authorization: "Bearer k-1" }) },
@@ -202,7 +215,7 @@ describe("lean ingest listener", () => {
 
   it.scopedLive("store saturated: 503 + Retry-After at maxQueueDepth, the same for a batch", () =>
     Effect.gen(function*() {
-      yield* compare({ server: { maxQueueDepth: 2, queueCheckTtl: "0 millis" } }, [
+      yield* compare({ tracing, server: { maxQueueDepth: 2, queueCheckTtl: "0 millis" } }, [
         { name: "accepted", status: 202, bytes: post("/v1/events", json(order({ id: "q-1" }))), path: "lean" },
         { name: "queue full", status: 503, bytes: post("/v1/events", json(order({ id: "q-2" }))) },
         { name: "queue full, batch", status: 503, bytes: post("/v1/events:batch", json({ events: [order({ id: "q-3" })] })) },
@@ -221,12 +234,173 @@ describe("lean ingest listener", () => {
             : Effect.fail(new Store.StoreError({ operation: "enqueue", reason, message: `enqueue: ${reason}` }))
         }
       })
-      yield* compare({}, [
+      yield* compare({ tracing }, [
         { name: "busy", status: 503, bytes: post("/v1/events", json(order({ id: "busy-1" }))), path: "lean" },
         { name: "corrupt", status: 500, bytes: post("/v1/events", json(order({ id: "corrupt-1" }))), path: "lean" },
         { name: "invalid input", status: 400, bytes: post("/v1/events", json(order({ id: "bad-1" }))), path: "lean" },
         { name: "batch, one busy", status: 503, bytes: post("/v1/events:batch", json({ events: [order({ id: "ok-1" }), order({ id: "busy-2" })] })) },
         { name: "batch, one corrupt", status: 500, bytes: post("/v1/events:batch", json({ events: [order({ id: "corrupt-2" }), order({ id: "ok-2" })] })) }
       ], failing)
+    }))
+})
+}
+
+/** Mostly valid (weight 8), sometimes one of the invalid forms. */
+const mostly = (valid: fc.Arbitrary<unknown>, ...invalid: ReadonlyArray<fc.Arbitrary<unknown>>) =>
+  fc.oneof({ arbitrary: valid, weight: 8 }, ...invalid.map((arbitrary) => ({ arbitrary, weight: 1 })))
+
+const name = mostly(fc.string({ minLength: 1, maxLength: 200 }), fc.constant(""), fc.string({ minLength: 201, maxLength: 202 }), fc.integer())
+const eventInput = fc.oneof(
+  {
+    weight: 9,
+    arbitrary: fc.record(
+      {
+        id: name,
+        type: name,
+        key: mostly(fc.string({ maxLength: 200 }), fc.string({ minLength: 201, maxLength: 202 }), fc.constant(null)),
+        payload: fc.jsonValue(),
+        headers: mostly(
+          fc.dictionary(fc.oneof(fc.string(), fc.constantFrom("constructor", "1")), fc.string()),
+          fc.constant(JSON.parse("{\"__proto__\":\"x\"}") as unknown),
+          fc.dictionary(fc.string(), fc.oneof(fc.integer(), fc.constant(null)), { minKeys: 1 }),
+          fc.constant([]),
+          fc.constant(null)
+        ),
+        extra: fc.jsonValue()
+      },
+      { requiredKeys: [] }
+    ).map((o) => JSON.parse(JSON.stringify(o)) as unknown)
+  },
+  { weight: 1, arbitrary: fc.jsonValue() }
+)
+
+/** What the schema alone answers (the HttpApi handlers' rule before the shortcut). */
+const bySchema = <A, I>(schema: Schema.Schema<A, I>, input: unknown) =>
+  Either.mapLeft(
+    Schema.decodeUnknownEither(schema, { errors: "all", onExcessProperty: "error", exact: true })(input),
+    (error) => Errors.invalidRequest(Errors.issuesOf(error))
+  )
+
+const same = (a: Either.Either<unknown, Errors.ApiFailure>, b: Either.Either<unknown, Errors.ApiFailure>) => {
+  assert.strictEqual(a._tag, b._tag)
+  if (Either.isRight(a) && Either.isRight(b)) assert.deepStrictEqual(a.right, b.right)
+  if (Either.isLeft(a) && Either.isLeft(b)) assert.deepStrictEqual(Errors.bodyOf(a.left), Errors.bodyOf(b.left))
+}
+
+describe("ingest decoding shortcuts", () => {
+  it("decodeEventInput answers what the schema answers, for any JSON body", () => {
+    let accepted = 0
+    fc.assert(
+      fc.property(eventInput, (body) => {
+        const fast = Ingest.decodeEventInput(body)
+        same(fast, bySchema(Api.EventInput, body))
+        if (Either.isRight(fast)) accepted++
+      }),
+      { numRuns: 3000 }
+    )
+    assert.isAbove(accepted, 100)
+  })
+
+  it("decodeBatchInput answers what the schema answers, for any JSON body", () => {
+    const batch = fc.oneof(
+      { weight: 9, arbitrary: fc.array(eventInput, { maxLength: 4 }).map((events) => ({ events })) },
+      { weight: 1, arbitrary: fc.jsonValue() },
+      { weight: 1, arbitrary: fc.record({ events: fc.array(eventInput), more: fc.jsonValue() }) }
+    )
+    fc.assert(fc.property(batch, (body) => same(Ingest.decodeBatchInput(body), bySchema(Api.BatchInput, body))), { numRuns: 1000 })
+  })
+
+  it("the accepted body is the schema's encoding, byte for byte", () => {
+    const status = fc.constantFrom<Store.Status>("pending", "in_flight", "delivered", "dead", "compensated")
+    fc.assert(
+      fc.property(
+        fc.record({
+          eventId: fc.string(),
+          created: fc.boolean(),
+          deliveries: fc.array(fc.record({ id: fc.string(), target: fc.string(), status }))
+        }),
+        (enqueued) => {
+          const expected = Schema.encodeSync(Api.EventAccepted)({
+            id: enqueued.eventId,
+            duplicate: !enqueued.created,
+            deliveries: enqueued.deliveries.map((d) => ({ id: d.id, target: d.target, status: d.status }))
+          })
+          assert.strictEqual(JSON.stringify(Ingest.acceptedBody(enqueued)), JSON.stringify(expected))
+        }
+      ),
+      { numRuns: 300 }
+    )
+  })
+})
+
+/** A tracer that keeps every ended span: name, kind, attributes, and the name of its parent. */
+const recordingTracer = () => {
+  const ended: Array<{ name: string; kind: Tracer.SpanKind; parent: string | undefined; attributes: Record<string, unknown> }> = []
+  let n = 0
+  const tracer = Tracer.make({
+    span: (name, parent, context, links, startTime, kind) => {
+      const id = String(++n)
+      const attributes = new Map<string, unknown>()
+      const span: Tracer.Span = {
+        _tag: "Span",
+        name,
+        spanId: `span-${id}`,
+        traceId: Option.match(parent, { onNone: () => `trace-${id}`, onSome: (p) => p.traceId }),
+        parent,
+        context,
+        status: { _tag: "Started", startTime },
+        attributes,
+        links,
+        sampled: true,
+        kind,
+        end: (_endTime: bigint, _exit: Exit.Exit<unknown, unknown>) => {
+          ended.push({
+            name,
+            kind,
+            parent: Option.match(parent, { onNone: () => undefined, onSome: (p) => p._tag === "Span" ? p.name : `external ${p.spanId}` }),
+            attributes: Object.fromEntries(attributes)
+          })
+        },
+        attribute: (key, value) => void attributes.set(key, value),
+        event: () => {},
+        addLinks: () => {}
+      }
+      return span
+    },
+    context: (f) => f()
+  })
+  return { tracer, ended }
+}
+
+describe("lean ingest listener: spans", () => {
+  it.scopedLive("the same http.server span (name, kind, parent, attributes) and fanout.enqueue under it", () =>
+    Effect.gen(function*() {
+      const spansOf = (leanIngest: boolean) =>
+        Effect.gen(function*() {
+          const { ended, tracer } = recordingTracer()
+          const h = yield* start({ tracer, server: { leanIngest, apiKeys: ["k-1"] } })
+          const traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+          for (const bytes of [
+            post("/v1/events?x=1", json(order({ id: "s-1" })), { ...key, traceparent, "user-agent": "t/1" }),
+            post("/v1/events", json({ type: 1 }), key),
+            post("/v1/events:batch", json({ events: [order({ id: "s-2" })] }), { ...key, authorization: "Bearer nope" })
+          ]) yield* Effect.promise(() => exchange(h.port, bytes))
+          yield* Effect.sleep("50 millis")
+          return ended
+            .filter((s) => s.name.startsWith("http.server") || s.name === "fanout.enqueue")
+            // The peer's address is the client's socket (both 127.0.0.1, but say so rather than rely on it).
+            .map((s) => s.attributes["client.address"] === undefined ? s : { ...s, attributes: { ...s.attributes, "client.address": "<peer>" } })
+        })
+      const lean = yield* spansOf(true)
+      const app = yield* spansOf(false)
+      assert.deepStrictEqual(lean, app)
+      assert.deepStrictEqual(lean.map((s) => [s.name, s.parent]), [
+        ["fanout.enqueue", "http.server POST"],
+        ["http.server POST", "external b7ad6b7169203331"],
+        ["http.server POST", undefined],
+        ["http.server POST", undefined]
+      ])
+      assert.strictEqual(lean[1]!.attributes["http.response.status_code"], 202)
+      assert.strictEqual(lean[1]!.attributes["http.request.header.authorization"], "<redacted>")
     }))
 })

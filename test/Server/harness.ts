@@ -7,7 +7,7 @@ import * as net from "node:net"
 import { type HttpClient, HttpClientRequest } from "@effect/platform"
 import * as Transport from "../../src/Transport.js"
 import { Context, Effect, Layer, Logger, LogLevel } from "effect"
-import type { Scope } from "effect"
+import type { Scope, Tracer } from "effect"
 import * as Outbox from "../../src/Outbox.js"
 import * as Registry from "../../src/Registry.js"
 import type * as Policy from "../../src/Resilience/Policy.js"
@@ -56,6 +56,10 @@ export interface Setup {
   readonly after?: Store.Dependencies
   /** Event type → its aggregate (given to the outbox). */
   readonly aggregates?: Outbox.Options["aggregates"]
+  /** `false`: Effect's tracer switched off (no spans), as `fanout serve` runs without an exporter. */
+  readonly tracing?: boolean
+  /** A tracer of the test's own (to read the spans). */
+  readonly tracer?: Tracer.Tracer
 }
 
 const fastPolicy: Policy.Input = {
@@ -104,7 +108,9 @@ export const start = (setup: Setup = {}): Effect.Effect<Harness, never, Scope.Sc
     const withWorker = setup.worker === true ? Layer.merge(deps, worker) : deps
     const server = Http.layer(ServerOptions.make({ port: 0, host: "127.0.0.1", ...setup.server })).pipe(
       Layer.provide(withWorker),
-      Layer.provide(setup.renderer ?? Layer.empty)
+      Layer.provide(setup.renderer ?? Layer.empty),
+      Layer.provide(setup.tracing === false ? Layer.setTracerEnabled(false) : Layer.empty),
+      Layer.provide(setup.tracer !== undefined ? Layer.setTracer(setup.tracer) : Layer.empty)
     )
     // Quiet (the open-API warning of every test server); errors still show.
     const context = yield* Layer.build(server).pipe(Effect.orDie, Logger.withMinimumLogLevel(LogLevel.Error))
