@@ -40,6 +40,7 @@ import {
   Cause,
   Clock,
   Context,
+  DateTime,
   Deferred,
   Duration,
   Effect,
@@ -66,6 +67,37 @@ import {
   roundRobin
 } from "./internal.js"
 import { migrations, type Tables, tables } from "./migrations/index.js"
+
+const isPlainObject = (value: unknown): value is Record<string, unknown> =>
+  typeof value === "object" && value !== null && Object.getPrototypeOf(value) === Object.prototype
+
+const isName = (value: unknown): value is string => typeof value === "string" && value.length >= 1 && value.length <= 200
+
+/**
+ * The stored envelope JSON of an event, without the schema interpreter, when its fields are
+ * plainly valid: the very text `JSON.stringify(Event.encode(event))` gives (the envelope's
+ * properties in its order, `createdAt` as ISO). `undefined` whenever the schema has to look (then
+ * the store encodes with it, and reports what it finds).
+ *
+ * @internal
+ */
+export const envelopeJson = (event: Event.Any): string | undefined => {
+  const { createdAt, headers, id, key, payload, type } = event
+  if (!isName(id) || !isName(type) || (key !== undefined && (typeof key !== "string" || key.length > 200))) return undefined
+  if (!isPlainObject(headers) || !DateTime.isDateTime(createdAt) || !DateTime.isUtc(createdAt)) return undefined
+  for (const name in headers) if (name === "__proto__" || typeof headers[name] !== "string") return undefined
+  let json: string | undefined
+  try {
+    json = JSON.stringify(
+      key === undefined
+        ? { id, type, payload, headers, createdAt: DateTime.formatIso(createdAt) }
+        : { id, type, key, payload, headers, createdAt: DateTime.formatIso(createdAt) }
+    )
+  } catch {
+    return undefined
+  }
+  return typeof json === "string" ? json : undefined
+}
 
 /**
  * Options of {@link make}.
@@ -783,7 +815,7 @@ export const make = (
       Effect.gen(function*() {
         const unique = yield* checkTargets(targets)
         const dependencies = yield* checkDependencies(unique, enqueueOptions?.after)
-        const json = yield* encodeEnvelope(event)
+        const json = envelopeJson(event) ?? (yield* encodeEnvelope(event))
         const now = yield* Clock.currentTimeMillis
         const joined = yield* inJoinedTransaction
         const result = yield* run(

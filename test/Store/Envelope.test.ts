@@ -1,0 +1,73 @@
+/**
+ * The SQL store's envelope shortcut (`Sql.envelopeJson`) gives the very text the schema path
+ * gives (`JSON.stringify(Event.encode(event))`), or steps aside.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { DateTime, FastCheck as fc } from "effect"
+import * as Event from "../../src/Event.js"
+import { envelopeJson } from "../../src/Store/Sql.js"
+
+const schemaJson = (event: unknown): string | undefined => {
+  try {
+    // The shortcut takes anything shaped like an event; the schema path decides what is one.
+    return JSON.stringify(Event.encode(event as Event.Any))
+  } catch {
+    return undefined
+  }
+}
+
+/** Mostly valid (weight 8), sometimes one of the invalid forms. */
+const mostly = <A>(valid: fc.Arbitrary<A>, ...invalid: ReadonlyArray<fc.Arbitrary<unknown>>) =>
+  fc.oneof({ arbitrary: valid as fc.Arbitrary<unknown>, weight: 8 }, ...invalid.map((arbitrary) => ({ arbitrary, weight: 1 })))
+
+const name = mostly(fc.string({ minLength: 1, maxLength: 200 }), fc.constant(""), fc.string({ minLength: 201, maxLength: 203 }), fc.integer())
+const event = fc.record(
+  {
+    id: name,
+    type: name,
+    key: mostly(fc.string({ maxLength: 200 }), fc.string({ minLength: 201, maxLength: 203 }), fc.integer()),
+    payload: mostly(fc.jsonValue(), fc.constant(undefined), fc.constant(1n)),
+    headers: mostly(
+      fc.dictionary(fc.oneof(fc.string(), fc.constantFrom("constructor", "toString", "1", "0")), fc.string()),
+      fc.constant({ ["__proto__"]: "x" }).map((o) => JSON.parse(JSON.stringify(o)) as unknown),
+      fc.dictionary(fc.string(), fc.oneof(fc.integer(), fc.constant(null)), { minKeys: 1 }),
+      fc.constant([]),
+      fc.constant(null),
+      fc.constant(undefined)
+    ),
+    createdAt: mostly(
+      fc.integer({ min: 0, max: 4_102_444_800_000 }).map((ms) => DateTime.unsafeMake(ms)),
+      fc.constant(DateTime.unsafeMakeZoned(0, { timeZone: "Europe/Paris" })),
+      fc.constant(new Date(0)),
+      fc.constant("2024-01-01T00:00:00.000Z")
+    ),
+    extra: fc.jsonValue()
+  },
+  { requiredKeys: ["id", "type", "payload", "headers", "createdAt"] }
+)
+
+describe("Sql.envelopeJson", () => {
+  it("equals the schema's encoding whenever it answers; steps aside for every invalid event", () => {
+    let answered = 0
+    fc.assert(
+      fc.property(event, (e) => {
+        const fast = envelopeJson(e as unknown as Event.Any)
+        const slow = schemaJson(e)
+        if (fast !== undefined) {
+          answered++
+          assert.strictEqual(fast, slow)
+        }
+      }),
+      { numRuns: 3000 }
+    )
+    assert.isAbove(answered, 100)
+  })
+
+  it("answers for a plain event, with and without key", () => {
+    const base = { id: "e-1", type: "order.placed", payload: { qty: 1, lines: [{ sku: "s" }] }, headers: { "x-a": "1" }, createdAt: DateTime.unsafeMake(1_700_000_000_123) }
+    for (const e of [base, { ...base, key: "c-1" }]) {
+      assert.strictEqual(envelopeJson(e), JSON.stringify(Event.encode(e)))
+    }
+    assert.strictEqual(envelopeJson(base), "{\"id\":\"e-1\",\"type\":\"order.placed\",\"payload\":{\"qty\":1,\"lines\":[{\"sku\":\"s\"}]},\"headers\":{\"x-a\":\"1\"},\"createdAt\":\"2023-11-14T22:13:20.123Z\"}")
+  })
+})
