@@ -28,6 +28,7 @@ import { Headers, HttpClientRequest } from "@effect/platform"
 import type { MetricLabel } from "effect"
 import { Cause, Clock, Context, Duration, Effect, Exit, Fiber, FiberRef, ParseResult, Random, Schema, Tracer } from "effect"
 import type * as Event from "./Event.js"
+import { isLive } from "./internal/liveClock.js"
 import { parseRetryAfter } from "./internal/retryAfter.js"
 import { spanTrace } from "./internal/spanTrace.js"
 import * as Metrics from "./Metrics.js"
@@ -206,8 +207,6 @@ const safeUrl = (raw: string): URL | undefined => {
   }
 }
 
-/** The class of Effect's live clock (`TestClock` is another). */
-const LiveClock = Clock.make().constructor
 /** The longest delay `setTimeout` takes (Effect's live clock treats longer ones as never). */
 const maxTimerMillis = 2 ** 31 - 1
 
@@ -218,7 +217,7 @@ const maxTimerMillis = 2 ** 31 - 1
  */
 const awaitWithin = <A, E>(fiber: Fiber.RuntimeFiber<A, E>, millis: number): Effect.Effect<Exit.Exit<A, E> | undefined> =>
   Effect.clockWith((clock) =>
-    clock.constructor === LiveClock && millis <= maxTimerMillis
+    isLive(clock) && millis <= maxTimerMillis
       ? Effect.async<Exit.Exit<A, E> | undefined>((resume) => {
         const onExit = (exit: Exit.Exit<A, E>) => {
           clearTimeout(timer)

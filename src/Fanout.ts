@@ -18,6 +18,7 @@ import * as Registry from "./Registry.js"
 import type * as Router from "./Router.js"
 import type * as Target from "./Target.js"
 import type { DeliveryError } from "./TargetError.js"
+import { onIoScheduler } from "./internal/scheduler.js"
 import { spanTrace } from "./internal/spanTrace.js"
 
 /**
@@ -291,13 +292,14 @@ export const make = <E extends Event.Any, T extends Target.Any>(
       const run: Effect.Effect<unknown, unknown> = mode === "all" ? sendAll(event) : mode === "background" ? sendBackground(event) : sendSettled(event)
       // No span when tracing is off; no log annotation around the fan-out (a fiber's annotations
       // are copied at every fork below it): Fanout's own log lines name their event.
-      return FiberRef.getWith(FiberRef.currentTracerEnabled, (traced) =>
+      // The deliveries run on the I/O-friendly scheduler (see internal/scheduler).
+      return onIoScheduler(FiberRef.getWith(FiberRef.currentTracerEnabled, (traced) =>
         traced
           ? Effect.withSpan(run, "fanout.send", {
             attributes: { "fanout.event.id": event.id, "fanout.event.type": event.type, "fanout.mode": mode },
             captureStackTrace: sendTrace
           })
-          : run)
+          : run))
     }
 
     const sender: Sender<E> = { send: send as Sender<E>["send"], targets: runtimes, router }

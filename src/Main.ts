@@ -30,6 +30,7 @@ import * as Sqlite from "./Store/Sqlite.js"
 import * as Telemetry from "./Telemetry.js"
 import * as Transport from "./Transport.js"
 import * as Worker from "./Worker.js"
+import { onIoScheduler } from "./internal/scheduler.js"
 
 /**
  * The package version (also `fanout --version`).
@@ -404,7 +405,8 @@ export const run = <E = never, R = never>(
   options: RunOptions = {},
   onReady: (ready: Ready) => Effect.Effect<void, E, R> = () => Effect.void
 ): Effect.Effect<never, StartError | E, Exclude<R, HttpServer.HttpServer | Worker.Worker | Store.DeliveryStore | Registry.Registry>> =>
-  provide(
+  // Every fiber of the application (server, store, workers) on the I/O-friendly scheduler.
+  onIoScheduler(provide(
     app,
     options,
     Effect.gen(function*() {
@@ -424,4 +426,4 @@ export const run = <E = never, R = never>(
     }).pipe(
       Effect.onInterrupt(() => Effect.logInfo("fanout: shutting down"))
     )
-  ) as Effect.Effect<never, StartError | E, Exclude<R, HttpServer.HttpServer | Worker.Worker | Store.DeliveryStore | Registry.Registry>>
+  )) as Effect.Effect<never, StartError | E, Exclude<R, HttpServer.HttpServer | Worker.Worker | Store.DeliveryStore | Registry.Registry>>

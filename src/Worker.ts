@@ -39,6 +39,7 @@ import type * as Router from "./Router.js"
 import * as Store from "./Store.js"
 import type * as Target from "./Target.js"
 import * as TargetError from "./TargetError.js"
+import { onIoScheduler } from "./internal/scheduler.js"
 import { spanTrace } from "./internal/spanTrace.js"
 
 /**
@@ -764,7 +765,8 @@ export const make = <T extends Target.Any>(
 
     // ---- start and stop ----------------------------------------------------------------------------
 
-    yield* FiberSet.run(control, dispatcher)
+    // The dispatcher (and so every delivery it forks) runs on the I/O-friendly scheduler (see internal/scheduler).
+    yield* FiberSet.run(control, onIoScheduler(dispatcher))
     yield* FiberSet.run(control, Stream.runForEach(store.wakeups, () => wakeAll))
     yield* FiberSet.run(control, Effect.forever(Effect.zipRight(Effect.sleep(pollInterval), wakeAll)))
     const keeperFiber = yield* Effect.forkDaemon(keeper)
