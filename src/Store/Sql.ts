@@ -41,11 +41,9 @@ import {
   Clock,
   Context,
   DateTime,
-  Deferred,
   Duration,
   Effect,
   Exit,
-  FiberId,
   Option,
   Queue,
   Schedule,
@@ -295,7 +293,8 @@ type Op<A> =
 
 interface Job {
   readonly op: (conn: Connection) => Effect.Effect<unknown, Store.StoreError>
-  readonly done: Deferred.Deferred<unknown, Store.StoreError>
+  /** Answers the caller, once (a callback, not a `Deferred`: one closure per operation on the hot path). */
+  readonly answer: (exit: Exit.Exit<unknown, Store.StoreError>) => void
 }
 
 /** Aborts a group commit's fast pass (see `runPlain`). */
@@ -516,17 +515,18 @@ export const make = (
           Effect.flatMap((exit) => {
             if (Exit.isSuccess(exit)) {
               countWrite(jobs.length)
-              return Effect.forEach(jobs, (job, i) => Deferred.done(job.done, exit.value[i]!), { discard: true })
+              return Effect.sync(() => jobs.forEach((job, i) => job.answer(exit.value[i]!)))
             }
-            const cause = exit.cause as Cause.Cause<Store.StoreError>
-            return Effect.forEach(jobs, (job) => Deferred.failCause(job.done, cause), { discard: true })
+            const failed = Exit.failCause(exit.cause as Cause.Cause<Store.StoreError>)
+            return Effect.sync(() => jobs.forEach((job) => job.answer(failed)))
           })
         )
       yield* Effect.addFinalizer(() =>
         Effect.gen(function*() {
           closed = true
           const rest = yield* Queue.takeAll(queue)
-          yield* Effect.forEach(rest, (job) => Deferred.fail(job.done, closedError), { discard: true })
+          const failed = Exit.fail(closedError)
+          for (const job of rest) job.answer(failed)
           yield* Queue.shutdown(queue)
         })
       )
@@ -563,11 +563,22 @@ export const make = (
         Effect.suspend(() => {
           if (closed) return Effect.fail(closedError)
           const lifted = lift(operation)
+          // The answer may come before the caller waits for it (a synchronous commit); keep it then.
+          let early: Exit.Exit<unknown, Store.StoreError> | undefined
+          let resume: ((exit: Exit.Exit<unknown, Store.StoreError>) => void) | undefined
           const job: Job = {
             op: typeof op === "function" ? (conn) => lifted(op(conn)) : () => lifted(op),
-            done: Deferred.unsafeMake<unknown, Store.StoreError>(FiberId.none)
+            answer: (exit) => {
+              if (resume !== undefined) resume(exit)
+              else early = exit
+            }
           }
-          return Effect.zipRight(Queue.offer(queue, job), Deferred.await(job.done))
+          const answered = Effect.async<unknown, Store.StoreError>((callback) => {
+            if (early !== undefined) callback(early)
+            else resume = callback
+          })
+          // Room in the queue (the usual case): no Effect for the offer; else wait for room (back-pressure).
+          return Queue.unsafeOffer(queue, job) ? answered : Effect.zipRight(Queue.offer(queue, job), answered)
         }) as Effect.Effect<A, Store.StoreError>
     }
 
@@ -817,7 +828,7 @@ export const make = (
         const dependencies = yield* checkDependencies(unique, enqueueOptions?.after)
         const json = envelopeJson(event) ?? (yield* encodeEnvelope(event))
         const now = yield* Clock.currentTimeMillis
-        const joined = yield* inJoinedTransaction
+        const joined = options.joinTransactions ? yield* inJoinedTransaction : false
         const result = yield* run(
           "enqueue",
           "batch",
@@ -827,7 +838,7 @@ export const make = (
         if (result.created) {
           if (!joined) {
             for (const target of unique) knownTargets.add(target)
-            yield* notifyLater
+            if (pg) yield* notifyLater
           }
           yield* signal.notify
         }
