@@ -16,10 +16,30 @@
  *
  * @since 0.1.0
  */
+import { randomFillSync } from "node:crypto"
 import type { IncomingMessage, ServerResponse } from "node:http"
 import { Headers, HttpServerResponse, HttpTraceContext } from "@effect/platform"
-import { Cause, Clock, Context, DateTime, Duration, Effect, Either, Exit, type Fiber, FiberId, FiberRef, FiberRefs, Layer, Option, Runtime, Schema } from "effect"
-import { uuidv7 } from "../internal/uuid.js"
+import {
+  Cause,
+  Chunk,
+  Clock,
+  Context,
+  DateTime,
+  Duration,
+  Effect,
+  Either,
+  Exit,
+  type Fiber,
+  FiberId,
+  FiberRef,
+  FiberRefs,
+  HashMap,
+  Layer,
+  Option,
+  Runtime,
+  Schema,
+  Tracer
+} from "effect"
 import type * as Event from "../Event.js"
 import * as Outbox from "../Outbox.js"
 import type * as Store from "../Store.js"
@@ -103,6 +123,35 @@ export interface Service {
  * @category tags
  */
 export class Ingest extends Context.Tag("fanout/server/Ingest")<Ingest, Service>() {}
+
+/** Random bytes for 256 ids at a time: one `randomFillSync` per 256 events, not one `randomBytes` each. */
+const idPool = Buffer.allocUnsafe(16 * 256)
+let idOffset = idPool.length
+
+/**
+ * A new event id: a UUIDv7 (RFC 9562: 48-bit Unix milliseconds, version 7, variant, random bits),
+ * laid out as `Event.newId`'s, its random bits drawn from a pool.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const newEventId = (unixMillis: number): string => {
+  if (idOffset === idPool.length) {
+    randomFillSync(idPool)
+    idOffset = 0
+  }
+  const bytes = idPool.subarray(idOffset, idOffset + 16)
+  idOffset += 16
+  let ms = Math.max(0, Math.floor(unixMillis))
+  for (let i = 5; i >= 0; i--) {
+    bytes[i] = ms % 256
+    ms = Math.floor(ms / 256)
+  }
+  bytes[6] = (bytes[6]! & 0x0f) | 0x70
+  bytes[8] = (bytes[8]! & 0x3f) | 0x80
+  const hex = bytes.toString("hex")
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`
+}
 
 const noRouteIssue = (type: string, path: string): Errors.Issue => ({
   path,
@@ -261,7 +310,7 @@ export const make = (
       if (input.id !== undefined && key !== undefined && input.id !== key) {
         return Either.left(Errors.invalidRequest([{ path: "id", message: "Differs from the Idempotency-Key header" }]))
       }
-      const event = toEvent(input, input.id ?? key ?? uuidv7(now), now)
+      const event = toEvent(input, input.id ?? key ?? newEventId(now), now)
       if (!outbox.router.hasRoute(event.type)) return Either.left(Errors.noRoute([noRouteIssue(event.type, "type")]))
       return Either.right(event)
     }
@@ -280,7 +329,7 @@ export const make = (
         outbox.router.hasRoute(e.type) ? [] : [noRouteIssue(e.type, `events[${i}].type`)]
       )
       if (unrouted.length > 0) return Either.left(Errors.noRoute(unrouted))
-      return Either.right(input.events.map((e) => toEvent(e, e.id ?? uuidv7(now), now)))
+      return Either.right(input.events.map((e) => toEvent(e, e.id ?? newEventId(now), now)))
     }
 
     const store = (event: Event.Any) => guardDepth === undefined ? enqueue(event) : Effect.zipRight(guardDepth, enqueue(event))
@@ -402,8 +451,9 @@ type Prepared =
  * Everything before the store is plain synchronous code and Node callbacks (API key, rate limit,
  * `Idempotency-Key`, media type, body, JSON, schema, route); a request refused there runs no
  * Effect at all. A request that reaches the store runs one Effect on the application's runtime
- * (queue-depth guard, enqueue, answer). With tracing on, the whole request is one Effect under the
- * `http.server` span, as on the platform's server.
+ * (queue-depth guard, enqueue, answer). With tracing on, the `http.server` span the platform's
+ * server would open is opened when the request arrives and ended with its answer, and the enqueue
+ * runs under it.
  *
  * @since 0.1.0
  * @category constructors
@@ -469,41 +519,58 @@ export const makeListener = (
         return Effect.as(Effect.logError("fanout server: defect", cause), failureAnswer(Errors.internal()))
       })
 
-    /** The platform's `http.server` span (`HttpMiddleware.tracer`), with the same attributes, around `effect`. */
-    const withSpan = (req: IncomingMessage, route: string, effect: Effect.Effect<Answer>): Effect.Effect<Answer> =>
-      Effect.withFiberRuntime<Answer>((fiber) => {
-        // Node's headers are the platform's `Headers` (a plain record of lower-case names), as its own server passes them.
-        const headers = req.headers as unknown as Headers.Headers
-        const redactedNames = fiber.getFiberRef(Headers.currentRedactedNames)
-        const url = requestUrl(req)
-        return Effect.useSpan(`http.server ${req.method}`, {
-          parent: Option.getOrUndefined(HttpTraceContext.fromHeaders(headers)),
-          kind: "server",
-          captureStackTrace: false
-        }, (span) => {
-          span.attribute("http.request.method", req.method ?? "POST")
-          if (url !== undefined) {
-            span.attribute("url.full", url.toString())
-            span.attribute("url.path", url.pathname)
-            const query = url.search.slice(1)
-            if (query !== "") span.attribute("url.query", query)
-            span.attribute("url.scheme", url.protocol.slice(0, -1))
-          }
-          if (req.headers["user-agent"] !== undefined) span.attribute("user_agent.original", req.headers["user-agent"])
-          for (const [name, value] of Object.entries(Headers.redact(headers, redactedNames))) {
-            span.attribute(`http.request.header.${name}`, String(value))
-          }
-          if (req.socket.remoteAddress !== undefined) span.attribute("client.address", req.socket.remoteAddress)
-          span.attribute("http.route", route)
-          return Effect.tap(Effect.withParentSpan(effect, span), (a) => {
-            span.attribute("http.response.status_code", a.status)
-            const sent = Headers.fromInput(headersOf(a, JSON.stringify(a.body)))
-            for (const [name, value] of Object.entries(Headers.redact(sent, redactedNames))) {
-              span.attribute(`http.response.header.${name}`, String(value))
-            }
-          })
-        })
-      })
+    // Tracing: the span `HttpMiddleware.tracer` opens on the platform's server, made as `Effect.useSpan`
+    // makes it (the runtime's tracer, clock, span annotations and links), from the request's arrival
+    // to its answer; the enqueue runs under it.
+    const tracer = yield* Effect.tracer
+    const timing = FiberRefs.getOrDefault(runtime.fiberRefs, FiberRef.currentTracerTimingEnabled)
+    const annotations = FiberRefs.getOrDefault(runtime.fiberRefs, FiberRef.currentTracerSpanAnnotations)
+    const links = Chunk.toReadonlyArray(FiberRefs.getOrDefault(runtime.fiberRefs, FiberRef.currentTracerSpanLinks))
+    const redactedNames = FiberRefs.getOrDefault(runtime.fiberRefs, Headers.currentRedactedNames)
+    const ambientParent = Context.getOption(runtime.context, Tracer.ParentSpan)
+    const nanos = () => timing ? clock.unsafeCurrentTimeNanos() : BigInt(0)
+
+    const startSpan = (req: IncomingMessage, route: string): Tracer.Span => {
+      // Node's headers are the platform's `Headers` (a plain record of lower-case names), as its own server passes them.
+      const headers = req.headers as unknown as Headers.Headers
+      const parent = HttpTraceContext.fromHeaders(headers)
+      const span = tracer.span(
+        `http.server ${req.method}`,
+        Option.isSome(parent) ? parent : ambientParent,
+        Context.empty(),
+        links,
+        nanos(),
+        "server",
+        { kind: "server", captureStackTrace: false, ...(Option.isSome(parent) ? { parent: parent.value } : {}) }
+      )
+      HashMap.forEach(annotations, (value, key) => span.attribute(key, value))
+      span.attribute("http.request.method", req.method ?? "POST")
+      const url = requestUrl(req)
+      if (url !== undefined) {
+        span.attribute("url.full", url.toString())
+        span.attribute("url.path", url.pathname)
+        const query = url.search.slice(1)
+        if (query !== "") span.attribute("url.query", query)
+        span.attribute("url.scheme", url.protocol.slice(0, -1))
+      }
+      if (req.headers["user-agent"] !== undefined) span.attribute("user_agent.original", req.headers["user-agent"])
+      for (const [name, value] of Object.entries(Headers.redact(headers, redactedNames))) {
+        span.attribute(`http.request.header.${name}`, String(value))
+      }
+      if (req.socket.remoteAddress !== undefined) span.attribute("client.address", req.socket.remoteAddress)
+      span.attribute("http.route", route)
+      return span
+    }
+
+    const endSpan = (span: Tracer.Span, answer: Answer | undefined, headers: Record<string, string> | undefined) => {
+      if (answer !== undefined && headers !== undefined) {
+        span.attribute("http.response.status_code", answer.status)
+        for (const [name, value] of Object.entries(Headers.redact(Headers.fromInput(headers), redactedNames))) {
+          span.attribute(`http.response.header.${name}`, String(value))
+        }
+      }
+      span.end(nanos(), answer === undefined ? Exit.interrupt(FiberId.none) : Exit.succeed(answer))
+    }
 
     return (req, res) => {
       if (req.method !== "POST") return fallback(req, res)
@@ -513,39 +580,38 @@ export const makeListener = (
       const batch = path === "/v1/events:batch"
       if (!batch && (path !== "/v1/events" || (q >= 0 && mayWait(url.slice(q + 1))))) return fallback(req, res)
 
+      const span = traced ? startSpan(req, batch ? "/v1/events::batch" : "/v1/events") : undefined
       let closed = false
       let fiber: Fiber.RuntimeFiber<Answer> | undefined
       let stopReading: () => void = noop
       res.once("close", () => {
         closed = true
         stopReading()
-        if (!res.writableEnded) fiber?.unsafeInterruptAsFork(FiberId.none)
+        if (!res.writableEnded) {
+          if (fiber !== undefined) fiber.unsafeInterruptAsFork(FiberId.none)
+          else if (span !== undefined) endSpan(span, undefined, undefined)
+        }
       })
       const write = (a: Answer) => {
-        if (closed || res.writableEnded) return
         const text = JSON.stringify(a.body)
-        res.writeHead(a.status, headersOf(a, text))
+        const headers = headersOf(a, text)
+        if (span !== undefined) endSpan(span, a, headers)
+        if (closed || res.writableEnded) return
+        res.writeHead(a.status, headers)
         res.end(text)
       }
       const run = (effect: Effect.Effect<Answer>) => {
-        fiber = runFork(effect)
+        fiber = runFork(span === undefined ? effect : Effect.withParentSpan(effect, span))
         fiber.addObserver((exit) => {
-          if (Exit.isSuccess(exit)) write(exit.value)
+          if (Exit.isSuccess(exit)) return write(exit.value)
+          if (span !== undefined) endSpan(span, undefined, undefined)
           // Only an interruption (the client went away) ends without an answer; never leave a request hanging.
-          else if (!closed && !res.writableEnded) res.destroy()
+          if (!closed && !res.writableEnded) res.destroy()
         })
-      }
-      const now = clock.unsafeCurrentTimeMillis()
-      if (traced) {
-        const prepared = Effect.async<Prepared, Errors.ApiFailure>((resume) => {
-          stopReading = prepare(req, batch, now, resume)
-          return Effect.sync(() => stopReading())
-        })
-        return run(withSpan(req, batch ? "/v1/events::batch" : "/v1/events", answer(Effect.flatMap(prepared, store))))
       }
       const defect = (cause: unknown) => run(answer(Effect.die(cause)))
       try {
-        stopReading = prepare(req, batch, now, (prepared) => {
+        stopReading = prepare(req, batch, clock.unsafeCurrentTimeMillis(), (prepared) => {
           try {
             if (Either.isLeft(prepared)) write(failureAnswer(prepared.left))
             else run(answer(store(prepared.right)))
