@@ -185,7 +185,8 @@ export const propagateTrace = (store: Store.DeliveryStore): Store.DeliveryStore 
       ? store.enqueue(event, targets, options)
       : Effect.flatMap(Effect.option(Effect.currentSpan), (span) =>
         store.enqueue(
-          span._tag === "None"
+          // No span, or tracing off (Effect then gives its no-op span, whose ids are "noop").
+          span._tag === "None" || span.value.traceId === "noop"
             ? event
             : {
               ...event,

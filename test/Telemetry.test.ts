@@ -198,5 +198,8 @@ describe("Telemetry", () => {
       })
       // No span, nothing added.
       assert.deepStrictEqual(yield* headersOf("e3"), {})
+      // Tracing off (no exporter): the span Effect gives is its no-op one; nothing is added either.
+      yield* store.enqueue(yield* event("e4", {}), ["a"]).pipe(Effect.withSpan("parent"), Effect.withTracerEnabled(false))
+      assert.deepStrictEqual(yield* headersOf("e4"), {})
     }))
 })
