@@ -6,7 +6,11 @@
  *   (pending and due, or in flight with an expired lease — a crashed worker's), round-robin across
  *   targets, and marks them in flight under a fresh lease token. Concurrent claimers never block on
  *   each other and never get the same row.
- * - finish / extendLease / release are fenced single statements.
+ * - Group commit: concurrent enqueues, finishes and lease extensions of one process are written by
+ *   one multi-row statement (arrays through `unnest`), one transaction and one commit for all;
+ *   finishes stay fenced per row. Each caller is answered after that commit. If the statement fails,
+ *   each operation runs again alone, so a failing one sinks only itself.
+ * - finish / extendLease / release are fenced single statements (alone, or rows of the group's statement).
  * - enqueue and replay `NOTIFY <prefix>work`, so idle workers in any process wake at once
  *   (`wakeups` `LISTEN`s to it). An enqueue of its own notifies right after its commit, coalesced,
  *   from one background fiber: a NOTIFY inside a transaction takes a database-wide lock at commit,
@@ -33,7 +37,19 @@ import * as Sql from "./Sql.js"
 export interface StoreOptions {
   /** Table prefix (default `"fanout_"`); also names the notification channel `<prefix>work`. */
   readonly prefix?: string | undefined
+  /**
+   * Group commit (default on): concurrent enqueues, finishes and lease extensions of this process
+   * share one statement — one transaction, one commit. `false`: one statement (and commit) each.
+   */
+  readonly groupCommit?: boolean | undefined
+  /** Most operations per group commit (default 512). */
+  readonly maxBatch?: number | undefined
+  /** Group-commit statements in flight at once, each on a pooled connection (default 1). */
+  readonly writers?: number | undefined
 }
+
+const groupCommit = (options: StoreOptions): Sql.Options["groupCommit"] =>
+  options.groupCommit === false ? undefined : { maxBatch: options.maxBatch, writers: options.writers }
 
 /**
  * Options of {@link layer} / {@link make}.
@@ -60,7 +76,12 @@ export const makeWithClient = (
   options: StoreOptions = {}
 ): Effect.Effect<Store.DeliveryStore, Store.StoreError, PgClient.PgClient | SqlClient.SqlClient | Scope.Scope> =>
   Effect.flatMap(PgClient.PgClient, (client) =>
-    Sql.make({ prefix: options.prefix, joinTransactions: true, listen: (channel) => client.listen(channel) }))
+    Sql.make({
+      prefix: options.prefix,
+      joinTransactions: true,
+      groupCommit: groupCommit(options),
+      listen: (channel) => client.listen(channel)
+    }))
 
 /**
  * Connects a pool of its own and builds the store on it.
@@ -81,6 +102,7 @@ export const make = (options: Options): Effect.Effect<Store.DeliveryStore, Store
     return yield* Sql.make({
       prefix: options.prefix,
       joinTransactions: false,
+      groupCommit: groupCommit(options),
       listen: (channel) => client.listen(channel)
     }).pipe(Effect.provideService(PgClient.PgClient, client), Effect.provideService(SqlClient.SqlClient, client))
   })

@@ -128,6 +128,11 @@ export interface Options {
      * writer never waits.
      */
     readonly lingerMs?: number | undefined
+    /**
+     * PostgreSQL: how many batch statements may be in flight at once (default 1), each on a pooled
+     * connection; while one commits, the next gathers.
+     */
+    readonly writers?: number | undefined
   } | undefined
   /** Cross-process wake-ups: subscribe to a notification channel (PostgreSQL `LISTEN`). */
   readonly listen?: ((channel: string) => Stream.Stream<string, SqlError>) | undefined
@@ -455,11 +460,11 @@ export const make = (
       if (operations > counters.largestBatch) counters.largestBatch = operations
     }
 
-    // ---- group commit (SQLite) ---------------------------------------------------------------
+    // ---- group commit (SQLite; PostgreSQL's is further down, after its statements) ----------
 
     const closedError = new Store.StoreError({ operation: "commit", reason: "Closed", message: "commit: the store was closed" })
     let submit: (<A>(op: Op<A>, operation: string) => Effect.Effect<A, Store.StoreError>) | undefined
-    if (options.groupCommit !== undefined) {
+    if (options.groupCommit !== undefined && !pg) {
       const maxBatch = Math.max(1, options.groupCommit.maxBatch ?? 512)
       const queue = yield* Queue.bounded<Job>(Math.max(1, options.groupCommit.maxPending ?? 10_000))
       let closed = false
@@ -829,10 +834,26 @@ export const make = (
         const json = envelopeJson(event) ?? (yield* encodeEnvelope(event))
         const now = yield* Clock.currentTimeMillis
         const joined = options.joinTransactions ? yield* inJoinedTransaction : false
+        const keep = enqueueOptions?.keepAnswers === true
+        if (pgWriter !== undefined && !joined) {
+          // The group commit does the rest after its commit (known targets, NOTIFY, signal).
+          const { answer, answered } = slot<Store.Enqueued>()
+          yield* pgWriter.submit({
+            _tag: "enqueue",
+            event,
+            json,
+            targets: unique,
+            columns: dependencies.size > 0 || keep ? dependencyColumns(unique, dependencies, keep) : [],
+            now,
+            alone: Effect.suspend(() => run("enqueue", "batch", enqueuePg(event, json, unique, dependencies, keep, now, false), true)),
+            answer
+          })
+          return yield* answered
+        }
         const result = yield* run(
           "enqueue",
           "batch",
-          (pg ? enqueuePg : enqueueSqlite)(event, json, unique, dependencies, enqueueOptions?.keepAnswers === true, now, joined),
+          (pg ? enqueuePg : enqueueSqlite)(event, json, unique, dependencies, keep, now, joined),
           true
         )
         if (result.created) {
@@ -1111,19 +1132,480 @@ export const make = (
         })
     }
 
+    // ---- group commit (PostgreSQL) -----------------------------------------------------------
+
+    /**
+     * PostgreSQL group commit: enqueue, finish and extendLease calls of this process are queued, and
+     * a writer takes everything waiting (up to `maxBatch`) and writes it with **one statement** —
+     * multi-row `INSERT … SELECT FROM unnest(arrays)` for the events (`ON CONFLICT (id) DO NOTHING`),
+     * the new target names and the deliveries, one `UPDATE … FROM unnest(…)` for the finishes (fenced
+     * per row by id, lease and status, as alone) with the attempts' `INSERT` and the dependents'
+     * release reading its `RETURNING`, one for the lease extensions. One statement is one
+     * transaction (autocommit): one round trip and one commit (one WAL flush) for the whole batch,
+     * and every caller is answered only after it returned, that is after the commit.
+     *
+     * - A statement never changes one row twice: a finish or extension of a row already in the
+     *   batch goes to the next statement (ops of one batch are concurrent, so any order is theirs).
+     * - If the statement fails, nothing of it was written; a batch of one answers its error, a larger
+     *   batch runs each operation again alone (its single statement), so one failing operation (or a
+     *   deadlock with another process) sinks only itself.
+     * - Duplicate event ids: within a batch the first is written and the others answer its
+     *   deliveries (`created: false`); an id already stored inserts nothing, and its deliveries are
+     *   read after the commit by one statement (a fresh snapshot that sees a concurrent first
+     *   enqueue, which `ON CONFLICT` waited for).
+     * - Rows are sent sorted by id, so two processes' batches take their locks in the same order.
+     * - After a commit that created events or made dependents due: one `NOTIFY` (coalesced, from the
+     *   background fiber) and one in-process signal.
+     */
+    /**
+     * A one-shot answer for a queued job: `answer` (called once; later calls are ignored) and
+     * `answered`, the caller's wait (the answer may come before the caller waits).
+     */
+    const slot = <A>() => {
+      let early: Exit.Exit<A, Store.StoreError> | undefined
+      let resume: ((exit: Exit.Exit<A, Store.StoreError>) => void) | undefined
+      let done = false
+      return {
+        answer: (exit: Exit.Exit<A, Store.StoreError>) => {
+          if (done) return
+          done = true
+          if (resume !== undefined) resume(exit)
+          else early = exit
+        },
+        answered: Effect.async<A, Store.StoreError>((callback) => {
+          if (early !== undefined) callback(early)
+          else resume = callback
+        })
+      }
+    }
+
+    interface PgEnqueueJob {
+      readonly _tag: "enqueue"
+      readonly event: { readonly id: string; readonly type: string }
+      readonly json: string
+      readonly targets: ReadonlyArray<string>
+      readonly columns: ReadonlyArray<{ readonly after_targets: string | null; readonly waiting: number; readonly dependents: number }>
+      readonly now: number
+      readonly alone: Effect.Effect<Store.Enqueued, Store.StoreError>
+      readonly answer: (exit: Exit.Exit<Store.Enqueued, Store.StoreError>) => void
+    }
+    interface PgFinishJob {
+      readonly _tag: "finish"
+      readonly id: number
+      readonly lease: string
+      readonly status: Store.Status
+      readonly availableAt: number | null
+      readonly deadReason: string | null
+      readonly finishedAt: number | null
+      readonly failed: boolean
+      readonly delivered: boolean
+      readonly response: string | null
+      readonly startedAt: number
+      readonly durationMs: number
+      readonly outcome: string
+      readonly httpStatus: number | null
+      readonly errorTag: string | null
+      readonly message: string | null
+      readonly retryAfterMs: number | null
+      readonly now: number
+      readonly alone: Effect.Effect<Finished, Store.StoreError>
+      readonly answer: (exit: Exit.Exit<boolean, Store.StoreError>) => void
+    }
+    interface PgExtendJob {
+      readonly _tag: "extend"
+      readonly id: number
+      readonly lease: string
+      readonly expires: number
+      readonly now: number
+      readonly alone: Effect.Effect<boolean, Store.StoreError>
+      readonly answer: (exit: Exit.Exit<boolean, Store.StoreError>) => void
+    }
+    type PgJob = PgEnqueueJob | PgFinishJob | PgExtendJob
+    interface BatchRow {
+      readonly k: "e" | "f" | "x" | "r"
+      readonly id: string | null
+      readonly event_id: string | null
+      readonly target: string | null
+      readonly status: Store.Status | null
+    }
+
+    /** The batch statement for the parts a batch has: (e)nqueues, new (t)argets, (f)inishes, e(x)tensions. */
+    const batchText = memo((key) => {
+      let n = 0
+      const p = (type: string) => `$${++n}::${type}[]`
+      const ctes: Array<string> = []
+      const selects: Array<string> = []
+      if (key.includes("e")) {
+        ctes.push(`ev AS (
+          INSERT INTO ${Q.events} (id, type, envelope, enqueued_at)
+          SELECT * FROM unnest(${p("text")}, ${p("text")}, ${p("text")}, ${p("bigint")})
+          ON CONFLICT (id) DO NOTHING RETURNING id
+        )`)
+        if (key.includes("t")) {
+          ctes.push(`tg AS (INSERT INTO ${Q.targets} (name) SELECT unnest(${p("text")}) ON CONFLICT (name) DO NOTHING)`)
+        }
+        ctes.push(`dl AS (
+          INSERT INTO ${Q.deliveries}
+            (event_id, target, status, attempts, total_attempts, available_at, enqueued_at, updated_at, after_targets, waiting, dependents)
+          SELECT v.event_id, v.target, 'pending', 0, 0, v.at, v.at, v.at, v.after_targets, v.waiting, v.dependents
+          FROM unnest(${p("text")}, ${p("text")}, ${p("bigint")}, ${p("text")}, ${p("integer")}, ${p("integer")})
+            WITH ORDINALITY AS v (event_id, target, at, after_targets, waiting, dependents, ord)
+          JOIN ev ON ev.id = v.event_id
+          ORDER BY v.ord
+          RETURNING id, event_id, target, status
+        )`)
+        selects.push(`SELECT 'e' AS k, id::text AS id, event_id, target, status FROM dl`)
+      }
+      if (key.includes("f")) {
+        ctes.push(`fu AS (
+          UPDATE ${Q.deliveries} d
+          SET status = i.status, attempts = d.attempts + 1, total_attempts = d.total_attempts + 1,
+              first_attempt_at = COALESCE(d.first_attempt_at, i.started_at), available_at = i.available_at, lease = NULL,
+              dead_reason = i.dead_reason, finished_at = i.finished_at, updated_at = i.at,
+              last_error = CASE WHEN i.failed THEN i.outcome ELSE d.last_error END,
+              last_error_message = CASE WHEN i.failed THEN i.message ELSE d.last_error_message END,
+              response = CASE WHEN i.delivered THEN CASE WHEN d.dependents > 0 THEN i.response END ELSE d.response END
+          FROM unnest(${p("bigint")}, ${p("text")}, ${p("text")}, ${p("bigint")}, ${p("bigint")}, ${p("text")}, ${p("bigint")},
+              ${p("bigint")}, ${p("boolean")}, ${p("boolean")}, ${p("text")}, ${p("integer")}, ${p("text")}, ${p("integer")},
+              ${p("text")}, ${p("text")}, ${p("bigint")})
+            AS i (id, lease, status, started_at, available_at, dead_reason, finished_at, at, failed, delivered, response,
+              duration_ms, outcome, http_status, error_tag, message, retry_after_ms)
+          WHERE d.id = i.id AND d.lease = i.lease AND d.status = 'in_flight'
+          RETURNING d.id, d.total_attempts, d.worker_id, d.event_id, d.target, d.dependents, i.delivered, i.at, i.started_at,
+            i.duration_ms, i.outcome, i.http_status, i.error_tag, i.message, i.retry_after_ms, i.lease
+        )`)
+        ctes.push(`fa AS (
+          INSERT INTO ${Q.attempts}
+            (delivery_id, number, started_at, duration_ms, outcome, http_status, error_tag, message, retry_after_ms, lease, worker_id)
+          SELECT id, total_attempts, started_at, duration_ms, outcome, http_status, error_tag, message, retry_after_ms, lease, worker_id
+          FROM fu
+        )`)
+        // The dependents of the delivered inputs, among each event's few deliveries (a LATERAL probe
+        // of the (event_id, target) index per input); two inputs of one dependent in this batch count
+        // twice. Concurrent releases from other processes serialise on the row lock, and the WHERE is
+        // re-checked on the row's latest version.
+        ctes.push(`fr AS (
+          UPDATE ${Q.deliveries} d SET waiting = d.waiting - r.n, available_at = r.at, updated_at = r.at
+          FROM (
+            SELECT x.id, count(*)::integer AS n, max(u.at) AS at
+            FROM fu u CROSS JOIN LATERAL (
+              SELECT x.id FROM ${Q.deliveries} x
+              WHERE x.event_id = u.event_id AND x.status = 'pending' AND x.waiting > 0
+                AND x.after_targets::jsonb @> jsonb_build_array(u.target)
+            ) x
+            WHERE u.delivered AND u.dependents > 0
+            GROUP BY x.id
+          ) r
+          WHERE d.id = r.id AND d.status = 'pending' AND d.waiting > 0
+          RETURNING d.waiting
+        )`)
+        selects.push(`SELECT 'f' AS k, id::text AS id, NULL::text AS event_id, NULL::text AS target, NULL::text AS status FROM fu`)
+        selects.push(`SELECT 'r', (SELECT count(*) FROM fr WHERE waiting = 0)::text, NULL, NULL, NULL`)
+      }
+      if (key.includes("x")) {
+        ctes.push(`xu AS (
+          UPDATE ${Q.deliveries} d SET available_at = i.expires, updated_at = i.at
+          FROM unnest(${p("bigint")}, ${p("text")}, ${p("bigint")}, ${p("bigint")}) AS i (id, lease, expires, at)
+          WHERE d.id = i.id AND d.lease = i.lease AND d.status = 'in_flight'
+          RETURNING d.id
+        )`)
+        selects.push(`SELECT 'x' AS k, id::text AS id, NULL::text AS event_id, NULL::text AS target, NULL::text AS status FROM xu`)
+      }
+      return `WITH ${ctes.join(",\n")}\n${selects.join("\nUNION ALL ")}`
+    })
+
+    const existingMany = `SELECT id::text AS id, event_id, target, status FROM ${Q.deliveries}
+      WHERE event_id = ANY($1::text[]) ORDER BY id`
+
+    /** After a commit that created events or made dependents due: wake workers here and elsewhere. */
+    const wake = Effect.zipRight(notifyLater, signal.notify)
+
+    /** Answers every job of a failed batch statement with the failure. */
+    const failAll = (jobs: ReadonlyArray<PgJob>, error: SqlError): void =>
+      jobs.forEach((job) => {
+        const failure = fromSqlError(job._tag === "extend" ? "extendLease" : job._tag)(error)
+        job.answer(Exit.fail(failure))
+      })
+
+    /** Each job alone (its own single statement, as without group commit): a failure sinks only its job. */
+    const eachAlone = (jobs: ReadonlyArray<PgJob>) =>
+      Effect.forEach(jobs, (job) => {
+        switch (job._tag) {
+          case "enqueue":
+            return Effect.flatMap(Effect.exit(job.alone), (exit) => {
+              if (Exit.isSuccess(exit) && exit.value.created) {
+                for (const target of job.targets) knownTargets.add(target)
+                return Effect.as(wake, job.answer(exit))
+              }
+              return Effect.sync(() => job.answer(exit))
+            })
+          case "finish":
+            return Effect.flatMap(Effect.exit(job.alone), (exit) =>
+              Exit.isSuccess(exit)
+                ? Effect.as(exit.value.due > 0 ? wake : Effect.void, job.answer(Exit.succeed(exit.value.applied)))
+                : Effect.sync(() => job.answer(Exit.failCause(exit.cause))))
+          case "extend":
+            return Effect.flatMap(Effect.exit(job.alone), (exit) => Effect.sync(() => job.answer(exit)))
+        }
+      }, { discard: true })
+
+    /** One statement for `jobs` (no finish/extension repeats a row id), then the answers. */
+    const runStatement = (jobs: ReadonlyArray<PgJob>) =>
+      Effect.gen(function*() {
+        const enqueues: Array<PgEnqueueJob> = []
+        const finishes: Array<PgFinishJob> = []
+        const extensions: Array<PgExtendJob> = []
+        /** The first enqueue of each event id in this batch: the one written. */
+        const firsts = new Map<string, PgEnqueueJob>()
+        for (const job of jobs) {
+          if (job._tag === "enqueue") {
+            enqueues.push(job)
+            if (!firsts.has(job.event.id)) firsts.set(job.event.id, job)
+          } else if (job._tag === "finish") finishes.push(job)
+          else extensions.push(job)
+        }
+        const written = Array.from(firsts.values()).sort((a, b) => a.event.id < b.event.id ? -1 : a.event.id > b.event.id ? 1 : 0)
+        const fresh = new Set<string>()
+        for (const job of written) for (const target of job.targets) if (!knownTargets.has(target)) fresh.add(target)
+        let key = ""
+        const params: Array<unknown> = []
+        if (written.length > 0) {
+          key += "e"
+          params.push(
+            written.map((job) => job.event.id),
+            written.map((job) => job.event.type),
+            written.map((job) => job.json),
+            written.map((job) => job.now)
+          )
+          if (fresh.size > 0) {
+            key += "t"
+            params.push(Array.from(fresh).sort())
+          }
+          const eventIds: Array<string> = []
+          const targets: Array<string> = []
+          const at: Array<number> = []
+          const after: Array<string | null> = []
+          const waiting: Array<number> = []
+          const dependents: Array<number> = []
+          for (const job of written) {
+            for (let i = 0; i < job.targets.length; i++) {
+              eventIds.push(job.event.id)
+              targets.push(job.targets[i]!)
+              at.push(job.now)
+              const column = job.columns[i]
+              after.push(column?.after_targets ?? null)
+              waiting.push(column?.waiting ?? 0)
+              dependents.push(column?.dependents ?? 0)
+            }
+          }
+          params.push(eventIds, targets, at, after, waiting, dependents)
+        }
+        if (finishes.length > 0) {
+          key += "f"
+          const rows = finishes.slice().sort((a, b) => a.id - b.id)
+          params.push(
+            rows.map((f) => f.id),
+            rows.map((f) => f.lease),
+            rows.map((f) => f.status),
+            rows.map((f) => f.startedAt),
+            rows.map((f) => f.availableAt),
+            rows.map((f) => f.deadReason),
+            rows.map((f) => f.finishedAt),
+            rows.map((f) => f.now),
+            rows.map((f) => f.failed),
+            rows.map((f) => f.delivered),
+            rows.map((f) => f.response),
+            rows.map((f) => f.durationMs),
+            rows.map((f) => f.outcome),
+            rows.map((f) => f.httpStatus),
+            rows.map((f) => f.errorTag),
+            rows.map((f) => f.message),
+            rows.map((f) => f.retryAfterMs)
+          )
+        }
+        if (extensions.length > 0) {
+          key += "x"
+          const rows = extensions.slice().sort((a, b) => a.id - b.id)
+          params.push(rows.map((x) => x.id), rows.map((x) => x.lease), rows.map((x) => x.expires), rows.map((x) => x.now))
+        }
+        const result = yield* Effect.either(sql.unsafe<BatchRow>(batchText(key), params))
+        if (result._tag === "Left") {
+          if (jobs.length === 1) return failAll(jobs, result.left)
+          return yield* eachAlone(jobs)
+        }
+        countWrite(jobs.length)
+        const created = new Map<string, Array<{ id: string; target: string; status: Store.Status }>>()
+        const finished = new Set<number>()
+        const extended = new Set<number>()
+        let due = 0
+        for (const row of result.right) {
+          switch (row.k) {
+            case "e": {
+              const eventId = row.event_id!
+              let list = created.get(eventId)
+              if (list === undefined) created.set(eventId, list = [])
+              list.push({ id: row.id!, target: row.target!, status: row.status! })
+              break
+            }
+            case "f":
+              finished.add(Number(row.id))
+              break
+            case "x":
+              extended.add(Number(row.id))
+              break
+            case "r":
+              due = Number(row.id)
+              break
+          }
+        }
+        for (const target of fresh) knownTargets.add(target)
+        if (created.size > 0 || due > 0) yield* wake
+        const duplicates: Array<PgEnqueueJob> = []
+        for (const job of enqueues) {
+          const deliveries = created.get(job.event.id)
+          if (deliveries === undefined) {
+            duplicates.push(job)
+            continue
+          }
+          if (deliveries.length > 1) deliveries.sort((a, b) => Number(a.id) - Number(b.id))
+          job.answer(Exit.succeed({ eventId: job.event.id, created: firsts.get(job.event.id) === job, deliveries }))
+        }
+        for (const job of finishes) job.answer(Exit.succeed(finished.has(job.id)))
+        for (const job of extensions) job.answer(Exit.succeed(extended.has(job.id)))
+        if (duplicates.length === 0) return
+        // Ids stored before this batch (or by another process meanwhile): their first enqueue's deliveries.
+        const stored = yield* Effect.either(
+          sql.unsafe<{ id: string; event_id: string; target: string; status: Store.Status }>(existingMany, [
+            Array.from(new Set(duplicates.map((job) => job.event.id)))
+          ])
+        )
+        if (stored._tag === "Left") return failAll(duplicates, stored.left)
+        const byEvent = new Map<string, Array<{ id: string; target: string; status: Store.Status }>>()
+        for (const row of stored.right) {
+          let list = byEvent.get(row.event_id)
+          if (list === undefined) byEvent.set(row.event_id, list = [])
+          list.push({ id: row.id, target: row.target, status: row.status })
+        }
+        for (const job of duplicates) {
+          job.answer(Exit.succeed({ eventId: job.event.id, created: false, deliveries: byEvent.get(job.event.id) ?? [] }))
+        }
+      })
+
+    /** Splits a batch into statements in which no row id is finished or extended twice, and runs them in order. */
+    const runPgBatch = (jobs: ReadonlyArray<PgJob>) =>
+      Effect.gen(function*() {
+        let pending = jobs
+        while (pending.length > 0) {
+          const now: Array<PgJob> = []
+          const later: Array<PgJob> = []
+          const ids = new Set<number>()
+          for (const job of pending) {
+            if (job._tag === "enqueue") now.push(job)
+            else if (ids.has(job.id)) later.push(job)
+            else {
+              ids.add(job.id)
+              now.push(job)
+            }
+          }
+          yield* runStatement(now)
+          pending = later
+        }
+      })
+
+    interface PgWriter {
+      /** Queues the job; its answer comes through `job.answer`, once, after the commit. */
+      readonly submit: (job: PgJob) => Effect.Effect<void, Store.StoreError>
+    }
+    const pgWriter: PgWriter | undefined = pg && options.groupCommit !== undefined
+      ? yield* Effect.gen(function*() {
+        const groupCommit = options.groupCommit!
+        const maxBatch = Math.max(1, groupCommit.maxBatch ?? 512)
+        const writers = Math.max(1, Math.floor(groupCommit.writers ?? 1))
+        const queue = yield* Queue.bounded<PgJob>(Math.max(1, groupCommit.maxPending ?? 10_000))
+        let closed = false
+        yield* Effect.addFinalizer(() =>
+          Effect.gen(function*() {
+            closed = true
+            const rest = yield* Queue.takeAll(queue)
+            const failed = Exit.fail(closedError)
+            for (const job of rest) job.answer(failed)
+            yield* Queue.shutdown(queue)
+          })
+        )
+        const loop = Effect.gen(function*() {
+          const first = yield* Queue.take(queue)
+          const rest = yield* Queue.takeUpTo(queue, maxBatch - 1)
+          yield* Effect.uninterruptible(
+            runPgBatch(rest.length === 0 ? [first] : [first, ...rest]).pipe(
+              Effect.catchAllCause((cause) => Effect.logError("fanout store: group commit failed", cause))
+            )
+          )
+        }).pipe(Effect.forever)
+        for (let i = 0; i < writers; i++) yield* Effect.forkScoped(loop)
+        return {
+          submit: (job: PgJob) =>
+            closed
+              ? Effect.fail(closedError)
+              // Room in the queue (the usual case): no Effect for the offer; else wait for room (back-pressure).
+              : Queue.unsafeOffer(queue, job)
+              ? Effect.void
+              : Effect.asVoid(Queue.offer(queue, job))
+        } satisfies PgWriter
+      })
+      : undefined
+
+    /** A finish through the PostgreSQL group commit. */
+    const finishBatched = (
+      writer: PgWriter,
+      id: number,
+      claim: Store.Claim,
+      attempt: Store.AttemptInput,
+      next: Store.Next,
+      now: number
+    ): Effect.Effect<boolean, Store.StoreError> => {
+      const state = finalState(next, now)
+      const delivered = next._tag === "Delivered"
+      const { answer, answered } = slot<boolean>()
+      const job: PgFinishJob = {
+        _tag: "finish",
+        id,
+        lease: claim.lease,
+        status: state.status,
+        availableAt: state.availableAt,
+        deadReason: state.deadReason,
+        finishedAt: state.finishedAt,
+        failed: attempt.outcome !== "success",
+        delivered,
+        response: delivered ? next.response ?? null : null,
+        startedAt: Math.round(attempt.startedAt),
+        durationMs: Math.max(0, Math.round(attempt.durationMs)),
+        outcome: attempt.outcome,
+        httpStatus: attempt.status ?? null,
+        errorTag: attempt.errorTag ?? null,
+        message: attempt.message ?? null,
+        retryAfterMs: attempt.retryAfterMs !== undefined ? Math.round(attempt.retryAfterMs) : null,
+        now,
+        alone: Effect.suspend(() => run("finish", "batch", finishOp(id, claim, attempt, next, now, false), true)),
+        answer
+      }
+      return Effect.zipRight(writer.submit(job), answered)
+    }
+
     const finish: Store.DeliveryStore["finish"] = (claim, attempt, next) => {
       const id = parseId(claim.id)
       if (id === undefined) return Effect.succeed(false)
       return Effect.flatMap(Clock.currentTimeMillis, (now) =>
         Effect.flatMap(
-          next._tag === "Delivered" && pg ? inJoinedTransaction : Effect.succeed(false),
+          pg && options.joinTransactions ? inJoinedTransaction : Effect.succeed(false),
           (joined) =>
-            Effect.flatMap(run("finish", "batch", finishOp(id, claim, attempt, next, now, joined), true), (finished) =>
-              finished.due > 0
-                // Dependents became due: wake the workers, as an enqueue does (PostgreSQL: NOTIFY after
-                // our commit, or inside the caller's transaction when we joined it).
-                ? Effect.as(joined ? signal.notify : Effect.zipRight(notifyLater, signal.notify), finished.applied)
-                : Effect.succeed(finished.applied))
+            pgWriter !== undefined && !joined
+              ? finishBatched(pgWriter, id, claim, attempt, next, now)
+              : Effect.flatMap(run("finish", "batch", finishOp(id, claim, attempt, next, now, joined), true), (finished) =>
+                finished.due > 0
+                  // Dependents became due: wake the workers, as an enqueue does (PostgreSQL: NOTIFY after
+                  // our commit, or inside the caller's transaction when we joined it).
+                  ? Effect.as(joined ? signal.notify : Effect.zipRight(notifyLater, signal.notify), finished.applied)
+                  : Effect.succeed(finished.applied))
         ))
     }
 
@@ -1134,6 +1616,31 @@ export const make = (
         if (id === undefined) return false
         const now = yield* Clock.currentTimeMillis
         const expires = now + leaseMs
+        if (pgWriter !== undefined && !(yield* inJoinedTransaction)) {
+          const { answer, answered } = slot<boolean>()
+          const job: PgExtendJob = {
+            _tag: "extend",
+            id,
+            lease: claim.lease,
+            expires,
+            now,
+            alone: Effect.suspend(() =>
+              Effect.map(
+                run(
+                  "extendLease",
+                  "batch",
+                  sql`UPDATE ${T.deliveries} SET available_at = ${expires}, updated_at = ${now}
+                    WHERE id = ${id} AND lease = ${claim.lease} AND status = 'in_flight' RETURNING id`,
+                  true
+                ),
+                (rows) => rows.length > 0
+              )
+            ),
+            answer
+          }
+          yield* pgWriter.submit(job)
+          return yield* answered
+        }
         const rows = yield* run(
           "extendLease",
           "batch",

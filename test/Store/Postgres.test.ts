@@ -288,6 +288,177 @@ d(`PostgresStore${skip !== undefined ? ` (skipped: ${skip})` : ""}`, () => {
       assert.strictEqual(status.deliveries.find((x) => x.target === "z")!.waiting, 0)
     }).pipe(Effect.scoped), { timeout: 30_000 })
 
+  // ---- group commit ------------------------------------------------------------------------
+
+  /** A store (its own pool) on a fresh prefix, and a plain client on the same database. */
+  const storeAndClient = Effect.gen(function*() {
+    const prefix = newPrefix()
+    yield* dropAfter(prefix)
+    const store = yield* storeOn(prefix)
+    const sql = yield* PgClient.make({ url: Redacted.make(url) }).pipe(Effect.provide(Reactivity.layer))
+    return { store, sql, t: tables(prefix) } as const
+  })
+  const ok = { startedAt: 0, durationMs: 1, outcome: "success" }
+
+  it.effect("group commit: 200 concurrent enqueues share far fewer transactions, and all are stored", () =>
+    Effect.gen(function*() {
+      const { store } = yield* storeAndClient
+      const before = yield* store.diagnostics
+      const events = yield* Effect.forEach(Array.from({ length: 200 }, (_, i) => `g-${i}`), event)
+      const results = yield* Effect.all(events.map((e) => store.enqueue(e, ["a", "b"])), { concurrency: "unbounded" })
+      assert.isTrue(results.every((r) => r.created))
+      const after = yield* store.diagnostics
+      const transactions = after.writeTransactions - before.writeTransactions
+      assert.strictEqual(after.writeOperations - before.writeOperations, 200)
+      assert.isAtMost(transactions, 20, `200 enqueues took ${transactions} transactions`)
+      assert.isAbove(after.largestBatch, 10)
+      assert.strictEqual((yield* store.stats).pending, 400)
+      // every caller got its own event's deliveries, in target order
+      for (const [i, r] of results.entries()) {
+        assert.strictEqual(r.eventId, events[i]!.id)
+        assert.deepStrictEqual(r.deliveries.map((d) => [d.target, d.status]), [["a", "pending"], ["b", "pending"]])
+        assert.isBelow(Number(r.deliveries[0]!.id), Number(r.deliveries[1]!.id))
+      }
+      const status = Option.getOrThrow(yield* store.status("g-17"))
+      assert.deepStrictEqual(status.deliveries.map((d) => d.id), results[17]!.deliveries.map((d) => d.id))
+    }).pipe(Effect.scoped))
+
+  it.effect("group commit: duplicates in one batch and of stored events answer the first enqueue", () =>
+    Effect.gen(function*() {
+      const { store } = yield* storeAndClient
+      const stored = yield* store.enqueue(yield* event("dup-stored"), ["a"])
+      const fresh = yield* event("dup-fresh")
+      const results = yield* Effect.all([
+        store.enqueue(fresh, ["a", "b"]),
+        store.enqueue(yield* event("dup-stored"), ["b", "c"]),
+        store.enqueue(fresh, ["c"]),
+        store.enqueue(yield* event("dup-other"), ["a"])
+      ], { concurrency: "unbounded" })
+      assert.deepStrictEqual(results.map((r) => r.created), [true, false, false, true])
+      assert.deepStrictEqual(results[1]!.deliveries, stored.deliveries)
+      assert.deepStrictEqual(results[2]!.deliveries, results[0]!.deliveries)
+      assert.strictEqual((yield* store.stats).pending, 4)
+    }).pipe(Effect.scoped))
+
+  it.effect("group commit: one operation failing in a shared statement sinks only itself; the others are stored", () =>
+    Effect.gen(function*() {
+      const { sql, store, t } = yield* storeAndClient
+      // Another client installs a trigger that refuses one event.
+      yield* sql.unsafe(`CREATE FUNCTION ${t.events}_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN IF NEW.id = 'poison' THEN RAISE EXCEPTION 'poisoned'; END IF; RETURN NEW; END $$`)
+      yield* sql.unsafe(`CREATE TRIGGER poison BEFORE INSERT ON ${t.events} FOR EACH ROW EXECUTE FUNCTION ${t.events}_poison()`)
+      yield* Effect.addFinalizer(() => Effect.ignore(sql.unsafe(`DROP FUNCTION IF EXISTS ${t.events}_poison() CASCADE`)))
+      const ids = Array.from({ length: 20 }, (_, i) => (i === 7 ? "poison" : `ok-${i}`))
+      const events = yield* Effect.forEach(ids, event)
+      const before = yield* store.diagnostics
+      const results = yield* Effect.all(events.map((e) => Effect.either(store.enqueue(e, ["a", "b"]))), {
+        concurrency: "unbounded"
+      })
+      const after = yield* store.diagnostics
+      assert.strictEqual(after.writeOperations - before.writeOperations, 19, "the failed one wrote nothing")
+      for (const [i, result] of results.entries()) {
+        if (ids[i] === "poison") {
+          assert.strictEqual(result._tag, "Left")
+          if (result._tag === "Left") assert.strictEqual(result.left.operation, "enqueue")
+          assert.isTrue(Option.isNone(yield* store.status("poison")))
+        } else {
+          assert.strictEqual(result._tag, "Right", `${ids[i]}: ${JSON.stringify(result)}`)
+          assert.strictEqual(Option.getOrThrow(yield* store.status(ids[i]!)).deliveries.length, 2)
+        }
+      }
+      assert.strictEqual((yield* store.stats).pending, 38)
+    }).pipe(Effect.scoped))
+
+  it.effect("group commit: concurrent finishes and extensions are fenced per row; a row twice in a batch applies once", () =>
+    Effect.gen(function*() {
+      const { store } = yield* storeAndClient
+      yield* Effect.forEach(Array.from({ length: 14 }, (_, i) => `f-${i}`), (id) => Effect.flatMap(event(id), (e) => store.enqueue(e, ["a"])), {
+        discard: true
+      })
+      const all = yield* store.claim({ workerId: "w1", limit: 100, leaseMs: 1_000 })
+      assert.strictEqual(all.length, 14)
+      const claims = all.slice(0, 12)
+      // stale leases: of rows finished in the same batch, and of rows still in flight (12, 13 and the extended 8)
+      const stale = [...claims.slice(0, 2), all[12]!, all[13]!, claims[8]!].map((c) => ({ id: c.id, lease: `${c.lease}-stale` }))
+      const before = yield* store.diagnostics
+      const results = yield* Effect.all([
+        ...claims.slice(0, 8).map((c, i) =>
+          store.finish(c, i % 2 === 0 ? ok : { startedAt: 0, durationMs: 1, outcome: "http_503", message: "m" }, i % 2 === 0
+            ? Store.Next.Delivered({})
+            : Store.Next.Retry({ at: 5_000 }))
+        ),
+        ...stale.map((c) => store.finish(c, ok, Store.Next.Delivered({}))),
+        ...claims.slice(8).map((c) => store.extendLease(c, 60_000)),
+        // the same row twice: the second sees the first's result
+        store.finish(claims[0]!, ok, Store.Next.Dead({ reason: "late" })),
+        store.extendLease(claims[1]!, 60_000),
+        store.extendLease(stale[3]!, 60_000)
+      ], { concurrency: "unbounded" })
+      assert.deepStrictEqual(results, [...Array(8).fill(true), ...Array(5).fill(false), ...Array(4).fill(true), false, false, false])
+      const after = yield* store.diagnostics
+      assert.isBelow(after.writeTransactions - before.writeTransactions, 20, "they shared statements")
+      const byTarget = yield* store.stats
+      assert.deepStrictEqual([byTarget.delivered, byTarget.pending, byTarget.inFlight], [4, 4, 6])
+      for (const c of [all[12]!, all[13]!]) {
+        const untouched = Option.getOrThrow(yield* store.status(c.eventId)).deliveries[0]!
+        assert.deepStrictEqual([untouched.status, untouched.history.length], ["in_flight", 0])
+      }
+      const delivered = Option.getOrThrow(yield* store.status(claims[0]!.eventId)).deliveries[0]!
+      assert.strictEqual(delivered.status, "delivered")
+      assert.strictEqual(delivered.history.length, 1)
+      assert.strictEqual(delivered.history[0]!.lease, claims[0]!.lease)
+      assert.strictEqual(delivered.history[0]!.workerId, "w1")
+      const retried = Option.getOrThrow(yield* store.status(claims[1]!.eventId)).deliveries[0]!
+      assert.deepStrictEqual([retried.status, retried.nextAttemptAt, retried.lastError, retried.lastErrorMessage], [
+        "pending",
+        5_000,
+        "http_503",
+        "m"
+      ])
+      const extended = Option.getOrThrow(yield* store.status(claims[9]!.eventId)).deliveries[0]!
+      assert.strictEqual(extended.status, "in_flight")
+      assert.isAbove(extended.leaseExpiresAt!, 50_000)
+    }).pipe(Effect.scoped))
+
+  it.effect("group commit: two inputs of one dependent delivered in one batch release it once", () =>
+    Effect.gen(function*() {
+      const { store } = yield* storeAndClient
+      for (let i = 0; i < 10; i++) {
+        yield* store.enqueue(yield* event(`join-${i}`), ["x", "y", "z"], { after: { z: ["x", "y"] } })
+      }
+      const inputs = yield* store.claim({ workerId: "w", limit: 100, leaseMs: 60_000 })
+      assert.strictEqual(inputs.length, 20)
+      const applied = yield* Effect.all(
+        inputs.map((c) => store.finish(c, ok, Store.Next.Delivered({ response: `"${c.target}"` }))),
+        { concurrency: "unbounded" }
+      )
+      assert.isTrue(applied.every(Boolean))
+      const released = yield* store.claim({ workerId: "w", limit: 100, leaseMs: 60_000 })
+      assert.strictEqual(released.length, 10)
+      for (const c of released) assert.deepStrictEqual(c.inputs, { x: "\"x\"", y: "\"y\"" })
+      const status = Option.getOrThrow(yield* store.status("join-3"))
+      assert.deepStrictEqual(status.deliveries.map((d) => [d.target, d.waiting]), [["x", 0], ["y", 0], ["z", 0]])
+    }).pipe(Effect.scoped))
+
+  it.effect("group commit: sequential writes are not held back, each is its own commit; off when asked", () =>
+    Effect.gen(function*() {
+      const { store } = yield* storeAndClient
+      const before = yield* store.diagnostics
+      for (let i = 0; i < 5; i++) yield* store.enqueue(yield* event(`s-${i}`), ["a"])
+      assert.strictEqual((yield* store.diagnostics).writeTransactions - before.writeTransactions, 5)
+      const prefix = newPrefix()
+      yield* dropAfter(prefix)
+      const plain = yield* Effect.flatMap(
+        Layer.build(PostgresStore.layer({ url, prefix, groupCommit: false })),
+        (context) => Effect.provide(Store.DeliveryStore, context)
+      )
+      const events = yield* Effect.forEach(Array.from({ length: 20 }, (_, i) => `p-${i}`), event)
+      yield* Effect.all(events.map((e) => plain.enqueue(e, ["a"])), { concurrency: "unbounded" })
+      const diagnostics = yield* plain.diagnostics
+      assert.strictEqual(diagnostics.writeTransactions, diagnostics.writeOperations)
+      assert.strictEqual(diagnostics.largestBatch, 1)
+    }).pipe(Effect.scoped))
+
   it.effect("an unreachable server fails with a typed StoreError", () =>
     Effect.gen(function*() {
       const error = yield* Effect.flip(
