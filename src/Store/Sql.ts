@@ -416,7 +416,11 @@ export const make = (
     const signal = yield* makeSignal
     /** Targets known to be committed in the targets table (never removed, so safe to cache). */
     const knownTargets = new Set<string>()
-    const counters = { writeTransactions: 0, writeOperations: 0, largestBatch: 0 }
+    /**
+     * `diagnostics`; besides the contract's three, `notifies`: the `NOTIFY` statements sent after our
+     * own commits (PostgreSQL), for the benchmarks.
+     */
+    const counters = { writeTransactions: 0, writeOperations: 0, largestBatch: 0, notifies: 0 }
     let rotation = 0
 
     // ---- transactions ------------------------------------------------------------------------
@@ -720,6 +724,7 @@ export const make = (
         const requests = yield* Queue.sliding<void>(1)
         yield* Queue.take(requests).pipe(
           Effect.zipRight(sql`SELECT pg_notify(${channel}, '1')`),
+          Effect.tap(() => counters.notifies++),
           Effect.catchAllCause((cause) => Effect.logWarning("fanout store: NOTIFY failed", cause)),
           Effect.forever,
           Effect.forkScoped
