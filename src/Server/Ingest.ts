@@ -16,7 +16,6 @@
  *
  * @since 0.1.0
  */
-import { randomFillSync } from "node:crypto"
 import type { IncomingMessage, ServerResponse } from "node:http"
 import { Headers, HttpServerResponse, HttpTraceContext } from "@effect/platform"
 import {
@@ -48,6 +47,7 @@ import * as Auth from "./Auth.js"
 import * as Body from "./Body.js"
 import * as Errors from "./Errors.js"
 import type * as ServerOptions from "./Options.js"
+import { uuidv7 } from "../internal/uuid.js"
 
 /**
  * A JSON answer: status, headers (besides `content-type` and `content-length`) and the encoded body.
@@ -124,34 +124,13 @@ export interface Service {
  */
 export class Ingest extends Context.Tag("fanout/server/Ingest")<Ingest, Service>() {}
 
-/** Random bytes for 256 ids at a time: one `randomFillSync` per 256 events, not one `randomBytes` each. */
-const idPool = Buffer.allocUnsafe(16 * 256)
-let idOffset = idPool.length
-
 /**
- * A new event id: a UUIDv7 (RFC 9562: 48-bit Unix milliseconds, version 7, variant, random bits),
- * laid out as `Event.newId`'s, its random bits drawn from a pool.
+ * A new event id: a UUIDv7 (RFC 9562), as `Event.newId` makes them (src/internal/uuid.ts).
  *
  * @since 0.1.0
  * @category constructors
  */
-export const newEventId = (unixMillis: number): string => {
-  if (idOffset === idPool.length) {
-    randomFillSync(idPool)
-    idOffset = 0
-  }
-  const bytes = idPool.subarray(idOffset, idOffset + 16)
-  idOffset += 16
-  let ms = Math.max(0, Math.floor(unixMillis))
-  for (let i = 5; i >= 0; i--) {
-    bytes[i] = ms % 256
-    ms = Math.floor(ms / 256)
-  }
-  bytes[6] = (bytes[6]! & 0x0f) | 0x70
-  bytes[8] = (bytes[8]! & 0x3f) | 0x80
-  const hex = bytes.toString("hex")
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`
-}
+export const newEventId = (unixMillis: number): string => uuidv7(unixMillis)
 
 const noRouteIssue = (type: string, path: string): Errors.Issue => ({
   path,
