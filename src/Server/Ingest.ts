@@ -510,8 +510,8 @@ export const makeListener = (
     const nanos = () => timing ? clock.unsafeCurrentTimeNanos() : BigInt(0)
 
     const startSpan = (req: IncomingMessage, route: string): Tracer.Span => {
-      // Node's headers are the platform's `Headers` (a plain record of lower-case names), as its own server passes them.
-      const headers = req.headers as unknown as Headers.Headers
+      // Only with tracing on: a typed copy of Node's headers (lower-case names already).
+      const headers = Headers.fromInput(req.headers)
       const parent = HttpTraceContext.fromHeaders(headers)
       const span = tracer.span(
         `http.server ${req.method}`,
