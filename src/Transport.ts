@@ -45,8 +45,8 @@ export interface Response {
   readonly headers: Readonly<Record<string, string>>
   /**
    * The body bytes; undefined when it was larger than `maxResponseBytes`. Such a body is
-   * not kept: the lean transport aborts the exchange (the connection is closed, never reused
-   * mid-body), the adapter stops reading it (which aborts the request).
+   * not kept: the lean transport drains it (bytes dropped, the connection reused; the timeout
+   * still bounds it), the adapter stops reading it (which aborts the request).
    */
   readonly body: Uint8Array | undefined
 }
