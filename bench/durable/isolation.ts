@@ -57,6 +57,8 @@ export interface IsolationRun {
   readonly p50B: number
   readonly p95B: number
   readonly p99B: number
+  /** B's slowest latency-phase event, enqueue to receipt. */
+  readonly maxB: number
   /** B's receipts: backlog + latency events (each once unless redelivered). */
   readonly receivedB: number
   readonly uniqueB: number
@@ -211,6 +213,7 @@ export const runIsolation = async (mode: "healthy" | "hung", options: IsolationO
       p50B: quantile(latencies, 0.5),
       p95B: quantile(latencies, 0.95),
       p99B: quantile(latencies, 0.99),
+      maxB: latencies.reduce((m, x) => Math.max(m, x), 0),
       receivedB: b.count,
       uniqueB: b.received.size,
       receivedA: a.count,
