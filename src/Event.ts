@@ -8,16 +8,101 @@ import { Clock, DateTime, Effect, ParseResult, Schema } from "effect"
 import { uuidv7 } from "./internal/uuid.js"
 
 /**
+ * The most characters an id (event id, `Idempotency-Key`, event key) may have.
+ *
+ * @since 0.1.0
+ * @category ids
+ */
+export const maxIdLength = 200
+
+/**
+ * The index of the first character of `value` outside the id alphabet (printable ASCII
+ * `0x21`–`0x7E`: no space, no control character, nothing beyond ASCII), or `-1` when there is none.
+ * Every character before it is ASCII, so the index is also the byte offset in UTF-8.
+ *
+ * @since 0.1.0
+ * @category ids
+ */
+export const badCharIndex = (value: string): number => {
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i)
+    if (c < 0x21 || c > 0x7e) return i
+  }
+  return -1
+}
+
+/**
+ * Why `value` is not an id, or `undefined` when it is one: 1–200 characters, each printable ASCII
+ * `0x21`–`0x7E` (letters, digits and the punctuation `!` to `~`). The message of a bad
+ * character names its position: `index 1, char code 10`. (The char code is the Unicode code point,
+ * so an emoji shows as one code.)
+ *
+ * @since 0.1.0
+ * @category ids
+ */
+export const idProblem = (value: string): string | undefined => {
+  if (value.length === 0) return "Expected at least 1 character, got 0"
+  if (value.length > maxIdLength) return `Expected at most ${maxIdLength} characters, got ${value.length}`
+  const i = badCharIndex(value)
+  return i < 0 ? undefined : badCharMessage(value, i)
+}
+
+const badCharMessage = (value: string, i: number): string =>
+  `Invalid character at index ${i} (char code ${value.codePointAt(i)}): ` +
+  "expected printable ASCII 0x21-0x7E, no spaces or control characters"
+
+/**
+ * Whether `value` is an id (see {@link idProblem}).
+ *
+ * @since 0.1.0
+ * @category ids
+ */
+export const isId = (value: unknown): value is string =>
+  typeof value === "string" && value.length >= 1 && value.length <= maxIdLength && badCharIndex(value) < 0
+
+/**
+ * An id: an event id, an `Idempotency-Key` header, an event `key`. 1–200 characters of printable
+ * ASCII `0x21`–`0x7E` (no spaces, no control characters, no non-ASCII): such an id is safe in an
+ * HTTP header (`Idempotency-Key: <id>:<target>`), a URL path segment (percent-encoded) and a log
+ * line. A bad character fails with a message naming its index and char code.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const Id = Schema.String.pipe(
+  Schema.minLength(1),
+  Schema.maxLength(maxIdLength),
+  Schema.filter((value) => {
+    const i = badCharIndex(value)
+    return i < 0 ? true : badCharMessage(value, i)
+  }, {
+    description: "Printable ASCII 0x21-0x7E (no spaces or control characters), 1-200 characters",
+    jsonSchema: { pattern: "^[!-~]+$" }
+  })
+)
+
+/**
+ * An event that cannot be built: its `id` or `key` is not an id (see {@link Id}).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class InvalidEventError extends Schema.TaggedError<InvalidEventError>()("InvalidEventError", {
+  field: Schema.Literal("id", "key"),
+  message: Schema.String
+}) {}
+
+/**
  * The envelope as it travels and is stored. `payload` is any JSON value; typed events
- * (see {@link define}) narrow it with their own schema.
+ * (see {@link define}) narrow it with their own schema. `id` and `key` are {@link Id}s.
  *
  * @since 0.1.0
  * @category schemas
  */
 export const Envelope = Schema.Struct({
-  id: Schema.String.pipe(Schema.minLength(1), Schema.maxLength(200)),
+  id: Id,
   type: Schema.String.pipe(Schema.minLength(1), Schema.maxLength(200)),
-  key: Schema.optional(Schema.String.pipe(Schema.maxLength(200))),
+  key: Schema.optional(Id),
   payload: Schema.Unknown,
   headers: Schema.optionalWith(Schema.Record({ key: Schema.String, value: Schema.String }), {
     default: () => ({})
@@ -58,8 +143,11 @@ export type Any = Event<string, unknown>
 export interface Definition<T extends string, P, I = P> {
   readonly type: T
   readonly payload: Schema.Schema<P, I>
-  /** Builds an event of this type (id: the caller's, or a new UUIDv7). */
-  readonly make: (payload: P, options?: MakeOptions) => Effect.Effect<Event<T, P>>
+  /**
+   * Builds an event of this type (id: the caller's, or a new UUIDv7); a given `id` or `key` that is
+   * not an {@link Id} fails with {@link InvalidEventError}.
+   */
+  readonly make: (payload: P, options?: MakeOptions) => Effect.Effect<Event<T, P>, InvalidEventError>
   /** Decodes an untyped event of this type; fails with a `ParseError` naming the bad field. */
   readonly decode: (event: Any) => Effect.Effect<Event<T, P>, ParseResult.ParseError>
 }
@@ -91,13 +179,24 @@ export type TypeOf<D> = D extends Definition<infer T, infer P, any> ? Event<T, P
 export const newId: Effect.Effect<string> = Effect.map(Clock.currentTimeMillis, uuidv7)
 
 /**
- * Builds an untyped event.
+ * Builds an untyped event. A given `id` or `key` that is not an {@link Id} fails with
+ * {@link InvalidEventError} (naming the bad character's index and char code).
  *
  * @since 0.1.0
  * @category constructors
  */
-export const make = <T extends string, P>(type: T, payload: P, options: MakeOptions = {}): Effect.Effect<Event<T, P>> =>
+export const make = <T extends string, P>(
+  type: T,
+  payload: P,
+  options: MakeOptions = {}
+): Effect.Effect<Event<T, P>, InvalidEventError> =>
   Effect.gen(function*() {
+    for (const field of ["id", "key"] as const) {
+      const value = options[field]
+      if (value === undefined) continue
+      const problem = typeof value === "string" ? idProblem(value) : `Expected a string, got ${typeof value}`
+      if (problem !== undefined) return yield* new InvalidEventError({ field, message: `${field}: ${problem}` })
+    }
     const now = yield* Clock.currentTimeMillis
     const event: Event<T, P> = {
       id: options.id ?? uuidv7(now),

@@ -138,3 +138,64 @@ describe("Event envelope", () => {
       assert.isTrue(Either.isLeft(missing) && /\["sku"\][\s\S]*is missing/.test(formatError(missing.left)))
     }))
 })
+
+describe("the id alphabet (ids, Idempotency-Keys, event keys)", () => {
+  const printable = Array.from({ length: 0x7e - 0x21 + 1 }, (_, i) => String.fromCharCode(0x21 + i)).join("")
+
+  it("printable ASCII 0x21-0x7E, 1-200 characters; anything else names the index and char code", () => {
+    assert.isTrue(Event.isId(printable))
+    assert.isTrue(Event.isId("x".repeat(200)))
+    assert.isFalse(Event.isId(""))
+    assert.isFalse(Event.isId("x".repeat(201)))
+    assert.isFalse(Event.isId(42))
+    for (let c = 0; c < 0x21; c++) assert.strictEqual(Event.badCharIndex(`ab${String.fromCharCode(c)}`), 2, `char ${c}`)
+    assert.strictEqual(Event.badCharIndex("a\u007f"), 1)
+    assert.strictEqual(Event.badCharIndex("caf\u00e9"), 3)
+    assert.strictEqual(Event.idProblem("a\nb"), "Invalid character at index 1 (char code 10): expected printable ASCII 0x21-0x7E, no spaces or control characters")
+    // An astral character shows as its code point, at the index JavaScript (and, since everything
+    // before it is ASCII, UTF-8) counts.
+    assert.match(Event.idProblem("ok-\u{1F600}")!, /^Invalid character at index 3 \(char code 128512\)/)
+    assert.strictEqual(Event.idProblem("x".repeat(201)), "Expected at most 200 characters, got 201")
+    assert.isUndefined(Event.idProblem(printable))
+  })
+
+  it("the Id schema agrees with isId, and its failure is the same message", () => {
+    const decode = Schema.decodeUnknownEither(Event.Id)
+    fc.assert(
+      fc.property(fc.oneof(fc.string({ maxLength: 210 }), fc.fullUnicodeString({ maxLength: 10 })), (s) => {
+        const decoded = decode(s)
+        assert.strictEqual(Either.isRight(decoded), Event.isId(s), JSON.stringify(s))
+        if (Either.isLeft(decoded) && s.length >= 1 && s.length <= 200) {
+          assert.include(formatError(decoded.left), Event.idProblem(s)!)
+        }
+      }),
+      { numRuns: 2000 }
+    )
+  })
+
+  it.effect("Event.make and a definition's make reject a bad id or key with InvalidEventError", () =>
+    Effect.gen(function*() {
+      const badId = yield* Effect.flip(Event.make("order.placed", {}, { id: "a\nb" }))
+      assert.strictEqual(badId._tag, "InvalidEventError")
+      assert.strictEqual(badId.field, "id")
+      assert.strictEqual(badId.message, "id: Invalid character at index 1 (char code 10): expected printable ASCII 0x21-0x7E, no spaces or control characters")
+      const badKey = yield* Effect.flip(OrderPlaced.make({ orderId: "o", sku: "s", qty: 1 }, { id: "ok", key: "c 1" }))
+      assert.deepStrictEqual([badKey.field, badKey.message.startsWith("key: Invalid character at index 1 (char code 32)")], ["key", true])
+      const empty = yield* Effect.flip(Event.make("t", 1, { id: "" }))
+      assert.strictEqual(empty.message, "id: Expected at least 1 character, got 0")
+      const good = yield* Event.make("t", 1, { id: printable, key: "k-1" })
+      assert.strictEqual(good.id, printable)
+    }))
+
+  it.effect("the envelope schema applies the rule to id and key (decode and encode)", () =>
+    Effect.gen(function*() {
+      const valid = { id: "e-1", type: "t", payload: 1, headers: {}, createdAt: "2025-06-01T12:00:00.000Z" }
+      for (const input of [{ ...valid, id: "e 1" }, { ...valid, key: "k\t1" }, { ...valid, id: "é" }]) {
+        const result = yield* Effect.either(Event.decodeUnknown(input))
+        assert.isTrue(Either.isLeft(result), JSON.stringify(input))
+        if (Either.isLeft(result)) assert.match(formatError(result.left), /Invalid character at index \d+ \(char code \d+\)/)
+      }
+      const event = yield* Event.decodeUnknown(valid)
+      assert.throws(() => Event.encode({ ...event, id: "a\nb" }), /char code 10/)
+    }))
+})

@@ -9,6 +9,7 @@
  */
 import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiMiddleware, HttpApiSchema, HttpApiSecurity, OpenApi } from "@effect/platform"
 import { ParseResult, Schema } from "effect"
+import * as Event from "../Event.js"
 import { ErrorBody, ErrorDetail } from "./Errors.js"
 
 // ---------------------------------------------------------------------------------------------
@@ -90,7 +91,8 @@ export const TimeParam = Schema.transformOrFail(Schema.String, Schema.Number, {
   description: "An ISO-8601 instant or epoch milliseconds"
 })
 
-const Id = Schema.String.pipe(Schema.minLength(1), Schema.maxLength(200))
+/** An id in a path (`/v1/events/:id`, a delivery id): looked up, never stored, so only its length is checked. */
+const PathId = Schema.String.pipe(Schema.minLength(1), Schema.maxLength(200))
 
 // ---------------------------------------------------------------------------------------------
 // Events
@@ -104,9 +106,14 @@ const Id = Schema.String.pipe(Schema.minLength(1), Schema.maxLength(200))
  * @category schemas
  */
 export const EventInput = Schema.Struct({
-  id: Schema.optional(Id).annotations({ description: "The event id and idempotency key (or send `Idempotency-Key`)" }),
+  id: Schema.optional(Event.Id).annotations({
+    description: "The event id and idempotency key (or send `Idempotency-Key`): 1-200 characters of printable ASCII " +
+      "0x21-0x7E, no spaces or control characters"
+  }),
   type: Schema.String.pipe(Schema.minLength(1), Schema.maxLength(200)),
-  key: Schema.optional(Schema.String.pipe(Schema.maxLength(200))),
+  key: Schema.optional(Event.Id).annotations({
+    description: "The ordering key: the same alphabet as `id`"
+  }),
   payload: Schema.Unknown.annotations({ description: "Any JSON value" }),
   headers: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.String }))
 }).annotations({ identifier: "EventInput" })
@@ -204,7 +211,7 @@ export const SendParams = Schema.Struct({
  * @category schemas
  */
 export const SendHeaders = Schema.Struct({
-  "idempotency-key": Schema.optional(Id),
+  "idempotency-key": Schema.optional(Event.Id),
   prefer: Schema.optional(Schema.String)
 })
 
@@ -310,7 +317,7 @@ export const EventView = Schema.Struct({
   deliveries: Schema.Array(DeliveryView)
 }).annotations({ identifier: "EventStatus" })
 
-const IdPath = Schema.Struct({ id: Id })
+const IdPath = Schema.Struct({ id: PathId })
 
 /**
  * @since 0.1.0

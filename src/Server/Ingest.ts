@@ -39,7 +39,7 @@ import {
   Schema,
   Tracer
 } from "effect"
-import type * as Event from "../Event.js"
+import * as Event from "../Event.js"
 import * as Outbox from "../Outbox.js"
 import type * as Store from "../Store.js"
 import * as Api from "./Api.js"
@@ -148,7 +148,8 @@ type EventInput = typeof Api.EventInput.Type
 const isPlainObject = (value: unknown): value is Record<string, unknown> =>
   typeof value === "object" && value !== null && Object.getPrototypeOf(value) === Object.prototype
 
-const isIdString = (value: unknown): value is string => typeof value === "string" && value.length >= 1 && value.length <= 200
+/** A `type`: 1–200 characters of any kind. (Ids and keys are `Event.isId`: printable ASCII only.) */
+const isTypeString = (value: unknown): value is string => typeof value === "string" && value.length >= 1 && value.length <= 200
 
 /**
  * `EventInput` without the schema interpreter, for the common valid body: the value the schema
@@ -158,14 +159,14 @@ const fastEventInput = (value: unknown): EventInput | undefined => {
   if (!isPlainObject(value) || !("payload" in value)) return undefined
   let n = 1
   const { headers, id, key, type } = value
-  if (!isIdString(type)) return undefined
+  if (!isTypeString(type)) return undefined
   n++
   if (id !== undefined) {
-    if (!isIdString(id)) return undefined
+    if (!Event.isId(id)) return undefined
     n++
   }
   if (key !== undefined) {
-    if (typeof key !== "string" || key.length > 200) return undefined
+    if (!Event.isId(key)) return undefined
     n++
   }
   if (headers !== undefined) {

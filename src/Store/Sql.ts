@@ -50,7 +50,7 @@ import {
   type Scope,
   Stream
 } from "effect"
-import type * as Event from "../Event.js"
+import * as Event from "../Event.js"
 import * as Store from "../Store.js"
 import {
   checkDependencies,
@@ -81,7 +81,7 @@ const isName = (value: unknown): value is string => typeof value === "string" &&
  */
 export const envelopeJson = (event: Event.Any): string | undefined => {
   const { createdAt, headers, id, key, payload, type } = event
-  if (!isName(id) || !isName(type) || (key !== undefined && (typeof key !== "string" || key.length > 200))) return undefined
+  if (!Event.isId(id) || !isName(type) || (key !== undefined && !Event.isId(key))) return undefined
   if (!isPlainObject(headers) || !DateTime.isDateTime(createdAt) || !DateTime.isUtc(createdAt)) return undefined
   for (const name in headers) if (name === "__proto__" || typeof headers[name] !== "string") return undefined
   let json: string | undefined

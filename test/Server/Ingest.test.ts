@@ -155,11 +155,11 @@ describe(`lean ingest listener (tracing ${tracing ? "on" : "off"})`, () => {
         { name: "good", status: 202, bytes: post("/v1/events", json(order({ id: "e-1" })), key), path: "lean" },
         { name: "good, a key and headers", status: 202, bytes: post("/v1/events", json(order({ id: "e-2", key: "c-9", headers: { "x-a": "1" } })), key), path: "lean" },
         { name: "good, the server's id", status: 202, bytes: post("/v1/events", json(order()), key), mask: true, path: "lean" },
-        { name: "good, Idempotency-Key", status: 202, bytes: post("/v1/events", json(order()), { ...key, "idempotency-key": "k/é 1" }), path: "lean" },
+        { name: "good, Idempotency-Key", status: 202, bytes: post("/v1/events", json(order()), { ...key, "idempotency-key": "k/1:~!" }), path: "lean" },
         { name: "good, a query string", status: 202, bytes: post("/v1/events?source=test", json(order({ id: "e-3" })), key), path: "lean" },
         { name: "good, application/cloudevents+json; charset=utf-8", status: 202, bytes: post("/v1/events", json(order({ id: "e-4" })), { ...key, "content-type": "application/cloudevents+json; charset=utf-8" }), path: "lean" },
         { name: "duplicate, same payload", status: 200, bytes: post("/v1/events", json(order({ id: "e-1" })), key), path: "lean" },
-        { name: "duplicate by Idempotency-Key", status: 200, bytes: post("/v1/events", json(order()), { ...key, "idempotency-key": "k/é 1" }), path: "lean" },
+        { name: "duplicate by Idempotency-Key", status: 200, bytes: post("/v1/events", json(order()), { ...key, "idempotency-key": "k/1:~!" }), path: "lean" },
         { name: "bad JSON", status: 400, bytes: post("/v1/events", "{\"type\": \"order.placed\", ", key) },
         { name: "not UTF-8", status: 400, bytes: post("/v1/events", Buffer.from([0x7b, 0xff, 0x7d]), key) },
         { name: "empty body", status: 400, bytes: post("/v1/events", "", key) },
@@ -171,6 +171,19 @@ describe(`lean ingest listener (tracing ${tracing ? "on" : "off"})`, () => {
         { name: "Idempotency-Key too long", status: 400, bytes: post("/v1/events", json(order()), { ...key, "idempotency-key": "k".repeat(201) }) },
         { name: "Idempotency-Key empty", status: 400, bytes: post("/v1/events", json(order()), { ...key, "idempotency-key": "" }) },
         { name: "Idempotency-Key bad and bad JSON: the header first", status: 400, bytes: post("/v1/events", "{", { ...key, "idempotency-key": "" }) },
+        // The id alphabet: printable ASCII 0x21-0x7E; the answer names the index and char code.
+        { name: "id with a newline", status: 400, bytes: post("/v1/events", json(order({ id: "a\nb" })), key) },
+        { name: "id with a space", status: 400, bytes: post("/v1/events", json(order({ id: "a b" })), key) },
+        { name: "id with a tab, a DEL and an escape", status: 400, bytes: post("/v1/events", json(order({ id: "\t\u007f\u001b" })), key) },
+        { name: "id with non-ASCII", status: 400, bytes: post("/v1/events", json(order({ id: "caf\u00e9" })), key) },
+        { name: "id with an emoji", status: 400, bytes: post("/v1/events", json(order({ id: "x-\u{1F600}" })), key) },
+        { name: "id too long and bad", status: 400, bytes: post("/v1/events", json(order({ id: " ".repeat(201) })), key) },
+        { name: "key with a newline", status: 400, bytes: post("/v1/events", json(order({ id: "e-k", key: "c\r\n1" })), key) },
+        { name: "key empty", status: 400, bytes: post("/v1/events", json(order({ id: "e-k", key: "" })), key) },
+        { name: "id and key bad: both named", status: 400, bytes: post("/v1/events", json(order({ id: "a b", key: "c d" })), key) },
+        { name: "Idempotency-Key with a space", status: 400, bytes: post("/v1/events", json(order()), { ...key, "idempotency-key": "k 1" }) },
+        { name: "Idempotency-Key with non-ASCII (latin1 on the wire)", status: 400, bytes: post("/v1/events", json(order()), { ...key, "idempotency-key": "k/\u00e91" }) },
+        { name: "Idempotency-Key with a tab inside", status: 400, bytes: post("/v1/events", json(order()), { ...key, "idempotency-key": "k\t1" }) },
         { name: "unknown type", status: 422, bytes: post("/v1/events", json({ type: "invoice.paid", payload: {} }), key) },
         { name: "oversized (drained)", status: 413, bytes: post("/v1/events", big, key) },
         { name: "oversized, chunked (drained)", status: 413, bytes: chunked("/v1/events", big, 500) },
@@ -185,6 +198,7 @@ describe(`lean ingest listener (tracing ${tracing ? "on" : "off"})`, () => {
         { name: "batch, a duplicate", status: 202, bytes: post("/v1/events:batch", json({ events: [order({ id: "b-1" }), order({ id: "b-3" })] }), key) },
         { name: "batch, the server's ids", status: 202, bytes: post("/v1/events:batch", json({ events: [order(), order()] }), key), mask: true },
         { name: "batch schema error", status: 400, bytes: post("/v1/events:batch", json({ events: [order(), { type: "" }] }), key) },
+        { name: "batch, a bad id and a bad key", status: 400, bytes: post("/v1/events:batch", json({ events: [order({ id: "ok" }), order({ id: "b\n2" }), order({ key: "k\u00a01" })] }), key) },
         { name: "batch empty", status: 400, bytes: post("/v1/events:batch", json({ events: [] }), key) },
         { name: "batch over maxBatch", status: 400, bytes: post("/v1/events:batch", json({ events: [order(), order(), order(), order()] }), key) },
         { name: "batch unknown type", status: 422, bytes: post("/v1/events:batch", json({ events: [order(), { type: "x.y", payload: 1 }] }), key) },
@@ -249,7 +263,14 @@ describe(`lean ingest listener (tracing ${tracing ? "on" : "off"})`, () => {
 const mostly = (valid: fc.Arbitrary<unknown>, ...invalid: ReadonlyArray<fc.Arbitrary<unknown>>) =>
   fc.oneof({ arbitrary: valid, weight: 8 }, ...invalid.map((arbitrary) => ({ arbitrary, weight: 1 })))
 
-const name = mostly(fc.string({ minLength: 1, maxLength: 200 }), fc.constant(""), fc.string({ minLength: 201, maxLength: 202 }), fc.integer())
+const name = mostly(
+  fc.string({ minLength: 1, maxLength: 200 }),
+  fc.constant(""),
+  fc.string({ minLength: 201, maxLength: 202 }),
+  fc.integer(),
+  // Outside the id alphabet (printable ASCII 0x21-0x7E): controls, non-ASCII, astral characters.
+  fc.fullUnicodeString({ minLength: 1, maxLength: 8 })
+)
 const eventFields = {
   id: name,
   type: name,
@@ -403,6 +424,37 @@ describe("lean ingest listener: spans", () => {
 })
 
 describe("event ids", () => {
+  it.scopedLive("an id, key or Idempotency-Key outside printable ASCII is a 400 naming the index and char code; nothing stored", () =>
+    Effect.gen(function*() {
+      for (const leanIngest of [true, false]) {
+        const h = yield* start({ server: { leanIngest, apiKeys: ["k-1"] } })
+        const issues = (bytes: Buffer) =>
+          Effect.promise(async () => {
+            const raw = await exchange(h.port, bytes)
+            const [head, body] = raw.split("\r\n\r\n", 2)
+            return { status: Number(head!.split(" ", 2)[1]), issues: JSON.parse(body!).error.issues as Array<Errors.Issue> }
+          })
+        const expected = (path: string, index: number, code: number) => ({
+          path,
+          message: `Invalid character at index ${index} (char code ${code}): expected printable ASCII 0x21-0x7E, no spaces or control characters`
+        })
+        assert.deepStrictEqual(yield* issues(post("/v1/events", json(order({ id: "a\nb" })), key)), { status: 400, issues: [expected("id", 1, 10)] })
+        assert.deepStrictEqual(yield* issues(post("/v1/events", json(order({ id: "ok", key: "x-\u{1F600}" })), key)), { status: 400, issues: [expected("key", 2, 0x1f600)] })
+        assert.deepStrictEqual(yield* issues(post("/v1/events", json(order()), { ...key, "idempotency-key": "abc def" })), { status: 400, issues: [expected("idempotency-key", 3, 32)] })
+        assert.deepStrictEqual(
+          yield* issues(post("/v1/events:batch", json({ events: [order({ id: "fine" }), order({ id: "\u007f" })] }), key)),
+          { status: 400, issues: [expected("events[1].id", 0, 127)] }
+        )
+        // Every printable ASCII character is fine.
+        const all = Array.from({ length: 0x7e - 0x21 + 1 }, (_, i) => String.fromCharCode(0x21 + i)).join("")
+        const ok = yield* Effect.promise(() => h.request("/v1/events", { method: "POST", headers: { authorization: "Bearer k-1" }, json: order({ id: all }) }))
+        assert.strictEqual(ok.status, 202, ok.text)
+        assert.strictEqual(ok.body.id, all)
+        const stats = yield* h.store.stats
+        assert.strictEqual(stats.pending + stats.inFlight + stats.delivered, 2, "only the good event was stored (2 targets)")
+      }
+    }))
+
   it("newEventId: UUIDv7 with the time in its first 48 bits, unique across pool refills", () => {
     const seen = new Set<string>()
     for (let i = 0; i < 2000; i++) {

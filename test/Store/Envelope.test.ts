@@ -20,7 +20,14 @@ const schemaJson = (event: unknown): string | undefined => {
 const mostly = <A>(valid: fc.Arbitrary<A>, ...invalid: ReadonlyArray<fc.Arbitrary<unknown>>) =>
   fc.oneof({ arbitrary: valid as fc.Arbitrary<unknown>, weight: 8 }, ...invalid.map((arbitrary) => ({ arbitrary, weight: 1 })))
 
-const name = mostly(fc.string({ minLength: 1, maxLength: 200 }), fc.constant(""), fc.string({ minLength: 201, maxLength: 203 }), fc.integer())
+const name = mostly(
+  fc.string({ minLength: 1, maxLength: 200 }),
+  fc.constant(""),
+  fc.string({ minLength: 201, maxLength: 203 }),
+  fc.integer(),
+  // Outside the id alphabet (printable ASCII 0x21-0x7E), for ids and keys.
+  fc.fullUnicodeString({ minLength: 1, maxLength: 8 })
+)
 const event = fc.record(
   {
     id: name,

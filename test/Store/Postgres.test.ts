@@ -93,7 +93,7 @@ const freshLayer = Layer.unwrapScoped(Effect.suspend(() => Effect.succeed(fresh(
 
 suite("postgres", freshLayer, { outbox: freshOutbox, ...(skip !== undefined ? { skip } : {}) })
 
-const event = (id: string) => Event.make("order.placed", { id }, { id })
+const event = (id: string) => Effect.orDie(Event.make("order.placed", { id }, { id }))
 
 const d = skip !== undefined ? describe.skip : describe
 d(`PostgresStore${skip !== undefined ? ` (skipped: ${skip})` : ""}`, () => {

@@ -29,7 +29,8 @@ const failed = (outcome: string, extra: Partial<Store.AttemptInput> = {}): Store
   ...extra
 })
 
-const makeEvent = (id: string, payload: unknown = { id }) => Event.make("order.placed", payload, { id, key: "k-1" })
+const makeEvent = (id: string, payload: unknown = { id }) =>
+  Effect.orDie(Event.make("order.placed", payload, { id, key: "k-1" }))
 
 const encode = (event: Event.Any) => Event.encode(event)
 
@@ -138,6 +139,13 @@ export const suite = (name: string, layer: StoreLayer, options: SuiteOptions = {
         assert.strictEqual(bigint.reason, "InvalidInput")
         const emptyId = yield* Effect.flip(store.enqueue({ ...event, id: "" }, ["a"]))
         assert.strictEqual(emptyId.reason, "InvalidInput")
+        // The id alphabet (printable ASCII 0x21-0x7E) for ids and keys: the store refuses what Event.make refuses.
+        for (const bad of [{ ...event, id: "a\nb" }, { ...event, id: "a b" }, { ...event, id: "café" }, { ...event, key: "k\r1" }, { ...event, key: "" }]) {
+          const refused = yield* Effect.flip(store.enqueue(bad, ["a"]))
+          assert.strictEqual(refused.reason, "InvalidInput", JSON.stringify(bad.id))
+          assert.match(refused.message, /Invalid character at index \d+ \(char code \d+\)|at least 1 character/)
+        }
+        assert.isTrue(Option.isNone(yield* store.status("a\nb")))
         const badLimit = yield* Effect.flip(store.claim({ workerId: "w", limit: 0, leaseMs: 1_000 }))
         assert.strictEqual(badLimit.reason, "InvalidInput")
         const badLease = yield* Effect.flip(store.claim({ workerId: "w", limit: 1, leaseMs: -5 }))
