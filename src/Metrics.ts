@@ -121,3 +121,15 @@ export const workerClaimed = Metric.gauge("fanout_worker_claimed", {
 export const bulkheadInUse = Metric.gauge("fanout_bulkhead_in_use", {
   description: "Bulkhead permits in use, by target (sampled at each scrape)"
 })
+
+/** @since 0.1.0 */
+export const storeListenReconnects = Metric.counter("fanout_store_listen_reconnects_total", {
+  description:
+    "Times a PostgreSQL store's LISTEN connection was re-established after it was lost or failed (each followed by a catch-up poll), by channel",
+  incremental: true
+})
+
+/** @since 0.1.0 */
+export const storeListening = Metric.gauge("fanout_store_listening", {
+  description: "1 while a PostgreSQL store's LISTEN connection is up, 0 while it reconnects (wake-ups then come from polling only), by channel"
+})
