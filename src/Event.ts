@@ -4,6 +4,7 @@
  *
  * @since 0.1.0
  */
+import { createHash } from "node:crypto"
 import { Clock, DateTime, Effect, ParseResult, Schema } from "effect"
 import { uuidv7 } from "./internal/uuid.js"
 
@@ -250,3 +251,42 @@ export const decodeUnknown: (input: unknown) => Effect.Effect<Any, ParseResult.P
  */
 export const encode = (event: Any): Schema.Schema.Encoded<typeof Envelope> =>
   Schema.encodeSync(Envelope)(event as Schema.Schema.Type<typeof Envelope>)
+
+/**
+ * The JSON text of what makes an event *this* event: `{"type":…,"key":…,"payload":…}` (`key`
+ * only when set), as `JSON.stringify` writes it. Two events with one id are the same event when
+ * these texts are equal. `createdAt` (the server stamps it per request) and `headers` (transport
+ * metadata such as the W3C `traceparent`, which differs on every retry) are not part of it.
+ * Throws where `JSON.stringify` throws (a `BigInt` payload).
+ *
+ * Since a producer's body is parsed and written again, whitespace and number spelling (`1.0`,
+ * `1e0`) do not matter; the order of an object's members does (`{"a":1,"b":2}` and
+ * `{"b":2,"a":1}` are different content): send a retry with the same body.
+ *
+ * @since 0.1.0
+ * @category fingerprints
+ */
+export const contentJson = (event: Pick<Any, "type" | "key" | "payload">): string => {
+  const { key, payload, type } = event
+  const json = JSON.stringify(key === undefined ? { type, payload } : { type, key, payload })
+  if (typeof json !== "string") throw new Error("the event does not serialise to JSON")
+  return json
+}
+
+/**
+ * The fingerprint of a {@link contentJson} text: its SHA-256, as 64 lower-case hex digits.
+ *
+ * @since 0.1.0
+ * @category fingerprints
+ */
+export const fingerprintOf = (content: string): string => createHash("sha256").update(content).digest("hex")
+
+/**
+ * The fingerprint of an event's content (type, key, payload; see {@link contentJson}): what the
+ * stores keep with each event, so that a second enqueue of its id can tell a duplicate (same
+ * fingerprint) from a conflict (another event under the same id).
+ *
+ * @since 0.1.0
+ * @category fingerprints
+ */
+export const fingerprint = (event: Pick<Any, "type" | "key" | "payload">): string => fingerprintOf(contentJson(event))

@@ -20,8 +20,12 @@ import type * as Target from "./Target.js"
  * @category models
  */
 export interface Service {
-  /** Enqueues an event for every target its routes name (shadow targets included). Idempotent on the event id. */
-  readonly enqueue: (event: Event.Any) => Effect.Effect<Store.Enqueued, NoRouteError | Store.StoreError>
+  /**
+   * Enqueues an event for every target its routes name (shadow targets included). Idempotent on the
+   * event id: the same id with the same content (type, key, payload) again answers `created: false`;
+   * with other content it fails with `Store.ConflictError` and stores nothing.
+   */
+  readonly enqueue: (event: Event.Any) => Effect.Effect<Store.Enqueued, NoRouteError | Store.StoreError | Store.ConflictError>
   readonly status: (eventId: string) => Effect.Effect<Option.Option<Store.EventStatus>, Store.StoreError>
   readonly deadLetters: (query: Store.DeadLetterQuery) => Effect.Effect<Store.DeadLetterPage, Store.StoreError>
   readonly replay: (deliveryId: string) => Effect.Effect<boolean, Store.StoreError>
@@ -129,7 +133,7 @@ export const make = <E extends Event.Any>(
     const byType = plans(options.pipelines ?? [])
     const after = options.after
     const aggregates = new Map(Object.entries(options.aggregates ?? {}))
-    const place = (event: Event.Any): Effect.Effect<Store.Enqueued, NoRouteError | Store.StoreError> => {
+    const place = (event: Event.Any): Effect.Effect<Store.Enqueued, NoRouteError | Store.StoreError | Store.ConflictError> => {
       const typed = byType.get(event.type)
       if (typed !== undefined) {
         const { pipeline, plan } = typed

@@ -60,6 +60,50 @@ export class StoreError extends Schema.TaggedError<StoreError>()("StoreError", {
 }) {}
 
 /**
+ * {@link DeliveryStore.enqueue} of an id that is already stored with other content: another
+ * `type`, `key` or `payload` (see `Event.fingerprint`). Nothing was written; the stored event is
+ * unchanged. Not retryable: the same call fails the same way. (A second enqueue of the same
+ * content is no error: it answers `created: false`.)
+ *
+ * An error rather than a third kind of success, because the caller asked for *this* event to be
+ * stored and it was not: an answer that looks like a duplicate would let a producer believe its
+ * event is on its way.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class ConflictError extends Schema.TaggedError<ConflictError>()("ConflictError", {
+  /** The id, under which the other event is stored. */
+  eventId: Schema.String,
+  /** The fingerprint of the event given to enqueue. */
+  fingerprint: Schema.String,
+  /** The fingerprint of the stored event. */
+  storedFingerprint: Schema.String,
+  message: Schema.String
+}) {}
+
+/**
+ * @internal
+ */
+export const conflict = (eventId: string, fingerprint: string, storedFingerprint: string): ConflictError =>
+  new ConflictError({
+    eventId,
+    fingerprint,
+    storedFingerprint,
+    message: `enqueue: an event with id ${JSON.stringify(eventId)} is already stored with other content ` +
+      "(type, key or payload); nothing was stored"
+  })
+
+/**
+ * Whether a second enqueue of an id is a conflict: both fingerprints known and different. An event
+ * stored before fingerprints were (migration 0003) has none and counts as the same.
+ *
+ * @internal
+ */
+export const conflicts = (fingerprint: string, stored: string | null | undefined): boolean =>
+  stored !== null && stored !== undefined && stored !== fingerprint
+
+/**
  * Whether retrying the failed operation may succeed (`Busy` or `Unavailable`).
  *
  * @since 0.1.0
@@ -84,7 +128,10 @@ export const idempotencyKey = (eventId: string, target: string): string => `${ev
  */
 export interface Enqueued {
   readonly eventId: string
-  /** `false` when an event with this id was already stored: nothing was written. */
+  /**
+   * `false` when an event with this id and the same content was already stored (a duplicate):
+   * nothing was written. (The same id with other content is a {@link ConflictError}.)
+   */
   readonly created: boolean
   /** The event's deliveries (for a duplicate: those of the first enqueue, with their current status). */
   readonly deliveries: ReadonlyArray<{ readonly id: string; readonly target: string; readonly status: Status }>
@@ -422,7 +469,10 @@ export interface Diagnostics {
 export interface DeliveryStore {
   /**
    * Writes the event and one pending delivery per target (due now) in one transaction. Idempotent on
-   * `event.id`: a second enqueue of the same id writes nothing and answers the first with `created: false`.
+   * `event.id`: a second enqueue of the same id writes nothing and answers the first with `created: false`
+   * when its content (type, key, payload: `Event.fingerprint`) is the same, and fails with
+   * {@link ConflictError} when it differs (an event stored before fingerprints counts as the same).
+   * The fingerprint is stored with the event.
    * Inside an open `SqlClient` transaction on the store's own client (the `layerClient` variants), it
    * joins that transaction (transactional outbox). With `options.after`, the dependencies are
    * stored with the deliveries (durable pipelines): a delivery with inputs is held until they are all
@@ -432,7 +482,7 @@ export interface DeliveryStore {
     event: Event.Any,
     targets: ReadonlyArray<string>,
     options?: EnqueueOptions
-  ) => Effect.Effect<Enqueued, StoreError>
+  ) => Effect.Effect<Enqueued, StoreError | ConflictError>
   /**
    * Claims up to `limit` due deliveries — pending ones whose time has come, and in-flight ones whose
    * lease expired (a crashed worker's) — under a fresh lease token per delivery. The batch is shared

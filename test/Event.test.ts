@@ -199,3 +199,23 @@ describe("the id alphabet (ids, Idempotency-Keys, event keys)", () => {
       assert.throws(() => Event.encode({ ...event, id: "a\nb" }), /char code 10/)
     }))
 })
+
+describe("fingerprints (what makes two events with one id the same event)", () => {
+  it.effect("type, key and payload count; createdAt and headers do not", () =>
+    Effect.gen(function*() {
+      const base = yield* Event.make("order.placed", { qty: 1, lines: ["a"] }, { id: "e-1", key: "c-1" })
+      const fp = Event.fingerprint(base)
+      assert.match(fp, /^[0-9a-f]{64}$/)
+      assert.strictEqual(Event.contentJson(base), "{\"type\":\"order.placed\",\"key\":\"c-1\",\"payload\":{\"qty\":1,\"lines\":[\"a\"]}}")
+      assert.strictEqual(fp, Event.fingerprintOf(Event.contentJson(base)))
+      yield* TestClock.adjust(60_000)
+      const later = yield* Event.make("order.placed", { qty: 1, lines: ["a"] }, { id: "e-2", key: "c-1", headers: { traceparent: "00-x-y-01" } })
+      assert.strictEqual(Event.fingerprint(later), fp, "another createdAt, id and headers: same content")
+      // JSON parsed and written again: whitespace and number spelling do not matter.
+      assert.strictEqual(Event.fingerprint({ ...base, payload: JSON.parse("{ \"qty\" : 1.0, \"lines\": [ \"a\" ] }") }), fp)
+      const { key: _key, ...noKey } = base
+      for (const other of [{ ...base, type: "order.paid" }, { ...base, key: "c-2" }, noKey, { ...base, payload: { qty: 2, lines: ["a"] } }, { ...base, payload: { lines: ["a"], qty: 1 } }]) {
+        assert.notStrictEqual(Event.fingerprint(other), fp, JSON.stringify(other))
+      }
+    }))
+})

@@ -45,6 +45,25 @@ export const PayloadTooLarge = errorAt(413, "The body is larger than the server'
  */
 export const UnsupportedMediaType = errorAt(415, "The body is not `application/json`")
 /**
+ * `409` of `POST /v1/events`: the id is stored with other content (type, key or payload); nothing
+ * was stored. The error, plus the stored event's `id` (`Location` points at it).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export const Conflict = Schema.Struct({
+  error: ErrorDetail,
+  id: Schema.String.annotations({ description: "The id under which the other event is stored" })
+}).annotations({
+  identifier: "Conflict",
+  ...HttpApiSchema.annotations({
+    status: 409,
+    description: "An event with this id is already stored with other content (type, key or payload): nothing was stored. " +
+      "`Location` is the stored event. (The same content again is `200` with `duplicate: true`.)"
+  })
+})
+
+/**
  * @since 0.1.0
  * @category errors
  */
@@ -229,13 +248,17 @@ export const BatchInput = Schema.Struct({
  */
 export const BatchItem = Schema.Struct({
   id: Schema.String,
-  status: Schema.Literal("accepted", "duplicate", "failed"),
+  status: Schema.Literal("accepted", "duplicate", "conflict", "failed").annotations({
+    description: "`accepted`: stored now; `duplicate`: already stored with the same content; `conflict`: the id is stored " +
+      "with other content, nothing stored (`error` has code `conflict`, status 409); `failed`: not stored, retry it"
+  }),
   deliveries: Schema.optional(Schema.Array(DeliverySummary)),
   error: Schema.optional(ErrorDetail)
 }).annotations({ identifier: "BatchItem" })
 
 /**
- * The answer to a batch: one item per event, in order.
+ * The answer to a batch: one item per event, in order. `202` when none failed; items that
+ * conflict (`conflict`) were not stored, the others were.
  *
  * @since 0.1.0
  * @category schemas
@@ -335,6 +358,7 @@ export class Events extends HttpApiGroup.make("events")
       .addError(PayloadTooLarge)
       .addError(UnsupportedMediaType)
       .addError(NoRoute)
+      .addError(Conflict)
       .addError(DeliveryFailed)
       .addError(Unavailable)
       .annotate(OpenApi.Summary, "Send an event to every target its type is routed to")

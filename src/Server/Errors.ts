@@ -157,6 +157,22 @@ export const unsupportedMediaType = (got: string | undefined) =>
   )
 
 /**
+ * `409`: an event with this id is already stored with other content (type, key or payload);
+ * nothing was stored. The body names the stored event (`id`), `Location` points at it.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const conflict = (eventId: string) =>
+  make(
+    409,
+    "conflict",
+    `An event with id ${JSON.stringify(eventId)} is already stored with other content (type, key or payload); ` +
+      "nothing was stored. Send it again with the same content, or under another id",
+    { headers: { location: `/v1/events/${encodeURIComponent(eventId)}` }, extra: { id: eventId } }
+  )
+
+/**
  * @since 0.1.0
  * @category constructors
  */

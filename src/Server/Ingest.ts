@@ -4,7 +4,8 @@
  * - {@link Ingest} (the service, {@link layer}) holds the rules both endpoints apply once a body has
  *   been read: schema decoding (`400` with paths), the `id` / `Idempotency-Key` check, routing
  *   (`422`), the queue-depth guard (`503` + `Retry-After`), the enqueue (store failures as `503` /
- *   `500`, a duplicate id `200`) and the answer (`202` + `Location`). The `HttpApi` handlers
+ *   `500`, a duplicate id `200`, the same id with other content `409`) and the answer (`202` +
+ *   `Location`; a batch reports each item, `conflict` among them). The `HttpApi` handlers
  *   (`Http.ts`) and the lean listener both use it, so they answer alike.
  * - {@link makeListener} is a plain `node:http` request listener for those two routes (exact paths,
  *   any query string) that runs one Effect per request on the application's runtime — no router,
@@ -274,7 +275,11 @@ export const make = (
         // Once the store has it, the answer must get out: never cut an enqueue short.
         Effect.uninterruptible,
         Effect.mapError((error) =>
-          error._tag === "NoRouteError" ? Errors.noRoute([noRouteIssue(error.type, "type")]) : Errors.fromStoreError(error)
+          error._tag === "NoRouteError"
+            ? Errors.noRoute([noRouteIssue(error.type, "type")])
+            : error._tag === "ConflictError"
+            ? Errors.conflict(error.eventId)
+            : Errors.fromStoreError(error)
         )
       )
 
@@ -321,7 +326,12 @@ export const make = (
           (event) =>
             enqueue(event).pipe(
               Effect.match({
-                onFailure: (failure): typeof Api.BatchItem.Type => ({ id: event.id, status: "failed", error: failure.error }),
+                onFailure: (failure): typeof Api.BatchItem.Type => ({
+                  id: event.id,
+                  // Another event under this id: not stored, and retrying will not store it.
+                  status: failure.error.status === 409 ? "conflict" : "failed",
+                  error: failure.error
+                }),
                 onSuccess: (enqueued): typeof Api.BatchItem.Type => ({
                   id: enqueued.eventId,
                   status: enqueued.created ? "accepted" : "duplicate",
@@ -461,7 +471,7 @@ export const makeListener = (
       now: number,
       done: (prepared: Either.Either<Prepared, Errors.ApiFailure>) => void
     ): () => void => {
-      const caller = verify(req.headers.authorization, now)
+      const caller = verify(req.headers.authorization, req.socket.remoteAddress, now)
       if (Either.isLeft(caller)) {
         done(Either.left(caller.left))
         return noop

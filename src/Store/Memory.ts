@@ -7,7 +7,7 @@
  * @since 0.1.0
  */
 import { Clock, Duration, Effect, Layer, Option } from "effect"
-import type * as Event from "../Event.js"
+import * as Event from "../Event.js"
 import * as Store from "../Store.js"
 import {
   checkDependencies,
@@ -50,6 +50,8 @@ interface Row {
 
 interface EventRow {
   readonly event: Event.Any
+  /** `Event.fingerprint` of the event: a second enqueue of its id with another one is a conflict. */
+  readonly fingerprint: string
   readonly enqueuedAt: number
   readonly deliveries: Array<string>
 }
@@ -148,9 +150,14 @@ export const make: Effect.Effect<Store.DeliveryStore> = Effect.gen(function*() {
       const dependencies = yield* checkDependencies(unique, options?.after)
       const dependents = dependentCounts(dependencies, unique, options?.keepAnswers === true)
       yield* encodeEnvelope(event)
-      const result = yield* write((now): Store.Enqueued => {
+      const fingerprint = yield* Effect.try({
+        try: () => Event.fingerprint(event),
+        catch: (cause) => invalid("enqueue", `event ${event.id} cannot be fingerprinted: ${String(cause)}`)
+      })
+      const result = yield* write((now): Store.Enqueued | Store.ConflictError => {
         const existing = events.get(event.id)
         if (existing !== undefined) {
+          if (Store.conflicts(fingerprint, existing.fingerprint)) return Store.conflict(event.id, fingerprint, existing.fingerprint)
           return {
             eventId: event.id,
             created: false,
@@ -189,13 +196,14 @@ export const make: Effect.Effect<Store.DeliveryStore> = Effect.gen(function*() {
           activate(row)
           ids.push(id)
         }
-        events.set(event.id, { event, enqueuedAt: now, deliveries: ids })
+        events.set(event.id, { event, fingerprint, enqueuedAt: now, deliveries: ids })
         return {
           eventId: event.id,
           created: true,
           deliveries: ids.map((id) => ({ id, target: rows.get(id)!.target, status: "pending" as const }))
         }
       })
+      if (result instanceof Store.ConflictError) return yield* result
       if (result.created) yield* signal.notify
       return result
     })

@@ -79,22 +79,31 @@ const isName = (value: unknown): value is string => typeof value === "string" &&
  *
  * @internal
  */
-export const envelopeJson = (event: Event.Any): string | undefined => {
-  const { createdAt, headers, id, key, payload, type } = event
+export const envelopeJson = (event: Event.Any): string | undefined => envelopeParts(event)?.json
+
+/**
+ * {@link envelopeJson}, and the event's content text (`Event.contentJson`: type, key, payload) it
+ * is built around, for the fingerprint: the payload is serialised once for both.
+ *
+ * @internal
+ */
+export const envelopeParts = (event: Event.Any): { readonly json: string; readonly content: string } | undefined => {
+  const { createdAt, headers, id, key, type } = event
   if (!Event.isId(id) || !isName(type) || (key !== undefined && !Event.isId(key))) return undefined
   if (!isPlainObject(headers) || !DateTime.isDateTime(createdAt) || !DateTime.isUtc(createdAt)) return undefined
   for (const name in headers) if (name === "__proto__" || typeof headers[name] !== "string") return undefined
-  let json: string | undefined
+  let content: string
+  let json: string
   try {
-    json = JSON.stringify(
-      key === undefined
-        ? { id, type, payload, headers, createdAt: DateTime.formatIso(createdAt) }
-        : { id, type, key, payload, headers, createdAt: DateTime.formatIso(createdAt) }
-    )
+    // `{"type":…,"key":…,"payload":…}`; the envelope puts `id` before and `headers`, `createdAt` after.
+    content = Event.contentJson(event)
+    json = `{"id":${JSON.stringify(id)},${content.slice(1, -1)},"headers":${JSON.stringify(headers)},"createdAt":${
+      JSON.stringify(DateTime.formatIso(createdAt))
+    }}`
   } catch {
     return undefined
   }
-  return typeof json === "string" ? json : undefined
+  return { json, content }
 }
 
 /**
@@ -347,9 +356,12 @@ export const make = (
       attempts: `"${names.attempts}"`
     }
     const text = {
-      insertEvent: `INSERT INTO ${Q.events} (id, type, envelope, enqueued_at) VALUES (?, ?, ?, ?)
+      insertEvent: `INSERT INTO ${Q.events} (id, type, envelope, enqueued_at, fingerprint) VALUES (?, ?, ?, ?, ?)
         ON CONFLICT (id) DO NOTHING RETURNING id`,
-      existing: `SELECT id, target, status FROM ${Q.deliveries} WHERE event_id = ? ORDER BY id`,
+      // A duplicate's deliveries and the stored fingerprint, in one statement (an event without
+      // deliveries, which retention is about to remove, gives one row of NULL deliveries).
+      existing: `SELECT e.fingerprint, d.id, d.target, d.status
+        FROM ${Q.events} e LEFT JOIN ${Q.deliveries} d ON d.event_id = e.id WHERE e.id = ? ORDER BY d.id`,
       allTargets: `SELECT name FROM ${Q.targets} ORDER BY name`,
       due: `SELECT d.id, d.event_id, d.target, d.attempts, d.first_attempt_at, d.enqueued_at,
           d.after_targets, d.dependents, e.envelope
@@ -682,15 +694,42 @@ export const make = (
 
     // ---- enqueue -----------------------------------------------------------------------------
 
+    /**
+     * An enqueue's answer inside the store: a conflict is a value here (nothing was written, so the
+     * transaction and the group commit carry on), and becomes the caller's `ConflictError` outside.
+     */
+    type EnqueueResult = Store.Enqueued | Store.ConflictError
+
     type Enqueue = (
       event: { readonly id: string; readonly type: string },
       json: string,
+      fingerprint: string,
       targets: ReadonlyArray<string>,
       dependencies: ReadonlyMap<string, ReadonlyArray<string>>,
       keep: boolean,
       now: number,
       notifyInline: boolean
-    ) => Op<Store.Enqueued>
+    ) => Op<EnqueueResult>
+
+    interface ExistingRow {
+      readonly fingerprint: string | null
+      readonly id: unknown
+      readonly target: string | null
+      readonly status: Store.Status | null
+    }
+
+    /** A second enqueue of a stored id: its first enqueue's deliveries, or the conflict. */
+    const duplicateOf = (eventId: string, fingerprint: string, rows: ReadonlyArray<ExistingRow>): EnqueueResult => {
+      const stored = rows[0]?.fingerprint
+      if (Store.conflicts(fingerprint, stored)) return Store.conflict(eventId, fingerprint, stored!)
+      return {
+        eventId,
+        created: false,
+        deliveries: rows.flatMap((row) =>
+          row.id === null || row.id === undefined ? [] : [{ id: String(row.id), target: row.target!, status: row.status! }]
+        )
+      }
+    }
 
     /**
      * The dependency columns of each delivery row, for an enqueue with dependencies (a plain enqueue
@@ -733,15 +772,11 @@ export const make = (
       })
       : Effect.void
 
-    const existing = (eventId: string) =>
+    const existing = (eventId: string, fingerprint: string) =>
       Effect.map(
-        sql<{ id: unknown; target: string; status: Store.Status }>`SELECT id, target, status
-          FROM ${T.deliveries} WHERE event_id = ${eventId} ORDER BY id`,
-        (rows): Store.Enqueued => ({
-          eventId,
-          created: false,
-          deliveries: rows.map((row) => ({ id: String(row.id), target: row.target, status: row.status }))
-        })
+        sql<ExistingRow>`SELECT e.fingerprint, d.id, d.target, d.status
+          FROM ${T.events} e LEFT JOIN ${T.deliveries} d ON d.event_id = e.id WHERE e.id = ${eventId} ORDER BY d.id`,
+        (rows) => duplicateOf(eventId, fingerprint, rows)
       )
 
     /**
@@ -749,7 +784,7 @@ export const make = (
      * NOTIFYs (delivered at commit). A duplicate id inserts nothing; its deliveries are then read by a
      * second statement, whose fresh snapshot sees a concurrent first enqueue once it has committed.
      */
-    const enqueuePg: Enqueue = (event, json, targets, dependencies, keep, now, notifyInline) =>
+    const enqueuePg: Enqueue = (event, json, fingerprint, targets, dependencies, keep, now, notifyInline) =>
       Effect.gen(function*() {
         const fresh = targets.filter((target) => !knownTargets.has(target))
         const names = sql.csv(fresh.map((name) => sql`(${name}::text)`))
@@ -766,8 +801,8 @@ export const make = (
         ))
         const inserted = yield* sql<{ id: unknown; target: string; status: Store.Status }>`WITH
           ev AS (
-            INSERT INTO ${T.events} (id, type, envelope, enqueued_at)
-            VALUES (${event.id}, ${event.type}, ${json}, ${now})
+            INSERT INTO ${T.events} (id, type, envelope, enqueued_at, fingerprint)
+            VALUES (${event.id}, ${event.type}, ${json}, ${now}, ${fingerprint})
             ON CONFLICT (id) DO NOTHING RETURNING id
           ),${
           fresh.length > 0
@@ -790,7 +825,7 @@ export const make = (
             RETURNING id, target, status${notifyInline ? sql`, pg_notify(${channel}, '1')::text AS notified` : sql.literal("")}
           )
           SELECT id, target, status FROM dl ORDER BY id`
-        if (inserted.length === 0) return yield* existing(event.id)
+        if (inserted.length === 0) return yield* existing(event.id, fingerprint)
         return {
           eventId: event.id,
           created: true,
@@ -802,14 +837,13 @@ export const make = (
      * SQLite: the event (its id is the idempotency key), any new target names, then the deliveries,
      * in constant SQL texts run straight on the transaction's connection.
      */
-    const enqueueSqlite: Enqueue = (event, json, targets, dependencies, keep, now) => (conn: Connection) =>
-      Effect.flatMap(q(conn, text.insertEvent, [event.id, event.type, json, now]), (inserted) => {
+    const enqueueSqlite: Enqueue = (event, json, fingerprint, targets, dependencies, keep, now) => (conn: Connection) =>
+      Effect.flatMap(q(conn, text.insertEvent, [event.id, event.type, json, now, fingerprint]), (inserted): Effect.Effect<
+        EnqueueResult,
+        SqlError
+      > => {
         if (inserted.length === 0) {
-          return Effect.map(q(conn, text.existing, [event.id]), (rows): Store.Enqueued => ({
-            eventId: event.id,
-            created: false,
-            deliveries: rows.map((row) => ({ id: String(row.id), target: row.target, status: row.status }))
-          }))
+          return Effect.map(q(conn, text.existing, [event.id]), (rows) => duplicateOf(event.id, fingerprint, rows as ReadonlyArray<ExistingRow>))
         }
         const fresh = targets.filter((target) => !knownTargets.has(target))
         const columns = dependencies.size > 0 || keep ? dependencyColumns(targets, dependencies, keep) : undefined
@@ -832,35 +866,50 @@ export const make = (
         )
       })
 
+    /** The fingerprint of an event the schema path encoded (the shortcut stepped aside). */
+    const fingerprintSlow = (event: Event.Any) =>
+      Effect.try({
+        try: () => Event.fingerprint(event),
+        catch: (cause) => invalid("enqueue", `event ${event.id} cannot be fingerprinted: ${String(cause)}`)
+      })
+
     const enqueue: Store.DeliveryStore["enqueue"] = (event, targets, enqueueOptions) =>
       Effect.gen(function*() {
         const unique = yield* checkTargets(targets)
         const dependencies = yield* checkDependencies(unique, enqueueOptions?.after)
-        const json = envelopeJson(event) ?? (yield* encodeEnvelope(event))
+        // The payload is serialised once, for the envelope and the fingerprint's content text.
+        const parts = envelopeParts(event)
+        const json = parts?.json ?? (yield* encodeEnvelope(event))
+        const fingerprint = parts !== undefined ? Event.fingerprintOf(parts.content) : yield* fingerprintSlow(event)
         const now = yield* Clock.currentTimeMillis
         const joined = options.joinTransactions ? yield* inJoinedTransaction : false
         const keep = enqueueOptions?.keepAnswers === true
         if (pgWriter !== undefined && !joined) {
           // The group commit does the rest after its commit (known targets, NOTIFY, signal).
-          const { answer, answered } = slot<Store.Enqueued>()
+          const { answer, answered } = slot<EnqueueResult>()
           yield* pgWriter.submit({
             _tag: "enqueue",
             event,
             json,
+            fingerprint,
             targets: unique,
             columns: dependencies.size > 0 || keep ? dependencyColumns(unique, dependencies, keep) : [],
             now,
-            alone: Effect.suspend(() => run("enqueue", "batch", enqueuePg(event, json, unique, dependencies, keep, now, false), true)),
+            alone: Effect.suspend(() =>
+              run("enqueue", "batch", enqueuePg(event, json, fingerprint, unique, dependencies, keep, now, false), true)
+            ),
             answer
           })
-          return yield* answered
+          const outcome = yield* answered
+          return outcome instanceof Store.ConflictError ? yield* outcome : outcome
         }
         const result = yield* run(
           "enqueue",
           "batch",
-          (pg ? enqueuePg : enqueueSqlite)(event, json, unique, dependencies, keep, now, joined),
+          (pg ? enqueuePg : enqueueSqlite)(event, json, fingerprint, unique, dependencies, keep, now, joined),
           true
         )
+        if (result instanceof Store.ConflictError) return yield* result
         if (result.created) {
           if (!joined) {
             for (const target of unique) knownTargets.add(target)
@@ -1188,11 +1237,12 @@ export const make = (
       readonly _tag: "enqueue"
       readonly event: { readonly id: string; readonly type: string }
       readonly json: string
+      readonly fingerprint: string
       readonly targets: ReadonlyArray<string>
       readonly columns: ReadonlyArray<{ readonly after_targets: string | null; readonly waiting: number; readonly dependents: number }>
       readonly now: number
-      readonly alone: Effect.Effect<Store.Enqueued, Store.StoreError>
-      readonly answer: (exit: Exit.Exit<Store.Enqueued, Store.StoreError>) => void
+      readonly alone: Effect.Effect<EnqueueResult, Store.StoreError>
+      readonly answer: (exit: Exit.Exit<EnqueueResult, Store.StoreError>) => void
     }
     interface PgFinishJob {
       readonly _tag: "finish"
@@ -1242,8 +1292,8 @@ export const make = (
       const selects: Array<string> = []
       if (key.includes("e")) {
         ctes.push(`ev AS (
-          INSERT INTO ${Q.events} (id, type, envelope, enqueued_at)
-          SELECT * FROM unnest(${p("text")}, ${p("text")}, ${p("text")}, ${p("bigint")})
+          INSERT INTO ${Q.events} (id, type, envelope, enqueued_at, fingerprint)
+          SELECT * FROM unnest(${p("text")}, ${p("text")}, ${p("text")}, ${p("bigint")}, ${p("text")})
           ON CONFLICT (id) DO NOTHING RETURNING id
         )`)
         if (key.includes("t")) {
@@ -1319,8 +1369,10 @@ export const make = (
       return `WITH ${ctes.join(",\n")}\n${selects.join("\nUNION ALL ")}`
     })
 
-    const existingMany = `SELECT id::text AS id, event_id, target, status FROM ${Q.deliveries}
-      WHERE event_id = ANY($1::text[]) ORDER BY id`
+    /** Stored events' fingerprints and deliveries (one row of NULL deliveries for an event without any). */
+    const existingMany = `SELECT e.id AS event_id, e.fingerprint, d.id::text AS id, d.target, d.status
+      FROM ${Q.events} e LEFT JOIN ${Q.deliveries} d ON d.event_id = e.id
+      WHERE e.id = ANY($1::text[]) ORDER BY d.id`
 
     /** After a commit that created events or made dependents due: wake workers here and elsewhere. */
     const wake = Effect.zipRight(notifyLater, signal.notify)
@@ -1338,7 +1390,7 @@ export const make = (
         switch (job._tag) {
           case "enqueue":
             return Effect.flatMap(Effect.exit(job.alone), (exit) => {
-              if (Exit.isSuccess(exit) && exit.value.created) {
+              if (Exit.isSuccess(exit) && !(exit.value instanceof Store.ConflictError) && exit.value.created) {
                 for (const target of job.targets) knownTargets.add(target)
                 return Effect.as(wake, job.answer(exit))
               }
@@ -1380,7 +1432,8 @@ export const make = (
             written.map((job) => job.event.id),
             written.map((job) => job.event.type),
             written.map((job) => job.json),
-            written.map((job) => job.now)
+            written.map((job) => job.now),
+            written.map((job) => job.fingerprint)
           )
           if (fresh.size > 0) {
             key += "t"
@@ -1473,27 +1526,31 @@ export const make = (
             continue
           }
           if (deliveries.length > 1) deliveries.sort((a, b) => Number(a.id) - Number(b.id))
-          job.answer(Exit.succeed({ eventId: job.event.id, created: firsts.get(job.event.id) === job, deliveries }))
+          const first = firsts.get(job.event.id)!
+          // A second enqueue of an id written by this very statement: the same content, or a conflict.
+          job.answer(Exit.succeed(
+            first === job
+              ? { eventId: job.event.id, created: true, deliveries }
+              : Store.conflicts(job.fingerprint, first.fingerprint)
+              ? Store.conflict(job.event.id, job.fingerprint, first.fingerprint)
+              : { eventId: job.event.id, created: false, deliveries }
+          ))
         }
         for (const job of finishes) job.answer(Exit.succeed(finished.has(job.id)))
         for (const job of extensions) job.answer(Exit.succeed(extended.has(job.id)))
         if (duplicates.length === 0) return
         // Ids stored before this batch (or by another process meanwhile): their first enqueue's deliveries.
         const stored = yield* Effect.either(
-          sql.unsafe<{ id: string; event_id: string; target: string; status: Store.Status }>(existingMany, [
-            Array.from(new Set(duplicates.map((job) => job.event.id)))
-          ])
+          sql.unsafe<ExistingRow & { event_id: string }>(existingMany, [Array.from(new Set(duplicates.map((job) => job.event.id)))])
         )
         if (stored._tag === "Left") return failAll(duplicates, stored.left)
-        const byEvent = new Map<string, Array<{ id: string; target: string; status: Store.Status }>>()
+        const byEvent = new Map<string, Array<ExistingRow>>()
         for (const row of stored.right) {
           let list = byEvent.get(row.event_id)
           if (list === undefined) byEvent.set(row.event_id, list = [])
-          list.push({ id: row.id, target: row.target, status: row.status })
+          list.push(row)
         }
-        for (const job of duplicates) {
-          job.answer(Exit.succeed({ eventId: job.event.id, created: false, deliveries: byEvent.get(job.event.id) ?? [] }))
-        }
+        for (const job of duplicates) job.answer(Exit.succeed(duplicateOf(job.event.id, job.fingerprint, byEvent.get(job.event.id) ?? [])))
       })
 
     /** Splits a batch into statements in which no row id is finished or extended twice, and runs them in order. */

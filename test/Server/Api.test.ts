@@ -32,16 +32,23 @@ describe("POST /v1/events", () => {
       assert.isTrue(Math.abs(event.createdAt.epochMillis - Date.now()) < 60_000)
     }))
 
-  it.scopedLive("the id comes from the body, or the Idempotency-Key header; a repeat answers 200 and enqueues nothing", () =>
+  it.scopedLive("the id comes from the body, or the Idempotency-Key header; a repeat answers 200 and enqueues nothing, other content 409", () =>
     Effect.gen(function*() {
       const h = yield* start()
       const first = yield* promise(() => h.request("/v1/events", { json: order({ id: "evt-1" }) }))
       assert.strictEqual(first.status, 202)
       assert.strictEqual(first.body.id, "evt-1")
-      const again = yield* promise(() => h.request("/v1/events", { json: order({ id: "evt-1", payload: "other" }) }))
+      const again = yield* promise(() => h.request("/v1/events", { json: order({ id: "evt-1" }) }))
       assert.strictEqual(again.status, 200)
       assert.strictEqual(again.body.duplicate, true)
       assert.deepStrictEqual(again.body.deliveries, first.body.deliveries)
+      assert.strictEqual(yield* promise(() => totalDeliveries(h.store)), 2)
+      // The same id with other content is not a duplicate: 409, naming the stored event; nothing stored.
+      const other = yield* promise(() => h.request("/v1/events", { json: order({ id: "evt-1", payload: "other" }) }))
+      assert.strictEqual(other.status, 409)
+      assert.isTrue(isErrorShape(other.body, 409))
+      assert.strictEqual(other.body.id, "evt-1")
+      assert.strictEqual(other.headers.get("location"), "/v1/events/evt-1")
       assert.strictEqual(yield* promise(() => totalDeliveries(h.store)), 2)
 
       const byHeader = yield* promise(() => h.request("/v1/events", { json: order(), headers: { "idempotency-key": "key-9" } }))
@@ -378,6 +385,16 @@ describe("operations", () => {
         }
       }
       assert.isAtLeast(errors, 20)
+      // 409: the same id with other content, naming the stored event.
+      const conflict = doc.paths["/v1/events"].post.responses["409"]
+      assert.isDefined(conflict, "409 documented for POST /v1/events")
+      assert.include(conflict.description, "other content")
+      assert.deepStrictEqual(doc.components.schemas.Conflict.required, ["error", "id"])
+      assert.include(doc.components.schemas.BatchItem.properties.status.enum, "conflict")
+      // The id alphabet is in the schema (a pattern) and its description.
+      const input = doc.components.schemas.EventInput.properties
+      assert.strictEqual(input.id.pattern, "^[!-~]+$")
+      assert.strictEqual(input.key.pattern, "^[!-~]+$")
       assert.notInclude(JSON.stringify(doc), "HttpApiDecodeError")
     }))
 

@@ -160,6 +160,14 @@ describe(`lean ingest listener (tracing ${tracing ? "on" : "off"})`, () => {
         { name: "good, application/cloudevents+json; charset=utf-8", status: 202, bytes: post("/v1/events", json(order({ id: "e-4" })), { ...key, "content-type": "application/cloudevents+json; charset=utf-8" }), path: "lean" },
         { name: "duplicate, same payload", status: 200, bytes: post("/v1/events", json(order({ id: "e-1" })), key), path: "lean" },
         { name: "duplicate by Idempotency-Key", status: 200, bytes: post("/v1/events", json(order()), { ...key, "idempotency-key": "k/1:~!" }), path: "lean" },
+        { name: "duplicate, other headers (not part of the content)", status: 200, bytes: post("/v1/events", json(order({ id: "e-1", headers: { "x-b": "2" } })), key), path: "lean" },
+        { name: "conflict, another payload", status: 409, bytes: post("/v1/events", json(order({ id: "e-1", payload: { qty: 2 } })), key), path: "lean" },
+        { name: "conflict, another type", status: 409, bytes: post("/v1/events", json(order({ id: "e-1", type: "order.paid" })), key), path: "lean" },
+        { name: "conflict, a key added", status: 409, bytes: post("/v1/events", json(order({ id: "e-1", key: "c-1" })), key), path: "lean" },
+        { name: "conflict, a key changed", status: 409, bytes: post("/v1/events", json(order({ id: "e-2", key: "c-8", headers: { "x-a": "1" } })), key), path: "lean" },
+        { name: "conflict by Idempotency-Key", status: 409, bytes: post("/v1/events", json(order({ payload: "other" })), { ...key, "idempotency-key": "k/1:~!" }), path: "lean" },
+        { name: "conflict, an id with reserved characters (Location encoded)", status: 202, bytes: post("/v1/events", json(order({ id: "a/b?c#d" })), key), path: "lean" },
+        { name: "conflict, an id with reserved characters (the 409)", status: 409, bytes: post("/v1/events", json(order({ id: "a/b?c#d", payload: 0 })), key), path: "lean" },
         { name: "bad JSON", status: 400, bytes: post("/v1/events", "{\"type\": \"order.placed\", ", key) },
         { name: "not UTF-8", status: 400, bytes: post("/v1/events", Buffer.from([0x7b, 0xff, 0x7d]), key) },
         { name: "empty body", status: 400, bytes: post("/v1/events", "", key) },
@@ -196,6 +204,8 @@ describe(`lean ingest listener (tracing ${tracing ? "on" : "off"})`, () => {
         { name: "unauthorised and wrong media type: 401 first", status: 401, bytes: post("/v1/events", "x", { "content-type": "text/plain" }) },
         { name: "batch good", status: 202, bytes: post("/v1/events:batch", json({ events: [order({ id: "b-1" }), order({ id: "b-2", key: "k" })] }), key) },
         { name: "batch, a duplicate", status: 202, bytes: post("/v1/events:batch", json({ events: [order({ id: "b-1" }), order({ id: "b-3" })] }), key) },
+        { name: "batch, a conflict (the others stored)", status: 202, bytes: post("/v1/events:batch", json({ events: [order({ id: "b-4" }), order({ id: "b-1", payload: { qty: 9 } }), order({ id: "b-2", key: "k" })] }), key) },
+        { name: "batch, a conflict within the batch", status: 202, bytes: post("/v1/events:batch", json({ events: [order({ id: "b-5" }), order({ id: "b-5", payload: 2 })] }), key) },
         { name: "batch, the server's ids", status: 202, bytes: post("/v1/events:batch", json({ events: [order(), order()] }), key), mask: true },
         { name: "batch schema error", status: 400, bytes: post("/v1/events:batch", json({ events: [order(), { type: "" }] }), key) },
         { name: "batch, a bad id and a bad key", status: 400, bytes: post("/v1/events:batch", json({ events: [order({ id: "ok" }), order({ id: "b\n2" }), order({ key: "k\u00a01" })] }), key) },
@@ -420,6 +430,43 @@ describe("lean ingest listener: spans", () => {
       ])
       assert.strictEqual(lean[1]!.attributes["http.response.status_code"], 202)
       assert.strictEqual(lean[1]!.attributes["http.request.header.authorization"], "<redacted>")
+    }))
+})
+
+describe("same id, other content", () => {
+  it.scopedLive("409 naming the stored event (id, Location), nothing stored; a batch reports the item as conflict", () =>
+    Effect.gen(function*() {
+      for (const leanIngest of [true, false]) {
+        const h = yield* start({ server: { leanIngest } })
+        const send = (body: unknown, path = "/v1/events") => Effect.promise(() => h.request(path, { method: "POST", json: body }))
+        assert.strictEqual((yield* send(order({ id: "o/1", payload: { qty: 1 } }))).status, 202)
+        const same = yield* send(order({ id: "o/1", payload: { qty: 1 }, headers: { traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01" } }))
+        assert.deepStrictEqual([same.status, same.body.duplicate], [200, true])
+        const other = yield* send(order({ id: "o/1", payload: { qty: 2 } }))
+        assert.strictEqual(other.status, 409, other.text)
+        assert.strictEqual(other.headers.get("location"), "/v1/events/o%2F1")
+        assert.strictEqual(other.headers.get("cache-control"), "no-store")
+        assert.deepStrictEqual(other.body, {
+          error: {
+            code: "conflict",
+            status: 409,
+            message: "An event with id \"o/1\" is already stored with other content (type, key or payload); nothing was stored. " +
+              "Send it again with the same content, or under another id"
+          },
+          id: "o/1"
+        })
+        const stored = Option.getOrThrow(yield* h.store.status("o/1"))
+        assert.deepStrictEqual(stored.event.payload, { qty: 1 })
+        assert.strictEqual(stored.deliveries.length, 2)
+        const batch = yield* send({ events: [order({ id: "o/2" }), order({ id: "o/1", type: "order.paid" })] }, "/v1/events:batch")
+        assert.strictEqual(batch.status, 202, batch.text)
+        assert.deepStrictEqual(batch.body.results.map((r: any) => [r.id, r.status, r.error?.code, r.error?.status]), [
+          ["o/2", "accepted", undefined, undefined],
+          ["o/1", "conflict", "conflict", 409]
+        ])
+        assert.isUndefined(batch.body.results[1].deliveries)
+        assert.strictEqual(Option.getOrThrow(yield* h.store.status("o/1")).event.type, "order.placed")
+      }
     }))
 })
 

@@ -5,7 +5,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { DateTime, FastCheck as fc } from "effect"
 import * as Event from "../../src/Event.js"
-import { envelopeJson } from "../../src/Store/Sql.js"
+import { envelopeJson, envelopeParts } from "../../src/Store/Sql.js"
 
 const schemaJson = (event: unknown): string | undefined => {
   try {
@@ -63,6 +63,8 @@ describe("Sql.envelopeJson", () => {
         if (fast !== undefined) {
           answered++
           assert.strictEqual(fast, slow)
+          // The fingerprint's content text is the one the envelope was built around.
+          assert.strictEqual(envelopeParts(e as unknown as Event.Any)!.content, Event.contentJson(e as unknown as Event.Any))
         }
       }),
       { numRuns: 3000 }

@@ -102,7 +102,7 @@ d(`PostgresStore${skip !== undefined ? ` (skipped: ${skip})` : ""}`, () => {
       const [producer, worker] = yield* twoPools
       const { woken, fiber } = yield* countWakeups(worker)
       // LISTEN is set up asynchronously: keep producing until the worker hears one (at most ~10 s)
-      const waitWoken = (label: string, act: (i: number) => Effect.Effect<unknown, Store.StoreError>) =>
+      const waitWoken = (label: string, act: (i: number) => Effect.Effect<unknown, Store.StoreError | Store.ConflictError>) =>
         Effect.gen(function*() {
           const before = yield* Ref.get(woken)
           for (let i = 0; i < 100 && (yield* Ref.get(woken)) === before; i++) {
@@ -206,11 +206,16 @@ d(`PostgresStore${skip !== undefined ? ` (skipped: ${skip})` : ""}`, () => {
       const store = yield* Effect.provide(Store.DeliveryStore, ctx)
       const sql = yield* Effect.provide(PgClient.PgClient, ctx)
       const applied = yield* sql<{ migration_id: number }>`SELECT migration_id FROM ${sql(t.migrations)} ORDER BY migration_id`
-      assert.deepStrictEqual(applied.map((row) => row.migration_id), [1, 2])
+      assert.deepStrictEqual(applied.map((row) => row.migration_id), [1, 2, 3])
       const [due] = yield* sql<{ indexdef: string }>`SELECT indexdef FROM pg_indexes WHERE indexname = ${`${t.deliveries}_due`}`
       assert.include(due!.indexdef, "waiting = 0")
       const status = Option.getOrThrow(yield* store.status("from-0001"))
       assert.deepStrictEqual(status.deliveries.map((x) => [x.target, x.status, x.after, x.waiting]), [["a", "pending", [], 0]])
+      // Migration 0003: stored before fingerprints, the event has none; any content under its id is a duplicate.
+      const legacy = yield* store.enqueue({ ...old, payload: { other: true }, type: "order.other" }, ["a", "b"])
+      assert.deepStrictEqual([legacy.created, legacy.deliveries.map((d) => d.target)], [false, ["a"]])
+      const fingerprints = yield* sql<{ id: string; fingerprint: string | null }>`SELECT id, fingerprint FROM ${sql(t.events)} ORDER BY id`
+      assert.deepStrictEqual(fingerprints.map((r) => [r.id, r.fingerprint]), [["from-0001", null]])
 
       const ok = { startedAt: 0, durationMs: 1, outcome: "success" }
       yield* store.enqueue(yield* event("cols"), ["a", "b", "c", "d"], { after: { c: ["b", "a"], d: ["c"] } })
@@ -359,7 +364,7 @@ d(`PostgresStore${skip !== undefined ? ` (skipped: ${skip})` : ""}`, () => {
       for (const [i, result] of results.entries()) {
         if (ids[i] === "poison") {
           assert.strictEqual(result._tag, "Left")
-          if (result._tag === "Left") assert.strictEqual(result.left.operation, "enqueue")
+          if (result._tag === "Left") assert.strictEqual(result.left._tag === "StoreError" && result.left.operation, "enqueue")
           assert.isTrue(Option.isNone(yield* store.status("poison")))
         } else {
           assert.strictEqual(result._tag, "Right", `${ids[i]}: ${JSON.stringify(result)}`)
@@ -457,6 +462,11 @@ d(`PostgresStore${skip !== undefined ? ` (skipped: ${skip})` : ""}`, () => {
       const diagnostics = yield* plain.diagnostics
       assert.strictEqual(diagnostics.writeTransactions, diagnostics.writeOperations)
       assert.strictEqual(diagnostics.largestBatch, 1)
+      // Without group commit too: the same content again is a duplicate, other content a conflict.
+      const again = yield* plain.enqueue(events[0]!, ["a"])
+      assert.isFalse(again.created)
+      const conflict = yield* Effect.flip(plain.enqueue({ ...events[0]!, payload: { other: 1 } }, ["a"]))
+      assert.strictEqual(conflict._tag, "ConflictError")
     }).pipe(Effect.scoped))
 
   it.effect("an unreachable server fails with a typed StoreError", () =>

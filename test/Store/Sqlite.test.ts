@@ -231,12 +231,21 @@ describe("SqliteStore: dependencies (migration 0002)", () => {
       const store = yield* Effect.provide(Store.DeliveryStore, ctx)
       const sql = yield* Effect.provide(SqlClient.SqlClient, ctx)
       const applied = yield* sql<{ migration_id: number }>`SELECT migration_id FROM fanout_migrations ORDER BY migration_id`
-      assert.deepStrictEqual(applied.map((row) => row.migration_id), [1, 2])
+      assert.deepStrictEqual(applied.map((row) => row.migration_id), [1, 2, 3])
       const [due] = yield* sql<{ sql: string }>`SELECT sql FROM sqlite_master WHERE name = 'fanout_deliveries_due'`
       assert.include(due!.sql, "waiting = 0")
       const status = Option.getOrThrow(yield* store.status("from-0001"))
       assert.deepStrictEqual(status.deliveries.map((d) => [d.target, d.status, d.after, d.waiting]), [["a", "pending", [], 0]])
-      yield* store.enqueue(yield* event("new"), ["a", "b"], { after: { b: ["a"] } })
+      // Migration 0003: stored before fingerprints, the event has none; any content under its id is a duplicate.
+      const legacy = yield* store.enqueue({ ...old, payload: { other: true }, type: "order.other" }, ["a", "b"])
+      assert.deepStrictEqual([legacy.created, legacy.deliveries.map((d) => d.target)], [false, ["a"]])
+      const fingerprints = yield* sql<{ id: string; fingerprint: string | null }>`SELECT id, fingerprint FROM fanout_events ORDER BY id`
+      assert.deepStrictEqual(fingerprints.map((r) => [r.id, r.fingerprint]), [["from-0001", null]])
+      const fresh = yield* event("new")
+      yield* store.enqueue(fresh, ["a", "b"], { after: { b: ["a"] } })
+      const [stored] = yield* sql<{ fingerprint: string }>`SELECT fingerprint FROM fanout_events WHERE id = 'new'`
+      assert.strictEqual(stored!.fingerprint, Event.fingerprint(fresh))
+      assert.match(stored!.fingerprint, /^[0-9a-f]{64}$/)
       const claimed = yield* store.claim({ workerId: "w", limit: 10, leaseMs: 1_000 })
       assert.deepStrictEqual(claimed.map((c) => [c.idempotencyKey, c.after, c.inputs, c.dependents]), [
         ["from-0001:a", [], {}, 0],

@@ -34,6 +34,13 @@ const makeEvent = (id: string, payload: unknown = { id }) =>
 
 const encode = (event: Event.Any) => Event.encode(event)
 
+/** The error of an enqueue that must fail with a StoreError (not a ConflictError). */
+const storeError = <A>(effect: Effect.Effect<A, Store.StoreError | Store.ConflictError>) =>
+  Effect.map(Effect.flip(effect), (error) => {
+    assert.strictEqual(error._tag, "StoreError", error.message)
+    return error as Store.StoreError
+  })
+
 const getStatus = (id: string) =>
   Effect.flatMap(Store.DeliveryStore, (store) => store.status(id)).pipe(
     Effect.map(Option.getOrThrowWith(() => new Error(`no status for ${id}`)))
@@ -94,23 +101,76 @@ export const suite = (name: string, layer: StoreLayer, options: SuiteOptions = {
         assert.deepStrictEqual(new Set(status.deliveries.map((x) => x.id)), new Set(result.deliveries.map((x) => x.id)))
       }))
 
-    test("enqueue is idempotent on the event id: the second returns the first and writes nothing", () =>
+    test("enqueue is idempotent on the event id: the second (same content) returns the first and writes nothing", () =>
       Effect.gen(function*() {
         const store = yield* Store.DeliveryStore
         const first = yield* store.enqueue(yield* makeEvent("dup", { v: 1 }), ["a", "b"])
-        const again = yield* store.enqueue(yield* makeEvent("dup", { v: 2 }), ["a", "b", "c"])
+        yield* TestClock.adjust(5_000)
+        // Another createdAt and other headers (a new traceparent on a retry): still the same event.
+        const retry = { ...(yield* makeEvent("dup", { v: 1 })), headers: { traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01" } }
+        const again = yield* store.enqueue(retry, ["a", "b", "c"])
         assert.isTrue(first.created)
         assert.isFalse(again.created)
         assert.deepStrictEqual(again.deliveries, first.deliveries)
         const status = yield* getStatus("dup")
         assert.deepStrictEqual(status.event.payload, { v: 1 })
+        assert.deepStrictEqual(status.event.headers, {})
         assert.deepStrictEqual(status.deliveries.map((x) => x.target).sort(), ["a", "b"])
         const stats = yield* store.stats
         assert.strictEqual(stats.pending, 2)
         // the duplicate reports the current state of the first enqueue's deliveries
         const [claim] = yield* store.claim({ workerId: "w", limit: 1, leaseMs: 1_000, targets: ["a"] })
-        const third = yield* store.enqueue(yield* makeEvent("dup"), ["a"])
+        const third = yield* store.enqueue(yield* makeEvent("dup", { v: 1 }), ["a"])
         assert.deepStrictEqual(third.deliveries.find((x) => x.id === claim!.id)?.status, "in_flight")
+      }))
+
+    test("the same id with another payload, type or key is a ConflictError naming the id; nothing is written", () =>
+      Effect.gen(function*() {
+        const store = yield* Store.DeliveryStore
+        const original = yield* makeEvent("cf", { v: 1, list: [1, 2] })
+        const first = yield* store.enqueue(original, ["a", "b"])
+        const before = yield* getStatus("cf")
+        const variants: ReadonlyArray<readonly [string, Event.Any]> = [
+          ["payload", { ...original, payload: { v: 2, list: [1, 2] } }],
+          ["payload member order", { ...original, payload: { list: [1, 2], v: 1 } }],
+          ["type", { ...original, type: "order.cancelled" }],
+          ["key", { ...original, key: "k-2" }],
+          ["no key", (({ key: _key, ...rest }) => rest)(original)]
+        ]
+        for (const [what, variant] of variants) {
+          const error = yield* Effect.flip(store.enqueue(variant, ["a", "b", "c"]))
+          assert.strictEqual(error._tag, "ConflictError", what)
+          if (error._tag !== "ConflictError") continue
+          assert.strictEqual(error.eventId, "cf")
+          assert.strictEqual(error.fingerprint, Event.fingerprint(variant), what)
+          assert.strictEqual(error.storedFingerprint, Event.fingerprint(original), what)
+          assert.include(error.message, "\"cf\"")
+        }
+        // Nothing changed: the stored event, its deliveries; and the same content is still a duplicate.
+        const after = yield* getStatus("cf")
+        assert.deepStrictEqual(encode(after.event), encode(before.event))
+        assert.deepStrictEqual(after.deliveries.map((d) => [d.id, d.target, d.status]), before.deliveries.map((d) => [d.id, d.target, d.status]))
+        assert.strictEqual((yield* store.stats).pending, 2)
+        const again = yield* store.enqueue(original, ["a"])
+        assert.deepStrictEqual([again.created, again.deliveries], [false, first.deliveries])
+      }))
+
+    test("concurrent enqueues of one id with two contents: one created, the same content duplicates, the other conflicts", () =>
+      Effect.gen(function*() {
+        const store = yield* Store.DeliveryStore
+        const a = yield* makeEvent("race", { v: "a" })
+        const b = yield* makeEvent("race", { v: "b" })
+        const events = Array.from({ length: 20 }, (_, i) => (i % 2 === 0 ? a : b))
+        const results = yield* Effect.all(events.map((e) => Effect.either(store.enqueue(e, ["a", "b"]))), { concurrency: "unbounded" })
+        const created = results.flatMap((r, i) => (r._tag === "Right" && r.right.created ? [events[i]!] : []))
+        assert.strictEqual(created.length, 1)
+        const winner = created[0]!
+        for (const [i, r] of results.entries()) {
+          if (events[i] === winner) assert.isTrue(r._tag === "Right", `${i}: same content as the stored one`)
+          else assert.isTrue(r._tag === "Left" && r.left._tag === "ConflictError", `${i}: other content`)
+        }
+        assert.deepStrictEqual((yield* getStatus("race")).event.payload, winner.payload)
+        assert.strictEqual((yield* store.stats).pending, 2)
       }))
 
     test("20 concurrent enqueues of the same id create one event", () =>
@@ -132,16 +192,16 @@ export const suite = (name: string, layer: StoreLayer, options: SuiteOptions = {
       Effect.gen(function*() {
         const store = yield* Store.DeliveryStore
         const event = yield* makeEvent("bad")
-        const noTargets = yield* Effect.flip(store.enqueue(event, []))
+        const noTargets = yield* storeError(store.enqueue(event, []))
         assert.strictEqual(noTargets.reason, "InvalidInput")
-        const bigint = yield* Effect.flip(store.enqueue(yield* makeEvent("big", { n: 1n }), ["a"]))
+        const bigint = yield* storeError(store.enqueue(yield* makeEvent("big", { n: 1n }), ["a"]))
         assert.strictEqual(bigint._tag, "StoreError")
         assert.strictEqual(bigint.reason, "InvalidInput")
-        const emptyId = yield* Effect.flip(store.enqueue({ ...event, id: "" }, ["a"]))
+        const emptyId = yield* storeError(store.enqueue({ ...event, id: "" }, ["a"]))
         assert.strictEqual(emptyId.reason, "InvalidInput")
         // The id alphabet (printable ASCII 0x21-0x7E) for ids and keys: the store refuses what Event.make refuses.
         for (const bad of [{ ...event, id: "a\nb" }, { ...event, id: "a b" }, { ...event, id: "café" }, { ...event, key: "k\r1" }, { ...event, key: "" }]) {
-          const refused = yield* Effect.flip(store.enqueue(bad, ["a"]))
+          const refused = yield* storeError(store.enqueue(bad, ["a"]))
           assert.strictEqual(refused.reason, "InvalidInput", JSON.stringify(bad.id))
           assert.match(refused.message, /Invalid character at index \d+ \(char code \d+\)|at least 1 character/)
         }
@@ -808,7 +868,7 @@ export const suite = (name: string, layer: StoreLayer, options: SuiteOptions = {
           { b: [1 as unknown as string] }
         ]
         for (const after of cases) {
-          const error = yield* Effect.flip(store.enqueue(event, ["a", "b", "c"], { after }))
+          const error = yield* storeError(store.enqueue(event, ["a", "b", "c"], { after }))
           assert.strictEqual(error._tag, "StoreError", JSON.stringify(after))
           assert.strictEqual(error.reason, "InvalidInput", JSON.stringify(after))
         }
@@ -829,8 +889,8 @@ export const suite = (name: string, layer: StoreLayer, options: SuiteOptions = {
         const store = yield* Store.DeliveryStore
         const first = yield* store.enqueue(yield* makeEvent("dup-pipe", { v: 1 }), ["a", "b"], { after: { b: ["a"] } })
         const before = yield* getStatus("dup-pipe")
-        const again = yield* store.enqueue(yield* makeEvent("dup-pipe", { v: 2 }), ["a", "b", "c"], { after: { a: ["b", "c"] } })
-        const plain = yield* store.enqueue(yield* makeEvent("dup-pipe"), ["a", "b"])
+        const again = yield* store.enqueue(yield* makeEvent("dup-pipe", { v: 1 }), ["a", "b", "c"], { after: { a: ["b", "c"] } })
+        const plain = yield* store.enqueue(yield* makeEvent("dup-pipe", { v: 1 }), ["a", "b"])
         assert.isTrue(first.created)
         assert.isFalse(again.created)
         assert.isFalse(plain.created)
@@ -1072,7 +1132,7 @@ export const suite = (name: string, layer: StoreLayer, options: SuiteOptions = {
         const store = yield* Store.DeliveryStore
         const woken = yield* Ref.make(0)
         const fiber = yield* Effect.fork(Stream.runForEach(store.wakeups, () => Ref.update(woken, (n) => n + 1)))
-        const until = (label: string, act: Effect.Effect<unknown, Store.StoreError>) =>
+        const until = (label: string, act: Effect.Effect<unknown, Store.StoreError | Store.ConflictError>) =>
           Effect.gen(function*() {
             const before = yield* Ref.get(woken)
             yield* act

@@ -9,6 +9,7 @@ import type { SqlError } from "@effect/sql/SqlError"
 import type { Effect } from "effect"
 import init from "./0001_init.js"
 import dependencies from "./0002_dependencies.js"
+import fingerprint from "./0003_fingerprint.js"
 
 /**
  * Table names (plain lower-case identifiers: `<prefix>events`, …).
@@ -39,5 +40,6 @@ export const migrations = (
   dialect: "sqlite" | "pg"
 ): Record<string, Effect.Effect<void, SqlError>> => ({
   "0001_init": init(sql, t, dialect),
-  "0002_dependencies": dependencies(sql, t, dialect)
+  "0002_dependencies": dependencies(sql, t, dialect),
+  "0003_fingerprint": fingerprint(sql, t, dialect)
 })
