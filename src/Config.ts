@@ -169,6 +169,19 @@ export const ServerConfig = Schema.Struct({
   apiKeys: Schema.optional(Schema.Array(Secret)),
   /** Requests allowed per API key: `limit` per `interval` (a token bucket). */
   keyRateLimit: Schema.optional(Schema.Struct({ limit: PositiveInt, interval: DurationInput })),
+  /**
+   * Failed authentications allowed per client address: past `limit` (default 20) within `interval`
+   * (default 1 minute), that address gets `429` + `Retry-After` until the window ends; at most
+   * `maxAddresses` (default 10000) are tracked. `false` turns it off.
+   */
+  authThrottle: Schema.optional(Schema.Union(
+    Schema.Literal(false),
+    Schema.Struct({
+      limit: Schema.optional(PositiveInt),
+      interval: Schema.optional(DurationInput),
+      maxAddresses: Schema.optional(PositiveInt)
+    })
+  )),
   maxBodyBytes: Schema.optional(PositiveInt),
   maxBatch: Schema.optional(PositiveInt),
   headersTimeout: Schema.optional(DurationInput),

@@ -133,3 +133,15 @@ export const storeListenReconnects = Metric.counter("fanout_store_listen_reconne
 export const storeListening = Metric.gauge("fanout_store_listening", {
   description: "1 while a PostgreSQL store's LISTEN connection is up, 0 while it reconnects (wake-ups then come from polling only), by channel"
 })
+
+/** @since 0.1.0 */
+export const authFailures = Metric.counter("fanout_auth_failures_total", {
+  description: "Requests answered 401: no API key, a malformed or a wrong one",
+  incremental: true
+})
+
+/** @since 0.1.0 */
+export const authThrottled = Metric.counter("fanout_auth_throttled_total", {
+  description: "Requests answered 429 because their client address failed authentication too often (server.authThrottle)",
+  incremental: true
+})

@@ -1,10 +1,17 @@
 /**
- * Producer authentication and per-key rate limiting.
+ * Producer authentication, per-key rate limiting, and throttling of key guessing.
  *
  * - Keys are kept only as SHA-256 digests; a presented key is hashed and compared with every
  *   configured digest by `crypto.timingSafeEqual` (equal lengths, no early exit), so neither the
  *   key nor its length leaks through timing.
  * - With no key configured the API is open (a warning is logged when the server starts).
+ * - Failed authentications (no key, a malformed or a wrong one: `401`) are counted per client
+ *   address (the socket's peer); once an address has `authThrottle.limit` of them within one
+ *   window of `interval` (from its first failure), every request from it is answered `429` with
+ *   `Retry-After` (the seconds left in the window) before its key is even looked at, until the window
+ *   ends. A warning names the address (never the key tried); `fanout_auth_failures_total` and
+ *   `fanout_auth_throttled_total` count them. Other addresses are unaffected. At most
+ *   `maxAddresses` windows are kept; beyond that the oldest is forgotten.
  * - Each key (or, when open, everyone together) has a token bucket of `limit` requests refilled
  *   over `interval`; an empty bucket answers `429` with `Retry-After`.
  *
@@ -12,7 +19,8 @@
  */
 import { createHash, timingSafeEqual } from "node:crypto"
 import { HttpServerRequest } from "@effect/platform"
-import { Clock, Context, Effect, Either, Layer, Redacted } from "effect"
+import { Clock, Context, Duration, Effect, Either, Layer, Option, Redacted, Runtime } from "effect"
+import * as Metrics from "../Metrics.js"
 import { Authorization } from "./Api.js"
 import * as Errors from "./Errors.js"
 import type { Options } from "./Options.js"
@@ -101,34 +109,157 @@ export const makeRateLimiter = (limit: number, intervalMs: number): RateLimiter 
 }
 
 /**
- * The check one request goes through: its key, then its bucket.
+ * Failed authentications per client address, in fixed windows.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface AuthThrottle {
+  /** While `address` is throttled at `now` (epoch ms): the seconds until its window ends (at least 1); else 0. */
+  readonly retryAfter: (address: string, now: number) => number
+  /**
+   * Counts one failed authentication of `address` at `now`. When it is the one that reaches the
+   * limit: the seconds the throttle it starts lasts (at least 1); else 0.
+   */
+  readonly failed: (address: string, now: number) => number
+  /** The addresses with a window open (at most `maxAddresses`). */
+  readonly size: () => number
+}
+
+/**
+ * At most `limit` failed authentications per address in a window of `intervalMs` that opens at the
+ * address's first failure; once it has `limit`, the address is throttled until the window ends.
+ * At most `maxAddresses` windows are kept: ended ones are dropped as new ones open, and beyond the
+ * cap the oldest is forgotten (memory stays bounded whatever the number of addresses).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeAuthThrottle = (limit: number, intervalMs: number, maxAddresses: number): AuthThrottle => {
+  // Insertion order is opening order: the oldest windows come first.
+  const windows = new Map<string, { readonly start: number; failures: number }>()
+  const ended = (w: { readonly start: number }, now: number) => now < w.start || now - w.start >= intervalMs
+  const left = (w: { readonly start: number }, now: number) => Math.max(1, Math.ceil((w.start + intervalMs - now) / 1000))
+  const current = (address: string, now: number) => {
+    const w = windows.get(address)
+    if (w === undefined || !ended(w, now)) return w
+    windows.delete(address)
+    return undefined
+  }
+  return {
+    retryAfter: (address, now) => {
+      const w = current(address, now)
+      return w !== undefined && w.failures >= limit ? left(w, now) : 0
+    },
+    failed: (address, now) => {
+      let w = current(address, now)
+      if (w === undefined) {
+        for (const [oldest, o] of windows) {
+          if (!ended(o, now) && windows.size < maxAddresses) break
+          windows.delete(oldest)
+        }
+        w = { start: now, failures: 0 }
+        windows.set(address, w)
+      }
+      w.failures++
+      return w.failures === limit ? left(w, now) : 0
+    },
+    size: () => windows.size
+  }
+}
+
+/**
+ * An address was throttled: it reached the limit of failed authentications in a window.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Throttled {
+  readonly address: string
+  readonly failures: number
+  readonly intervalMs: number
+  readonly retryAfterSeconds: number
+}
+
+/**
+ * The `429` of a throttled address.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const throttled = (retryAfterSeconds: number): Errors.ApiFailure =>
+  Errors.make(
+    429,
+    "too_many_auth_failures",
+    `Too many failed API key attempts from this address; retry in ${retryAfterSeconds} s`,
+    { headers: { "retry-after": String(retryAfterSeconds) } }
+  )
+
+/**
+ * The check one request goes through: its address's throttle, its key, then its key's bucket.
  *
  * @since 0.1.0
  * @category models
  */
 export interface Check {
   readonly keyring: Keyring
-  /** The caller's id (`key-<n>`, or `anonymous` when the API is open) at `now` (epoch ms), or its 401 / 429. */
-  readonly verify: (authorization: string | undefined, now: number) => Either.Either<string, Errors.ApiFailure>
+  /**
+   * The caller's id (`key-<n>`, or `anonymous` when the API is open) at `now` (epoch ms), or its
+   * 401 / 429. `address`: the client's (the socket's remote address); none, not throttled.
+   */
+  readonly verify: (
+    authorization: string | undefined,
+    address: string | undefined,
+    now: number
+  ) => Either.Either<string, Errors.ApiFailure>
   /** {@link Check.verify} at the `Clock`'s time. */
-  readonly check: (authorization: string | undefined) => Effect.Effect<string, Errors.ApiFailure>
+  readonly check: (authorization: string | undefined, address: string | undefined) => Effect.Effect<string, Errors.ApiFailure>
 }
 
 /**
  * @since 0.1.0
  * @category constructors
  */
-export const makeCheck = (options: Pick<Options, "apiKeys" | "keyRateLimit">): Check => {
+export const makeCheck = (
+  options: Pick<Options, "apiKeys" | "keyRateLimit" | "authThrottle">,
+  /** Called (synchronously) when an address starts being throttled: log it. */
+  onThrottled: (event: Throttled) => void = () => {}
+): Check => {
   const keyring = makeKeyring(options.apiKeys)
   const limiter = options.keyRateLimit === undefined
     ? undefined
     : makeRateLimiter(options.keyRateLimit.limit, options.keyRateLimit.intervalMs)
-  const verify = (authorization: string | undefined, now: number): Either.Either<string, Errors.ApiFailure> => {
+  const settings = options.authThrottle
+  const throttle = settings === undefined || keyring.open
+    ? undefined
+    : makeAuthThrottle(settings.limit, settings.intervalMs, settings.maxAddresses)
+  const verify = (
+    authorization: string | undefined,
+    address: string | undefined,
+    now: number
+  ): Either.Either<string, Errors.ApiFailure> => {
     let id = "anonymous"
     if (!keyring.open) {
+      // Before the key is looked at: a throttled address learns nothing, not even from a right key.
+      if (throttle !== undefined && address !== undefined) {
+        const wait = throttle.retryAfter(address, now)
+        if (wait > 0) {
+          Metrics.authThrottled.unsafeUpdate(1, [])
+          return Either.left(throttled(wait))
+        }
+      }
       const token = bearerToken(authorization)
       const found = token === undefined ? undefined : keyring.identify(token)
-      if (found === undefined) return Either.left(Errors.unauthorized())
+      if (found === undefined) {
+        Metrics.authFailures.unsafeUpdate(1, [])
+        if (throttle !== undefined && address !== undefined) {
+          const wait = throttle.failed(address, now)
+          if (wait > 0) {
+            onThrottled({ address, failures: settings!.limit, intervalMs: settings!.intervalMs, retryAfterSeconds: wait })
+          }
+        }
+        return Either.left(Errors.unauthorized())
+      }
       id = found
     }
     if (limiter !== undefined) {
@@ -140,7 +271,7 @@ export const makeCheck = (options: Pick<Options, "apiKeys" | "keyRateLimit">): C
   return {
     keyring,
     verify,
-    check: (authorization) => Effect.flatMap(Clock.currentTimeMillis, (now) => verify(authorization, now))
+    check: (authorization, address) => Effect.flatMap(Clock.currentTimeMillis, (now) => verify(authorization, address, now))
   }
 }
 
@@ -154,16 +285,31 @@ export const makeCheck = (options: Pick<Options, "apiKeys" | "keyRateLimit">): C
 export class AuthCheck extends Context.Tag("fanout/server/AuthCheck")<AuthCheck, Check>() {}
 
 /**
- * The {@link AuthCheck} of these options; warns once when no key is configured.
+ * The warning logged when an address starts being throttled: it names the address, never a key.
+ *
+ * @since 0.1.0
+ * @category logging
+ */
+export const logThrottled = (event: Throttled): Effect.Effect<void> =>
+  Effect.logWarning(
+    `fanout server: ${event.failures} failed API key attempts from ${event.address} within ${
+      Duration.format(Duration.millis(event.intervalMs))
+    }; answering its requests 429 for ${event.retryAfterSeconds} s`
+  ).pipe(Effect.annotateLogs({ clientAddress: event.address, retryAfterSeconds: event.retryAfterSeconds }))
+
+/**
+ * The {@link AuthCheck} of these options; warns once when no key is configured, and whenever an
+ * address starts being throttled ({@link logThrottled}, on the layer's runtime).
  *
  * @since 0.1.0
  * @category layers
  */
-export const layerCheck = (options: Pick<Options, "apiKeys" | "keyRateLimit">): Layer.Layer<AuthCheck> =>
+export const layerCheck = (options: Pick<Options, "apiKeys" | "keyRateLimit" | "authThrottle">): Layer.Layer<AuthCheck> =>
   Layer.effect(
     AuthCheck,
     Effect.gen(function*() {
-      const check = makeCheck(options)
+      const runFork = Runtime.runFork(yield* Effect.runtime<never>())
+      const check = makeCheck(options, (event) => void runFork(logThrottled(event)))
       if (check.keyring.open) {
         yield* Effect.logWarning(
           "fanout server: no API key configured (server.apiKeys): the API is open to anyone who can reach it"
@@ -185,7 +331,10 @@ export const layerAuthorization: Layer.Layer<Authorization, never, AuthCheck> = 
     Authorization.of({
       // The platform hands over `Authorization` minus its first 7 characters; read the header itself.
       bearer: () =>
-        Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => Effect.asVoid(check(request.headers["authorization"])))
+        Effect.flatMap(
+          HttpServerRequest.HttpServerRequest,
+          (request) => Effect.asVoid(check(request.headers["authorization"], Option.getOrUndefined(request.remoteAddress)))
+        )
     }))
 )
 
@@ -195,5 +344,5 @@ export const layerAuthorization: Layer.Layer<Authorization, never, AuthCheck> = 
  * @since 0.1.0
  * @category layers
  */
-export const layer = (options: Pick<Options, "apiKeys" | "keyRateLimit">): Layer.Layer<Authorization> =>
+export const layer = (options: Pick<Options, "apiKeys" | "keyRateLimit" | "authThrottle">): Layer.Layer<Authorization> =>
   layerAuthorization.pipe(Layer.provide(layerCheck(options)))

@@ -19,6 +19,12 @@ export interface Options {
   readonly apiKeys: ReadonlyArray<Redacted.Redacted<string>>
   /** Requests allowed per API key (a token bucket of `limit` refilled over `intervalMs`). */
   readonly keyRateLimit: { readonly limit: number; readonly intervalMs: number } | undefined
+  /**
+   * Failed authentications (401) allowed per client address within a window of `intervalMs` (opened
+   * by its first failure); once it has `limit`, the address gets `429` + `Retry-After` until the window
+   * ends. At most `maxAddresses` windows are tracked (the oldest forgotten first). `undefined`: off.
+   */
+  readonly authThrottle: { readonly limit: number; readonly intervalMs: number; readonly maxAddresses: number } | undefined
   /** The largest request body accepted (413 beyond). */
   readonly maxBodyBytes: number
   /** After a 413, read and discard at most this many body bytes (so the client sees the answer) before closing. */
@@ -66,6 +72,15 @@ export interface Input {
   readonly port?: number | undefined
   readonly apiKeys?: ReadonlyArray<string | Redacted.Redacted<string>> | undefined
   readonly keyRateLimit?: { readonly limit: number; readonly interval: Duration.DurationInput } | undefined
+  /** Default `{ limit: 20, interval: "1 minute", maxAddresses: 10000 }`; `false` turns it off. */
+  readonly authThrottle?:
+    | {
+      readonly limit?: number | undefined
+      readonly interval?: Duration.DurationInput | undefined
+      readonly maxAddresses?: number | undefined
+    }
+    | false
+    | undefined
   readonly maxBodyBytes?: number | undefined
   readonly drainLimitBytes?: number | undefined
   readonly maxBatch?: number | undefined
@@ -94,6 +109,7 @@ export const defaults: Options = {
   port: 8080,
   apiKeys: [],
   keyRateLimit: undefined,
+  authThrottle: { limit: 20, intervalMs: 60_000, maxAddresses: 10_000 },
   maxBodyBytes: 1024 * 1024,
   drainLimitBytes: 8 * 1024 * 1024,
   maxBatch: 100,
@@ -114,6 +130,16 @@ export const defaults: Options = {
 const ms = (input: Duration.DurationInput | undefined, fallback: number): number =>
   input === undefined ? fallback : Duration.toMillis(Duration.decode(input))
 
+const authThrottle = (input: Input["authThrottle"]): Options["authThrottle"] => {
+  if (input === false) return undefined
+  const d = defaults.authThrottle!
+  return {
+    limit: input?.limit ?? d.limit,
+    intervalMs: ms(input?.interval, d.intervalMs),
+    maxAddresses: input?.maxAddresses ?? d.maxAddresses
+  }
+}
+
 /**
  * Applies the defaults. Throws a `RangeError` for settings Node would refuse
  * (`headersTimeout` longer than `requestTimeout`, non-positive limits).
@@ -130,6 +156,7 @@ export const make = (input: Input = {}): Options => {
     keyRateLimit: input.keyRateLimit === undefined
       ? undefined
       : { limit: input.keyRateLimit.limit, intervalMs: ms(input.keyRateLimit.interval, 1000) },
+    authThrottle: authThrottle(input.authThrottle),
     maxBodyBytes,
     drainLimitBytes: input.drainLimitBytes ?? Math.max(defaults.drainLimitBytes, 4 * maxBodyBytes),
     maxBatch: input.maxBatch ?? defaults.maxBatch,
@@ -171,6 +198,11 @@ const check = (o: Options): Array<string> => {
     positive("keyRateLimit.limit", o.keyRateLimit.limit)
     positive("keyRateLimit.interval", o.keyRateLimit.intervalMs)
   }
+  if (o.authThrottle !== undefined) {
+    positive("authThrottle.limit", o.authThrottle.limit)
+    positive("authThrottle.interval", o.authThrottle.intervalMs)
+    positive("authThrottle.maxAddresses", o.authThrottle.maxAddresses)
+  }
   return problems
 }
 
@@ -202,6 +234,11 @@ export const fromConfig = (
     keyRateLimit: s.keyRateLimit && {
       limit: s.keyRateLimit.limit,
       interval: s.keyRateLimit.interval as Duration.DurationInput
+    },
+    authThrottle: s.authThrottle === false || s.authThrottle === undefined ? s.authThrottle : {
+      limit: s.authThrottle.limit,
+      interval: s.authThrottle.interval as Duration.DurationInput | undefined,
+      maxAddresses: s.authThrottle.maxAddresses
     },
     maxBodyBytes: s.maxBodyBytes,
     maxBatch: s.maxBatch,
