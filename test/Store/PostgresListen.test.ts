@@ -239,7 +239,7 @@ d(`PostgresStore LISTEN that heals${skip !== undefined ? ` (skipped: ${skip})` :
   it.live("a LISTEN socket gone silent is found by the health check; the event whose NOTIFY was lost is delivered by the catch-up poll", () =>
     Effect.gen(function*() {
       const proxy = yield* silencingProxy
-      const t = yield* setup(proxy.url, { listenHealthCheck: "500 millis" })
+      const t = yield* setup(proxy.url, { listenHealthCheck: "1 second" })
       const first = yield* t.enqueueAndReceive("through-proxy")
       assert.isBelow(first.latency, 2_000, `woken by NOTIFY through the proxy (${first.latency} ms)`)
       const reconnectsBefore = yield* reconnects(t.channel)
@@ -248,8 +248,8 @@ d(`PostgresStore LISTEN that heals${skip !== undefined ? ` (skipped: ${skip})` :
       // Enqueued while the listener is deaf: its NOTIFY is lost in the silent socket.
       const lost = yield* t.enqueueAndReceive("notify-lost")
       const healedAt = yield* reconnects(t.channel)
-      assert.strictEqual(healedAt - reconnectsBefore, 1, "delivered after exactly one reconnect")
-      // Found within a health-check interval plus its timeout (0.5 s each) and the first backoff
+      assert.isAtLeast(healedAt - reconnectsBefore, 1, "delivered after a reconnect")
+      // Found within a health-check interval plus its timeout (1 s each) and the first backoff
       // (at most 0.25 s), then the catch-up poll: seconds, where the worker's own poll is 60 s.
       assert.isBelow(lost.latency, 10_000, `delivered by the catch-up poll (${lost.latency} ms), not the 60 s poll`)
       assert.isTrue(yield* listening(t.channel))
