@@ -26,7 +26,21 @@
 import type { HttpClient } from "@effect/platform"
 import { Headers, HttpClientRequest } from "@effect/platform"
 import type { MetricLabel } from "effect"
-import { Cause, Clock, Context, Duration, Effect, Exit, Fiber, FiberRef, ParseResult, Random, Schema, Tracer } from "effect"
+import {
+  Cause,
+  Clock,
+  Context,
+  Duration,
+  Effect,
+  Exit,
+  Fiber,
+  FiberRef,
+  ParseResult,
+  Predicate,
+  Random,
+  Schema,
+  Tracer
+} from "effect"
 import type * as Event from "./Event.js"
 import { isLive } from "./internal/liveClock.js"
 import { parseRetryAfter } from "./internal/retryAfter.js"
@@ -98,7 +112,32 @@ const decodeFailure = (name: string, reason: "Transform" | "InvalidResponse") =>
 const invalidRequest = (name: string, defect: unknown) =>
   new TargetError.PermanentError({ target: name, reason: "InvalidRequest", message: `${name}: ${String(defect)}` })
 
-// A builder that throws, or whose effect dies, gives a PermanentError; a ParseError becomes one.
+/** What a failed request build is, whatever the builder failed with. */
+const buildFailure = (name: string, error: unknown): TargetError.PermanentError =>
+  ParseResult.isParseError(error)
+    ? decodeFailure(name, "Transform")(error)
+    : error instanceof TargetError.PermanentError
+    ? error
+    // Outside the builder's declared errors (e.g. `HttpClientRequest.bodyJson`'s `HttpBodyError`
+    // for a body that cannot be encoded): the request cannot be built, whatever the target says.
+    : new TargetError.PermanentError({
+      target: name,
+      reason: "InvalidRequest",
+      message: `${name}: the request could not be built: ${describe(error)}`
+    })
+
+/** A short text for an unexpected failure: its message, or its tag and reason (`HttpBodyError: JsonError: …`). */
+const describe = (error: unknown): string => {
+  if (Predicate.hasProperty(error, "message") && typeof error.message === "string" && error.message !== "") return error.message
+  if (!Predicate.hasProperty(error, "_tag")) return String(error)
+  const reason = Predicate.hasProperty(error, "reason") ? error.reason : undefined
+  if (!Predicate.hasProperty(reason, "_tag")) return String(error._tag)
+  const cause = Predicate.hasProperty(reason, "error") ? reason.error : undefined
+  return `${String(error._tag)}: ${String(reason._tag)}${cause instanceof Error ? `: ${cause.message}` : ""}`
+}
+
+// A builder that throws, or whose effect dies, gives a PermanentError; a ParseError becomes one,
+// and so does any other failure (the request cannot be built: ours, never the target's).
 const buildWith = <In>(
   name: string,
   builder: Target.RequestBuilder<In>,
@@ -114,7 +153,7 @@ const buildWith = <In>(
     if (!Effect.isEffect(built)) return Effect.succeed(built)
     return built.pipe(
       Effect.catchAllDefect((defect) => Effect.fail(invalidRequest(name, defect))),
-      Effect.mapError((error) => ParseResult.isParseError(error) ? decodeFailure(name, "Transform")(error) : error)
+      Effect.mapError((error: unknown) => buildFailure(name, error))
     )
   })
 
@@ -133,7 +172,10 @@ const parseJsonLoose = (body: string | undefined, contentType: string | undefine
 /**
  * A transport failure as a delivery error. A request that cannot be sent (an invalid header
  * value, an unencodable body) is ours, not the target's: permanent, and it never counts toward
- * the breaker (`isBreakerFailure` ignores permanent errors).
+ * the breaker (`isBreakerFailure` ignores permanent errors). So is a defect while sending (an
+ * `HttpClient` that throws on the request, e.g. in a `mapRequest`): no answer could fix it, and
+ * left a defect it would end the attempt without a record (a durable delivery then waits for its
+ * lease to run out, again and again).
  */
 const transportError = (
   name: string,
@@ -153,6 +195,13 @@ const transportError = (
       })
   }
 }
+
+const sendDefect = (name: string, defect: unknown) =>
+  new TargetError.PermanentError({
+    target: name,
+    reason: "InvalidRequest",
+    message: `${name}: the request could not be sent: ${defect instanceof Error ? defect.message : String(defect)}`
+  })
 
 /** Counts toward the breaker: the target itself looks unhealthy (not 4xx, not our own refusals, not a 429, not our deadline). */
 const isBreakerFailure = (error: TargetError.DeliveryError): boolean =>
@@ -409,9 +458,12 @@ export const makeRuntime = <P, A, PI>(
         const options = { timeoutMs: lean ? limit : Infinity, maxResponseBytes }
         // The generic client opens its own client span and propagates it; on the lean transport
         // (with tracing on) Delivery opens the same client span and sends its traceparent.
-        const sent = Effect.mapError(
-          lean && tracingOn(fiber) ? clientSpan(req, options) : transport.send(req, options),
-          (error) => transportError(name, error, onTimeout)
+        const sent = Effect.catchAllDefect(
+          Effect.mapError(
+            lean && tracingOn(fiber) ? clientSpan(req, options) : transport.send(req, options),
+            (error) => transportError(name, error, onTimeout)
+          ),
+          (defect) => Effect.fail(sendDefect(name, defect))
         )
         const answered = Effect.flatMap(sent, (response): Effect.Effect<Target.Answer<any>, TargetError.DeliveryError> => {
           const { headers, status } = response
