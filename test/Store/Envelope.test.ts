@@ -3,8 +3,9 @@
  * gives (`JSON.stringify(Event.encode(event))`), or steps aside.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { DateTime, FastCheck as fc } from "effect"
+import { DateTime, Effect, Either, FastCheck as fc } from "effect"
 import * as Event from "../../src/Event.js"
+import { envelopeOf } from "../../src/Store/internal.js"
 import { envelopeJson, envelopeParts } from "../../src/Store/Sql.js"
 
 const schemaJson = (event: unknown): string | undefined => {
@@ -78,5 +79,52 @@ describe("Sql.envelopeJson", () => {
       assert.strictEqual(envelopeJson(e), JSON.stringify(Event.encode(e)))
     }
     assert.strictEqual(envelopeJson(base), "{\"id\":\"e-1\",\"type\":\"order.placed\",\"payload\":{\"qty\":1,\"lines\":[{\"sku\":\"s\"}]},\"headers\":{\"x-a\":\"1\"},\"createdAt\":\"2023-11-14T22:13:20.123Z\"}")
+  })
+})
+
+/** A JSON text shaped like a stored envelope, sometimes with one field of the wrong kind. */
+const storedJson = fc.record(
+  {
+    id: mostly(fc.stringMatching(/^[!-~]{1,40}$/), fc.constant(""), fc.string({ minLength: 1, maxLength: 4 }), fc.integer()),
+    type: mostly(fc.string({ minLength: 1, maxLength: 40 }), fc.constant(""), fc.string({ minLength: 201, maxLength: 202 }), fc.constant(null)),
+    key: mostly(fc.stringMatching(/^[!-~]{1,20}$/), fc.constant("a b"), fc.integer(), fc.constant(null)),
+    payload: fc.jsonValue(),
+    headers: mostly(
+      fc.dictionary(fc.oneof(fc.string(), fc.constantFrom("constructor", "toString", "1", "0", "__proto__")), fc.string()),
+      fc.dictionary(fc.string(), fc.oneof(fc.integer(), fc.constant(null)), { minKeys: 1 }),
+      fc.constant([]),
+      fc.constant(null)
+    ),
+    createdAt: mostly(
+      fc.integer({ min: 0, max: 4_102_444_800_000 }).map((ms) => new Date(ms).toISOString()),
+      fc.constantFrom("2024-01-01", "2024-01-01T00:00:00+02:00", "not a date", "", "1e3"),
+      fc.integer()
+    ),
+    extra: fc.jsonValue()
+  },
+  { requiredKeys: ["id", "type", "createdAt"] }
+).map((o) => JSON.stringify(o))
+
+describe("envelopeOf (the claim's decoding shortcut)", () => {
+  it("gives the schema's decoding whenever it answers; steps aside for everything the schema rejects", () => {
+    let answered = 0
+    fc.assert(
+      fc.property(storedJson, (json) => {
+        const parsed: unknown = JSON.parse(json)
+        const fast = envelopeOf(parsed)
+        const slow = Effect.runSync(Effect.either(Event.decodeUnknown(JSON.parse(json))))
+        if (fast !== undefined) {
+          answered++
+          assert.isTrue(Either.isRight(slow), `the shortcut answered for an envelope the schema rejects: ${json}`)
+          if (Either.isRight(slow)) {
+            assert.deepStrictEqual(fast, slow.right)
+            assert.deepStrictEqual(Object.keys(fast), Object.keys(slow.right))
+            assert.strictEqual(Object.getPrototypeOf(fast.headers), Object.getPrototypeOf(slow.right.headers))
+          }
+        }
+      }),
+      { numRuns: 3000 }
+    )
+    assert.isAbove(answered, 300)
   })
 })
