@@ -317,6 +317,70 @@ export const integrityCheck = (filename: string): Promise<string> =>
     ).pipe(Effect.provide(Reactivity.layer))
   )
 
+// ---- pausing a worker cleanly ----------------------------------------------------------------------
+
+/** Runs one statement on a fresh SQLite connection to `filename` (read-only unless `write`). */
+export const sqliteQuery = <R extends object = Record<string, unknown>>(
+  filename: string,
+  text: string,
+  params: ReadonlyArray<unknown> = []
+): Promise<ReadonlyArray<R>> =>
+  Effect.runPromise(
+    Effect.scoped(
+      Effect.gen(function*() {
+        const sql = yield* SqliteClient.make({ filename, readonly: true })
+        return yield* sql.unsafe<R>(text, params as Array<never>)
+      })
+    ).pipe(Effect.provide(Reactivity.layer))
+  )
+
+/**
+ * Whether no connection holds the SQLite write lock of `filename` right now: a `BEGIN IMMEDIATE`
+ * with a zero busy timeout succeeds (and is rolled back at once).
+ */
+export const sqliteWriteLockFree = (filename: string): Promise<boolean> =>
+  Effect.runPromise(
+    Effect.scoped(
+      Effect.gen(function*() {
+        const sql = yield* SqliteClient.make({ filename })
+        yield* sql.unsafe("PRAGMA busy_timeout = 0")
+        const began = yield* Effect.either(sql.unsafe("BEGIN IMMEDIATE"))
+        if (began._tag === "Left") return false
+        yield* sql.unsafe("ROLLBACK")
+        return true
+      })
+    ).pipe(Effect.provide(Reactivity.layer))
+  )
+
+/** Whether every PostgreSQL session of `applicationName` is idle (none holds a transaction or runs a statement). */
+export const pgSessionsIdle = async (applicationName: string): Promise<boolean> => {
+  const rows = await pgQuery<{ busy: string | number }>(
+    `select count(*) as busy from pg_stat_activity where application_name = '${applicationName}' and state <> 'idle'`
+  )
+  return Number(rows[0]?.busy ?? 0) === 0
+}
+
+/**
+ * SIGSTOPs `worker` at a moment it holds no database lock: stop it, check with `idle` (e.g.
+ * `sqliteWriteLockFree`), and if it was stopped inside a transaction, let it run a moment and try
+ * again. A worker stopped inside a write transaction would block every other worker's claims for as
+ * long as it stays stopped, which is a different scenario (a stuck process holding a lock), not the
+ * one the fencing tests are about. Returns how many tries it took.
+ */
+export const stopOutsideTransactions = async (
+  worker: WorkerProcess,
+  idle: () => Promise<boolean>,
+  tries = 50
+): Promise<number> => {
+  for (let k = 1; k <= tries; k++) {
+    worker.signal("SIGSTOP")
+    if (await idle()) return k
+    worker.signal("SIGCONT")
+    await sleep(5)
+  }
+  throw new Error(`could not stop the worker outside a transaction in ${tries} tries`)
+}
+
 // ---- the oracle ------------------------------------------------------------------------------------
 
 export interface Oracle {
