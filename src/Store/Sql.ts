@@ -173,7 +173,18 @@ const busyCodes = new Set([
 ])
 
 /**
- * Maps an `SqlError` to a {@link Store.StoreError}: `Busy` for lock/serialization conflicts, else `Unavailable`.
+ * Maps an `SqlError` to a {@link Store.StoreError} (both retryable, answered `503` + `Retry-After`
+ * by the server):
+ *
+ * - `Busy`: lock and serialization conflicts — SQLite `SQLITE_BUSY*` (another connection or process
+ *   held the write lock past the busy timeout) and `SQLITE_LOCKED*`, PostgreSQL `40001`, `40P01`,
+ *   `55P03`;
+ * - `Unavailable`: everything else, in particular SQLite `SQLITE_FULL` (the disk or file system is
+ *   full: the transaction was rolled back, nothing of it is stored), `SQLITE_IOERR*` (a failed read,
+ *   write or fsync), `SQLITE_CANTOPEN` and `SQLITE_READONLY*`, and any unreachable database.
+ *
+ * better-sqlite3 reports extended codes (`SQLITE_BUSY_SNAPSHOT`, `SQLITE_IOERR_WRITE`, …): a code is
+ * matched by its primary code, so every extension of `SQLITE_BUSY` / `SQLITE_LOCKED` is `Busy`.
  *
  * @since 0.1.0
  * @category errors
@@ -182,10 +193,11 @@ export const fromSqlError = (operation: string) => (error: SqlError): Store.Stor
   const cause = error.cause as { readonly code?: unknown; readonly message?: unknown } | null | undefined
   const code = typeof cause?.code === "string" ? cause.code : undefined
   const detail = typeof cause?.message === "string" ? cause.message : error.message
+  const busy = code !== undefined && (busyCodes.has(code) || /^SQLITE_(BUSY|LOCKED)(_|$)/.test(code))
   return new Store.StoreError({
     operation,
-    reason: code !== undefined && busyCodes.has(code) ? "Busy" : "Unavailable",
-    message: `${operation}: ${detail}`,
+    reason: busy ? "Busy" : "Unavailable",
+    message: `${operation}: ${detail}${code !== undefined && code.startsWith("SQLITE_") ? ` (${code})` : ""}`,
     cause: error
   })
 }

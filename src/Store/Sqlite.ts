@@ -10,6 +10,11 @@
  *   answered only after the commit.
  * - Several processes may open the same file (the write lock serialises them); a claim is then
  *   exclusive across processes because it runs inside `BEGIN IMMEDIATE`.
+ * - Faults: a write lock held by another connection past `busyTimeoutMs` fails the whole group
+ *   commit `Busy`; a full disk (`SQLITE_FULL`) or an I/O error (`SQLITE_IOERR*`) fails it
+ *   `Unavailable`. Either way the transaction is rolled back (nothing of it is stored), every caller
+ *   of that commit gets the error (the server answers `503` + `Retry-After`), reads go on, and the
+ *   next commit after the cause is gone succeeds: there is nothing to reset.
  *
  * @since 0.1.0
  */
@@ -29,7 +34,11 @@ import * as Sql from "./Sql.js"
 export interface StoreOptions {
   /** `"FULL"` (default: durable at acknowledgement) or `"NORMAL"` (faster; last commits may be lost on power loss). */
   readonly synchronous?: "FULL" | "NORMAL" | undefined
-  /** How long a write waits for another process's lock before failing `Busy` (default 5000 ms). */
+  /**
+   * How long a write waits for another connection's (another process's) write lock before failing
+   * `Busy` (default 5000 ms). better-sqlite3 waits synchronously: the event loop is blocked meanwhile,
+   * so a smaller value answers producers `503` sooner while another process holds the lock.
+   */
   readonly busyTimeoutMs?: number | undefined
   /** Table prefix (default `"fanout_"`). */
   readonly prefix?: string | undefined
@@ -57,7 +66,17 @@ const configure = (options: StoreOptions) =>
         new Store.StoreError({ operation: "open", reason: "InvalidInput", message: `open: synchronous must be FULL or NORMAL` })
       )
     }
-    const busy = Math.max(0, Math.floor(options.busyTimeoutMs ?? 5000))
+    const busyTimeout = options.busyTimeoutMs ?? 5000
+    if (!Number.isFinite(busyTimeout) || busyTimeout < 0) {
+      return yield* Effect.fail(
+        new Store.StoreError({
+          operation: "open",
+          reason: "InvalidInput",
+          message: `open: busyTimeoutMs must be a number of milliseconds >= 0, got ${busyTimeout}`
+        })
+      )
+    }
+    const busy = Math.floor(busyTimeout)
     yield* sql.unsafe(`PRAGMA busy_timeout = ${busy}`)
     yield* sql.unsafe(`PRAGMA journal_mode = WAL`)
     yield* sql.unsafe(`PRAGMA synchronous = ${synchronous}`)
