@@ -23,12 +23,14 @@ import {
   oracle,
   PG_URL,
   pgQuery,
+  pgSessionsIdle,
   pgStore,
   postgresAvailable,
   type Receiver,
   requirePostgres,
   spawnWorker,
   startReceiver,
+  stopOutsideTransactions,
   type StoreHandle,
   uniquePrefix,
   waitFor,
@@ -99,7 +101,13 @@ describe.runIf(available || requirePostgres)("durable delivery on PostgreSQL (re
     await enqueue(store, ids.slice(50), ["a", "b"])
     const victim = ws[1]!
     await waitFor("the victim has delivered some", () => (victim.state()?.delivered ?? 0) >= 20, 60_000, 10)
-    const killedAt = Date.now()
+    // Stopped first, so the leases it holds can be read as stored (it can write nothing more), then killed.
+    victim.signal("SIGSTOP")
+    const leasesAtKill = new Map(
+      (await pgQuery<{ event_id: string; target: string; available_at: string }>(
+        `select event_id, target, available_at from ${prefix}deliveries where worker_id = 'w2' and status = 'in_flight'`
+      )).map((r) => [`${r.event_id}:${r.target}`, Number(r.available_at)] as const)
+    )
     victim.signal("SIGKILL")
     await victim.exited
     await waitFor("every delivery delivered", async () => (await store.run((s) => s.stats)).delivered === 2 * N, 90_000, 200)
@@ -121,11 +129,14 @@ describe.runIf(available || requirePostgres)("durable delivery on PostgreSQL (re
         const key = `${status.event.id}:${d.target}`
         const seen = (d.target === "a" ? a : b).byKey.get(key)!
         if (seen.length > 1) {
-          // A repeat: the first reception was the killed worker's, before the kill; the one recorded
-          // is a survivor's, under a different lease.
+          // A repeat: the first reception was the killed worker's, on a lease it held when it was
+          // killed; the one recorded is a survivor's, under a different lease, started after the
+          // expiry stored for the killed worker's lease.
           assert.strictEqual(seen.length, 2, key)
           assert.strictEqual(seen[0]!.worker, "w2", key)
-          assert.isAtMost(seen[0]!.at, killedAt + 50, key)
+          const expiry = leasesAtKill.get(key)
+          assert.isDefined(expiry, `${key}: repeated, but not held by the killed worker when it was killed`)
+          assert.isAtLeast(h.startedAt, expiry!, `${key}: taken over after the killed worker's stored lease expiry`)
           assert.notStrictEqual(h.workerId, "w2", key)
           assert.strictEqual(seen[1]!.worker, h.workerId, key)
         }
@@ -133,7 +144,8 @@ describe.runIf(available || requirePostgres)("durable delivery on PostgreSQL (re
     }
     console.log(
       `scale-out: ${2 * N} deliveries recorded by ${JSON.stringify(Object.fromEntries(byWorker))};` +
-        ` repeats ${result.repeats} (all after the killed worker's lease expired); lost ${result.lost.length}`
+        ` repeats ${result.repeats} (all after the killed worker's lease expired; it held ${leasesAtKill.size} when killed);` +
+        ` lost ${result.lost.length}`
     )
     assert.isAbove(byWorker.get("w1") ?? 0, 0)
     assert.isAbove(byWorker.get("w2") ?? 0, 0)
@@ -151,8 +163,15 @@ describe.runIf(available || requirePostgres)("durable delivery on PostgreSQL (re
     workers.push(p1)
     await p1.ready
     await waitFor("p1's request arrives", () => a.receipts.length === 1, 30_000, 10)
-    p1.signal("SIGSTOP")
-    const stoppedAt = Date.now()
+    // Stopped while none of its sessions is inside a statement or a transaction (a worker stopped
+    // holding a row lock is another scenario); p1 can write nothing more, so this is its stored lease.
+    await stopOutsideTransactions(p1, () => pgSessionsIdle("p1"))
+    const [held] = await pgQuery<{ status: string; lease: string | null; worker_id: string | null; available_at: string }>(
+      `select status, lease, worker_id, available_at from ${prefix}deliveries where event_id = '${id}'`
+    )
+    assert.strictEqual(held?.status, "in_flight")
+    assert.strictEqual(held?.worker_id, "p1")
+    const expiry = Number(held!.available_at)
     const p2 = spawnWorker(pgConfig(prefix, "p2", targets, { leaseMs: 1_500, pollIntervalMs: 100 }))
     workers.push(p2)
     await p2.ready
@@ -160,7 +179,14 @@ describe.runIf(available || requirePostgres)("durable delivery on PostgreSQL (re
       const s = await store.run((st) => st.status(id))
       return Option.getOrThrow(s).deliveries[0]!.status === "delivered"
     }, 30_000, 50)
-    assert.isAtLeast(Date.now() - stoppedAt, 1_500, "taken over only after the lease expired")
+    // Taken over only after the stored lease expired: p2's recorded attempt start and the instant its
+    // request reached the target are both at or after the expiry p1's claim left in the database.
+    const taken = Option.getOrThrow(await store.run((s) => s.status(id))).deliveries[0]!.history
+    assert.strictEqual(taken.length, 1)
+    assert.strictEqual(taken[0]!.workerId, "p2")
+    assert.notStrictEqual(taken[0]!.lease, held!.lease, "p2 delivered under a lease of its own")
+    assert.isAtLeast(taken[0]!.startedAt, expiry, "p2's attempt started after p1's stored lease expired")
+    assert.isAtLeast(a.receipts[1]!.at, expiry, "p2's request arrived after p1's stored lease expired")
     // p1's request gets its answer while p1 is still stopped; p1 reads it when resumed.
     a.release(200)
     p1.signal("SIGCONT")
