@@ -9,38 +9,16 @@ import * as Reactivity from "@effect/experimental/Reactivity"
 import * as Migrator from "@effect/sql/Migrator"
 import * as PgClient from "@effect/sql-pg/PgClient"
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Effect, Fiber, Layer, Option, Redacted, Ref, Stream } from "effect"
+import { Effect, Fiber, Layer, Option, Redacted, Ref, Stream } from "effect"
 import * as Event from "../../src/Event.js"
 import * as Store from "../../src/Store.js"
 import init from "../../src/Store/migrations/0001_init.js"
 import { tables } from "../../src/Store/migrations/index.js"
 import * as PostgresStore from "../../src/Store/Postgres.js"
 import { suite } from "./StoreSuite.js"
+import { skipReason, url } from "./pgAvailable.js"
 
-const url = process.env.FANOUT_TEST_POSTGRES_URL ?? "postgres://postgres@127.0.0.1:5432/test"
-const required = process.env.FANOUT_REQUIRE_POSTGRES === "1"
-
-/** Connects once (3 s timeout): undefined when reachable, else why not. */
-const reachable: string | undefined = await Effect.runPromise(
-  Effect.scoped(PgClient.make({ url: Redacted.make(url), connectTimeout: "3 seconds" })).pipe(
-    Effect.provide(Reactivity.layer),
-    Effect.as(undefined),
-    Effect.catchAllCause((cause) => Effect.succeed(Cause.pretty(cause).split("\n")[0]))
-  )
-)
-
-const skip = reachable !== undefined && !required
-  ? `PostgreSQL unreachable at ${url.replace(/\/\/[^@]*@/, "//")} (${reachable}); set FANOUT_REQUIRE_POSTGRES=1 to fail instead`
-  : undefined
-if (skip !== undefined) console.warn(`[Store/Postgres.test] skipped: ${skip}`)
-
-if (reachable !== undefined && required) {
-  describe("PostgresStore", () => {
-    it("PostgreSQL is required (FANOUT_REQUIRE_POSTGRES=1) but unreachable", () => {
-      assert.fail(`cannot reach ${url}: ${reachable}`)
-    })
-  })
-}
+const skip = skipReason("Store/Postgres.test", "PostgresStore")
 
 const runId = `${process.pid.toString(36)}${Date.now().toString(36)}`
 let counter = 0

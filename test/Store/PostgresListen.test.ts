@@ -14,38 +14,16 @@ import * as Reactivity from "@effect/experimental/Reactivity"
 import { HttpClientRequest } from "@effect/platform"
 import * as PgClient from "@effect/sql-pg/PgClient"
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Context, Effect, Layer, Logger, Metric, Redacted } from "effect"
+import { Context, Effect, Layer, Logger, Metric, Redacted } from "effect"
 import { Event, Target } from "../../src/index.js"
 import * as Metrics from "../../src/Metrics.js"
 import * as Store from "../../src/Store.js"
 import * as PostgresStore from "../../src/Store/Postgres.js"
 import * as TestTarget from "../../src/testing/TestTarget.js"
 import * as Worker from "../../src/Worker.js"
+import { skipReason, url } from "./pgAvailable.js"
 
-const url = process.env.FANOUT_TEST_POSTGRES_URL ?? "postgres://postgres@127.0.0.1:5432/test"
-const required = process.env.FANOUT_REQUIRE_POSTGRES === "1"
-
-/** Connects once (3 s timeout): undefined when reachable, else why not. */
-const reachable: string | undefined = await Effect.runPromise(
-  Effect.scoped(PgClient.make({ url: Redacted.make(url), connectTimeout: "3 seconds" })).pipe(
-    Effect.provide(Reactivity.layer),
-    Effect.as(undefined),
-    Effect.catchAllCause((cause) => Effect.succeed(Cause.pretty(cause).split("\n")[0]))
-  )
-)
-
-const skip = reachable !== undefined && !required
-  ? `PostgreSQL unreachable at ${url.replace(/\/\/[^@]*@/, "//")} (${reachable}); set FANOUT_REQUIRE_POSTGRES=1 to fail instead`
-  : undefined
-if (skip !== undefined) console.warn(`[Store/PostgresListen.test] skipped: ${skip}`)
-
-if (reachable !== undefined && required) {
-  describe("PostgresStore LISTEN", () => {
-    it("PostgreSQL is required (FANOUT_REQUIRE_POSTGRES=1) but unreachable", () => {
-      assert.fail(`cannot reach ${url}: ${reachable}`)
-    })
-  })
-}
+const skip = skipReason("Store/PostgresListen.test", "PostgresStore LISTEN")
 
 const runId = `${process.pid.toString(36)}${Date.now().toString(36)}`
 let counter = 0
