@@ -3,7 +3,7 @@
  *
  * @internal
  */
-import { DateTime, Effect, PubSub, Stream } from "effect"
+import { DateTime, Effect, PubSub, Schema, Stream } from "effect"
 import * as Event from "../Event.js"
 import { StoreError } from "../Store.js"
 
@@ -35,11 +35,25 @@ export const encodeEnvelope = (event: Event.Any): Effect.Effect<string, StoreErr
 
 const hasOwn = Object.prototype.hasOwnProperty
 
+/** An id as stored before the id alphabet (any 1–200 characters): what a stored envelope may hold. */
+const storedId = Schema.String.pipe(Schema.minLength(1), Schema.maxLength(Event.maxIdLength))
+const storedIdOk = (value: string) => value.length >= 1 && value.length <= Event.maxIdLength
+
+/**
+ * The envelope schema for reading back what a store holds: `Event.Envelope`, but an id or key is
+ * any 1–200 characters, as the rule was when events stored before the id alphabet were accepted —
+ * they stay readable (and deliverable) instead of turning into corrupt rows.
+ *
+ * @internal
+ */
+export const StoredEnvelope = Schema.Struct({ ...Event.Envelope.fields, id: storedId, key: Schema.optional(storedId) })
+const decodeStored = Schema.decodeUnknown(StoredEnvelope)
+
 /**
  * The event of a parsed envelope, built directly, when it is plainly one (every field of the schema's
- * own type, no `__proto__` header): the value `Event.decodeUnknown` gives, for a fraction of its
- * cost (a claim decodes every row it takes). `undefined` steps aside: the schema then decides, and
- * words the error. test/Store/Envelope.test.ts asserts that the two agree whenever this answers.
+ * own type, no `__proto__` header): the value {@link StoredEnvelope}'s decoding gives, for a fraction
+ * of its cost (a claim decodes every row it takes). `undefined` steps aside: the schema then decides,
+ * and words the error. test/Store/Envelope.test.ts asserts that the two agree whenever this answers.
  *
  * @internal
  */
@@ -47,9 +61,9 @@ export const envelopeOf = (input: unknown): Event.Any | undefined => {
   if (typeof input !== "object" || input === null || Array.isArray(input)) return undefined
   const o = input as Record<string, unknown>
   const { createdAt, headers, id, key, type } = o
-  if (typeof id !== "string" || Event.idProblem(id) !== undefined) return undefined
+  if (typeof id !== "string" || !storedIdOk(id)) return undefined
   if (typeof type !== "string" || type.length < 1 || type.length > 200) return undefined
-  if (hasOwn.call(o, "key") && (typeof key !== "string" || Event.idProblem(key) !== undefined)) return undefined
+  if (hasOwn.call(o, "key") && (typeof key !== "string" || !storedIdOk(key))) return undefined
   if (!hasOwn.call(o, "payload") || typeof createdAt !== "string") return undefined
   let copied: Record<string, string> = {}
   if (hasOwn.call(o, "headers")) {
@@ -89,7 +103,7 @@ export const decodeEnvelope = (operation: string, json: string): Effect.Effect<E
   const event = envelopeOf(parsed)
   if (event !== undefined) return Effect.succeed(event)
   return Effect.mapError(
-    Event.decodeUnknown(parsed),
+    decodeStored(parsed),
     (cause) => new StoreError({ operation, reason: "Corrupt", message: `${operation}: stored envelope is not an event: ${cause.message}`, cause })
   )
 }
