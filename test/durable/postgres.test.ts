@@ -106,7 +106,7 @@ describe.runIf(available || requirePostgres)("durable delivery on PostgreSQL (re
     const leasesAtKill = new Map(
       (await pgQuery<{ event_id: string; target: string; available_at: string }>(
         `select event_id, target, available_at from ${prefix}deliveries where worker_id = 'w2' and status = 'in_flight'`
-      )).map((r) => [`${r.event_id}:${r.target}`, Number(r.available_at)] as const)
+      )).map((r): [string, number] => [`${r.event_id}:${r.target}`, Number(r.available_at)])
     )
     victim.signal("SIGKILL")
     await victim.exited
