@@ -15,7 +15,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import { killGroup, spawnFanout } from "../Main.helpers.js"
-import { integrityCheck, prng, type Receiver, sleep, startReceiver, waitFor } from "./helpers.js"
+import { integrityCheck, prng, type Receiver, startReceiver, waitFor } from "./helpers.js"
 
 const dir = mkdtempSync(join(tmpdir(), "fanout-ingest-crash-"))
 const receivers: Array<Receiver> = []
