@@ -77,7 +77,10 @@ export const TooManyRequests = errorAt(429, "The API key's rate limit is exhaust
  * @since 0.1.0
  * @category errors
  */
-export const Unavailable = errorAt(503, "The store is busy or unreachable, or the queue is full; see `Retry-After`")
+export const Unavailable = errorAt(
+  503,
+  "The store is busy (locked by another writer), unreachable or out of space (disk full), or the queue is full; see `Retry-After`"
+)
 
 /**
  * An instant, as an ISO-8601 string.
