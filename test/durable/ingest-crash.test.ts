@@ -6,6 +6,10 @@
  * killed before the answer left) are counted and reported, not errors; the file passes
  * `PRAGMA integrity_check`.
  *
+ * The same on PostgreSQL: `fanout serve --api-only` killed and restarted the same way while 3
+ * `fanout worker` processes deliver, on a fresh database of the machine's PostgreSQL (required when
+ * FANOUT_REQUIRE_POSTGRES=1, else skipped with the reason printed).
+ *
  * Kills: 5 here (FANOUT_INGEST_CRASH_KILLS, e.g. 20, for the issue's longer run); the seed is printed
  * and FANOUT_SEED replays the kill moments.
  */
@@ -14,18 +18,27 @@ import { createServer } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterAll, assert, describe, it } from "@effect/vitest"
+import * as Reactivity from "@effect/experimental/Reactivity"
+import * as PgClient from "@effect/sql-pg/PgClient"
+import { Effect, Redacted } from "effect"
+import { reachable as pgReachable, required as pgRequired, url as PG_URL } from "../Store/pgAvailable.js"
 import { killGroup, spawnFanout } from "../Main.helpers.js"
 import { integrityCheck, prng, type Receiver, startReceiver, waitFor } from "./helpers.js"
 
 const dir = mkdtempSync(join(tmpdir(), "fanout-ingest-crash-"))
 const receivers: Array<Receiver> = []
 const children: Array<ReturnType<typeof spawnFanout>> = []
+const databases: Array<string> = []
 
 afterAll(async () => {
   for (const child of children) killGroup(child, "SIGKILL")
+  await sleepMs(200)
+  for (const name of databases) await admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
   await Promise.all(receivers.map((r) => r.close()))
   rmSync(dir, { recursive: true, force: true })
 })
+
+const sleepMs = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
 const freePort = () =>
   new Promise<number>((resolve, reject) => {
@@ -47,8 +60,26 @@ const ready = async (url: string) => {
   }
 }
 
-describe("crash on the ingest side (SQLite FULL, real processes)", () => {
-  it("fanout serve SIGKILLed while producers post: every acknowledged id is delivered, the file is sound", { timeout: 240_000 }, async () => {
+if (pgReachable !== undefined && !pgRequired) console.warn(`[durable/ingest-crash.test] PostgreSQL case skipped: ${pgReachable}`)
+
+const admin = (statement: string) =>
+  Effect.runPromise(
+    Effect.scoped(Effect.flatMap(PgClient.make({ url: Redacted.make(PG_URL) }), (sql) => sql.unsafe(statement))).pipe(
+      Effect.provide(Reactivity.layer)
+    )
+  )
+
+/** A fresh database on the machine's PostgreSQL, dropped when the file's tests end. */
+const freshDatabase = async (): Promise<string> => {
+  const name = `fanout_ic_${process.pid}_${Date.now().toString(36)}`
+  await admin(`CREATE DATABASE ${name}`)
+  databases.push(name)
+  const url = new URL(PG_URL)
+  url.pathname = `/${name}`
+  return url.toString()
+}
+
+const crashRun = async (kind: "sqlite" | "postgres") => {
     const kills = Number(process.env.FANOUT_INGEST_CRASH_KILLS ?? 5)
     const seed = Number(process.env.FANOUT_SEED ?? Date.now() % 1_000_000)
     console.log(`ingest crash test seed=${seed} kills=${kills} (FANOUT_SEED=${seed} to replay the kill moments)`)
@@ -58,20 +89,20 @@ describe("crash on the ingest side (SQLite FULL, real processes)", () => {
     receivers.push(a, b)
     const port = await freePort()
     const url = `http://127.0.0.1:${port}`
-    const filename = join(dir, "fanout.db")
-    const file = join(dir, "fanout.json")
+    const filename = join(dir, `${kind}.db`)
+    const file = join(dir, `${kind}.json`)
     writeFileSync(
       file,
       JSON.stringify({
         server: { host: "127.0.0.1", port },
-        store: { sqlite: filename },
+        store: kind === "sqlite" ? { sqlite: filename } : { postgres: await freshDatabase() },
         targets: { a: { url: `${a.url}/a` }, b: { url: `${b.url}/b` } },
         routes: { "order.*": ["a", "b"] }
       })
     )
 
     const serve = () => {
-      const child = spawnFanout(["serve", "--config", file, "--log-format", "none"])
+      const child = spawnFanout(["serve", ...(kind === "postgres" ? ["--api-only"] : []), "--config", file, "--log-format", "none"])
       children.push(child)
       let stderr = ""
       child.stderr!.on("data", (chunk: Buffer) => (stderr += chunk.toString("utf8")))
@@ -79,6 +110,12 @@ describe("crash on the ingest side (SQLite FULL, real processes)", () => {
       return { child, exited, stderr: () => stderr }
     }
 
+    if (kind === "postgres") {
+      for (let i = 0; i < 3; i++) {
+        const worker = spawnFanout(["worker", "--config", file, "--log-format", "none"])
+        children.push(worker)
+      }
+    }
     const acked = new Set<string>()
     const sent = new Set<string>()
     let inFlightAtKill = 0
@@ -142,9 +179,9 @@ describe("crash on the ingest side (SQLite FULL, real processes)", () => {
     const received = new Set([...a.receipts, ...b.receipts].map((r) => r.key.replace(/:[ab]$/, "")))
     const unacked = [...received].filter((id) => !acked.has(id))
     const stray = [...received].filter((id) => !sent.has(id))
-    const integrity = await integrityCheck(filename)
+    const integrity = kind === "sqlite" ? await integrityCheck(filename) : "ok (PostgreSQL: not applicable)"
     console.log(
-      `ingest crash tally (seed ${seed}): ${kills} kills, ${sent.size} sent, ${acked.size} acknowledged, ` +
+      `ingest crash tally (${kind}, seed ${seed}): ${kills} kills, ${sent.size} sent, ${acked.size} acknowledged, ` +
         `delivered to a ${[...acked].filter((id) => a.okCount(`${id}:a`) > 0).length}, to b ${
           [...acked].filter((id) => b.okCount(`${id}:b`) > 0).length
         }, lost 0, received but never acknowledged ${unacked.length}, requests in flight at the kills ${inFlightAtKill}; ` +
@@ -155,7 +192,18 @@ describe("crash on the ingest side (SQLite FULL, real processes)", () => {
     // An id received but not acknowledged was stored, and its answer died with the server: at most
     // the requests in flight at the kills.
     assert.isAtMost(unacked.length, inFlightAtKill)
-    assert.strictEqual(integrity, "ok")
+    if (kind === "sqlite") assert.strictEqual(integrity, "ok")
     assert.isAtLeast(acked.size, kills * 30)
-  })
+}
+
+describe("crash on the ingest side (real processes)", () => {
+  it("SQLite FULL: fanout serve SIGKILLed while producers post: every acknowledged id is delivered, the file is sound", { timeout: 240_000 }, () => crashRun("sqlite"))
+  it.skipIf(pgReachable !== undefined && !pgRequired)(
+    "PostgreSQL, 3 workers: fanout serve --api-only SIGKILLed while producers post: every acknowledged id is delivered",
+    { timeout: 240_000 },
+    async () => {
+      if (pgReachable !== undefined) assert.fail(`PostgreSQL is required (FANOUT_REQUIRE_POSTGRES=1) but unreachable: ${pgReachable}`)
+      await crashRun("postgres")
+    }
+  )
 })
