@@ -108,12 +108,13 @@ describe("POST /v1/events", () => {
       assert.strictEqual(r.body.settled, false)
       assert.isTrue(r.body.deliveries.every((d: any) => d.status === "pending"))
       assert.isAtLeast(Date.now() - started, 250)
-      const h2 = yield* start({ server: { waitTimeout: "60 seconds" } })
+      // The server's own limit is an hour: an answer at all (within the test's timeout) is the
+      // Prefer bound at work; that it waited ~1 s is a lower bound of the code's own.
+      const h2 = yield* start({ server: { waitTimeout: "1 hour" } })
       const t2 = Date.now()
       const p = yield* promise(() => h2.request("/v1/events?wait=settled", { json: order(), headers: { prefer: "wait=1" } }))
       assert.strictEqual(p.status, 202)
-      // Bounded by Prefer (1 s), far below the 60 s server limit (margin for a loaded machine).
-      assert.isBelow(Date.now() - t2, 20_000)
+      assert.strictEqual(p.body.settled, false)
       assert.isAtLeast(Date.now() - t2, 900)
     }))
 })

@@ -4,8 +4,8 @@
  */
 import * as net from "node:net"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Scope } from "effect"
-import { start } from "./harness.js"
+import { Effect, Exit, Option, Scope } from "effect"
+import { eventually, start } from "./harness.js"
 
 const connects = (port: number) =>
   new Promise<boolean>((resolve) => {
@@ -21,13 +21,19 @@ describe("graceful shutdown", () => {
   it.live("a request in progress gets its answer; new connections are refused", () =>
     Effect.gen(function*() {
       const scope = yield* Scope.make()
-      // No worker: `?wait=settled` holds the request until the 1.5 s wait timeout.
-      const h = yield* start({ server: { waitTimeout: "1500 millis" } }).pipe(Scope.extend(scope))
+      // No worker: `?wait=settled` holds the request until the 4 s wait timeout.
+      const h = yield* start({ server: { waitTimeout: "4 seconds" } }).pipe(Scope.extend(scope))
+      let answered = false
       const pending = h.request("/v1/events?wait=settled", { json: { id: "slow", type: "order.placed", payload: 1 } })
-      yield* Effect.sleep("300 millis")
+        .finally(() => (answered = true))
+      // In progress: stored, and now waiting to settle (no sleep: the stored event is the signal).
+      const stored = yield* eventually(() => Effect.runPromise(Effect.map(h.store.status("slow"), Option.isSome)), (ok) => ok)
+      assert.isTrue(stored, "the request reached the server")
       const closing = Effect.runPromise(Scope.close(scope, Exit.void))
-      yield* Effect.sleep("200 millis")
-      assert.isFalse(yield* Effect.promise(() => connects(h.port)), "still accepting after close began")
+      // New connections are refused once the close has begun (polled, not slept on) ...
+      assert.isFalse(yield* eventually(() => connects(h.port), (ok) => !ok), "still accepting after close began")
+      // ... while the request in progress still has its answer to come (its wait runs to 4 s).
+      assert.isFalse(answered, "the request in progress was answered before new connections were refused")
       const reply = yield* Effect.promise(() => pending)
       assert.strictEqual(reply.status, 202)
       assert.strictEqual(reply.body.id, "slow")
