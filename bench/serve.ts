@@ -36,7 +36,7 @@
  *      [--sides=raw,bullmq,fanout,fanout-pg,pgboss] [--no-postgres] [--unpinned] [--concurrency=200]
  *      [--connections=256] [--max-in-flight=2000] [--drain=60] [--delay=20] [--pgboss-loops=10]
  *      [--pgboss-batch=100] [--ingest] [--ingest-only] [--ingest-duration=10] [--ingest-connections=50]
- *      [--no-write] [--keep-logs]
+ *      [--no-write] [--keep-logs] [--profile=DIR]
  */
 import type { ChildProcess } from "node:child_process"
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
@@ -85,6 +85,8 @@ interface Options {
   readonly ingestConnections: number
   readonly write: boolean
   readonly keepLogs: boolean
+  /** `--profile=DIR`: the Fanout processes run with `--cpu-prof --cpu-prof-dir=DIR`. */
+  readonly profile: string | undefined
 }
 
 const value = (args: ReadonlyArray<string>, name: string): string | undefined =>
@@ -102,7 +104,7 @@ const parse = (args: ReadonlyArray<string>): Options => {
   const known = new Set([
     "rates", "duration", "warmup", "reps", "sides", "postgres", "no-postgres", "unpinned", "concurrency", "connections",
     "max-in-flight", "drain", "delay", "pgboss-loops", "pgboss-batch", "ingest", "ingest-only", "ingest-duration",
-    "ingest-connections", "no-write", "keep-logs"
+    "ingest-connections", "no-write", "keep-logs", "profile"
   ])
   for (const arg of args) {
     const name = arg.replace(/^--/, "").split("=")[0]!
@@ -134,7 +136,8 @@ const parse = (args: ReadonlyArray<string>): Options => {
     ingestDuration: number(args, "ingest-duration", 10),
     ingestConnections: Math.round(number(args, "ingest-connections", 50)),
     write: !args.includes("--no-write"),
-    keepLogs: args.includes("--keep-logs")
+    keepLogs: args.includes("--keep-logs"),
+    profile: value(args, "profile")
   }
 }
 
@@ -281,7 +284,11 @@ const fanoutConfig = (file: string, port: number, store: unknown, helpers: Helpe
     )
   )
 
-const fanoutArgs = (...args: ReadonlyArray<string>) => ["--import", "tsx", join(root, "src", "bin.ts"), ...args]
+let profileDir: string | undefined
+const fanoutArgs = (...args: ReadonlyArray<string>) => [
+  ...(profileDir === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${profileDir}`]),
+  "--import", "tsx", join(root, "src", "bin.ts"), ...args
+]
 
 const waitHttp = async (url: string, procs: ReadonlyArray<Procs.Proc>, what: string) => {
   const ok = await Procs.until(() => Procs.answers(url), 90_000, 200, () => Procs.exitedOf(procs))
@@ -357,7 +364,7 @@ const startSide = async (
 
   if (side === "fanout") {
     const config = join(runDir, "fanout.config.json")
-    fanoutConfig(config, port, { sqlite: join(runDir, "fanout.db") }, helpers, options)
+    fanoutConfig(config, port, { sqlite: join(runDir, "fanout.db"), ...(process.env.BENCH_SYNC ? { synchronous: process.env.BENCH_SYNC } : {}) }, helpers, options)
     const args = mode.workers
       ? fanoutArgs("serve", "--config", config, "--concurrency", String(options.concurrency))
       : fanoutArgs("serve", "--api-only", "--config", config)
@@ -701,6 +708,7 @@ const openTable = (runs: ReadonlyArray<OpenRun>, sides: ReadonlyArray<SideName>,
 
 export const main = async (args: ReadonlyArray<string>): Promise<void> => {
   const options = parse(args)
+  profileDir = options.profile
   Procs.installCleanup()
   const started = Date.now()
   const described = machine()
