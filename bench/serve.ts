@@ -364,7 +364,7 @@ const startSide = async (
 
   if (side === "fanout") {
     const config = join(runDir, "fanout.config.json")
-    fanoutConfig(config, port, { sqlite: join(runDir, "fanout.db"), ...(process.env.BENCH_SYNC ? { synchronous: process.env.BENCH_SYNC } : {}) }, helpers, options)
+    fanoutConfig(config, port, { sqlite: join(runDir, "fanout.db") }, helpers, options)
     const args = mode.workers
       ? fanoutArgs("serve", "--config", config, "--concurrency", String(options.concurrency))
       : fanoutArgs("serve", "--api-only", "--config", config)
