@@ -60,18 +60,16 @@ describe("slow-loris", () => {
       )
 
       // Normal traffic while every loris holds its socket open.
-      const latencies: Array<number> = []
       for (let i = 0; i < 20; i++) {
-        const t0 = Date.now()
         const r = yield* Effect.promise(() =>
           h.request("/v1/events", { json: { type: "order.placed", payload: { i } } })
         )
-        latencies.push(Date.now() - t0)
         assert.strictEqual(r.status, 202)
+        // Served while every loris still held its socket: not by waiting for them to be cut off.
+        const cut = lorises.filter((l) => l.closedAt !== undefined).length
+        assert.strictEqual(cut, 0, `request ${i} answered only after ${cut} trickling sockets were cut off`)
       }
       assert.strictEqual(yield* Effect.promise(() => totalDeliveries(h.store)), 40)
-      // Served, and each well inside the slow clients' headersTimeout (margin for a loaded machine).
-      assert.isBelow(Math.max(...latencies), headersTimeoutMs)
       assert.isTrue(lorises.filter((l) => l.closedAt !== undefined && l.closedAt - l.openedAt < headersTimeoutMs * 0.9).length === 0)
 
       // Every loris is cut off by headersTimeout (plus the checking interval), with a 408 in the one shape.
