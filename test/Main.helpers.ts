@@ -113,10 +113,11 @@ export const runFanout = (
       killGroup(child, "SIGKILL")
       reject(new Error(`fanout ${args.join(" ")}: no exit within ${timeoutMs} ms\n${stdout}\n${stderr}`))
     }, timeoutMs)
-    child.on("exit", (code, signal) => {
+    // "close", not "exit": it comes once the process has exited *and* its stdout and stderr have
+    // ended, so the output is complete (no sleep to let the pipes drain).
+    child.on("close", (code, signal) => {
       clearTimeout(timer)
-      // Let the pipes drain.
-      setTimeout(() => resolve({ code, signal, stdout, stderr }), 50)
+      resolve({ code, signal, stdout, stderr })
     })
   })
 

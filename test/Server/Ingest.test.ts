@@ -413,7 +413,10 @@ describe("lean ingest listener: spans", () => {
             post("/v1/events", json({ type: 1 }), key),
             post("/v1/events:batch", json({ events: [order({ id: "s-2" })] }), { ...key, authorization: "Bearer nope" })
           ]) yield* Effect.promise(() => exchange(h.port, bytes))
-          yield* Effect.sleep("50 millis")
+          // A server span ends just after its response is written: wait for the three (polled).
+          const serverSpans = () => ended.filter((s) => s.name.startsWith("http.server")).length
+          for (let i = 0; i < 1_000 && serverSpans() < 3; i++) yield* Effect.sleep("10 millis")
+          assert.strictEqual(serverSpans(), 3, "one server span per request")
           return ended
             .filter((s) => s.name.startsWith("http.server") || s.name === "fanout.enqueue")
             // The peer's address is the client's socket (both 127.0.0.1, but say so rather than rely on it).
