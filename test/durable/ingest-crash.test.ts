@@ -32,13 +32,10 @@ const databases: Array<string> = []
 
 afterAll(async () => {
   for (const child of children) killGroup(child, "SIGKILL")
-  await sleepMs(200)
   for (const name of databases) await admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
   await Promise.all(receivers.map((r) => r.close()))
   rmSync(dir, { recursive: true, force: true })
 })
-
-const sleepMs = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
 const freePort = () =>
   new Promise<number>((resolve, reject) => {
