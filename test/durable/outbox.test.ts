@@ -80,10 +80,11 @@ const scenario = async (
 
     // The worker (running all along) delivers the committed event, never the rolled-back one.
     // Once both deliveries are recorded nothing is left to send (the rolled-back event was never
-    // stored, see above), so the receipts are final: no sleep needed before reading them.
+    // stored, see above), so the receipts are final: no sleep needed before reading them. The
+    // worker counts a delivery just after the store has recorded it, so wait for both.
     yield* Effect.promise(() =>
       waitFor("recorded", () =>
-        Effect.runPromise(Effect.map(store.stats, (s) => s.delivered === 2)), 20_000)
+        Effect.runPromise(Effect.zipWith(store.stats, worker.state, (s, w) => s.delivered === 2 && w.delivered === 2)), 20_000)
     )
     assert.deepStrictEqual(
       receiver.receipts.map((r) => r.key).sort(),
