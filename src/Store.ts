@@ -458,6 +458,11 @@ export interface Diagnostics {
   readonly writeOperations: number
   /** The most operations one transaction carried. */
   readonly largestBatch: number
+  /**
+   * SQLite `FULL` on the store's own connection: flushes of the WAL file made off the event loop
+   * (each covers every commit written before it began; see docs/store.md).
+   */
+  readonly flushes?: number
 }
 
 /**

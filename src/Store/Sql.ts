@@ -143,6 +143,16 @@ export interface Options {
      */
     readonly writers?: number | undefined
   } | undefined
+  /**
+   * SQLite on a connection of the store's own at `synchronous = NORMAL` standing in for `FULL`: makes
+   * everything committed before the call durable (the WAL file's `fdatasync`, off the event loop,
+   * see walSync.ts) and then calls `done`. Every write's callers are answered only after it.
+   */
+  readonly flush?: {
+    readonly sync: (done: (error: Error | undefined) => void) => void
+    /** Flushes completed (for diagnostics). */
+    readonly flushes: () => number
+  } | undefined
   /** Cross-process wake-ups: subscribe to a notification channel (PostgreSQL `LISTEN`). */
   readonly listen?: ((channel: string) => Stream.Stream<string, SqlError>) | undefined
 }
@@ -482,6 +492,20 @@ export const make = (
         )
       ) as Effect.Effect<A, E | Store.StoreError, Exclude<R, SqlClient.TransactionConnection>>
 
+    const flush = pg ? undefined : options.flush
+    const flushError = (operation: string, error: Error) =>
+      new Store.StoreError({
+        operation,
+        reason: "Unavailable",
+        message: `${operation}: the commit could not be flushed to disk: ${error.message}`,
+        cause: error
+      })
+    /** After a write's commit: its callers wait for the flush (when the store flushes itself). */
+    const flushed = (operation: string): Effect.Effect<void, Store.StoreError> =>
+      Effect.async<void, Store.StoreError>((resume) =>
+        flush!.sync((error) => resume(error === undefined ? Effect.void : Effect.fail(flushError(operation, error))))
+      )
+
     const countWrite = (operations: number) => {
       counters.writeTransactions++
       counters.writeOperations += operations
@@ -548,7 +572,15 @@ export const make = (
           Effect.flatMap((exit) => {
             if (Exit.isSuccess(exit)) {
               countWrite(jobs.length)
-              return Effect.sync(() => jobs.forEach((job, i) => job.answer(exit.value[i]!)))
+              if (flush === undefined) return Effect.sync(() => jobs.forEach((job, i) => job.answer(exit.value[i]!)))
+              // Answered once the commit is on disk; meanwhile this fiber goes on to the next batch.
+              return Effect.sync(() =>
+                flush.sync((error) => {
+                  if (error === undefined) return jobs.forEach((job, i) => job.answer(exit.value[i]!))
+                  const failed = Exit.fail(flushError("commit", error))
+                  jobs.forEach((job) => job.answer(failed))
+                })
+              )
             }
             const failed = Exit.failCause(exit.cause as Cause.Cause<Store.StoreError>)
             return Effect.sync(() => jobs.forEach((job) => job.answer(failed)))
@@ -659,6 +691,8 @@ export const make = (
         ? submit(op, operation)
         : pg && single
         ? Effect.tap(lifted, () => countWrite(1))
+        : flush !== undefined
+        ? Effect.tap(own(operation, "write", lifted), () => Effect.zipRight(Effect.sync(() => countWrite(1)), flushed(operation)))
         : Effect.tap(own(operation, "write", lifted), () => countWrite(1))
       if (!options.joinTransactions) return detach(alone)
       return Effect.flatMap(ambient, (open) => {
@@ -2019,6 +2053,6 @@ export const make = (
       stats,
       retention,
       wakeups,
-      diagnostics: Effect.sync(() => ({ ...counters }))
+      diagnostics: Effect.sync(() => flush === undefined ? { ...counters } : { ...counters, flushes: flush.flushes() })
     } satisfies Store.DeliveryStore
   })

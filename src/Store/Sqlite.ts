@@ -4,7 +4,9 @@
  *
  * - WAL journal, `synchronous = FULL` by default (a commit is on disk before it is acknowledged;
  *   `"NORMAL"` is faster but may lose the last commits on power loss — see docs/store.md), a busy
- *   timeout, foreign keys on.
+ *   timeout, foreign keys on. On a connection of its own the store makes `FULL` itself, off the
+ *   event loop: the connection runs at `NORMAL` and each commit's WAL is `fdatasync`'d on libuv's
+ *   thread pool before its callers are answered (`flushOffLoop`, walSync.ts).
  * - Writes run in `BEGIN IMMEDIATE` transactions, and small writes share a group commit: concurrent
  *   enqueues (and claims, finishes, …) are committed together, one fsync for many, each caller
  *   answered only after the commit.
@@ -24,6 +26,7 @@ import * as Reactivity from "@effect/experimental/Reactivity"
 import { Effect, Layer, type Scope } from "effect"
 import * as Store from "../Store.js"
 import * as Sql from "./Sql.js"
+import * as WalSync from "./walSync.js"
 
 /**
  * Options shared by every SQLite variant.
@@ -55,9 +58,17 @@ export interface StoreOptions {
 export interface Options extends StoreOptions {
   /** The database file (created if missing). */
   readonly filename: string
+  /**
+   * With `synchronous: "FULL"`: flush each commit's WAL off the event loop (default `true`). The
+   * connection runs at `NORMAL`, and after each commit the WAL file is `fdatasync`'d on libuv's
+   * thread pool; callers are answered only after that flush, so what is acknowledged is as durable as
+   * with SQLite's own `FULL`, whose flush inside `COMMIT` blocks the event loop. `false`: SQLite's own
+   * `FULL`. (Not available with {@link layerClient}: the application's connection is left as it is.)
+   */
+  readonly flushOffLoop?: boolean | undefined
 }
 
-const configure = (options: StoreOptions) =>
+const configure = (options: StoreOptions, flushOffLoop = false) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const synchronous = options.synchronous ?? "FULL"
@@ -78,9 +89,12 @@ const configure = (options: StoreOptions) =>
     }
     const busy = Math.floor(busyTimeout)
     yield* sql.unsafe(`PRAGMA busy_timeout = ${busy}`)
-    yield* sql.unsafe(`PRAGMA journal_mode = WAL`)
-    yield* sql.unsafe(`PRAGMA synchronous = ${synchronous}`)
+    const mode = yield* sql.unsafe<{ journal_mode: string }>(`PRAGMA journal_mode = WAL`)
+    // Only a WAL file can be flushed by hand (an in-memory database has none).
+    const offLoop = flushOffLoop && synchronous === "FULL" && mode[0]?.journal_mode === "wal"
+    yield* sql.unsafe(`PRAGMA synchronous = ${offLoop ? "NORMAL" : synchronous}`)
     yield* sql.unsafe(`PRAGMA foreign_keys = ON`)
+    return offLoop
   }).pipe(Effect.catchTag("SqlError", (error) => Effect.fail(Sql.fromSqlError("open")(error))))
 
 const storeOptions = (options: StoreOptions, joinTransactions: boolean): Sql.Options => ({
@@ -123,9 +137,13 @@ export const make = (options: Options): Effect.Effect<Store.DeliveryStore, Store
         )
       )
     )
-    return yield* Effect.zipRight(configure(options), Sql.make(storeOptions(options, false))).pipe(
-      Effect.provideService(SqlClient.SqlClient, client)
-    )
+    return yield* Effect.gen(function*() {
+      const offLoop = yield* configure(options, options.flushOffLoop ?? true)
+      if (!offLoop) return yield* Sql.make(storeOptions(options, false))
+      const wal = WalSync.make(`${options.filename}-wal`)
+      yield* Effect.addFinalizer(() => Effect.sync(() => wal.close()))
+      return yield* Sql.make({ ...storeOptions(options, false), flush: wal })
+    }).pipe(Effect.provideService(SqlClient.SqlClient, client))
   })
 
 /**
