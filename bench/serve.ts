@@ -17,6 +17,8 @@
  *   a private redis-server with AOF everysec (bench/durable/redis.ts, bench/serve/bullmq.ts);
  * - fanout: `node --import tsx src/bin.ts serve --config <file>` on SQLite (synchronous FULL, the
  *   default), workers in the same process;
+ * - fanout-2p: the same SQLite file served by two processes, `fanout serve --api-only` and one
+ *   `fanout worker` (delivery in a process of its own: what lets Fanout use a second core);
  * - fanout-pg: `fanout serve --api-only` + 2 `fanout worker` on a fresh database of the machine's
  *   PostgreSQL; pgboss: pg-boss 10 API process + 2 worker processes on the same server
  *   (bench/serve/pgboss.ts). Both on by default when 127.0.0.1:5432 answers (`--no-postgres`).
@@ -33,7 +35,7 @@
  * run's timeline of completed events per 100 ms.
  *
  * Run: npm run bench -- serve [--rates=500,1000,2000,4000] [--duration=20] [--warmup=3] [--reps=1]
- *      [--sides=raw,bullmq,fanout,fanout-pg,pgboss] [--no-postgres] [--unpinned] [--concurrency=200]
+ *      [--sides=raw,bullmq,fanout,fanout-2p,fanout-pg,pgboss] [--no-postgres] [--unpinned] [--concurrency=200]
  *      [--connections=256] [--max-in-flight=2000] [--drain=60] [--delay=20] [--pgboss-loops=10]
  *      [--pgboss-batch=100] [--ingest] [--ingest-only] [--ingest-duration=10] [--ingest-connections=50]
  *      [--no-write] [--keep-logs] [--profile=DIR]
@@ -61,8 +63,8 @@ const require = createRequire(import.meta.url)
 // Options
 // ---------------------------------------------------------------------------------------------
 
-type SideName = "raw" | "bullmq" | "fanout" | "fanout-pg" | "pgboss"
-const allSides: ReadonlyArray<SideName> = ["raw", "bullmq", "fanout", "fanout-pg", "pgboss"]
+type SideName = "raw" | "bullmq" | "fanout" | "fanout-2p" | "fanout-pg" | "pgboss"
+const allSides: ReadonlyArray<SideName> = ["raw", "bullmq", "fanout", "fanout-2p", "fanout-pg", "pgboss"]
 
 interface Options {
   readonly rates: ReadonlyArray<number>
@@ -246,6 +248,7 @@ const durabilityOf: Record<SideName, string> = {
   raw: "none: 202 before anything is stored or sent; a crash loses what is in memory; no retry",
   bullmq: "Redis AOF everysec: up to ~1 s of acknowledged jobs lost on a crash of Redis or the machine",
   fanout: "SQLite WAL, synchronous=FULL (the default): fsync'd before the 202",
+  "fanout-2p": "SQLite WAL, synchronous=FULL (the default): fsync'd before the 202",
   "fanout-pg": "PostgreSQL commit before the 202",
   pgboss: "PostgreSQL commit of both jobs before the 202"
 }
@@ -254,6 +257,7 @@ const labelOf: Record<SideName, string> = {
   raw: "A raw node:http + undici",
   bullmq: "B BullMQ 6 + Redis 7",
   fanout: "C fanout serve, SQLite",
+  "fanout-2p": "C2 fanout serve --api-only + 1 worker, SQLite",
   "fanout-pg": "D fanout serve --api-only + 2 workers, PostgreSQL",
   pgboss: "E pg-boss 10, API + 2 workers"
 }
@@ -371,6 +375,27 @@ const startSide = async (
     const p = Procs.start("fanout", node, args, { cpu, env, log: join(runDir, "fanout.log") })
     await waitHttp(`${url}/readyz`, [p], "fanout serve")
     return { url, pgids: [p.pid], pids: [], logs: [p.log], stop: () => stopAll([p]), stats: () => getJson("/readyz") }
+  }
+
+  if (side === "fanout-2p") {
+    const config = join(runDir, "fanout.config.json")
+    fanoutConfig(config, port, { sqlite: join(runDir, "fanout.db") }, helpers, options)
+    const api = Procs.start("fanout-api", node, fanoutArgs("serve", "--api-only", "--config", config), { cpu, env, log: join(runDir, "api.log") })
+    const procs = [api]
+    try {
+      await waitHttp(`${url}/readyz`, [api], "fanout serve --api-only")
+      if (mode.workers) {
+        const worker = Procs.start("fanout-worker", node, fanoutArgs("worker", "--config", config, "--concurrency", String(options.concurrency)), {
+          cpu, env, log: join(runDir, "worker.log")
+        })
+        procs.push(worker)
+        await waitLog(worker, "fanout: workers running")
+      }
+    } catch (error) {
+      await stopAll(procs)
+      throw error
+    }
+    return { url, pgids: procs.map((p) => p.pid), pids: [], logs: procs.map((p) => p.log), stop: () => stopAll(procs), stats: () => getJson("/readyz") }
   }
 
   // PostgreSQL sides: a fresh database of the run's own.
@@ -865,9 +890,12 @@ export const main = async (args: ReadonlyArray<string>): Promise<void> => {
       `|---|---:|`,
       ...ratio("fanout", "bullmq", "ceiling", ceiling),
       ...ratio("fanout", "raw", "ceiling", ceiling),
+      ...ratio("fanout-2p", "bullmq", "ceiling", ceiling),
+      ...ratio("fanout-2p", "fanout", "ceiling", ceiling),
       ...ratio("fanout-pg", "pgboss", "ceiling", ceiling),
       ...ratio("fanout-pg", "fanout", "ceiling", ceiling),
       ...ratio("fanout", "bullmq", "delivered/s incl. drain at the top rate", sustained),
+      ...ratio("fanout-2p", "bullmq", "delivered/s incl. drain at the top rate", sustained),
       ...ratio("fanout-pg", "pgboss", "delivered/s incl. drain at the top rate", sustained),
       ...ratio("fanout", "bullmq", `CPU per event at ${fmt(low)}/s`, cpuAt),
       ...ratio("fanout", "raw", `CPU per event at ${fmt(low)}/s`, cpuAt),
