@@ -262,6 +262,9 @@ const labelOf: Record<SideName, string> = {
   pgboss: "E pg-boss 10, API + 2 workers"
 }
 
+/** The label without its letter ("C2 fanout serve …" → "fanout serve …"). */
+const plainLabel = (side: SideName): string => labelOf[side].replace(/^[A-Z]\d? /, "")
+
 const childEnv = (): NodeJS.ProcessEnv => {
   const env: NodeJS.ProcessEnv = {}
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith("FANOUT_") && !k.startsWith("OTEL_")) env[k] = v
@@ -840,7 +843,7 @@ export const main = async (args: ReadonlyArray<string>): Promise<void> => {
   }
   const has = (s: SideName) => runs.some((r) => r.side === s)
   const ratio = (a: SideName, b: SideName, what: string, f: (s: SideName) => number) =>
-    has(a) && has(b) ? [`| ${what}: ${labelOf[a].slice(2)} ÷ ${labelOf[b].slice(2)} | ${f2(f(a) / f(b))} |`] : []
+    has(a) && has(b) ? [`| ${what}: ${plainLabel(a)} ÷ ${plainLabel(b)} | ${f2(f(a) / f(b))} |`] : []
   const problems = runs.filter((r) => r.problems.length > 0 || !r.warmupOk || r.shortfall > 0 || r.load.non2xx + r.load.errors + r.load.dropped > 0)
 
   const section: Array<string> = [
