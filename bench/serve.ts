@@ -38,7 +38,12 @@
  *      [--sides=raw,bullmq,fanout,fanout-2p,fanout-pg,pgboss] [--no-postgres] [--unpinned] [--concurrency=200]
  *      [--connections=256] [--max-in-flight=2000] [--drain=60] [--delay=20] [--pgboss-loops=10]
  *      [--pgboss-batch=100] [--ingest] [--ingest-only] [--ingest-duration=10] [--ingest-connections=50]
- *      [--no-write] [--keep-logs] [--profile=DIR]
+ *      [--no-write] [--keep-logs] [--profile=DIR] [--soak=MINUTES]
+ *
+ * Soak (`--soak=15 --rates=500 --sides=fanout`): one server, one rate, MINUTES long, offered in
+ * one-minute windows back to back; per minute: delivered/s, added latency, server CPU and RSS
+ * (sampled every 5 s). Writes "## Soak" of RESULTS.md: the RSS slope (least squares, MiB/min, over
+ * the whole run and its second half) and p99 per minute.
  */
 import type { ChildProcess } from "node:child_process"
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
@@ -89,6 +94,8 @@ interface Options {
   readonly keepLogs: boolean
   /** `--profile=DIR`: the Fanout processes run with `--cpu-prof --cpu-prof-dir=DIR`. */
   readonly profile: string | undefined
+  /** `--soak=MINUTES`: one side (the first of `--sides`, default fanout) at the first rate of `--rates`, for that long. */
+  readonly soak: number | undefined
 }
 
 const value = (args: ReadonlyArray<string>, name: string): string | undefined =>
@@ -106,7 +113,7 @@ const parse = (args: ReadonlyArray<string>): Options => {
   const known = new Set([
     "rates", "duration", "warmup", "reps", "sides", "postgres", "no-postgres", "unpinned", "concurrency", "connections",
     "max-in-flight", "drain", "delay", "pgboss-loops", "pgboss-batch", "ingest", "ingest-only", "ingest-duration",
-    "ingest-connections", "no-write", "keep-logs", "profile"
+    "ingest-connections", "no-write", "keep-logs", "profile", "soak"
   ])
   for (const arg of args) {
     const name = arg.replace(/^--/, "").split("=")[0]!
@@ -139,7 +146,8 @@ const parse = (args: ReadonlyArray<string>): Options => {
     ingestConnections: Math.round(number(args, "ingest-connections", 50)),
     write: !args.includes("--no-write"),
     keepLogs: args.includes("--keep-logs"),
-    profile: value(args, "profile")
+    profile: value(args, "profile"),
+    soak: value(args, "soak") === undefined ? undefined : number(args, "soak", 15)
   }
 }
 
@@ -734,6 +742,132 @@ const openTable = (runs: ReadonlyArray<OpenRun>, sides: ReadonlyArray<SideName>,
   return lines
 }
 
+
+// ---------------------------------------------------------------------------------------------
+// Soak: one server, one rate, minutes long
+// ---------------------------------------------------------------------------------------------
+
+interface SoakMinute {
+  readonly minute: number
+  readonly offered: number
+  readonly acked: number
+  readonly delivered: number
+  readonly p50: number
+  readonly p99: number
+  readonly max: number
+  readonly cpuMsPer1k: number
+  readonly rssMb: number
+  readonly problems: number
+}
+
+/** Least-squares slope of y over x. */
+const slope = (points: ReadonlyArray<readonly [number, number]>): number => {
+  const n = points.length
+  if (n < 2) return Number.NaN
+  const mx = points.reduce((a, [x]) => a + x, 0) / n
+  const my = points.reduce((a, [, y]) => a + y, 0) / n
+  let num = 0
+  let den = 0
+  for (const [x, y] of points) {
+    num += (x - mx) * (y - my)
+    den += (x - mx) ** 2
+  }
+  return den === 0 ? Number.NaN : num / den
+}
+
+const soakRun = async (options: Options, dir: string, side: SideName, rate: number) => {
+  const helpers = await startHelpers(dir, options)
+  const running = await startSide(side, helpers, options, dir)
+  const minutes: Array<SoakMinute> = []
+  const rss: Array<readonly [number, number]> = []
+  const t0 = Date.now()
+  const sampler = setInterval(() => rss.push([(Date.now() - t0) / 60_000, Procs.rssMbOf(running.pgids)]), 5_000)
+  try {
+    const spec = { url: running.url, connections: options.connections, maxInFlight: options.maxInFlight, lateMs: 5, answerTimeoutMs: 30_000 }
+    // The same warm-up as the open-loop runs, then the minutes.
+    if (options.warmup > 0) {
+      const warmRate = Math.min(rate, 300)
+      await helpers.begin("soak-w", Math.max(1, Math.round(warmRate * options.warmup)))
+      const warm = await helpers.load({ ...spec, tag: "soak-w", rate: warmRate, seconds: options.warmup })
+      await helpers.expect(warm.unacked)
+      await drainWait(helpers, 30_000)
+    }
+    rss.push([(Date.now() - t0) / 60_000, Procs.rssMbOf(running.pgids)])
+    for (let m = 1; m <= options.soak!; m++) {
+      const tag = `soak-${m}`
+      const n = rate * 60
+      await helpers.begin(tag, n)
+      const cpu0 = await sampleCpu(running)
+      const load = await helpers.load({ ...spec, tag, rate, seconds: 60 })
+      await helpers.expect(load.unacked)
+      const drained = await drainWait(helpers, 30_000)
+      const cpu1 = await sampleCpu(running)
+      const report = await helpers.report(load.t0, load.tEnd)
+      const minute: SoakMinute = {
+        minute: m,
+        offered: n,
+        acked: load.acked,
+        delivered: report.both,
+        p50: report.latency.p50,
+        p99: report.latency.p99,
+        max: report.latency.max,
+        cpuMsPer1k: report.both > 0 ? Procs.cpuDelta(cpu0, cpu1) / (report.both / 1000) : Number.NaN,
+        rssMb: Procs.rssMbOf(running.pgids),
+        problems: drained.ackedMissing
+      }
+      minutes.push(minute)
+      log(`  minute ${m}: acked ${fmt(load.acked)}, delivered ${fmt(report.both)}, added p50 ${f1(minute.p50)} p99 ${f1(minute.p99)} max ${f1(minute.max)} ms, CPU ${f0(minute.cpuMsPer1k)} ms/1k, RSS ${f1(minute.rssMb)} MiB`)
+    }
+  } finally {
+    clearInterval(sampler)
+    await running.stop()
+    await helpers.targets.stop()
+    await helpers.loadgen.stop()
+  }
+  return { minutes, rss, problems: logProblems(running.logs) }
+}
+
+const soakMain = async (options: Options, dir: string, described: string, loadStart: string, started: number) => {
+  const side = options.sides?.[0] ?? "fanout"
+  const rate = options.rates[0]!
+  log(`soak: ${labelOf[side]} at ${rate}/s for ${options.soak} min; ${options.pinned ? "pinned" : "unpinned"}`)
+  const { minutes, rss, problems } = await soakRun(options, dir, side, rate)
+  const all = slope(rss)
+  const half = slope(rss.filter(([x]) => x >= (options.soak! / 2)))
+  const p99s = minutes.map((m) => m.p99)
+  const firstFive = median(p99s.slice(0, 5))
+  const lastFive = median(p99s.slice(-5))
+  const lost = minutes.reduce((n, m) => n + m.problems, 0)
+  const lines = [
+    `## Soak`,
+    ``,
+    `\`npm run bench -- serve ${process.argv.slice(3).join(" ")}\` (${new Date().toISOString().slice(0, 10)}; took ${((Date.now() - started) / 60_000).toFixed(1)} min): ${labelOf[side]}, ${fmt(rate)} events/s offered for ${options.soak} one-minute windows back to back on one server and one store, each event to two targets answering after ${options.delay} ms. Durability: ${durabilityOf[side]}.`,
+    ``,
+    `${described}, load average at the start ${loadStart}, at the end ${loadavg().map((x) => x.toFixed(2)).join(" ")}. ${options.pinned ? "Server pinned to CPU 0, load generator and targets to CPU 1." : "Unpinned."} RSS: VmRSS of the server's processes, sampled every 5 s.`,
+    ``,
+    `| result | value |`,
+    `|---|---:|`,
+    `| RSS slope, whole run | ${f2(all)} MiB/min |`,
+    `| RSS slope, second half | ${f2(half)} MiB/min |`,
+    `| RSS at the start → end | ${f1(rss[0]?.[1])} → ${f1(rss[rss.length - 1]?.[1])} MiB |`,
+    `| added latency p99, median of the first 5 minutes → of the last 5 | ${f1(firstFive)} → ${f1(lastFive)} ms |`,
+    `| acknowledged events not delivered when a minute's drain wait ended | ${fmt(lost)} |`,
+    ``,
+    `| minute | offered | acked | delivered | added p50 / p99 / max ms | server CPU ms / 1k events | RSS MiB |`,
+    `|---:|---:|---:|---:|---:|---:|---:|`,
+    ...minutes.map((m) => `| ${m.minute} | ${fmt(m.offered)} | ${fmt(m.acked)} | ${fmt(m.delivered)} | ${f1(m.p50)} / ${f1(m.p99)} / ${f1(m.max)} | ${f0(m.cpuMsPer1k)} | ${f1(m.rssMb)} |`),
+    ``,
+    problems.length > 0 ? `Log lines at ERROR or worse: ${problems.length} (first: \`${problems[0]}\`).` : `No log line at ERROR or worse.`,
+    ``
+  ]
+  const section = lines.join("\n")
+  writeFileSync(join(root, ".tmp", "bench-soak.json"), JSON.stringify({ minutes, rss }, null, 2))
+  if (options.write) {
+    writeSection("Soak", section)
+    log(`wrote bench/RESULTS.md (## Soak) and .tmp/bench-soak.json`)
+  } else process.stdout.write(section + "\n")
+}
+
 export const main = async (args: ReadonlyArray<string>): Promise<void> => {
   const options = parse(args)
   profileDir = options.profile
@@ -749,6 +883,15 @@ export const main = async (args: ReadonlyArray<string>): Promise<void> => {
   if (pgUp) {
     const stale = await Pg.dropStale()
     if (stale.length > 0) log(`dropped stale databases: ${stale.join(", ")}`)
+  }
+  if (options.soak !== undefined) {
+    mkdirSync(join(root, ".tmp"), { recursive: true })
+    try {
+      await soakMain(options, dir, described, loadStart, started)
+    } finally {
+      if (!options.keepLogs) rmSync(dir, { recursive: true, force: true })
+    }
+    return
   }
   const sides = (options.sides ?? allSides).filter((s) => pgUp || (s !== "fanout-pg" && s !== "pgboss"))
   const pgInfo = pgUp ? await Pg.describe() : "PostgreSQL: not used"

@@ -246,3 +246,21 @@ export const tail = (file: string, lines = 20): string => {
     return "(no log)"
   }
 }
+
+/** Resident memory (VmRSS) of every process in `pgids` (scanned in /proc), MiB. */
+export const rssMbOf = (pgids: ReadonlyArray<number>): number => {
+  const wanted = new Set(pgids)
+  let kb = 0
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue
+    const s = stat(Number(entry))
+    if (s === undefined || !wanted.has(s.pgid)) continue
+    try {
+      const match = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${entry}/status`, "utf8"))
+      if (match !== null) kb += Number(match[1])
+    } catch {
+      // the process exited meanwhile
+    }
+  }
+  return kb / 1024
+}
