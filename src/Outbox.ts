@@ -32,6 +32,8 @@ export interface Service {
   readonly replayMany: (filter: Store.DeadLetterFilter) => Effect.Effect<number, Store.StoreError>
   readonly purge: (selection: string | Store.DeadLetterFilter) => Effect.Effect<number, Store.StoreError>
   readonly stats: Effect.Effect<Store.Stats, Store.StoreError>
+  /** {@link Store.DeliveryStore.gauges}: depth and dead letters, cheap at any history size. */
+  readonly gauges: Effect.Effect<Store.Gauges, Store.StoreError>
   readonly router: Router.Router<Event.Any, Target.Any>
   /**
    * The aggregate of a settled event, computed from its stored answers: `None` when no aggregate is
@@ -187,6 +189,7 @@ export const make = <E extends Event.Any>(
       replayMany: store.replayMany,
       purge: store.purge,
       stats: store.stats,
+      gauges: store.gauges,
       router: router as unknown as Router.Router<Event.Any, Target.Any>,
       aggregate
     } satisfies Service

@@ -435,6 +435,24 @@ export interface Stats extends Counts {
 }
 
 /**
+ * The answer to {@link DeliveryStore.gauges}: the queue's depth and dead letters, without the
+ * finished deliveries' counts.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Gauges {
+  readonly pending: number
+  readonly inFlight: number
+  readonly dead: number
+  /** pending + in_flight. */
+  readonly depth: number
+  /** Age of the oldest pending or in-flight delivery (since it was enqueued); 0 when none. */
+  readonly oldestPendingAgeMs: number
+  readonly targets: Readonly<Record<string, { readonly pending: number; readonly inFlight: number; readonly dead: number }>>
+}
+
+/**
  * The answer to {@link DeliveryStore.retention}.
  *
  * @since 0.1.0
@@ -517,8 +535,18 @@ export interface DeliveryStore {
   readonly purge: (selection: string | DeadLetterFilter) => Effect.Effect<number, StoreError>
   /** The event with each delivery's state and attempt history; none when the id is unknown. */
   readonly status: (eventId: string) => Effect.Effect<Option.Option<EventStatus>, StoreError>
-  /** Queue depth, oldest pending age, counts by status overall and per target. */
+  /**
+   * Queue depth, oldest pending age, counts by status overall and per target. Counting the delivered
+   * rows reads all of them (SQL stores): for what is polled (health checks, gauges, back-pressure)
+   * use {@link gauges}.
+   */
   readonly stats: Effect.Effect<Stats, StoreError>
+  /**
+   * Pending, in-flight and dead counts (overall and per target), depth and oldest pending age: what
+   * gauges, readiness and back-pressure poll. SQL stores read only those rows (the status index), so
+   * its cost does not grow with the delivered history as {@link stats}'s does.
+   */
+  readonly gauges: Effect.Effect<Gauges, StoreError>
   /**
    * Deletes delivered and compensated deliveries that finished more than `olderThan` ago (with their
    * history), and events left with no delivery. Never touches pending, in-flight or dead rows.

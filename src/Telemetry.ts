@@ -129,7 +129,7 @@ export const sampleGauges: Effect.Effect<void, never, Registry.Registry | Store.
     yield* Metric.set(Metrics.circuitState.pipe(Metric.tagged("target", name)), circuitValue(state, now))
     yield* Metric.set(Metrics.bulkheadInUse.pipe(Metric.tagged("target", name)), yield* runtime.bulkhead.inFlight)
   }
-  const stats = yield* store.stats.pipe(Effect.timeoutOption("2 seconds"), Effect.option)
+  const stats = yield* store.gauges.pipe(Effect.timeoutOption("2 seconds"), Effect.option)
   if (stats._tag === "None" || stats.value._tag === "None") return
   const s = stats.value.value
   yield* Metric.set(Metrics.queueDepth, s.depth)

@@ -747,7 +747,7 @@ export const make = <T extends Target.Any>(
       Effect.gen(function*() {
         while (true) {
           for (const [lane, gauge] of claimedGauges) yield* Metric.set(gauge, lane.held)
-          const stats = yield* Effect.either(store.stats)
+          const stats = yield* Effect.either(store.gauges)
           if (stats._tag === "Right") {
             yield* Metric.set(Metrics.queueDepth, stats.right.depth)
             yield* Metric.set(Metrics.oldestPendingAge, stats.right.oldestPendingAgeMs / 1000)

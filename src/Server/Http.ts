@@ -326,7 +326,7 @@ const OpsLive = HttpApiBuilder.group(Api.Api, "ops", (handlers) =>
     return handlers
       .handleRaw("healthz", () => Effect.succeed(HttpServerResponse.unsafeJson({ status: "ok" })))
       .handleRaw("readyz", () =>
-        store.stats.pipe(
+        store.gauges.pipe(
           Effect.match({
             onFailure: (error) =>
               Errors.toResponse(Errors.unavailable("not_ready", `The store is not ready (${error.reason})`, 1)),

@@ -245,7 +245,7 @@ export const make = (
   Effect.gen(function*() {
     const outbox = yield* Outbox.Outbox
     const maxDepth = options.maxQueueDepth
-    const cachedStats = yield* Effect.cachedWithTTL(Effect.either(outbox.stats), Duration.millis(options.queueCheckTtlMs))
+    const cachedStats = yield* Effect.cachedWithTTL(Effect.either(outbox.gauges), Duration.millis(options.queueCheckTtlMs))
 
     /** 503 while the queue is at its bound (a reading at most `queueCheckTtl` old; an unreadable store lets enqueue decide). */
     const guardDepth: Effect.Effect<void, Errors.ApiFailure> | undefined = maxDepth === undefined

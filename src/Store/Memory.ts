@@ -496,6 +496,14 @@ export const make: Effect.Effect<Store.DeliveryStore> = Effect.gen(function*() {
       }
     }))
 
+  const gauges: Store.DeliveryStore["gauges"] = Effect.map(stats, (s): Store.Gauges => {
+    const targets: Record<string, { pending: number; inFlight: number; dead: number }> = {}
+    for (const [name, c] of Object.entries(s.targets)) {
+      if (c.pending + c.inFlight + c.dead > 0) targets[name] = { pending: c.pending, inFlight: c.inFlight, dead: c.dead }
+    }
+    return { pending: s.pending, inFlight: s.inFlight, dead: s.dead, depth: s.depth, oldestPendingAgeMs: s.oldestPendingAgeMs, targets }
+  })
+
   const retention: Store.DeliveryStore["retention"] = (olderThan) =>
     write((now) => {
       const cutoff = now - Duration.toMillis(Duration.decode(olderThan))
@@ -522,6 +530,7 @@ export const make: Effect.Effect<Store.DeliveryStore> = Effect.gen(function*() {
     purge,
     status,
     stats,
+    gauges,
     retention,
     wakeups: signal.stream,
     diagnostics: Effect.sync(() => ({ writeTransactions: writes, writeOperations: writes, largestBatch: writes > 0 ? 1 : 0 }))

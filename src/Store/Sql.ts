@@ -2025,6 +2025,35 @@ export const make = (
       }
     })
 
+    // Only the rows of these statuses (the status index): its cost follows the queue, not the history.
+    const gauges: Store.DeliveryStore["gauges"] = Effect.gen(function*() {
+      const now = yield* Clock.currentTimeMillis
+      const rows = yield* run(
+        "gauges",
+        "query",
+        sql<{ target: string; status: Store.Status; n: unknown; oldest: unknown }>`SELECT target, status,
+            COUNT(*) AS n, MIN(CASE WHEN status IN ('pending', 'in_flight') THEN enqueued_at END) AS oldest
+          FROM ${T.deliveries} WHERE status IN ('pending', 'in_flight', 'dead') GROUP BY target, status`
+      )
+      const total = { pending: 0, inFlight: 0, dead: 0 }
+      const targets: Record<string, typeof total> = {}
+      let oldest: number | undefined
+      for (const row of rows) {
+        const key = row.status === "in_flight" ? "inFlight" : row.status === "pending" ? "pending" : "dead"
+        const n = num(row.n)
+        total[key] += n
+        ;(targets[row.target] ??= { pending: 0, inFlight: 0, dead: 0 })[key] += n
+        const o = optNum(row.oldest)
+        if (o !== undefined && (oldest === undefined || o < oldest)) oldest = o
+      }
+      return {
+        ...total,
+        depth: total.pending + total.inFlight,
+        oldestPendingAgeMs: oldest === undefined ? 0 : Math.max(0, now - oldest),
+        targets
+      }
+    })
+
     // ---- wake-ups ----------------------------------------------------------------------------
 
     const wakeups: Stream.Stream<void> = options.listen === undefined
@@ -2051,6 +2080,7 @@ export const make = (
       purge,
       status,
       stats,
+      gauges,
       retention,
       wakeups,
       diagnostics: Effect.sync(() => flush === undefined ? { ...counters } : { ...counters, flushes: flush.flushes() })

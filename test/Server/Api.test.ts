@@ -405,7 +405,7 @@ describe("operations", () => {
       const h = yield* start({
         wrapStore: (s) => ({
           ...s,
-          stats: Effect.fail(new StoreError({ operation: "stats", reason: "Unavailable", message: "down" }))
+          gauges: Effect.fail(new StoreError({ operation: "gauges", reason: "Unavailable", message: "down" }))
         })
       })
       const r = yield* promise(() => h.request("/readyz"))

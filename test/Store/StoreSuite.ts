@@ -101,6 +101,35 @@ export const suite = (name: string, layer: StoreLayer, options: SuiteOptions = {
         assert.deepStrictEqual(new Set(status.deliveries.map((x) => x.id)), new Set(result.deliveries.map((x) => x.id)))
       }))
 
+    test("gauges agree with stats on pending, in-flight, dead, depth and oldest age, overall and per target", () =>
+      Effect.gen(function*() {
+        const store = yield* Store.DeliveryStore
+        const empty = yield* store.gauges
+        assert.deepStrictEqual(empty, { pending: 0, inFlight: 0, dead: 0, depth: 0, oldestPendingAgeMs: 0, targets: {} })
+        yield* store.enqueue(yield* makeEvent("g-1"), ["a", "b"])
+        yield* TestClock.adjust(1_000)
+        yield* store.enqueue(yield* makeEvent("g-2"), ["a", "b"])
+        yield* store.enqueue(yield* makeEvent("g-3"), ["a"])
+        yield* TestClock.adjust(500)
+        // One delivered, one in flight, one dead; the rest pending.
+        const [delivered] = yield* store.claim({ workerId: "w", limit: 1, leaseMs: 60_000, targets: ["b"] })
+        assert.isTrue(yield* store.finish(delivered!, ok, Store.Next.Delivered({})))
+        yield* store.claim({ workerId: "w", limit: 1, leaseMs: 60_000, targets: ["b"] })
+        yield* killDelivery("a", "g-3", "http_400")
+        const stats = yield* store.stats
+        const gauges = yield* store.gauges
+        assert.deepStrictEqual(
+          { pending: gauges.pending, inFlight: gauges.inFlight, dead: gauges.dead, depth: gauges.depth, oldest: gauges.oldestPendingAgeMs },
+          { pending: stats.pending, inFlight: stats.inFlight, dead: stats.dead, depth: stats.depth, oldest: stats.oldestPendingAgeMs }
+        )
+        assert.deepStrictEqual({ pending: gauges.pending, inFlight: gauges.inFlight, dead: gauges.dead }, { pending: 2, inFlight: 1, dead: 1 })
+        assert.strictEqual(gauges.oldestPendingAgeMs, 1_500, "g-1 → a, enqueued 1.5 s ago, is the oldest")
+        assert.deepStrictEqual(gauges.targets, {
+          a: { pending: 2, inFlight: 0, dead: 1 },
+          b: { pending: 0, inFlight: 1, dead: 0 }
+        })
+      }))
+
     test("enqueue is idempotent on the event id: the second (same content) returns the first and writes nothing", () =>
       Effect.gen(function*() {
         const store = yield* Store.DeliveryStore
