@@ -1995,34 +1995,45 @@ export const make = (
         })
       })
 
-    const stats: Store.DeliveryStore["stats"] = Effect.gen(function*() {
-      const now = yield* Clock.currentTimeMillis
-      const rows = yield* run(
-        "stats",
-        "query",
-        sql<{ target: string; status: Store.Status; n: unknown; oldest: unknown }>`SELECT target, status,
-            COUNT(*) AS n, MIN(enqueued_at) AS oldest
-          FROM ${T.deliveries} GROUP BY target, status`
-      )
-      const total = { pending: 0, inFlight: 0, delivered: 0, dead: 0, compensated: 0 }
-      const targets: Record<string, typeof total> = {}
+    interface CountRow {
+      readonly target: string
+      readonly status: Store.Status
+      readonly n: unknown
+      readonly oldest: unknown
+    }
+    /** Counts by status (the keys `empty` has; `in_flight` is `inFlight`), overall and per target, and the oldest pending age. */
+    const tally = <K extends string>(rows: ReadonlyArray<CountRow>, now: number, empty: () => Record<K, number>) => {
+      const total = empty()
+      const targets: Record<string, Record<K, number>> = {}
       let oldest: number | undefined
       for (const row of rows) {
-        const key = row.status === "in_flight" ? "inFlight" : row.status
+        const key = (row.status === "in_flight" ? "inFlight" : row.status) as K
         const n = num(row.n)
         total[key] += n
-        ;(targets[row.target] ??= { pending: 0, inFlight: 0, delivered: 0, dead: 0, compensated: 0 })[key] += n
+        ;(targets[row.target] ??= empty())[key] += n
         if (row.status === "pending" || row.status === "in_flight") {
           const o = optNum(row.oldest)
           if (o !== undefined && (oldest === undefined || o < oldest)) oldest = o
         }
       }
-      return {
-        ...total,
-        depth: total.pending + total.inFlight,
-        oldestPendingAgeMs: oldest === undefined ? 0 : Math.max(0, now - oldest),
-        targets
-      }
+      return { total, targets, oldestPendingAgeMs: oldest === undefined ? 0 : Math.max(0, now - oldest) }
+    }
+
+    const stats: Store.DeliveryStore["stats"] = Effect.gen(function*() {
+      const now = yield* Clock.currentTimeMillis
+      const rows = yield* run(
+        "stats",
+        "query",
+        sql<CountRow>`SELECT target, status,
+            COUNT(*) AS n, MIN(enqueued_at) AS oldest
+          FROM ${T.deliveries} GROUP BY target, status`
+      )
+      const { total, targets, oldestPendingAgeMs } = tally(
+        rows,
+        now,
+        () => ({ pending: 0, inFlight: 0, delivered: 0, dead: 0, compensated: 0 })
+      )
+      return { ...total, depth: total.pending + total.inFlight, oldestPendingAgeMs, targets }
     })
 
     // Only the rows of these statuses (the status index): its cost follows the queue, not the history.
@@ -2031,27 +2042,12 @@ export const make = (
       const rows = yield* run(
         "gauges",
         "query",
-        sql<{ target: string; status: Store.Status; n: unknown; oldest: unknown }>`SELECT target, status,
+        sql<CountRow>`SELECT target, status,
             COUNT(*) AS n, MIN(CASE WHEN status IN ('pending', 'in_flight') THEN enqueued_at END) AS oldest
           FROM ${T.deliveries} WHERE status IN ('pending', 'in_flight', 'dead') GROUP BY target, status`
       )
-      const total = { pending: 0, inFlight: 0, dead: 0 }
-      const targets: Record<string, typeof total> = {}
-      let oldest: number | undefined
-      for (const row of rows) {
-        const key = row.status === "in_flight" ? "inFlight" : row.status === "pending" ? "pending" : "dead"
-        const n = num(row.n)
-        total[key] += n
-        ;(targets[row.target] ??= { pending: 0, inFlight: 0, dead: 0 })[key] += n
-        const o = optNum(row.oldest)
-        if (o !== undefined && (oldest === undefined || o < oldest)) oldest = o
-      }
-      return {
-        ...total,
-        depth: total.pending + total.inFlight,
-        oldestPendingAgeMs: oldest === undefined ? 0 : Math.max(0, now - oldest),
-        targets
-      }
+      const { total, targets, oldestPendingAgeMs } = tally(rows, now, () => ({ pending: 0, inFlight: 0, dead: 0 }))
+      return { ...total, depth: total.pending + total.inFlight, oldestPendingAgeMs, targets }
     })
 
     // ---- wake-ups ----------------------------------------------------------------------------
