@@ -533,24 +533,31 @@ const drainWait = async (helpers: Helpers, maxMs: number): Promise<Polled> => {
   return last
 }
 
+/** What the load generator is told about the server under test. */
+const loadSpec = (running: Running, options: Options) =>
+  ({ url: running.url, connections: options.connections, maxInFlight: options.maxInFlight, lateMs: 5, answerTimeoutMs: 30_000 })
+
+/** Warm-up (JIT, connections, the store's first pages), not measured: at ≤ 300/s for `--warmup` s. Whether all of it was acknowledged and delivered. */
+const warmUp = async (running: Running, rate: number, helpers: Helpers, options: Options): Promise<boolean> => {
+  if (options.warmup <= 0) return true
+  const tag = `w${runCounter}`
+  const warmRate = Math.min(rate, 300)
+  await helpers.begin(tag, Math.max(1, Math.round(warmRate * options.warmup)))
+  const warm = await helpers.load({ ...loadSpec(running, options), tag, rate: warmRate, seconds: options.warmup })
+  await helpers.expect(warm.unacked)
+  const drained = await drainWait(helpers, 30_000)
+  const ok = warm.acked === warm.offered && drained.ackedMissing === 0
+  if (!ok) {
+    log(`  warm-up: ${warm.acked}/${warm.offered} acked (${JSON.stringify(warm.statuses)}, errors ${warm.errors}: ${warm.errorSample.join(", ")}), ${drained.ackedMissing} not delivered`)
+  }
+  return ok
+}
+
 const openRun = async (side: SideName, rate: number, rep: number, helpers: Helpers, options: Options, dir: string): Promise<OpenRun> => {
   const running = await startSide(side, helpers, options, dir)
   try {
-    const spec = { url: running.url, connections: options.connections, maxInFlight: options.maxInFlight, lateMs: 5, answerTimeoutMs: 30_000 }
-    // Warm-up (JIT, connections, the store's first pages): not measured.
-    let warmupOk = true
-    if (options.warmup > 0) {
-      const tag = `w${runCounter}`
-      const warmRate = Math.min(rate, 300)
-      await helpers.begin(tag, Math.max(1, Math.round(warmRate * options.warmup)))
-      const warm = await helpers.load({ ...spec, tag, rate: warmRate, seconds: options.warmup })
-      await helpers.expect(warm.unacked)
-      const drained = await drainWait(helpers, 30_000)
-      warmupOk = warm.acked === warm.offered && drained.ackedMissing === 0
-      if (!warmupOk) {
-        log(`  warm-up: ${warm.acked}/${warm.offered} acked (${JSON.stringify(warm.statuses)}, errors ${warm.errors}: ${warm.errorSample.join(", ")}), ${drained.ackedMissing} not delivered`)
-      }
-    }
+    const spec = loadSpec(running, options)
+    const warmupOk = await warmUp(running, rate, helpers, options)
     const pinnedBackends = await pinBackends(running, options)
     const tag = `r${runCounter}`
     const n = Math.max(1, Math.round(rate * options.duration))
@@ -783,15 +790,9 @@ const soakRun = async (options: Options, dir: string, side: SideName, rate: numb
   const t0 = Date.now()
   const sampler = setInterval(() => rss.push([(Date.now() - t0) / 60_000, Procs.rssMbOf(running.pgids)]), 5_000)
   try {
-    const spec = { url: running.url, connections: options.connections, maxInFlight: options.maxInFlight, lateMs: 5, answerTimeoutMs: 30_000 }
+    const spec = loadSpec(running, options)
     // The same warm-up as the open-loop runs, then the minutes.
-    if (options.warmup > 0) {
-      const warmRate = Math.min(rate, 300)
-      await helpers.begin("soak-w", Math.max(1, Math.round(warmRate * options.warmup)))
-      const warm = await helpers.load({ ...spec, tag: "soak-w", rate: warmRate, seconds: options.warmup })
-      await helpers.expect(warm.unacked)
-      await drainWait(helpers, 30_000)
-    }
+    await warmUp(running, rate, helpers, options)
     rss.push([(Date.now() - t0) / 60_000, Procs.rssMbOf(running.pgids)])
     for (let m = 1; m <= options.soak!; m++) {
       const tag = `soak-${m}`

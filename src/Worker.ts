@@ -757,7 +757,7 @@ export const make = <T extends Target.Any>(
               yield* Metric.set(Metrics.deadLetters.pipe(Metric.tagged("target", name)), c.dead)
             }
           } else {
-            yield* storeFailed("stats", stats.left)
+            yield* storeFailed("gauges", stats.left)
           }
           yield* Effect.sleep(every)
         }

@@ -245,12 +245,12 @@ export const make = (
   Effect.gen(function*() {
     const outbox = yield* Outbox.Outbox
     const maxDepth = options.maxQueueDepth
-    const cachedStats = yield* Effect.cachedWithTTL(Effect.either(outbox.gauges), Duration.millis(options.queueCheckTtlMs))
+    const cachedGauges = yield* Effect.cachedWithTTL(Effect.either(outbox.gauges), Duration.millis(options.queueCheckTtlMs))
 
     /** 503 while the queue is at its bound (a reading at most `queueCheckTtl` old; an unreadable store lets enqueue decide). */
     const guardDepth: Effect.Effect<void, Errors.ApiFailure> | undefined = maxDepth === undefined
       ? undefined
-      : Effect.flatMap(cachedStats, (stats) =>
+      : Effect.flatMap(cachedGauges, (stats) =>
         stats._tag === "Right" && stats.right.depth >= maxDepth
           ? Effect.fail(
             Errors.unavailable(

@@ -572,11 +572,12 @@ export const make = (
           Effect.flatMap((exit) => {
             if (Exit.isSuccess(exit)) {
               countWrite(jobs.length)
-              if (flush === undefined) return Effect.sync(() => jobs.forEach((job, i) => job.answer(exit.value[i]!)))
+              const answer = () => jobs.forEach((job, i) => job.answer(exit.value[i]!))
+              if (flush === undefined) return Effect.sync(answer)
               // Answered once the commit is on disk; meanwhile this fiber goes on to the next batch.
               return Effect.sync(() =>
                 flush.sync((error) => {
-                  if (error === undefined) return jobs.forEach((job, i) => job.answer(exit.value[i]!))
+                  if (error === undefined) return answer()
                   const failed = Exit.fail(flushError("commit", error))
                   jobs.forEach((job) => job.answer(failed))
                 })
@@ -692,7 +693,7 @@ export const make = (
         : pg && single
         ? Effect.tap(lifted, () => countWrite(1))
         : flush !== undefined
-        ? Effect.tap(own(operation, "write", lifted), () => Effect.zipRight(Effect.sync(() => countWrite(1)), flushed(operation)))
+        ? Effect.zipLeft(Effect.tap(own(operation, "write", lifted), () => countWrite(1)), flushed(operation))
         : Effect.tap(own(operation, "write", lifted), () => countWrite(1))
       if (!options.joinTransactions) return detach(alone)
       return Effect.flatMap(ambient, (open) => {
@@ -2001,54 +2002,54 @@ export const make = (
       readonly n: unknown
       readonly oldest: unknown
     }
-    /** Counts by status (the keys `empty` has; `in_flight` is `inFlight`), overall and per target, and the oldest pending age. */
-    const tally = <K extends string>(rows: ReadonlyArray<CountRow>, now: number, empty: () => Record<K, number>) => {
-      const total = empty()
-      const targets: Record<string, Record<K, number>> = {}
-      let oldest: number | undefined
-      for (const row of rows) {
-        const key = (row.status === "in_flight" ? "inFlight" : row.status) as K
-        const n = num(row.n)
-        total[key] += n
-        ;(targets[row.target] ??= empty())[key] += n
-        if (row.status === "pending" || row.status === "in_flight") {
-          const o = optNum(row.oldest)
-          if (o !== undefined && (oldest === undefined || o < oldest)) oldest = o
+    /**
+     * Runs a count query (a row per target and status) and sums it by status (the keys `empty` has;
+     * `in_flight` is `inFlight`), overall and per target, with the depth and the oldest pending age.
+     */
+    const counted = <K extends string>(
+      operation: string,
+      query: Effect.Effect<ReadonlyArray<CountRow>, SqlError>,
+      empty: () => Record<K | "pending" | "inFlight", number>
+    ) =>
+      Effect.gen(function*() {
+        const now = yield* Clock.currentTimeMillis
+        const rows = yield* run(operation, "query", query)
+        const total = empty()
+        const targets: Record<string, Record<K | "pending" | "inFlight", number>> = {}
+        let oldest: number | undefined
+        for (const row of rows) {
+          const key = (row.status === "in_flight" ? "inFlight" : row.status) as K
+          const n = num(row.n)
+          total[key] += n
+          ;(targets[row.target] ??= empty())[key] += n
+          if (row.status === "pending" || row.status === "in_flight") {
+            const o = optNum(row.oldest)
+            if (o !== undefined && (oldest === undefined || o < oldest)) oldest = o
+          }
         }
-      }
-      return { total, targets, oldestPendingAgeMs: oldest === undefined ? 0 : Math.max(0, now - oldest) }
-    }
+        return {
+          ...total,
+          depth: total.pending + total.inFlight,
+          oldestPendingAgeMs: oldest === undefined ? 0 : Math.max(0, now - oldest),
+          targets
+        }
+      })
 
-    const stats: Store.DeliveryStore["stats"] = Effect.gen(function*() {
-      const now = yield* Clock.currentTimeMillis
-      const rows = yield* run(
-        "stats",
-        "query",
-        sql<CountRow>`SELECT target, status,
-            COUNT(*) AS n, MIN(enqueued_at) AS oldest
-          FROM ${T.deliveries} GROUP BY target, status`
-      )
-      const { total, targets, oldestPendingAgeMs } = tally(
-        rows,
-        now,
-        () => ({ pending: 0, inFlight: 0, delivered: 0, dead: 0, compensated: 0 })
-      )
-      return { ...total, depth: total.pending + total.inFlight, oldestPendingAgeMs, targets }
-    })
+    const stats: Store.DeliveryStore["stats"] = counted(
+      "stats",
+      sql<CountRow>`SELECT target, status, COUNT(*) AS n, MIN(enqueued_at) AS oldest
+        FROM ${T.deliveries} GROUP BY target, status`,
+      () => ({ pending: 0, inFlight: 0, delivered: 0, dead: 0, compensated: 0 })
+    )
 
     // Only the rows of these statuses (the status index): its cost follows the queue, not the history.
-    const gauges: Store.DeliveryStore["gauges"] = Effect.gen(function*() {
-      const now = yield* Clock.currentTimeMillis
-      const rows = yield* run(
-        "gauges",
-        "query",
-        sql<CountRow>`SELECT target, status,
-            COUNT(*) AS n, MIN(CASE WHEN status IN ('pending', 'in_flight') THEN enqueued_at END) AS oldest
-          FROM ${T.deliveries} WHERE status IN ('pending', 'in_flight', 'dead') GROUP BY target, status`
-      )
-      const { total, targets, oldestPendingAgeMs } = tally(rows, now, () => ({ pending: 0, inFlight: 0, dead: 0 }))
-      return { ...total, depth: total.pending + total.inFlight, oldestPendingAgeMs, targets }
-    })
+    const gauges: Store.DeliveryStore["gauges"] = counted(
+      "gauges",
+      sql<CountRow>`SELECT target, status,
+          COUNT(*) AS n, MIN(CASE WHEN status IN ('pending', 'in_flight') THEN enqueued_at END) AS oldest
+        FROM ${T.deliveries} WHERE status IN ('pending', 'in_flight', 'dead') GROUP BY target, status`,
+      () => ({ pending: 0, inFlight: 0, dead: 0 })
+    )
 
     // ---- wake-ups ----------------------------------------------------------------------------
 
