@@ -9,7 +9,8 @@ import * as Reactivity from "@effect/experimental/Reactivity"
 import * as Migrator from "@effect/sql/Migrator"
 import * as PgClient from "@effect/sql-pg/PgClient"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Fiber, Layer, Option, Redacted, Ref, Stream } from "effect"
+import { Effect, Fiber, Layer, Metric, Option, Queue, Redacted, Ref, Stream } from "effect"
+import * as Metrics from "../../src/Metrics.js"
 import * as Event from "../../src/Event.js"
 import * as Store from "../../src/Store.js"
 import init from "../../src/Store/migrations/0001_init.js"
@@ -43,8 +44,23 @@ const storeOn = (prefix: string) =>
 const twoPools = Effect.gen(function*() {
   const prefix = newPrefix()
   yield* dropAfter(prefix)
-  return [yield* storeOn(prefix), yield* storeOn(prefix)] as const
+  return [yield* storeOn(prefix), yield* storeOn(prefix), prefix] as const
 })
+
+/** Until the store on `prefix` that subscribed to its wake-ups is listening (`fanout_store_listening` is 1). */
+const listeningOn = (prefix: string) =>
+  Effect.gen(function*() {
+    const gauge = Metrics.storeListening.pipe(Metric.tagged("channel", `${prefix}work`))
+    for (let i = 0; i < 200 && (yield* Metric.value(gauge)).value !== 1; i++) yield* Effect.sleep("25 millis")
+    assert.strictEqual((yield* Metric.value(gauge)).value, 1, "LISTEN is up")
+  })
+
+/** Until `woken` has counted `n` wake-ups (at most 10 s). */
+const untilWoken = (woken: Ref.Ref<number>, n: number) =>
+  Effect.gen(function*() {
+    for (let i = 0; i < 400 && (yield* Ref.get(woken)) < n; i++) yield* Effect.sleep("25 millis")
+    assert.strictEqual(yield* Ref.get(woken), n)
+  })
 
 /** Counts the wake-ups `store` sees, until `fiber` is interrupted. */
 const countWakeups = (store: Store.DeliveryStore) =>
@@ -112,14 +128,30 @@ d(`PostgresStore${skip !== undefined ? ` (skipped: ${skip})` : ""}`, () => {
         yield* Effect.sleep("100 millis")
       }
       assert.isAbove(yield* Ref.get(woken), 0, "woken through NOTIFY on the application's commit")
-      // a rolled-back transaction's NOTIFY is never delivered
-      yield* Effect.sleep("300 millis")
-      const before = yield* Ref.get(woken)
+      // A rolled-back transaction's NOTIFY is never delivered. A listener gets notifications in commit
+      // order: between a fence notified before the rollback and one after it, nothing else arrives.
+      const channel = `${prefix}work`
+      const heard = yield* Queue.unbounded<string>()
+      yield* Effect.forkScoped(Stream.runForEach(sql.listen(channel), (payload) => Queue.offer(heard, payload)))
+      for (let i = 0; i < 100 && (yield* Queue.size(heard)) === 0; i++) {
+        yield* sql`SELECT pg_notify(${channel}, 'ready')`
+        yield* Effect.sleep("50 millis")
+      }
+      const upTo = (fence: string) =>
+        Effect.gen(function*() {
+          const seen: Array<string> = []
+          yield* sql`SELECT pg_notify(${channel}, ${fence})`
+          for (;;) {
+            const payload = yield* Queue.take(heard)
+            if (payload === fence) return seen
+            seen.push(payload)
+          }
+        }).pipe(Effect.timeoutFail({ duration: "10 seconds", onTimeout: () => `fence ${fence} not heard` }))
+      yield* upTo("before")
       yield* sql.withTransaction(
         Effect.flatMap(event("tx-n-rollback"), (e) => producer.enqueue(e, ["a"])).pipe(Effect.zipRight(Effect.fail("abort")))
       ).pipe(Effect.ignore)
-      yield* Effect.sleep("500 millis")
-      assert.strictEqual(yield* Ref.get(woken), before)
+      assert.deepStrictEqual(yield* upTo("after"), [], "no NOTIFY from the rolled-back transaction")
       assert.isTrue(Option.isNone(yield* worker.status("tx-n-rollback")))
       yield* Fiber.interrupt(fiber)
     }).pipe(Effect.scoped), { timeout: 30_000 })
@@ -226,17 +258,14 @@ d(`PostgresStore${skip !== undefined ? ` (skipped: ${skip})` : ""}`, () => {
 
   it.live("dependencies: NOTIFY wakes another process when a delivery makes a dependent due", () =>
     Effect.gen(function*() {
-      const [producer, worker] = yield* twoPools
+      const [producer, worker, prefix] = yield* twoPools
       const { woken, fiber } = yield* countWakeups(worker)
+      // LISTEN is set up asynchronously; from then on, every NOTIFY committed reaches the worker.
+      yield* listeningOn(prefix)
       yield* producer.enqueue(yield* event("notify-pipe"), ["a", "b"], { after: { b: ["a"] } })
+      // exactly one NOTIFY for that enqueue; the claim sends none
+      yield* untilWoken(woken, 1)
       const [input] = yield* producer.claim({ workerId: "w", limit: 10, leaseMs: 60_000 })
-      // LISTEN is set up asynchronously: enqueue until the worker hears one, then let the wake-ups settle
-      for (let i = 0; i < 100 && (yield* Ref.get(woken)) === 0; i++) {
-        yield* producer.enqueue(yield* event(`notify-warmup-${i}`), ["warmup"])
-        yield* Effect.sleep("100 millis")
-      }
-      assert.isAbove(yield* Ref.get(woken), 0, "LISTEN is up")
-      yield* Effect.sleep("500 millis")
       const before = yield* Ref.get(woken)
       assert.isTrue(
         yield* producer.finish(input!, { startedAt: 0, durationMs: 1, outcome: "success" }, Store.Next.Delivered({}))
