@@ -21,8 +21,13 @@ describe("graceful shutdown", () => {
   it.live("a request in progress gets its answer; new connections are refused", () =>
     Effect.gen(function*() {
       const scope = yield* Scope.make()
-      // No worker: `?wait=settled` holds the request until the 4 s wait timeout.
-      const h = yield* start({ server: { waitTimeout: "4 seconds" } }).pipe(Scope.extend(scope))
+      // No worker: `?wait=settled` holds the request until the 4 s wait timeout. Idle keep-alive
+      // connections would stay open for 10 minutes, and so would the shutdown grace: a close that
+      // waited for them could not finish within the test's timeout, so closing at all shows that it
+      // closed them as they became idle (checked: without that, this test times out).
+      const h = yield* start({
+        server: { waitTimeout: "4 seconds", keepAliveTimeout: "10 minutes", shutdownGrace: "10 minutes" }
+      }).pipe(Scope.extend(scope))
       let answered = false
       const pending = h.request("/v1/events?wait=settled", { json: { id: "slow", type: "order.placed", payload: 1 } })
         .finally(() => (answered = true))
@@ -38,9 +43,7 @@ describe("graceful shutdown", () => {
       assert.strictEqual(reply.status, 202)
       assert.strictEqual(reply.body.id, "slow")
       assert.strictEqual(reply.body.settled, false)
-      // Closed soon after its last answer (not after the 5 s keep-alive timeout of the client's connection).
-      const t0 = Date.now()
+      // Closed after its last answer, not after the keep-alive timeout of the client's connection.
       yield* Effect.promise(() => closing)
-      assert.isBelow(Date.now() - t0, 4_000)
-    }))
+    }), { timeout: 30_000 })
 })
