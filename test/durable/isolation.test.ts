@@ -9,9 +9,10 @@
  * more than that from one run to the next (a CI run once saw B's rate at 0.92× of the healthy run's
  * with A hung, the next at 0.83×), so this test asserts only what is recorded, not how fast: B gets
  * every event; A never holds more than its share; the breaker stops A's attempts; with the breaker
- * off A really holds its whole share; and no B event ever waited for one of A's attempts to time out
- * (B's slowest latency stays below A's timeout: if B shared A's slots, the events queued behind A's
- * hung attempts would wait a whole timeout). The figures are printed; the 10 % comparison is made
+ * off A really holds its whole share; and B never waits for A's slots: in the breaker-off run A's
+ * attempts have a 10-minute timeout, so they never end during the run, and B still gets every event
+ * (if B shared A's slots, B's events queued behind them would never be sent). No wall-clock bound is
+ * asserted. The figures are printed; the 10 % comparison is made
  * over several triplets of longer runs by `npm run bench -- durable` (bench/RESULTS.md, "Isolation").
  */
 import { assert, describe, it } from "@effect/vitest"
@@ -28,7 +29,8 @@ describe("isolation (SQLite, loopback)", () => {
     await runIsolation("healthy", { ...options, events: 100, latencyEvents: 20 }) // warm-up
     const healthy = await runIsolation("healthy", options)
     const breaker = await runIsolation("hung", { ...options, breaker: true })
-    const worst = await runIsolation("hung", { ...options, breaker: false })
+    // Breaker off and attempts that outlast the run: A holds its whole share until the worker stops.
+    const worst = await runIsolation("hung", { ...options, breaker: false, timeoutMs: 600_000 })
     const ratios = (r: IsolationRun) =>
       `rate ×${(r.rateB / healthy.rateB).toFixed(2)}, p50 ×${(r.p50B / healthy.p50B).toFixed(2)}, p95 ×${(r.p95B / healthy.p95B).toFixed(2)}`
     console.log(
@@ -41,12 +43,9 @@ describe("isolation (SQLite, loopback)", () => {
 
     // Default policy: A's breaker opened after its first share timed out, so A costs next to nothing.
     assert.isAtMost(breaker.receivedA, 2 * breaker.limitA, "the breaker stopped A's attempts")
-    // Breaker off: A really was hung and busy, holding its whole share and never more.
-    assert.isAtLeast(worst.receivedA, worst.limitA)
+    // Breaker off: A really was hung and busy, holding its whole share and never more, for the whole
+    // run (none of its attempts ended), while B received every event (asserted above).
+    assert.strictEqual(worst.receivedA, worst.limitA)
     assert.strictEqual(worst.maxHeldA, worst.limitA)
-    // Neither run made a B event wait behind one of A's hung attempts.
-    for (const run of [breaker, worst]) {
-      assert.isBelow(run.maxB, options.timeoutMs ?? 1_000, "no B event waited for A's timeout")
-    }
   })
 })
