@@ -9,6 +9,9 @@
  * - {@link simulate}: runs a router against TestTargets in virtual time (deterministic; it moves
  *   the `TestClock` forward by the simulated time) and returns every outcome, ledger and breaker
  *   change, so properties of a pipeline take a few lines.
+ * - {@link simulateDurable}: the durable mode in virtual time: the in-memory store, the outbox and
+ *   workers that can be crashed (leases not released) and restarted; returns every delivery's end
+ *   state and history, every request, the requests after a dead letter and the crashes.
  *
  * @since 0.1.0
  */
@@ -77,3 +80,22 @@ export {
    */
   webhook
 } from "./testing/simulate.js"
+
+/**
+ * The durable simulation's types (`DurableSimulation.Options`, `DurableSimulation.CrashPoint`,
+ * `DurableSimulation.DeliveryReport`, …).
+ *
+ * @since 0.1.0
+ */
+export * as DurableSimulation from "./testing/simulateDurable.js"
+
+export {
+  /**
+   * Runs the durable mode (in-memory store, outbox, workers with crash-and-restart points) against
+   * TestTargets in virtual time; returns every delivery's end state, attempts and requests, the
+   * requests received after a dead letter, and the crashes performed.
+   *
+   * @since 0.1.0
+   */
+  simulateDurable
+} from "./testing/simulateDurable.js"
