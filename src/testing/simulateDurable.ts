@@ -321,8 +321,8 @@ const checkInt = (name: string, value: number, min: number): number => {
  * in-memory store, `Outbox.enqueue` of every event, then `workers` workers (each with its own
  * target runtimes over the simulated client, as separate processes would have), crashed and
  * restarted at the given {@link CrashPoint}s. Time jumps from one timer to the next as soon as
- * every simulated fiber waits, so a run covering minutes of retries and lease expiries takes
- * milliseconds. It ends when every delivery is delivered or dead (or at the horizon); the
+ * every simulated fiber waits, so minutes of retries and lease expiries pass without any real
+ * wait. It ends when every delivery is delivered or dead (or at the horizon); the
  * workers still running are then stopped gracefully.
  *
  * Under `TestClock` (`it.effect`), the TestClock is moved forward by the simulated time at the
