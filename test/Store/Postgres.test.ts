@@ -216,7 +216,7 @@ d(`PostgresStore${skip !== undefined ? ` (skipped: ${skip})` : ""}`, () => {
       const store = yield* Effect.provide(Store.DeliveryStore, ctx)
       const sql = yield* Effect.provide(PgClient.PgClient, ctx)
       const applied = yield* sql<{ migration_id: number }>`SELECT migration_id FROM ${sql(t.migrations)} ORDER BY migration_id`
-      assert.deepStrictEqual(applied.map((row) => row.migration_id), [1, 2, 3])
+      assert.deepStrictEqual(applied.map((row) => row.migration_id), [1, 2, 3, 4])
       const [due] = yield* sql<{ indexdef: string }>`SELECT indexdef FROM pg_indexes WHERE indexname = ${`${t.deliveries}_due`}`
       assert.include(due!.indexdef, "waiting = 0")
       const status = Option.getOrThrow(yield* store.status("from-0001"))

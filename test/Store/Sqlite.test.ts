@@ -231,9 +231,15 @@ describe("SqliteStore: dependencies (migration 0002)", () => {
       const store = yield* Effect.provide(Store.DeliveryStore, ctx)
       const sql = yield* Effect.provide(SqlClient.SqlClient, ctx)
       const applied = yield* sql<{ migration_id: number }>`SELECT migration_id FROM fanout_migrations ORDER BY migration_id`
-      assert.deepStrictEqual(applied.map((row) => row.migration_id), [1, 2, 3])
+      assert.deepStrictEqual(applied.map((row) => row.migration_id), [1, 2, 3, 4])
       const [due] = yield* sql<{ sql: string }>`SELECT sql FROM sqlite_master WHERE name = 'fanout_deliveries_due'`
       assert.include(due!.sql, "waiting = 0")
+      // Migration 0004: the status indexes became partial ones over the open, dead and finished rows.
+      const indexes = yield* sql<{ name: string }>`SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'fanout_deliveries' AND name LIKE 'fanout_deliveries_%' ORDER BY name`
+      assert.includeMembers(indexes.map((i) => i.name), ["fanout_deliveries_dead", "fanout_deliveries_finished", "fanout_deliveries_open"])
+      assert.notInclude(indexes.map((i) => i.name), "fanout_deliveries_status")
+      const [open] = yield* sql<{ n: number }>`SELECT count(*) AS n FROM fanout_deliveries INDEXED BY fanout_deliveries_open WHERE status IN ('pending', 'in_flight')`
+      assert.strictEqual(open!.n, 1)
       const status = Option.getOrThrow(yield* store.status("from-0001"))
       assert.deepStrictEqual(status.deliveries.map((d) => [d.target, d.status, d.after, d.waiting]), [["a", "pending", [], 0]])
       // Migration 0003: stored before fingerprints, the event has none; any content under its id is a duplicate.

@@ -10,6 +10,7 @@ import type { Effect } from "effect"
 import init from "./0001_init.js"
 import dependencies from "./0002_dependencies.js"
 import fingerprint from "./0003_fingerprint.js"
+import leanIndexes from "./0004_lean_indexes.js"
 
 /**
  * Table names (plain lower-case identifiers: `<prefix>events`, …).
@@ -41,5 +42,6 @@ export const migrations = (
 ): Record<string, Effect.Effect<void, SqlError>> => ({
   "0001_init": init(sql, t, dialect),
   "0002_dependencies": dependencies(sql, t, dialect),
-  "0003_fingerprint": fingerprint(sql, t, dialect)
+  "0003_fingerprint": fingerprint(sql, t, dialect),
+  "0004_lean_indexes": leanIndexes(sql, t, dialect)
 })
