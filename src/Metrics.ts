@@ -145,3 +145,10 @@ export const authThrottled = Metric.counter("fanout_auth_throttled_total", {
   description: "Requests answered 429 because their client address failed authentication too often (server.authThrottle)",
   incremental: true
 })
+
+/** @since 0.1.0 */
+export const ingestRefused = Metric.counter("fanout_ingest_refused_total", {
+  description:
+    "Events POSTed to /v1/events or /v1/events:batch that were not stored because of the store or the queue bound (answered 503 or 500), by reason: busy, unavailable, closed, corrupt, … or queue_full",
+  incremental: true
+})

@@ -35,12 +35,14 @@ import {
   FiberRefs,
   HashMap,
   Layer,
+  MetricLabel,
   Option,
   Runtime,
   Schema,
   Tracer
 } from "effect"
 import * as Event from "../Event.js"
+import * as Metrics from "../Metrics.js"
 import * as Outbox from "../Outbox.js"
 import type * as Store from "../Store.js"
 import * as Api from "./Api.js"
@@ -233,6 +235,46 @@ export const acceptedBody = (enqueued: Store.Enqueued): typeof Api.EventAccepted
   deliveries: enqueued.deliveries.map((d) => ({ id: d.id, target: d.target, status: d.status }))
 })
 
+/** How often a run of refused enqueues is logged (the first refusal after a quiet spell at once). */
+const refusalLogIntervalMs = 10_000
+
+/**
+ * Counts the events ingest could not store (`fanout_ingest_refused_total{reason}`) and logs them
+ * without flooding: a warning for the first refusal of a reason, then at most one line per
+ * {@link refusalLogIntervalMs} with how many were refused since the last line.
+ */
+const makeRefusals = () => {
+  const seen = new Map<string, { loggedAt: number; since: number }>()
+  const count = (reason: string, events: number, line: (since: number) => Effect.Effect<void>): Effect.Effect<void> =>
+    Effect.flatMap(Clock.currentTimeMillis, (now) => {
+      Metrics.ingestRefused.unsafeUpdate(events, [MetricLabel.make("reason", reason)])
+      const state = seen.get(reason)
+      if (state !== undefined && now - state.loggedAt < refusalLogIntervalMs) {
+        state.since += events
+        return Effect.void
+      }
+      const since = (state?.since ?? 0) + events
+      seen.set(reason, { loggedAt: now, since: 0 })
+      return line(since)
+    })
+  return {
+    refused: (error: Store.StoreError) =>
+      count(error.reason.toLowerCase(), 1, (since) =>
+        Effect.logWarning(
+          `fanout server: the store refused ${since === 1 ? "an event" : `${since} events`} (${error.reason}); answering ${
+            Errors.fromStoreError(error).error.status
+          } ${Errors.fromStoreError(error).error.code}, nothing stored for ${since === 1 ? "it" : "them"}`
+        ).pipe(Effect.annotateLogs({ reason: error.reason, operation: error.operation, error: error.message }))),
+    full: (events: number) =>
+      count("queue_full", events, (since) =>
+        Effect.logWarning(
+        `fanout server: the queue is at its bound (server.maxQueueDepth); answered ${
+          since === 1 ? "an event" : `${since} events`
+        } 503 queue_full`
+      ))
+  }
+}
+
 /**
  * The ingest rules over the `Outbox`.
  *
@@ -247,17 +289,20 @@ export const make = (
     const maxDepth = options.maxQueueDepth
     const cachedGauges = yield* Effect.cachedWithTTL(Effect.either(outbox.gauges), Duration.millis(options.queueCheckTtlMs))
 
+    const refusals = makeRefusals()
+
     /** 503 while the queue is at its bound (a reading at most `queueCheckTtl` old; an unreadable store lets enqueue decide). */
-    const guardDepth: Effect.Effect<void, Errors.ApiFailure> | undefined = maxDepth === undefined
+    const guardDepth: ((events: number) => Effect.Effect<void, Errors.ApiFailure>) | undefined = maxDepth === undefined
       ? undefined
-      : Effect.flatMap(cachedGauges, (stats) =>
+      : (events) => Effect.flatMap(cachedGauges, (stats) =>
         stats._tag === "Right" && stats.right.depth >= maxDepth
-          ? Effect.fail(
-            Errors.unavailable(
+          ? Effect.zipRight(
+            refusals.full(events),
+            Effect.fail(Errors.unavailable(
               "queue_full",
               `The queue holds ${stats.right.depth} deliveries (limit ${maxDepth}); retry later`,
               options.overloadRetryAfterSeconds
-            )
+            ))
           )
           : Effect.void)
 
@@ -274,12 +319,12 @@ export const make = (
       outbox.enqueue(event).pipe(
         // Once the store has it, the answer must get out: never cut an enqueue short.
         Effect.uninterruptible,
-        Effect.mapError((error) =>
+        Effect.catchAll((error) =>
           error._tag === "NoRouteError"
-            ? Errors.noRoute([noRouteIssue(error.type, "type")])
+            ? Effect.fail(Errors.noRoute([noRouteIssue(error.type, "type")]))
             : error._tag === "ConflictError"
-            ? Errors.conflict(error.eventId)
-            : Errors.fromStoreError(error)
+            ? Effect.fail(Errors.conflict(error.eventId))
+            : Effect.zipRight(refusals.refused(error), Effect.fail(Errors.fromStoreError(error)))
         )
       )
 
@@ -317,7 +362,7 @@ export const make = (
       return Either.right(input.events.map((e) => toEvent(e, e.id ?? newEventId(now), now)))
     }
 
-    const store = (event: Event.Any) => guardDepth === undefined ? enqueue(event) : Effect.zipRight(guardDepth, enqueue(event))
+    const store = (event: Event.Any) => guardDepth === undefined ? enqueue(event) : Effect.zipRight(guardDepth(1), enqueue(event))
 
     const storeAll = (events: ReadonlyArray<Event.Any>) =>
       Effect.gen(function*() {
@@ -360,7 +405,7 @@ export const make = (
       })
 
     const storeBatch = (events: ReadonlyArray<Event.Any>) =>
-      guardDepth === undefined ? storeAll(events) : Effect.zipRight(guardDepth, storeAll(events))
+      guardDepth === undefined ? storeAll(events) : Effect.zipRight(guardDepth(events.length), storeAll(events))
 
     const accepted = (enqueued: Store.Enqueued): Answer => ({
       status: enqueued.created ? 202 : 200,

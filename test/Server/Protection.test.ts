@@ -8,13 +8,16 @@
 import * as v8 from "node:v8"
 import { runInNewContext } from "node:vm"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Either, Redacted } from "effect"
+import { Effect, Either, Metric, Redacted } from "effect"
 import * as Auth from "../../src/Server/Auth.js"
 import * as Body from "../../src/Server/Body.js"
 import * as Http from "../../src/Server/Http.js"
 import * as ServerOptions from "../../src/Server/Options.js"
 import * as Store from "../../src/Store.js"
+import * as Metrics from "../../src/Metrics.js"
 import { isErrorShape, raw, start, totalDeliveries } from "./harness.js"
+
+const queueFull = Effect.map(Metric.value(Metrics.ingestRefused.pipe(Metric.tagged("reason", "queue_full"))), (s) => s.count)
 
 const promise = <A>(f: () => Promise<A>) => Effect.promise(f)
 const order = (extra: Record<string, unknown> = {}) => ({ type: "order.placed", payload: { qty: 1 }, ...extra })
@@ -319,7 +322,9 @@ describe("request bodies", () => {
 describe("overload", () => {
   it.scopedLive("503 + Retry-After while the queue is at maxQueueDepth; accepted again once it drains", () =>
     Effect.gen(function*() {
-      const h = yield* start({ server: { maxQueueDepth: 4, queueCheckTtl: 0 } })
+      const logs: Array<string> = []
+      const h = yield* start({ server: { maxQueueDepth: 4, queueCheckTtl: 0 }, logs })
+      const refusedBefore = yield* queueFull
       assert.strictEqual((yield* promise(() => h.request("/v1/events", { json: order() }))).status, 202)
       assert.strictEqual((yield* promise(() => h.request("/v1/events", { json: order() }))).status, 202)
       const full = yield* promise(() => h.request("/v1/events", { json: order() }))
@@ -327,9 +332,14 @@ describe("overload", () => {
       assert.isTrue(isErrorShape(full.body, 503))
       assert.strictEqual(full.body.error.code, "queue_full")
       assert.strictEqual(full.headers.get("retry-after"), "2")
-      const batch = yield* promise(() => h.request("/v1/events:batch", { json: { events: [order()] } }))
+      const batch = yield* promise(() => h.request("/v1/events:batch", { json: { events: [order(), order()] } }))
       assert.strictEqual(batch.status, 503)
       assert.strictEqual(yield* promise(() => totalDeliveries(h.store)), 4)
+      // Counted per event refused (1 + the batch's 2); a warning at the first, then at most one per 10 s.
+      assert.strictEqual((yield* queueFull) - refusedBefore, 3, "fanout_ingest_refused_total{reason=queue_full}")
+      const lines = logs.filter((l) => l.includes("queue"))
+      assert.strictEqual(lines[0], "WARN fanout server: the queue is at its bound (server.maxQueueDepth); answered an event 503 queue_full")
+      assert.deepStrictEqual(lines.slice(1), lines.length > 1 ? ["WARN fanout server: the queue is at its bound (server.maxQueueDepth); answered 2 events 503 queue_full"] : [])
       // Drain by hand: finish every delivery.
       const claimed = yield* h.store.claim({ workerId: "t", limit: 10, leaseMs: 60_000 })
       for (const c of claimed) {

@@ -26,7 +26,8 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, Metric } from "effect"
+import * as Metrics from "../../src/Metrics.js"
 import type * as Store from "../../src/Store.js"
 import * as SqliteStore from "../../src/Store/Sqlite.js"
 import { eventually, type Harness, isErrorShape, promise, type Reply, start } from "./harness.js"
@@ -167,6 +168,9 @@ const holdLock = (filename: string) =>
     ({ child }) => Effect.sync(() => { if (child.exitCode === null && child.pid !== undefined) child.kill("SIGKILL") })
   )
 
+/** `fanout_ingest_refused_total{reason}` now (the registry is the process's). */
+const refused = (reason: string) => Effect.map(Metric.value(Metrics.ingestRefused.pipe(Metric.tagged("reason", reason))), (s) => s.count)
+
 /** Records the reason and message of every StoreError the server's enqueues fail with. */
 const recordErrors = (errors: Array<string>) => (store: Store.DeliveryStore): Store.DeliveryStore => ({
   ...store,
@@ -192,12 +196,15 @@ const lockScenario = (leanIngest: boolean) =>
     const dir = yield* tempDir("fanout-busy-")
     const filename = join(dir, "fanout.db")
     const errors: Array<string> = []
+    const logs: Array<string> = []
     const h = yield* start({
       store: SqliteStore.layer({ filename, busyTimeoutMs: 50 }),
       server: { leanIngest },
       wrapStore: recordErrors(errors),
-      worker: true
+      worker: true,
+      logs
     })
+    const refusedBefore = yield* refused("busy")
     const before = yield* promise(() => h.request("/v1/events", { json: order("pre-1") }))
     assert.strictEqual(before.status, 202, before.text)
 
@@ -227,6 +234,14 @@ const lockScenario = (leanIngest: boolean) =>
     // The store said why: SQLITE_BUSY after the busy timeout, as `Busy`.
     assert.deepStrictEqual(errors.filter((e) => !e.startsWith("Busy: ")), [])
     assert.isTrue(errors.some((e) => /database is locked \(SQLITE_BUSY[A-Z_]*\)$/.test(e)), errors.join("\n"))
+
+    // Counted, one per event not stored (12 singles, 10 in the batch, 2 raw), and logged without a
+    // line per event: the first at once, then at most one per 10 s with the count since the last.
+    assert.strictEqual((yield* refused("busy")) - refusedBefore, 24, "fanout_ingest_refused_total{reason=busy}")
+    const refusedLines = logs.filter((l) => l.includes("the store refused"))
+    assert.strictEqual(refusedLines[0], "WARN fanout server: the store refused an event (Busy); answering 503 store_unavailable, nothing stored for it")
+    const logged = refusedLines.slice(1).map((l) => Number(/^WARN fanout server: the store refused (\d+) events \(Busy\)/.exec(l)?.[1]))
+    assert.isTrue(logged.every((n) => n > 0) && 1 + logged.reduce((a, n) => a + n, 0) <= 24, refusedLines.join("\n"))
 
     // Still locked: nothing of those commits is in the file; reads are served.
     assert.deepStrictEqual(storedIds(filename, ids), [])
@@ -362,6 +377,7 @@ describe("SQLite: the database's file system fills up", () => {
           for (const e of before) assert.strictEqual((yield* promise(() => h.request("/v1/events", { json: e }))).status, 202)
           yield* drained(h, 2 * before.length)
 
+          const refusedBefore = yield* refused("unavailable")
           const filler = fill(dir, 256 * 1024)
           assert.isBelow(statfsSync(dir).bavail * statfsSync(dir).bsize, 320 * 1024)
 
@@ -394,6 +410,7 @@ describe("SQLite: the database's file system fills up", () => {
           assert.deepStrictEqual(errors.filter((e) => !e.startsWith("Unavailable: ")), [])
           assert.isTrue(errors.some((e) => e.endsWith("database or disk is full (SQLITE_FULL)")), errors.join("\n"))
           assert.isAtLeast(rejected.length, 12, `the store never refused a write (${acked.length} acknowledged)`)
+          assert.strictEqual((yield* refused("unavailable")) - refusedBefore, rejected.length, "fanout_ingest_refused_total{reason=unavailable}")
 
           // Still full: everything acknowledged is stored and readable, nothing refused is.
           const everything = [...before.map((e) => e.id), ...acked]

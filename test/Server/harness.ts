@@ -60,6 +60,8 @@ export interface Setup {
   readonly tracing?: boolean
   /** A tracer of the test's own (to read the spans). */
   readonly tracer?: Tracer.Tracer
+  /** Collects the server's log lines of level Warning and above (`LEVEL message`), instead of dropping them. */
+  readonly logs?: Array<string>
 }
 
 const fastPolicy: Policy.Input = {
@@ -113,7 +115,17 @@ export const start = (setup: Setup = {}): Effect.Effect<Harness, never, Scope.Sc
       Layer.provide(setup.tracer !== undefined ? Layer.setTracer(setup.tracer) : Layer.empty)
     )
     // Quiet (the open-API warning of every test server); errors still show.
-    const context = yield* Layer.build(server).pipe(Effect.orDie, Logger.withMinimumLogLevel(LogLevel.Error))
+    const logs = setup.logs
+    const context = yield* (logs === undefined
+      ? Layer.build(server).pipe(Effect.orDie, Logger.withMinimumLogLevel(LogLevel.Error))
+      : Layer.build(server).pipe(
+        Effect.orDie,
+        Logger.withMinimumLogLevel(LogLevel.Warning),
+        Effect.provide(Logger.replace(
+          Logger.defaultLogger,
+          Logger.make(({ logLevel, message }) => void logs.push(`${logLevel.label} ${Array.isArray(message) ? message.join(" ") : String(message)}`))
+        ))
+      ))
     const url = yield* Http.url.pipe(Effect.provide(context))
     const port = Number(new URL(url).port)
 
