@@ -154,7 +154,12 @@ const RouteConfig = Schema.Union(
  * @category schemas
  */
 export const StoreConfig = Schema.Union(
-  Schema.Struct({ sqlite: Schema.String, synchronous: Schema.optional(Schema.Literal("FULL", "NORMAL")) }),
+  Schema.Struct({
+    sqlite: Schema.String,
+    synchronous: Schema.optional(Schema.Literal("FULL", "NORMAL")),
+    /** How long a write waits for another connection's lock before failing `Busy` (`503`); default 5 seconds. */
+    busyTimeout: Schema.optional(DurationInput)
+  }),
   Schema.Struct({ postgres: Schema.String }),
   Schema.Struct({ memory: Schema.Literal(true) })
 )

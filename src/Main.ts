@@ -17,7 +17,7 @@
 import { mkdirSync } from "node:fs"
 import { dirname, isAbsolute, resolve } from "node:path"
 import { Headers, type HttpServer, type HttpServerError } from "@effect/platform"
-import { Config as EffectConfig, ConfigError as EffectConfigError, Effect, Either, Layer, Option, Redacted } from "effect"
+import { Config as EffectConfig, ConfigError as EffectConfigError, Duration, Effect, Either, Layer, Option, Redacted } from "effect"
 import * as Config from "./Config.js"
 import * as Outbox from "./Outbox.js"
 import * as Registry from "./Registry.js"
@@ -109,7 +109,12 @@ export const overrides: Effect.Effect<Overrides, Config.ConfigError> = Effect.ma
  * @category store
  */
 export type StoreSpec =
-  | { readonly _tag: "Sqlite"; readonly filename: string; readonly synchronous?: "FULL" | "NORMAL" | undefined }
+  | {
+    readonly _tag: "Sqlite"
+    readonly filename: string
+    readonly synchronous?: "FULL" | "NORMAL" | undefined
+    readonly busyTimeoutMs?: number | undefined
+  }
   | { readonly _tag: "Postgres"; readonly url: Redacted.Redacted<string> }
   | { readonly _tag: "Memory" }
 
@@ -147,7 +152,8 @@ export const storeOf = (
     return {
       _tag: "Sqlite",
       filename: isAbsolute(store.sqlite) ? store.sqlite : resolve(base, store.sqlite),
-      synchronous: store.synchronous
+      synchronous: store.synchronous,
+      ...(store.busyTimeout !== undefined ? { busyTimeoutMs: Duration.toMillis(Duration.decode(store.busyTimeout as Duration.DurationInput)) } : {})
     }
   }
   if ("postgres" in store) return { _tag: "Postgres", url: Redacted.make(store.postgres) }
@@ -201,7 +207,7 @@ export const storeLayer = (spec: StoreSpec): Layer.Layer<Store.DeliveryStore, St
         Effect.try({
           try: () => {
             mkdirSync(dirname(spec.filename), { recursive: true })
-            return Sqlite.layer({ filename: spec.filename, synchronous: spec.synchronous })
+            return Sqlite.layer({ filename: spec.filename, synchronous: spec.synchronous, busyTimeoutMs: spec.busyTimeoutMs })
           },
           catch: (cause) =>
             new Store.StoreError({

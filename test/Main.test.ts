@@ -28,6 +28,8 @@ describe("Main", () => {
         assert.strictEqual(app.server.port, 8080)
         assert.strictEqual(app.server.host, "127.0.0.1")
         assert.deepStrictEqual(app.store, { _tag: "Sqlite", filename: "/etc/fanout/data/fanout.db", synchronous: undefined })
+        const busy = yield* prepare({ ...base, store: { sqlite: "x.db", busyTimeout: "250 millis" } }, {}, "/etc/fanout/fanout.json")
+        assert.deepStrictEqual(busy.store, { _tag: "Sqlite", filename: "/etc/fanout/x.db", synchronous: undefined, busyTimeoutMs: 250 })
         const noStore = yield* prepare({ ...base, store: undefined }, {}, "/srv/app/fanout.json")
         assert.deepStrictEqual(noStore.store, { _tag: "Sqlite", filename: "/srv/app/fanout.db" })
       }))
