@@ -72,7 +72,10 @@ export const NoRoute = errorAt(422, "No route matches the event type")
  * @since 0.1.0
  * @category errors
  */
-export const TooManyRequests = errorAt(429, "The API key's rate limit is exhausted; see `Retry-After`")
+export const TooManyRequests = errorAt(
+  429,
+  "The API key's rate limit is exhausted (`rate_limited`), or this client address failed authentication too often (`too_many_auth_failures`); see `Retry-After`"
+)
 /**
  * @since 0.1.0
  * @category errors
