@@ -202,9 +202,12 @@ describe("Worker (memory store, loopback HTTP)", () => {
       const { worker } = yield* env.start({ only: ["b"], pollInterval: "20 millis" })
       yield* enqueueN(env.store, 10, ["a", "b"])
       yield* eventually("b delivered", Effect.map(env.store.stats, (s) => s.targets.b?.delivered === 10))
-      yield* Effect.sleep("100 millis")
+      // A fence: one more event, for a and b, enqueued after a's ten; once its b delivery is done the
+      // worker has claimed again with a's deliveries due, and left them.
+      yield* enqueueN(env.store, 1, ["a", "b"])
+      yield* eventually("the fence delivered to b", Effect.map(env.store.stats, (s) => s.targets.b?.delivered === 11))
       const stats = yield* env.store.stats
-      assert.strictEqual(stats.targets.a?.pending, 10, "a's deliveries wait for a worker that serves a")
+      assert.strictEqual(stats.targets.a?.pending, 11, "a's deliveries wait for a worker that serves a")
       assert.strictEqual(server.on("/a").length, 0)
       assert.deepStrictEqual(Object.keys((yield* worker.state).targets), ["b"])
       for (const only of [["c"], []]) {
