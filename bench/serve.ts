@@ -300,8 +300,11 @@ const fanoutConfig = (file: string, port: number, store: unknown, helpers: Helpe
   )
 
 let profileDir: string | undefined
+/** `FANOUT_BENCH_NODE_ARGS`: extra Node flags for the Fanout processes (space-separated), for A/B runs. */
+const extraNodeArgs = (process.env.FANOUT_BENCH_NODE_ARGS ?? "").split(" ").filter((a) => a !== "")
 const fanoutArgs = (...args: ReadonlyArray<string>) => [
   ...(profileDir === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${profileDir}`]),
+  ...extraNodeArgs,
   "--import", "tsx", join(root, "src", "bin.ts"), ...args
 ]
 

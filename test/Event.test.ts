@@ -219,3 +219,66 @@ describe("fingerprints (what makes two events with one id the same event)", () =
       }
     }))
 })
+
+describe("Event.encode (the lean encoder) against Schema.encodeSync(Envelope)", () => {
+  const schemaEncode = Schema.encodeSync(Event.Envelope)
+  const outcome = (f: () => unknown) => {
+    try {
+      const value = f() as Record<string, unknown>
+      return { ok: true, keys: Object.keys(value), headerKeys: Object.keys(value.headers as object), value }
+    } catch (error) {
+      return { ok: false, message: (error as Error).message }
+    }
+  }
+  const idArb = fc.oneof(
+    fc.stringMatching(/^[!-~]{1,12}$/),
+    fc.constantFrom("", "a b", "a\nb", "é", "x".repeat(200), "x".repeat(201)),
+    fc.constant(7 as unknown as string)
+  )
+  const headersArb = fc.oneof(
+    fc.dictionary(fc.string({ maxLength: 6 }), fc.string({ maxLength: 6 }), { maxKeys: 4 }),
+    fc.constant({ n: 1 } as unknown as Record<string, string>),
+    fc.constant(Object.assign(Object.create(null), { a: "1" }) as Record<string, string>),
+    fc.constant({ [Symbol("s")]: "x", a: "1" } as unknown as Record<string, string>),
+    fc.constant(JSON.parse(`{"__proto__":"x"}`) as Record<string, string>),
+    fc.constant(null as unknown as Record<string, string>)
+  )
+  const createdAtArb = fc.oneof(
+    fc.integer({ min: 0, max: 4_102_444_800_000 }).map((ms) => DateTime.unsafeMake(ms)),
+    fc.constant(DateTime.unsafeMakeZoned(0, { timeZone: "Europe/Paris" }) as unknown as DateTime.Utc),
+    fc.constant(new Date(0) as unknown as DateTime.Utc),
+    fc.constant("2026-01-01T00:00:00.000Z" as unknown as DateTime.Utc)
+  )
+  const eventArb = fc.record(
+    {
+      id: idArb,
+      type: fc.oneof(fc.string({ minLength: 1, maxLength: 10 }), fc.constantFrom("", "t".repeat(201))),
+      key: fc.oneof(idArb, fc.constant(undefined)),
+      payload: fc.oneof(fc.jsonValue(), fc.constant(undefined)),
+      headers: headersArb,
+      createdAt: createdAtArb,
+      extra: fc.string()
+    },
+    { requiredKeys: ["id", "type", "headers", "createdAt"] }
+  )
+
+  it("same members in the same order, or the same error, for any input", () => {
+    fc.assert(
+      fc.property(eventArb, (input) => {
+        const event = input as unknown as Event.Any
+        const lean = outcome(() => Event.encode(event))
+        const schema = outcome(() => schemaEncode(event as Schema.Schema.Type<typeof Event.Envelope>))
+        assert.deepStrictEqual(lean, schema)
+      }),
+      { numRuns: 2_000 }
+    )
+  })
+
+  it("a valid event takes the lean path (the schema is not asked)", () => {
+    const event = { id: "e-1", type: "order.placed", key: "k", payload: { a: [1] }, headers: { traceparent: "x" }, createdAt: DateTime.unsafeMake(0) }
+    const encoded = Event.encode(event)
+    assert.deepStrictEqual(encoded, { id: "e-1", type: "order.placed", key: "k", payload: { a: [1] }, headers: { traceparent: "x" }, createdAt: "1970-01-01T00:00:00.000Z" })
+    assert.strictEqual(encoded.payload, event.payload, "the payload is passed through, as the schema's Unknown does")
+    assert.notStrictEqual(encoded.headers, event.headers, "the headers are a copy")
+  })
+})
