@@ -320,7 +320,7 @@ export interface RunOptions {
  * @since 0.1.0
  * @category errors
  */
-export type StartError = Store.StoreError | HttpServerError.ServeError
+export type StartError = Store.StoreError | HttpServerError.ServeError | Worker.WorkerOptionsError
 
 /**
  * The whole application as one layer: API (optional), workers (optional), over one store, one
@@ -344,11 +344,7 @@ export const layer = (
   })
   const WorkerLive = options.workers === false
     ? Layer.empty
-    : (Worker.layer({ router: app.built.router, ...options.worker }) as unknown as Layer.Layer<
-      Worker.Worker,
-      never,
-      Store.DeliveryStore | Registry.Registry
-    >)
+    : Worker.layer({ router: app.built.router, ...options.worker })
   const ApiLive = options.api === false
     ? Layer.empty
     : Http.layer(app.server).pipe(
@@ -358,6 +354,8 @@ export const layer = (
         Telemetry.layerMetricsRenderer
       ))
     )
+  // Narrowed: with `api: false` / `workers: false` the layer lacks `HttpServer` / `Worker` (a type
+  // cannot follow these run-time options); `run` and `provide`'s callers only use what they enabled.
   return Layer.mergeAll(ApiLive, WorkerLive).pipe(
     Layer.provideMerge(Core),
     Layer.provide(TelemetryLive)
@@ -432,4 +430,4 @@ export const run = <E = never, R = never>(
     }).pipe(
       Effect.onInterrupt(() => Effect.logInfo("fanout: shutting down"))
     )
-  )) as Effect.Effect<never, StartError | E, Exclude<R, HttpServer.HttpServer | Worker.Worker | Store.DeliveryStore | Registry.Registry>>
+  ))

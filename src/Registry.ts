@@ -23,11 +23,10 @@ export class Registry extends Context.Tag("fanout/Registry")<Registry, ReadonlyM
 export const make = <T extends Target.Any>(
   targets: ReadonlyArray<T>
 ): Effect.Effect<ReadonlyMap<string, Target.Runtime<unknown>>, never, Target.Requirements<T>> =>
-  Effect.gen(function*() {
-    const map = new Map<string, Target.Runtime<unknown>>()
-    for (const target of targets) map.set(target.name, (yield* target.tag) as Target.Runtime<unknown>)
-    return map as ReadonlyMap<string, Target.Runtime<unknown>>
-  }) as unknown as Effect.Effect<ReadonlyMap<string, Target.Runtime<unknown>>, never, Target.Requirements<T>>
+  Effect.map(
+    Effect.forEach(targets, (target) => Effect.map(target.tag, (runtime) => [target.name, runtime] as const)),
+    (entries): ReadonlyMap<string, Target.Runtime<unknown>> => new Map(entries)
+  )
 
 /**
  * @since 0.1.0
@@ -37,15 +36,13 @@ export const layer = <T extends Target.Any>(targets: ReadonlyArray<T>): Layer.La
   Layer.effect(Registry, make(targets))
 
 /**
- * The registry and every target's layer, over one shared `HttpClient`.
+ * The registry and every target's layer (their runtimes are provided too), over one shared
+ * `HttpClient`.
  *
  * @since 0.1.0
  * @category layers
  */
-export const layerTargets = (
-  targets: ReadonlyArray<Target.Any>
-): Layer.Layer<Registry, never, HttpClient.HttpClient> => {
-  const all = targets.map((t) => t.layer as unknown as Layer.Layer<unknown, never, HttpClient.HttpClient>)
-  const merged = all.length === 0 ? Layer.empty : Layer.mergeAll(...(all as [Layer.Layer<unknown, never, HttpClient.HttpClient>]))
-  return layer(targets).pipe(Layer.provideMerge(merged)) as Layer.Layer<Registry, never, HttpClient.HttpClient>
-}
+export const layerTargets = <T extends Target.Any>(
+  targets: ReadonlyArray<T>
+): Layer.Layer<Registry | Target.Requirements<T>, never, HttpClient.HttpClient> =>
+  layer(targets).pipe(Layer.provideMerge(Layer.mergeAll(Layer.empty, ...targets.map((t) => t.layer))))

@@ -30,7 +30,7 @@
 import { hostname } from "node:os"
 import { Headers, HttpTraceContext } from "@effect/platform"
 import type { Scope, Tracer } from "effect"
-import { Cause, Clock, Context, Duration, Effect, Either, Fiber, FiberRef, FiberSet, Layer, Metric, Queue, Random, Stream } from "effect"
+import { Cause, Clock, Context, Data, Duration, Effect, Either, Fiber, FiberRef, FiberSet, Layer, Metric, Queue, Random, Stream } from "effect"
 import * as Delivery from "./Delivery.js"
 import type * as Event from "./Event.js"
 import * as Metrics from "./Metrics.js"
@@ -103,6 +103,15 @@ export interface Tuning {
  * @category models
  */
 export type Options<T extends Target.Any> = Source<T> & Tuning
+
+/**
+ * The worker's options ask for something impossible: a count that is not an integer >= 1, no
+ * targets to serve, or an `only` that is empty or names targets the worker was not given.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class WorkerOptionsError extends Data.TaggedError("WorkerOptionsError")<{ readonly message: string }> {}
 
 /**
  * A target's view inside the worker.
@@ -209,10 +218,10 @@ const enqueuedUnder = (event: Event.Any): { readonly parent?: Tracer.ExternalSpa
   return parent._tag === "Some" ? { parent: parent.value } : {}
 }
 
-const positiveInt = (name: string, value: number): number => {
-  if (!Number.isSafeInteger(value) || value < 1) throw new RangeError(`Worker: ${name} must be an integer >= 1, got ${value}`)
-  return value
-}
+const positiveInt = (name: string, value: number): Effect.Effect<number, WorkerOptionsError> =>
+  Number.isSafeInteger(value) && value >= 1
+    ? Effect.succeed(value)
+    : Effect.fail(new WorkerOptionsError({ message: `Worker: ${name} must be an integer >= 1, got ${value}` }))
 
 /**
  * `Metric.increment` of a counter with labels fixed once (`Metrics.labelled`: no `MetricKey` built,
@@ -286,22 +295,22 @@ const storeBackoff = (failures: number): Effect.Effect<void> =>
  */
 export const make = <T extends Target.Any>(
   options: Options<T>
-): Effect.Effect<Service, never, Store.DeliveryStore | Target.Requirements<T> | Scope.Scope> =>
+): Effect.Effect<Service, WorkerOptionsError, Store.DeliveryStore | Target.Requirements<T> | Scope.Scope> =>
   Effect.gen(function*() {
     const store = yield* Store.DeliveryStore
     const pipelines = new Map<string, Pipeline.Any>()
     for (const pipeline of options.pipelines ?? []) {
       if (pipeline.graph.event !== undefined) pipelines.set(pipeline.graph.event, pipeline)
     }
-    const maxStored = positiveInt("maxStoredResponseBytes", options.maxStoredResponseBytes ?? 64 * 1024)
+    const maxStored = yield* positiveInt("maxStoredResponseBytes", options.maxStoredResponseBytes ?? 64 * 1024)
     const declared: ReadonlyArray<Target.Any> = [
       ...(options.router !== undefined ? options.router.targets : options.targets ?? []),
       ...(options.pipelines ?? []).flatMap((pipeline) => Pipeline.targets(pipeline))
     ]
-    if (declared.length === 0) throw new RangeError("Worker: no targets to serve")
+    if (declared.length === 0) return yield* new WorkerOptionsError({ message: "Worker: no targets to serve" })
 
-    const concurrency = positiveInt("concurrency", options.concurrency ?? 100)
-    const batchSize = positiveInt("batchSize", options.batchSize ?? 50)
+    const concurrency = yield* positiveInt("concurrency", options.concurrency ?? 100)
+    const batchSize = yield* positiveInt("batchSize", options.batchSize ?? 50)
     const pollInterval = Duration.decode(options.pollInterval ?? "1 second")
     const shutdownGrace = Duration.decode(options.shutdownGrace ?? "10 seconds")
     const workerId = options.workerId ??
@@ -311,9 +320,11 @@ export const make = <T extends Target.Any>(
     if (options.only !== undefined) {
       const unknown = options.only.filter((name) => !all.some((t) => t.name === name))
       if (unknown.length > 0) {
-        throw new RangeError(`Worker: only names unknown targets: ${unknown.join(", ")} (known: ${all.map((t) => t.name).join(", ")})`)
+        return yield* new WorkerOptionsError({
+          message: `Worker: only names unknown targets: ${unknown.join(", ")} (known: ${all.map((t) => t.name).join(", ")})`
+        })
       }
-      if (options.only.length === 0) throw new RangeError("Worker: only is empty")
+      if (options.only.length === 0) return yield* new WorkerOptionsError({ message: "Worker: only is empty" })
     }
     const unique = options.only === undefined ? all : all.filter((t) => options.only!.includes(t.name))
     // Each target's share of the worker: an even split of `concurrency`, at most its bulkhead permits.
@@ -321,7 +332,7 @@ export const make = <T extends Target.Any>(
     const share = Math.max(1, Math.floor(concurrency / unique.length))
     const lanes: Array<Lane> = []
     for (const target of unique) {
-      const runtime = (yield* (target.tag as Context.Tag<any, Target.Runtime<unknown>>)) as Target.Runtime<unknown>
+      const runtime: Target.Runtime<unknown> = yield* target.tag
       const lane: Lane = {
         name: target.name,
         runtime,
@@ -343,7 +354,7 @@ export const make = <T extends Target.Any>(
       lanes.push(lane)
     }
     const longestTimeout = Math.max(...lanes.map((lane) => lane.timeoutMs))
-    const leaseMs = positiveInt("leaseMs", options.leaseMs ?? Math.max(30_000, 2 * longestTimeout))
+    const leaseMs = yield* positiveInt("leaseMs", options.leaseMs ?? Math.max(30_000, 2 * longestTimeout))
     if (leaseMs <= longestTimeout) {
       yield* Effect.logWarning(
         `worker: leaseMs (${leaseMs}) is not longer than the longest attempt timeout (${longestTimeout} ms): ` +
@@ -835,4 +846,4 @@ export const make = <T extends Target.Any>(
  */
 export const layer = <T extends Target.Any>(
   options: Options<T>
-): Layer.Layer<Worker, never, Store.DeliveryStore | Target.Requirements<T>> => Layer.scoped(Worker, make(options))
+): Layer.Layer<Worker, WorkerOptionsError, Store.DeliveryStore | Target.Requirements<T>> => Layer.scoped(Worker, make(options))
