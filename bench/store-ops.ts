@@ -11,7 +11,11 @@
  *
  * Prints only (no RESULTS.md section): the figures are quoted, with the command, where used.
  *
- * Run: npm run bench -- store-ops [--events=4000] [--rounds=2] [--statements]
+ * `--clients=lean,effect` runs the rounds on both SQL clients the store can open (its own lean client,
+ * the default, and `@effect/sql-sqlite-node`'s `SqliteClient`), one store and file each, alternating
+ * round by round in the same process, and prints the median per client.
+ *
+ * Run: npm run bench -- store-ops [--events=4000] [--rounds=2] [--statements] [--clients=lean,effect]
  */
 import { mkdtempSync, rmSync } from "node:fs"
 import { createRequire } from "node:module"
@@ -70,14 +74,24 @@ export const main = async (args: ReadonlyArray<string>): Promise<void> => {
   const events = value(args, "events", 4000)
   const rounds = value(args, "rounds", 2)
   const stats = args.includes("--statements") ? timeStatements() : undefined
+  const clientsArg = args.find((a) => a.startsWith("--clients="))?.slice("--clients=".length) ?? "lean"
+  const clients = clientsArg.split(",").map((c) => {
+    if (c !== "lean" && c !== "effect") throw new Error(`--clients: lean and/or effect, got ${c}`)
+    return c
+  })
   const dir = mkdtempSync(join(tmpdir(), "fanout-store-ops-"))
   const program = Effect.gen(function*() {
-    const store = yield* Store.DeliveryStore
-    const round = (tag: string) =>
+    const stores = yield* Effect.forEach(clients, (client) =>
+      Effect.map(
+        Sqlite.make({ filename: join(dir, `store-ops-${client}.db`), synchronous: "FULL", client }),
+        (store) => [client, store] as const
+      ))
+    const round = (store: Store.DeliveryStore, tag: string) =>
       Effect.gen(function*() {
         const batch = yield* Effect.forEach(
           Array.from({ length: events }, (_, i) => i),
-          (i) => Event.make("order.placed", { i, sku: `s-${i % 100}`, email: `c${i}@example.com` }, { id: `${tag}-${i}` })
+          (i) =>
+            Event.make("order.placed", { i, sku: `s-${i % 100}`, email: `c${i}@example.com` }, { id: `${tag}-${i}` })
         )
         let t = cpu()
         yield* Effect.forEach(batch, (e) => store.enqueue(e, ["a", "b"]), { concurrency: 32, discard: true })
@@ -108,19 +122,28 @@ export const main = async (args: ReadonlyArray<string>): Promise<void> => {
         const finish = (cpu() - t) / claimed.length
         return { enqueue, claim, finish, deliveries: claimed.length }
       })
-    yield* round("warm")
+    for (const [client, store] of stores) yield* round(store, `warm-${client}`)
     stats?.clear()
+    const perEvent = new Map<string, Array<number>>(clients.map((c) => [c, []]))
     for (let r = 1; r <= rounds; r++) {
-      const x = yield* round(`r${r}`)
-      console.log(
-        `round ${r}: enqueue ${x.enqueue.toFixed(0)} µs CPU/event, claim ${x.claim.toFixed(0)} µs/delivery, ` +
-          `finish ${x.finish.toFixed(0)} µs/delivery (${x.deliveries} deliveries); ` +
-          `per event (enqueue + 2 × (claim + finish)): ${(x.enqueue + 2 * (x.claim + x.finish)).toFixed(0)} µs`
-      )
+      for (const [client, store] of stores) {
+        const x = yield* round(store, `r${r}-${client}`)
+        const total = x.enqueue + 2 * (x.claim + x.finish)
+        perEvent.get(client)!.push(total)
+        console.log(
+          `round ${r}${clients.length > 1 ? ` (${client})` : ""}: enqueue ${x.enqueue.toFixed(0)} µs CPU/event, ` +
+            `claim ${x.claim.toFixed(0)} µs/delivery, finish ${x.finish.toFixed(0)} µs/delivery (${x.deliveries} deliveries); ` +
+            `per event (enqueue + 2 × (claim + finish)): ${total.toFixed(0)} µs`
+        )
+      }
+    }
+    if (clients.length > 1) {
+      const median = (xs: Array<number>) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
+      for (const [client, xs] of perEvent) console.log(`median per event, ${client}: ${median(xs).toFixed(0)} µs CPU`)
     }
   })
   try {
-    await Effect.runPromise(Effect.provide(program, Sqlite.layer({ filename: join(dir, "store-ops.db"), synchronous: "FULL" })))
+    await Effect.runPromise(Effect.scoped(program))
   } finally {
     rmSync(dir, { recursive: true, force: true })
   }
@@ -129,7 +152,9 @@ export const main = async (args: ReadonlyArray<string>): Promise<void> => {
     console.log(`\nstatements over the measured rounds (${measured} events), own time (COMMIT includes its fsync):`)
     for (const [sql, t] of [...stats].sort((a, b) => b[1].us - a[1].us).slice(0, 10)) {
       console.log(
-        `${(t.us / measured).toFixed(1).padStart(7)} µs/event ${String(t.n).padStart(7)} × ${(t.us / t.n).toFixed(1).padStart(7)} µs  ${sql}`
+        `${(t.us / measured).toFixed(1).padStart(7)} µs/event ${String(t.n).padStart(7)} × ${
+          (t.us / t.n).toFixed(1).padStart(7)
+        } µs  ${sql}`
       )
     }
   }

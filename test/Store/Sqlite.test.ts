@@ -28,10 +28,23 @@ const freshOutbox = Layer.unwrapScoped(
 )
 
 suite("sqlite", fresh(), { outbox: freshOutbox })
+// The same contract on @effect/sql-sqlite-node's client (the store's own lean client is the default above).
+suite("sqlite (SqliteClient)", fresh({ client: "effect" }))
 
 const event = (id: string) => Event.make("order.placed", { id }, { id })
 
 describe("SqliteStore", () => {
+  it.effect("a file that cannot be opened is a typed Unavailable StoreError, on either client", () =>
+    Effect.gen(function*() {
+      for (const client of ["lean", "effect"] as const) {
+        const filename = join(tmpdir(), "fanout-no-such-dir", `${client}`, "outbox.db")
+        const error = yield* Effect.flip(Effect.scoped(SqliteStore.make({ filename, client })))
+        assert.strictEqual(error._tag, "StoreError")
+        assert.strictEqual(error.reason, "Unavailable")
+        assert.match(error.message, /^open: cannot open .*outbox\.db: .+/)
+      }
+    }))
+
   it.effect("group commit: 200 concurrent enqueues share far fewer transactions, and all are stored", () =>
     Effect.gen(function*() {
       const store = yield* Store.DeliveryStore
