@@ -51,7 +51,9 @@ const option = (args: ReadonlyArray<string>, name: string, env: string, fallback
   const raw = arg !== undefined ? arg.slice(name.length + 3) : process.env[env]
   if (raw === undefined || raw === "") return fallback
   const value = Number(raw)
-  if (!Number.isInteger(value) || value < least) throw new Error(`--${name} / ${env} must be an integer >= ${least}, got ${raw}`)
+  if (!Number.isInteger(value) || value < least) {
+    throw new Error(`--${name} / ${env} must be an integer >= ${least}, got ${raw}`)
+  }
   return value
 }
 
@@ -72,14 +74,21 @@ const sidesOf = (raw: string | undefined): ReadonlyArray<RunResult["side"]> => {
   if (raw === undefined || raw === "") return allSides
   const wanted = raw.split(",")
   const unknown = wanted.filter((w) => !allSides.includes(w as RunResult["side"]))
-  if (unknown.length > 0) throw new Error(`--sides: unknown side(s) ${unknown.join(", ")}; known: ${allSides.join(", ")}`)
+  if (unknown.length > 0) {
+    throw new Error(`--sides: unknown side(s) ${unknown.join(", ")}; known: ${allSides.join(", ")}`)
+  }
   return allSides.filter((side) => wanted.includes(side))
 }
 
 type Payload = { readonly orderId: string; readonly sku: string; readonly qty: number; readonly email: string }
 
 // What each target receives (the same on both sides).
-const bodyA = (e: Event.Event<string, Payload>) => ({ id: e.id, orderId: e.payload.orderId, sku: e.payload.sku, qty: e.payload.qty })
+const bodyA = (e: Event.Event<string, Payload>) => ({
+  id: e.id,
+  orderId: e.payload.orderId,
+  sku: e.payload.sku,
+  qty: e.payload.qty
+})
 const bodyB = (e: Event.Event<string, Payload>) => ({ id: e.id, orderId: e.payload.orderId, to: e.payload.email })
 
 interface RunResult {
@@ -175,35 +184,46 @@ const runTransport = (
   events: ReadonlyArray<Event.Event<string, Payload>>,
   concurrency: number
 ) =>
-  measure("T", targets, events.length, (latencies) =>
-    Effect.runPromise(onIoScheduler(Effect.scoped(Effect.gen(function*() {
-      const { transport } = yield* Transport.make()
-      const options = { timeoutMs: 10_000, maxResponseBytes: 1024 * 1024 }
-      const post = (url: string, body: unknown, key: string) =>
-        Effect.map(
-          Effect.either(transport.send(
-            HttpClientRequest.post(url).pipe(HttpClientRequest.bodyUnsafeJson(body), HttpClientRequest.setHeader("idempotency-key", key)),
-            options
-          )),
-          (r) => r._tag === "Right" && r.right.status < 300 ? 0 : 1
+  measure(
+    "T",
+    targets,
+    events.length,
+    (latencies) =>
+      Effect.runPromise(onIoScheduler(Effect.scoped(Effect.gen(function*() {
+        const { transport } = yield* Transport.make()
+        const options = { timeoutMs: 10_000, maxResponseBytes: 1024 * 1024 }
+        const post = (url: string, body: unknown, key: string) =>
+          Effect.map(
+            Effect.either(transport.send(
+              HttpClientRequest.post(url).pipe(
+                HttpClientRequest.bodyUnsafeJson(body),
+                HttpClientRequest.setHeader("idempotency-key", key)
+              ),
+              options
+            )),
+            (r) => r._tag === "Right" && r.right.status < 300 ? 0 : 1
+          )
+        let failures = 0
+        yield* Effect.forEach(
+          events,
+          (event, i) =>
+            Effect.suspend(() => {
+              const start = performance.now()
+              // One fork per event (the second POST), as Fanout does, on the same scheduler.
+              return Effect.flatMap(Effect.fork(post(`${targets.urlB}/b`, bodyB(event), `${event.id}:b`)), (b) =>
+                Effect.map(
+                  Effect.zip(post(`${targets.urlA}/a`, bodyA(event), `${event.id}:a`), Fiber.join(b)),
+                  ([x, y]) => {
+                    latencies[i] = performance.now() - start
+                    failures += x + y
+                  }
+                ))
+            }),
+          { concurrency, discard: true }
         )
-      let failures = 0
-      yield* Effect.forEach(
-        events,
-        (event, i) =>
-          Effect.suspend(() => {
-            const start = performance.now()
-            // One fork per event (the second POST), as Fanout does, on the same scheduler.
-            return Effect.flatMap(Effect.fork(post(`${targets.urlB}/b`, bodyB(event), `${event.id}:b`)), (b) =>
-              Effect.map(Effect.zip(post(`${targets.urlA}/a`, bodyA(event), `${event.id}:a`), Fiber.join(b)), ([x, y]) => {
-                latencies[i] = performance.now() - start
-                failures += x + y
-              }))
-          }),
-        { concurrency, discard: true }
-      )
-      return failures
-    })))))
+        return failures
+      }))))
+  )
 
 /**
  * B: Fanout `send` (settled, default policies) over Fanout's transport with tracing off; G: over
@@ -251,11 +271,13 @@ const runFanout = (
 const row = (label: string, runs: ReadonlyArray<RunResult>): ReadonlyArray<string> => {
   if (runs.length === 0) return []
   const targetsCpu = runs.map((r) => r.targetsCpuPercent).filter((x): x is number => x !== undefined)
-  return [`| ${label} | ${runs.length} | ${spread(runs.map((r) => r.eventsPerSecond))} | ${
-    fmt(median(runs.map((r) => r.cpuMsPer1k)))
-  } | ${targetsCpu.length > 0 ? `${fmt(median(targetsCpu))} %` : "n/a"} | ${fmt(median(runs.map((r) => r.p50)), 2)} | ${
-    fmt(median(runs.map((r) => r.p99)), 2)
-  } |`]
+  return [
+    `| ${label} | ${runs.length} | ${spread(runs.map((r) => r.eventsPerSecond))} | ${
+      fmt(median(runs.map((r) => r.cpuMsPer1k)))
+    } | ${targetsCpu.length > 0 ? `${fmt(median(targetsCpu))} %` : "n/a"} | ${
+      fmt(median(runs.map((r) => r.p50)), 2)
+    } | ${fmt(median(runs.map((r) => r.p99)), 2)} |`
+  ]
 }
 
 export const main = async (args: ReadonlyArray<string>): Promise<void> => {
@@ -267,12 +289,19 @@ export const main = async (args: ReadonlyArray<string>): Promise<void> => {
     const makeEvents = (n: number, prefix: string) =>
       Array.from({ length: n }, (_, i) =>
         Effect.runSync(
-          Event.make("order.placed", { orderId: `${prefix}-${i}`, sku: `sku-${i % 100}`, qty: 1 + (i % 5), email: `buyer${i}@example.com` })
+          Event.make("order.placed", {
+            orderId: `${prefix}-${i}`,
+            sku: `sku-${i % 100}`,
+            qty: 1 + (i % 5),
+            email: `buyer${i}@example.com`
+          })
         ))
     const warmupEvents = makeEvents(options.warmup, "warm")
     const events = makeEvents(options.events, "o")
 
-    log(`direct: ${options.events} events × 2 targets, ${options.concurrency} in flight, delay ${options.delay} ms, ${options.reps} reps, warm-up ${options.warmup}`)
+    log(
+      `direct: ${options.events} events × 2 targets, ${options.concurrency} in flight, delay ${options.delay} ms, ${options.reps} reps, warm-up ${options.warmup}`
+    )
     const order = options.sides
     const run = (side: RunResult["side"], batch: ReadonlyArray<Event.Event<string, Payload>>) =>
       side === "B" || side === "G"
@@ -294,7 +323,11 @@ export const main = async (args: ReadonlyArray<string>): Promise<void> => {
         const result = await run(side, events)
         if (result.failures > 0) throw new Error(`${side}: ${result.failures} failed deliveries`)
         results.push(result)
-        log(`rep ${rep + 1} ${side.padEnd(2)} ${fmt(result.eventsPerSecond)} events/s  cpu ${fmt(result.cpuMsPer1k)} ms/1k  p50 ${fmt(result.p50, 2)} ms  p99 ${fmt(result.p99, 2)} ms`)
+        log(
+          `rep ${rep + 1} ${side.padEnd(2)} ${fmt(result.eventsPerSecond)} events/s  cpu ${
+            fmt(result.cpuMsPer1k)
+          } ms/1k  p50 ${fmt(result.p50, 2)} ms  p99 ${fmt(result.p99, 2)} ms`
+        )
       }
     }
 
@@ -311,7 +344,8 @@ export const main = async (args: ReadonlyArray<string>): Promise<void> => {
     // CPU per delivery (two deliveries per event), µs.
     const perDelivery = (side: RunResult["side"]) =>
       of(side).length === 0 ? "not run" : fmt(median(of(side).map((r) => r.cpuMsPer1k)) / 2)
-    const ratioRow = (label: string, xs: ReadonlyArray<number>) => xs.length === 0 ? [] : [`| ${label} | ${spread(xs, 2)} |`]
+    const ratioRow = (label: string, xs: ReadonlyArray<number>) =>
+      xs.length === 0 ? [] : [`| ${label} | ${spread(xs, 2)} |`]
 
     const table = [
       `### direct: Fanout \`send\` vs raw undici, two loopback targets`,
@@ -347,7 +381,19 @@ export const main = async (args: ReadonlyArray<string>): Promise<void> => {
     const file = `.tmp/bench-direct-c${options.concurrency}-d${options.delay}.json`
     writeFileSync(
       file,
-      JSON.stringify({ machine: machine(), options: { ...options, pinned }, results, fanoutVsRaw, transportVsRaw, genericVsRaw, noise }, null, 2)
+      JSON.stringify(
+        {
+          machine: machine(),
+          options: { ...options, pinned },
+          results,
+          fanoutVsRaw,
+          transportVsRaw,
+          genericVsRaw,
+          noise
+        },
+        null,
+        2
+      )
     )
     log(`wrote ${file}`)
   } finally {

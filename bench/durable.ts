@@ -57,7 +57,9 @@ const runSide = (side: Side): Promise<SideResult> =>
     child.stderr.on("data", (c) => (err += String(c)))
     child.on("exit", (code) => {
       const line = out.trim().split("\n").filter((l) => l.startsWith("{")).pop()
-      if (code !== 0 || line === undefined) return reject(new Error(`side ${side.kind} failed (${code}): ${err.slice(-3000)}`))
+      if (code !== 0 || line === undefined) {
+        return reject(new Error(`side ${side.kind} failed (${code}): ${err.slice(-3000)}`))
+      }
       resolve(JSON.parse(line) as SideResult)
     })
   })
@@ -66,9 +68,15 @@ const pgSettings = (): Promise<string | undefined> =>
   Effect.runPromise(
     Effect.scoped(Effect.gen(function*() {
       const sql = yield* PgClient.make({ url: Redacted.make(PG_URL), maxConnections: 1, connectTimeout: "3 seconds" })
-      const show = (name: string) => Effect.map(sql.unsafe<Record<string, string>>(`SHOW ${name}`), (r) => Object.values(r[0]!)[0])
-      const version = yield* Effect.map(sql.unsafe<{ v: string }>("SELECT current_setting('server_version') AS v"), (r) => r[0]!.v)
-      return `PostgreSQL ${version}, fsync=${yield* show("fsync")}, synchronous_commit=${yield* show("synchronous_commit")}`
+      const show = (name: string) =>
+        Effect.map(sql.unsafe<Record<string, string>>(`SHOW ${name}`), (r) => Object.values(r[0]!)[0])
+      const version = yield* Effect.map(
+        sql.unsafe<{ v: string }>("SELECT current_setting('server_version') AS v"),
+        (r) => r[0]!.v
+      )
+      return `PostgreSQL ${version}, fsync=${yield* show("fsync")}, synchronous_commit=${yield* show(
+        "synchronous_commit"
+      )}`
     })).pipe(Effect.provide(Reactivity.layer), Effect.timeout("10 seconds"))
   ).catch(() => undefined)
 
@@ -88,7 +96,9 @@ const fsyncMs = (dir: string): number | undefined => {
     const out = execFileSync(process.execPath, [
       "-e",
       `const D=require(${JSON.stringify(join(here, "..", "node_modules", "better-sqlite3"))});` +
-      `const db=new D(${JSON.stringify(join(dir, "fsync.db"))});db.pragma("journal_mode=WAL");db.pragma("synchronous=FULL");` +
+      `const db=new D(${
+        JSON.stringify(join(dir, "fsync.db"))
+      });db.pragma("journal_mode=WAL");db.pragma("synchronous=FULL");` +
       `db.exec("create table t(x)");const s=db.prepare("insert into t values(1)");const t=performance.now();` +
       `for(let i=0;i<300;i++)s.run();console.log((performance.now()-t)/300)`
     ], { encoding: "utf8" })
@@ -204,8 +214,11 @@ export const main = async (args: ReadonlyArray<string>) => {
   }
   const pgDurability = pg !== undefined ? `committed (${pg.split(", ").slice(1).join(", ")})` : "-"
   const sqliteFull = "fsync'd before acknowledged (WAL, synchronous=FULL)"
-  const sqliteNormal = "survives a process crash; the last commits may be lost on power failure (WAL, synchronous=NORMAL)"
-  const redisDurability = redis ? `AOF everysec: up to ~1 s of acknowledged jobs lost on a crash of Redis or the machine (${redis.durability})` : "-"
+  const sqliteNormal =
+    "survives a process crash; the last commits may be lost on power failure (WAL, synchronous=NORMAL)"
+  const redisDurability = redis
+    ? `AOF everysec: up to ~1 s of acknowledged jobs lost on a crash of Redis or the machine (${redis.durability})`
+    : "-"
 
   const enqueueRows: Array<Row> = [
     { label: "Fanout enqueue, SQLite FULL", durability: sqliteFull, results: [] },
@@ -228,9 +241,31 @@ export const main = async (args: ReadonlyArray<string>) => {
   try {
     for (let rep = 0; rep < reps; rep++) {
       const enqueueSides: Array<[Row, () => Side | undefined]> = [
-        [enqueueRows[0]!, () => ({ kind: "enqueue", store: sqlite("FULL", "enq"), events: enqueueEvents, warmup, concurrency: producers })],
-        [enqueueRows[1]!, () => ({ kind: "enqueue", store: sqlite("NORMAL", "enq"), events: enqueueEvents, warmup, concurrency: producers })],
-        [enqueueRows[2]!, () => pg ? { kind: "enqueue", store: pgSpec(), events: enqueueEvents, warmup, concurrency: producers } : undefined]
+        [
+          enqueueRows[0]!,
+          () => ({
+            kind: "enqueue",
+            store: sqlite("FULL", "enq"),
+            events: enqueueEvents,
+            warmup,
+            concurrency: producers
+          })
+        ],
+        [
+          enqueueRows[1]!,
+          () => ({
+            kind: "enqueue",
+            store: sqlite("NORMAL", "enq"),
+            events: enqueueEvents,
+            warmup,
+            concurrency: producers
+          })
+        ],
+        [
+          enqueueRows[2]!,
+          () =>
+            pg ? { kind: "enqueue", store: pgSpec(), events: enqueueEvents, warmup, concurrency: producers } : undefined
+        ]
       ]
       const common = { events, warmup, producers, concurrency, urlA: targets.urlA, urlB: targets.urlB }
       const e2eSides: Array<[Row, () => Side | undefined]> = [
@@ -255,7 +290,11 @@ export const main = async (args: ReadonlyArray<string>) => {
             }
           }
           row.results.push(result)
-          log(`rep ${rep + 1}: ${row.label}: ${fmt(result.eventsPerSecond)} events/s (${JSON.stringify(result.extra ?? {})})`)
+          log(
+            `rep ${rep + 1}: ${row.label}: ${fmt(result.eventsPerSecond)} events/s (${
+              JSON.stringify(result.extra ?? {})
+            })`
+          )
         }
       }
       const isoOptions = {
@@ -281,7 +320,9 @@ export const main = async (args: ReadonlyArray<string>) => {
         isolation.push(round)
         log(
           `rep ${rep + 1}: isolation (${order[0]![0]} first): B p95 ${round.healthy.p95B.toFixed(1)} healthy, ` +
-            `${round.breaker.p95B.toFixed(1)} A hung (breaker on), ${round.worst.p95B.toFixed(1)} A hung (breaker off); ` +
+            `${round.breaker.p95B.toFixed(1)} A hung (breaker on), ${
+              round.worst.p95B.toFixed(1)
+            } A hung (breaker off); ` +
             `split: ${round.splitHealthy.p95B.toFixed(1)} healthy, ${round.splitWorst.p95B.toFixed(1)} A hung ms`
         )
       }
@@ -296,36 +337,47 @@ export const main = async (args: ReadonlyArray<string>) => {
   const ratio = (row: Row) => {
     const bull = e2eRows[3]!.results
     if (bull.length === 0 || row.results.length === 0) return "-"
-    return `${(median(row.results.map((r) => r.eventsPerSecond)) / median(bull.map((r) => r.eventsPerSecond))).toFixed(2)}`
+    return `${
+      (median(row.results.map((r) => r.eventsPerSecond)) / median(bull.map((r) => r.eventsPerSecond))).toFixed(2)
+    }`
   }
   const isoLine = (base: Kind, hung: Kind, f: (r: IsolationRun) => number, digits: number) =>
     `${spread(isolation.map((p) => f(p[base])), digits)} | ${spread(isolation.map((p) => f(p[hung])), digits)} | ${
       spread(isolation.map((p) => f(p[hung]) / f(p[base])), 2)
     }`
-  const isoTable = (base: Kind, hung: Kind) => [
-    "| B's figure | A healthy | A hung | hung ÷ healthy |",
-    "|---|---:|---:|---:|",
-    `| delivered events/s | ${isoLine(base, hung, (r) => r.rateB, 0)} |`,
-    `| latency p50 ms | ${isoLine(base, hung, (r) => r.p50B, 1)} |`,
-    `| latency p95 ms | ${isoLine(base, hung, (r) => r.p95B, 1)} |`,
-    `| latency p99 ms | ${isoLine(base, hung, (r) => r.p99B, 1)} |`
-  ].join("\n")
+  const isoTable = (base: Kind, hung: Kind) =>
+    [
+      "| B's figure | A healthy | A hung | hung ÷ healthy |",
+      "|---|---:|---:|---:|",
+      `| delivered events/s | ${isoLine(base, hung, (r) => r.rateB, 0)} |`,
+      `| latency p50 ms | ${isoLine(base, hung, (r) => r.p50B, 1)} |`,
+      `| latency p95 ms | ${isoLine(base, hung, (r) => r.p95B, 1)} |`,
+      `| latency p99 ms | ${isoLine(base, hung, (r) => r.p99B, 1)} |`
+    ].join("\n")
   const section = [
     "## Durable",
     "",
-    `\`npm run bench -- durable --events=${events} --enqueue-events=${enqueueEvents} --producers=${producers} --concurrency=${concurrency} --reps=${reps} --warmup=${warmup} --isolation-events=${isolationEvents} --isolation-latency-events=${isolationLatency}\` (${started.toISOString().slice(0, 10)}). Each side runs in a fresh Node process; the sides of a repetition run in a rotating order; the two mock targets (200 at once, keep-alive) run in their own process (bench/lib/targets.ts).`,
+    `\`npm run bench -- durable --events=${events} --enqueue-events=${enqueueEvents} --producers=${producers} --concurrency=${concurrency} --reps=${reps} --warmup=${warmup} --isolation-events=${isolationEvents} --isolation-latency-events=${isolationLatency}\` (${
+      started.toISOString().slice(0, 10)
+    }). Each side runs in a fresh Node process; the sides of a repetition run in a rotating order; the two mock targets (200 at once, keep-alive) run in their own process (bench/lib/targets.ts).`,
     "",
     before,
     "",
-    `Disk: one fsync'd SQLite commit takes ${fsync !== undefined ? fsync.toFixed(2) : "?"} ms here. ${pg ?? "PostgreSQL: not reachable."} ${redis ? `Redis 7 on port ${redis.port}, ${redis.durability}.` : "Redis: not started."}`,
+    `Disk: one fsync'd SQLite commit takes ${fsync !== undefined ? fsync.toFixed(2) : "?"} ms here. ${
+      pg ?? "PostgreSQL: not reachable."
+    } ${redis ? `Redis 7 on port ${redis.port}, ${redis.durability}.` : "Redis: not started."}`,
     "",
     `### Enqueue (${fmt(enqueueEvents)} events, two deliveries each, ${producers} concurrent callers)`,
     "",
     table(enqueueRows, "events/s"),
     "",
-    `### End to end (${fmt(events)} events → ${fmt(2 * events)} HTTP deliveries; producer and worker in one process, ${producers} concurrent producers, worker concurrency ${concurrency})`,
+    `### End to end (${fmt(events)} events → ${
+      fmt(2 * events)
+    } HTTP deliveries; producer and worker in one process, ${producers} concurrent producers, worker concurrency ${concurrency})`,
     "",
-    `Timed from the first enqueue until every (event, target) has been received by the targets and recorded as delivered (Fanout: \`finish\` committed; BullMQ: job completed), after ${fmt(warmup)} untimed warm-up events through the same path in the same process.`,
+    `Timed from the first enqueue until every (event, target) has been received by the targets and recorded as delivered (Fanout: \`finish\` committed; BullMQ: job completed), after ${
+      fmt(warmup)
+    } untimed warm-up events through the same path in the same process.`,
     "",
     table(e2eRows, "delivered events/s"),
     "",

@@ -30,11 +30,15 @@ const option = (args: ReadonlyArray<string>, name: string, fallback: number): nu
 }
 
 const api = <const N extends string>(name: N, latency: number) =>
-  Effect.map(TestTarget.serve(TestTarget.make(name, { faults: () => Fault.ok({ latency }) })), (loopback) =>
-    Target.make(name, {
-      request: (e) => HttpClientRequest.post(`${loopback.url}/${name}`).pipe(HttpClientRequest.bodyUnsafeJson(e.payload)),
-      policy: { retry: { maxAttempts: 1 }, circuitBreaker: false }
-    }))
+  Effect.map(
+    TestTarget.serve(TestTarget.make(name, { faults: () => Fault.ok({ latency }) })),
+    (loopback) =>
+      Target.make(name, {
+        request: (e) =>
+          HttpClientRequest.post(`${loopback.url}/${name}`).pipe(HttpClientRequest.bodyUnsafeJson(e.payload)),
+        policy: { retry: { maxAttempts: 1 }, circuitBreaker: false }
+      })
+  )
 
 const measure = (reps: number, once: (id: string) => Effect.Effect<unknown, unknown>) =>
   Effect.gen(function*() {
@@ -71,7 +75,10 @@ export const main = async (args: ReadonlyArray<string>): Promise<void> => {
     const pipeline = Pipeline.make().step(a).step(b).step(c, { after: [a] })
     const times = yield* Effect.gen(function*() {
       const runner = yield* Pipeline.runner(pipeline)
-      return yield* measure(reps, (id) => Effect.flatMap(Event.make("ping", {}, { id }), (e) => runner.run(e, { mode: "all" })))
+      return yield* measure(
+        reps,
+        (id) => Effect.flatMap(Event.make("ping", {}, { id }), (e) => runner.run(e, { mode: "all" }))
+      )
     }).pipe(Effect.provide(Layer.mergeAll(a.layer, b.layer, c.layer).pipe(Layer.provide(NodeHttpClient.layerUndici))))
     process.stdout.write(`${summary("fan-out, 2 targets", fanout, delay, 2 * delay)}\n`)
     process.stdout.write(`${summary("pipeline A‖B, C after A", times, delay, delay + half)}\n`)

@@ -23,7 +23,9 @@ if (name === undefined || !available.includes(name)) {
   process.exit(1)
 }
 
-const module = (await import(join(here, `${name}.ts`))) as { readonly main?: (args: ReadonlyArray<string>) => Promise<void> }
+const module = (await import(join(here, `${name}.ts`))) as {
+  readonly main?: (args: ReadonlyArray<string>) => Promise<void>
+}
 if (typeof module.main !== "function") {
   process.stderr.write(`bench/${name}.ts does not export main(args)\n`)
   process.exit(1)

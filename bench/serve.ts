@@ -111,19 +111,43 @@ const number = (args: ReadonlyArray<string>, name: string, fallback: number, min
 
 const parse = (args: ReadonlyArray<string>): Options => {
   const known = new Set([
-    "rates", "duration", "warmup", "reps", "sides", "postgres", "no-postgres", "unpinned", "concurrency", "connections",
-    "max-in-flight", "drain", "delay", "pgboss-loops", "pgboss-batch", "ingest", "ingest-only", "ingest-duration",
-    "ingest-connections", "no-write", "keep-logs", "profile", "soak"
+    "rates",
+    "duration",
+    "warmup",
+    "reps",
+    "sides",
+    "postgres",
+    "no-postgres",
+    "unpinned",
+    "concurrency",
+    "connections",
+    "max-in-flight",
+    "drain",
+    "delay",
+    "pgboss-loops",
+    "pgboss-batch",
+    "ingest",
+    "ingest-only",
+    "ingest-duration",
+    "ingest-connections",
+    "no-write",
+    "keep-logs",
+    "profile",
+    "soak"
   ])
   for (const arg of args) {
     const name = arg.replace(/^--/, "").split("=")[0]!
     if (!arg.startsWith("--") || !known.has(name)) throw new Error(`serve: unknown option ${arg}`)
   }
   const rates = (value(args, "rates") ?? "500,1000,2000,4000").split(",").map((s) => Number(s.trim()))
-  if (rates.some((r) => !Number.isFinite(r) || r <= 0 || r > 50_000)) throw new Error(`--rates: positive numbers ≤ 50000, got ${value(args, "rates")}`)
+  if (rates.some((r) => !Number.isFinite(r) || r <= 0 || r > 50_000)) {
+    throw new Error(`--rates: positive numbers ≤ 50000, got ${value(args, "rates")}`)
+  }
   const sidesArg = value(args, "sides")
   const sides = sidesArg?.split(",").map((s) => s.trim() as SideName)
-  if (sides?.some((s) => !allSides.includes(s))) throw new Error(`--sides: some of ${allSides.join(",")}, got ${sidesArg}`)
+  if (sides?.some((s) => !allSides.includes(s))) {
+    throw new Error(`--sides: some of ${allSides.join(",")}, got ${sidesArg}`)
+  }
   const drain = value(args, "drain")
   return {
     rates,
@@ -158,7 +182,12 @@ const log = (line: string) => process.stderr.write(`${new Date().toISOString().s
 // ---------------------------------------------------------------------------------------------
 
 /** One message out, the next message of `tag` back (within `timeoutMs`). */
-const ask = <M extends { _tag: string }>(child: ChildProcess, message: unknown, tag: M["_tag"], timeoutMs: number): Promise<M> =>
+const ask = <M extends { _tag: string }>(
+  child: ChildProcess,
+  message: unknown,
+  tag: M["_tag"],
+  timeoutMs: number
+): Promise<M> =>
   new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       child.off("message", onMessage)
@@ -188,7 +217,12 @@ interface Helpers {
 
 const startHelpers = async (dir: string, options: Options): Promise<Helpers> => {
   const cpu = options.pinned ? 1 : undefined
-  const targets = Procs.start("targets", process.execPath, ["--import", "tsx", join(here, "serve", "targets.ts"), `--delay=${options.delay}`], {
+  const targets = Procs.start("targets", process.execPath, [
+    "--import",
+    "tsx",
+    join(here, "serve", "targets.ts"),
+    `--delay=${options.delay}`
+  ], {
     cpu,
     log: join(dir, "targets.log"),
     ipc: true
@@ -200,7 +234,10 @@ const startHelpers = async (dir: string, options: Options): Promise<Helpers> => 
   })
   const waitFor = <M>(proc: Procs.Proc, tag: string) =>
     new Promise<M>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`${proc.name} not ready in 60 s: ${Procs.tail(proc.log)}`)), 60_000)
+      const timer = setTimeout(
+        () => reject(new Error(`${proc.name} not ready in 60 s: ${Procs.tail(proc.log)}`)),
+        60_000
+      )
       proc.child.on("message", (m: { _tag: string }) => {
         if (m._tag === tag) {
           clearTimeout(timer)
@@ -219,12 +256,34 @@ const startHelpers = async (dir: string, options: Options): Promise<Helpers> => 
     urlB: `http://127.0.0.1:${ready.portB}`,
     targets,
     loadgen,
-    begin: (tag, n) => ask<Extract<FromTargets, { _tag: "polled" }>>(targets.child, { _tag: "begin", tag, n } satisfies ToTargets, "polled", 30_000).then(polled),
+    begin: (tag, n) =>
+      ask<Extract<FromTargets, { _tag: "polled" }>>(
+        targets.child,
+        { _tag: "begin", tag, n } satisfies ToTargets,
+        "polled",
+        30_000
+      ).then(polled),
     expect: (unacked) =>
-      ask<Extract<FromTargets, { _tag: "polled" }>>(targets.child, { _tag: "expect", unacked } satisfies ToTargets, "polled", 30_000).then(polled),
-    poll: () => ask<Extract<FromTargets, { _tag: "polled" }>>(targets.child, { _tag: "poll" } satisfies ToTargets, "polled", 30_000).then(polled),
+      ask<Extract<FromTargets, { _tag: "polled" }>>(
+        targets.child,
+        { _tag: "expect", unacked } satisfies ToTargets,
+        "polled",
+        30_000
+      ).then(polled),
+    poll: () =>
+      ask<Extract<FromTargets, { _tag: "polled" }>>(
+        targets.child,
+        { _tag: "poll" } satisfies ToTargets,
+        "polled",
+        30_000
+      ).then(polled),
     report: (t0, tEnd) =>
-      ask<Extract<FromTargets, { _tag: "report" }>>(targets.child, { _tag: "report", t0, tEnd } satisfies ToTargets, "report", 60_000).then((m) => m.report),
+      ask<Extract<FromTargets, { _tag: "report" }>>(
+        targets.child,
+        { _tag: "report", t0, tEnd } satisfies ToTargets,
+        "report",
+        60_000
+      ).then((m) => m.report),
     load: (spec) =>
       ask<Extract<FromLoadgen, { _tag: "result" }>>(
         loadgen.child,
@@ -305,16 +364,26 @@ const extraNodeArgs = (process.env.FANOUT_BENCH_NODE_ARGS ?? "").split(" ").filt
 const fanoutArgs = (...args: ReadonlyArray<string>) => [
   ...(profileDir === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${profileDir}`]),
   ...extraNodeArgs,
-  "--import", "tsx", join(root, "src", "bin.ts"), ...args
+  "--import",
+  "tsx",
+  join(root, "src", "bin.ts"),
+  ...args
 ]
 
 const waitHttp = async (url: string, procs: ReadonlyArray<Procs.Proc>, what: string) => {
   const ok = await Procs.until(() => Procs.answers(url), 90_000, 200, () => Procs.exitedOf(procs))
-  if (!ok) throw new Error(`${what} did not answer ${url} within 90 s:\n${procs.map((p) => Procs.tail(p.log)).join("\n")}`)
+  if (!ok) {
+    throw new Error(`${what} did not answer ${url} within 90 s:\n${procs.map((p) => Procs.tail(p.log)).join("\n")}`)
+  }
 }
 
 const waitLog = async (proc: Procs.Proc, text: string) => {
-  const ok = await Procs.until(() => readFileSync(proc.log, "utf8").includes(text), 90_000, 200, () => Procs.exitedOf([proc]))
+  const ok = await Procs.until(
+    () => readFileSync(proc.log, "utf8").includes(text),
+    90_000,
+    200,
+    () => Procs.exitedOf([proc])
+  )
   if (!ok) throw new Error(`${proc.name} did not log "${text}" within 90 s:\n${Procs.tail(proc.log)}`)
 }
 
@@ -343,8 +412,17 @@ const startSide = async (
   }
 
   if (side === "raw") {
-    const p = Procs.start("raw", node, ["--import", "tsx", join(here, "serve", "raw.ts"), String(port), helpers.urlA, helpers.urlB], {
-      cpu, env, log: join(runDir, "raw.log")
+    const p = Procs.start("raw", node, [
+      "--import",
+      "tsx",
+      join(here, "serve", "raw.ts"),
+      String(port),
+      helpers.urlA,
+      helpers.urlB
+    ], {
+      cpu,
+      env,
+      log: join(runDir, "raw.log")
     })
     await waitHttp(`${url}/healthz`, [p], "raw")
     return { url, pgids: [p.pid], pids: [], logs: [p.log], stop: () => stopAll([p]), stats: () => getJson("/stats") }
@@ -355,9 +433,18 @@ const startSide = async (
     const redis = await RedisServer.start(redisPort, runDir)
     Procs.track(redis.pid)
     if (cpu !== undefined) Procs.pinAll(redis.pid, cpu)
-    const args = [join(here, "serve", "bullmq.ts"), String(port), String(redisPort), helpers.urlA, helpers.urlB, String(options.concurrency)]
+    const args = [
+      join(here, "serve", "bullmq.ts"),
+      String(port),
+      String(redisPort),
+      helpers.urlA,
+      helpers.urlB,
+      String(options.concurrency)
+    ]
     const p = Procs.start("bullmq", node, ["--import", "tsx", ...args, ...(mode.workers ? [] : ["--no-worker"])], {
-      cpu, env, log: join(runDir, "bullmq.log")
+      cpu,
+      env,
+      log: join(runDir, "bullmq.log")
     })
     try {
       await waitHttp(`${url}/healthz`, [p], "bullmq")
@@ -394,14 +481,25 @@ const startSide = async (
   if (side === "fanout-2p") {
     const config = join(runDir, "fanout.config.json")
     fanoutConfig(config, port, { sqlite: join(runDir, "fanout.db") }, helpers, options)
-    const api = Procs.start("fanout-api", node, fanoutArgs("serve", "--api-only", "--config", config), { cpu, env, log: join(runDir, "api.log") })
+    const api = Procs.start("fanout-api", node, fanoutArgs("serve", "--api-only", "--config", config), {
+      cpu,
+      env,
+      log: join(runDir, "api.log")
+    })
     const procs = [api]
     try {
       await waitHttp(`${url}/readyz`, [api], "fanout serve --api-only")
       if (mode.workers) {
-        const worker = Procs.start("fanout-worker", node, fanoutArgs("worker", "--config", config, "--concurrency", String(options.concurrency)), {
-          cpu, env, log: join(runDir, "worker.log")
-        })
+        const worker = Procs.start(
+          "fanout-worker",
+          node,
+          fanoutArgs("worker", "--config", config, "--concurrency", String(options.concurrency)),
+          {
+            cpu,
+            env,
+            log: join(runDir, "worker.log")
+          }
+        )
         procs.push(worker)
         await waitLog(worker, "fanout: workers running")
       }
@@ -409,7 +507,14 @@ const startSide = async (
       await stopAll(procs)
       throw error
     }
-    return { url, pgids: procs.map((p) => p.pid), pids: [], logs: procs.map((p) => p.log), stop: () => stopAll(procs), stats: () => getJson("/readyz") }
+    return {
+      url,
+      pgids: procs.map((p) => p.pid),
+      pids: [],
+      logs: procs.map((p) => p.log),
+      stop: () => stopAll(procs),
+      stats: () => getJson("/readyz")
+    }
   }
 
   // PostgreSQL sides: a fresh database of the run's own.
@@ -426,22 +531,42 @@ const startSide = async (
     if (side === "fanout-pg") {
       const config = join(runDir, "fanout.config.json")
       fanoutConfig(config, port, { postgres: dbUrl }, helpers, options)
-      const api = Procs.start("fanout-api", node, fanoutArgs("serve", "--api-only", "--config", config), { cpu, env, log: join(runDir, "api.log") })
+      const api = Procs.start("fanout-api", node, fanoutArgs("serve", "--api-only", "--config", config), {
+        cpu,
+        env,
+        log: join(runDir, "api.log")
+      })
       procs.push(api)
       await waitHttp(`${url}/readyz`, [api], "fanout serve --api-only")
       if (mode.workers) {
         const each = String(Math.max(1, Math.round(options.concurrency / 2)))
         for (const i of [1, 2]) {
-          procs.push(Procs.start(`fanout-worker-${i}`, node, fanoutArgs("worker", "--config", config, "--concurrency", each), {
-            cpu, env, log: join(runDir, `worker-${i}.log`)
-          }))
+          procs.push(
+            Procs.start(`fanout-worker-${i}`, node, fanoutArgs("worker", "--config", config, "--concurrency", each), {
+              cpu,
+              env,
+              log: join(runDir, `worker-${i}.log`)
+            })
+          )
         }
         for (const w of procs.slice(1)) await waitLog(w, "fanout: workers running")
       }
-      return { url, pgids: procs.map((p) => p.pid), pids: [], database, logs: procs.map((p) => p.log), stop: cleanup, stats: () => getJson("/readyz") }
+      return {
+        url,
+        pgids: procs.map((p) => p.pid),
+        pids: [],
+        database,
+        logs: procs.map((p) => p.log),
+        stop: cleanup,
+        stats: () => getJson("/readyz")
+      }
     }
     const script = join(here, "serve", "pgboss.ts")
-    const api = Procs.start("pgboss-api", node, ["--import", "tsx", script, "api", String(port), dbUrl], { cpu, env, log: join(runDir, "api.log") })
+    const api = Procs.start("pgboss-api", node, ["--import", "tsx", script, "api", String(port), dbUrl], {
+      cpu,
+      env,
+      log: join(runDir, "api.log")
+    })
     procs.push(api)
     await waitHttp(`${url}/healthz`, [api], "pg-boss api")
     if (mode.workers) {
@@ -450,14 +575,32 @@ const startSide = async (
           Procs.start(
             `pgboss-worker-${i}`,
             node,
-            ["--import", "tsx", script, "worker", dbUrl, helpers.urlA, helpers.urlB, String(options.pgbossLoops), String(options.pgbossBatch)],
+            [
+              "--import",
+              "tsx",
+              script,
+              "worker",
+              dbUrl,
+              helpers.urlA,
+              helpers.urlB,
+              String(options.pgbossLoops),
+              String(options.pgbossBatch)
+            ],
             { cpu, env, log: join(runDir, `worker-${i}.log`) }
           )
         )
       }
       for (const w of procs.slice(1)) await waitLog(w, "pg-boss worker: ready")
     }
-    return { url, pgids: procs.map((p) => p.pid), pids: [], database, logs: procs.map((p) => p.log), stop: cleanup, stats: () => getJson("/stats") }
+    return {
+      url,
+      pgids: procs.map((p) => p.pid),
+      pids: [],
+      database,
+      logs: procs.map((p) => p.log),
+      stop: cleanup,
+      stats: () => getJson("/stats")
+    }
   } catch (error) {
     await cleanup()
     throw error
@@ -487,7 +630,9 @@ const logProblems = (files: ReadonlyArray<string>): Array<string> => {
       continue
     }
     for (const line of text.split("\n")) {
-      if (/"logLevel":"(ERROR|FATAL)"|^\s*(Error|TypeError|RangeError)\b|pg-boss: |Unhandled/.test(line)) out.push(line.slice(0, 300))
+      if (/"logLevel":"(ERROR|FATAL)"|^\s*(Error|TypeError|RangeError)\b|pg-boss: |Unhandled/.test(line)) {
+        out.push(line.slice(0, 300))
+      }
     }
   }
   return out
@@ -537,8 +682,13 @@ const drainWait = async (helpers: Helpers, maxMs: number): Promise<Polled> => {
 }
 
 /** What the load generator is told about the server under test. */
-const loadSpec = (running: Running, options: Options) =>
-  ({ url: running.url, connections: options.connections, maxInFlight: options.maxInFlight, lateMs: 5, answerTimeoutMs: 30_000 })
+const loadSpec = (running: Running, options: Options) => ({
+  url: running.url,
+  connections: options.connections,
+  maxInFlight: options.maxInFlight,
+  lateMs: 5,
+  answerTimeoutMs: 30_000
+})
 
 /** Warm-up (JIT, connections, the store's first pages), not measured: at ≤ 300/s for `--warmup` s. Whether all of it was acknowledged and delivered. */
 const warmUp = async (running: Running, rate: number, helpers: Helpers, options: Options): Promise<boolean> => {
@@ -551,12 +701,23 @@ const warmUp = async (running: Running, rate: number, helpers: Helpers, options:
   const drained = await drainWait(helpers, 30_000)
   const ok = warm.acked === warm.offered && drained.ackedMissing === 0
   if (!ok) {
-    log(`  warm-up: ${warm.acked}/${warm.offered} acked (${JSON.stringify(warm.statuses)}, errors ${warm.errors}: ${warm.errorSample.join(", ")}), ${drained.ackedMissing} not delivered`)
+    log(
+      `  warm-up: ${warm.acked}/${warm.offered} acked (${JSON.stringify(warm.statuses)}, errors ${warm.errors}: ${
+        warm.errorSample.join(", ")
+      }), ${drained.ackedMissing} not delivered`
+    )
   }
   return ok
 }
 
-const openRun = async (side: SideName, rate: number, rep: number, helpers: Helpers, options: Options, dir: string): Promise<OpenRun> => {
+const openRun = async (
+  side: SideName,
+  rate: number,
+  rep: number,
+  helpers: Helpers,
+  options: Options,
+  dir: string
+): Promise<OpenRun> => {
   const running = await startSide(side, helpers, options, dir)
   try {
     const spec = loadSpec(running, options)
@@ -628,7 +789,15 @@ const ingestBody = JSON.stringify({
 })
 
 const cannon = (url: string, connections: number, duration: number) =>
-  autocannon({ url: `${url}/v1/events`, method: "POST", headers: { "content-type": "application/json" }, body: ingestBody, connections, duration, pipelining: 1 })
+  autocannon({
+    url: `${url}/v1/events`,
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: ingestBody,
+    connections,
+    duration,
+    pipelining: 1
+  })
 
 type IngestSide = "baseline" | "bullmq" | "fanout"
 
@@ -659,7 +828,13 @@ const countSqliteEvents = (file: string): number => {
   }
 }
 
-const ingestRun = async (side: IngestSide, rep: number, helpers: Helpers, options: Options, dir: string): Promise<IngestRun> => {
+const ingestRun = async (
+  side: IngestSide,
+  rep: number,
+  helpers: Helpers,
+  options: Options,
+  dir: string
+): Promise<IngestRun> => {
   const warm = Math.min(3, Math.max(1, options.warmup))
   if (side === "baseline") {
     const file = join(dir, `baseline-${rep}.db`)
@@ -688,7 +863,13 @@ const ingestRun = async (side: IngestSide, rep: number, helpers: Helpers, option
     const result = await cannon(running.url, options.ingestConnections, options.ingestDuration)
     const cpu = Procs.cpuDelta(cpu0, await sampleCpu(running))
     const after = await bullmqWaiting(running)
-    return ingestRow(side, rep, result, cpu, before !== undefined && after !== undefined ? (after - before) / 2 : undefined)
+    return ingestRow(
+      side,
+      rep,
+      result,
+      cpu,
+      before !== undefined && after !== undefined ? (after - before) / 2 : undefined
+    )
   } finally {
     await running.stop()
   }
@@ -699,7 +880,13 @@ const bullmqWaiting = async (running: Running): Promise<number | undefined> => {
   return stats.jobs?.waiting
 }
 
-const ingestRow = (side: IngestSide, rep: number, r: AutocannonResult, cpuMs: number, stored: number | undefined): IngestRun => ({
+const ingestRow = (
+  side: IngestSide,
+  rep: number,
+  r: AutocannonResult,
+  cpuMs: number,
+  stored: number | undefined
+): IngestRun => ({
   side,
   rep,
   acked: r["2xx"],
@@ -722,7 +909,11 @@ const f2 = (x: number | undefined) => (x === undefined || !Number.isFinite(x) ? 
 
 const med = (runs: ReadonlyArray<OpenRun>, f: (r: OpenRun) => number) => median(runs.map(f))
 
-const openTable = (runs: ReadonlyArray<OpenRun>, sides: ReadonlyArray<SideName>, rates: ReadonlyArray<number>): Array<string> => {
+const openTable = (
+  runs: ReadonlyArray<OpenRun>,
+  sides: ReadonlyArray<SideName>,
+  rates: ReadonlyArray<number>
+): Array<string> => {
   const lines = [
     `| side | offered/s | acked/s | delivered/s | delivered/s incl. drain | added latency p50 / p99 / max ms | ack p99 ms | non-2xx + errors + dropped | late sends | backlog at end | drained after end | keeps up | server CPU ms / 1k events |`,
     `|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|---:|`
@@ -737,11 +928,11 @@ const openTable = (runs: ReadonlyArray<OpenRun>, sides: ReadonlyArray<SideName>,
         : `**no: ${fmt(shortfall)} acked not delivered**`
       const keeps = rs.filter((r) => r.keepsUp).length
       lines.push(
-        `| ${labelOf[side]} | ${fmt(rate)} | ${f0(med(rs, (r) => r.ackedPerSecond))} | ${f0(med(rs, (r) => r.deliveredPerSecond))} | ${
-          f0(med(rs, (r) => r.sustainedPerSecond))
-        } | ${
-          f1(med(rs, (r) => r.targets.latency.p50))
-        } / ${f1(med(rs, (r) => r.targets.latency.p99))} / ${f1(med(rs, (r) => r.targets.latency.max))} | ${f1(med(rs, (r) => r.load.ack.p99))} | ${
+        `| ${labelOf[side]} | ${fmt(rate)} | ${f0(med(rs, (r) => r.ackedPerSecond))} | ${
+          f0(med(rs, (r) => r.deliveredPerSecond))
+        } | ${f0(med(rs, (r) => r.sustainedPerSecond))} | ${f1(med(rs, (r) => r.targets.latency.p50))} / ${
+          f1(med(rs, (r) => r.targets.latency.p99))
+        } / ${f1(med(rs, (r) => r.targets.latency.max))} | ${f1(med(rs, (r) => r.load.ack.p99))} | ${
           fmt(rs.reduce((n, r) => n + r.load.non2xx + r.load.errors + r.load.dropped, 0))
         } | ${fmt(rs.reduce((n, r) => n + r.load.late, 0))} | ${f0(med(rs, (r) => r.backlogAtEnd))} | ${drained} | ${
           rs.length === 1 ? (keeps === 1 ? "yes" : "no") : `${keeps}/${rs.length}`
@@ -751,7 +942,6 @@ const openTable = (runs: ReadonlyArray<OpenRun>, sides: ReadonlyArray<SideName>,
   }
   return lines
 }
-
 
 // ---------------------------------------------------------------------------------------------
 // Soak: one server, one rate, minutes long
@@ -820,7 +1010,11 @@ const soakRun = async (options: Options, dir: string, side: SideName, rate: numb
         problems: drained.ackedMissing
       }
       minutes.push(minute)
-      log(`  minute ${m}: acked ${fmt(load.acked)}, delivered ${fmt(report.both)}, added p50 ${f1(minute.p50)} p99 ${f1(minute.p99)} max ${f1(minute.max)} ms, CPU ${f0(minute.cpuMsPer1k)} ms/1k, RSS ${f1(minute.rssMb)} MiB`)
+      log(
+        `  minute ${m}: acked ${fmt(load.acked)}, delivered ${fmt(report.both)}, added p50 ${f1(minute.p50)} p99 ${
+          f1(minute.p99)
+        } max ${f1(minute.max)} ms, CPU ${f0(minute.cpuMsPer1k)} ms/1k, RSS ${f1(minute.rssMb)} MiB`
+      )
     }
   } finally {
     clearInterval(sampler)
@@ -845,9 +1039,19 @@ const soakMain = async (options: Options, dir: string, described: string, loadSt
   const lines = [
     `## Soak`,
     ``,
-    `\`npm run bench -- serve ${process.argv.slice(3).join(" ")}\` (${new Date().toISOString().slice(0, 10)}; took ${((Date.now() - started) / 60_000).toFixed(1)} min): ${labelOf[side]}, ${fmt(rate)} events/s offered for ${options.soak} one-minute windows back to back on one server and one store, each event to two targets answering after ${options.delay} ms. Durability: ${durabilityOf[side]}.`,
+    `\`npm run bench -- serve ${process.argv.slice(3).join(" ")}\` (${new Date().toISOString().slice(0, 10)}; took ${
+      ((Date.now() - started) / 60_000).toFixed(1)
+    } min): ${labelOf[side]}, ${
+      fmt(rate)
+    } events/s offered for ${options.soak} one-minute windows back to back on one server and one store, each event to two targets answering after ${options.delay} ms. Durability: ${
+      durabilityOf[side]
+    }.`,
     ``,
-    `${described}, load average at the start ${loadStart}, at the end ${loadavg().map((x) => x.toFixed(2)).join(" ")}. ${options.pinned ? "Server pinned to CPU 0, load generator and targets to CPU 1." : "Unpinned."} RSS: VmRSS of the server's processes, sampled every 5 s.`,
+    `${described}, load average at the start ${loadStart}, at the end ${
+      loadavg().map((x) => x.toFixed(2)).join(" ")
+    }. ${
+      options.pinned ? "Server pinned to CPU 0, load generator and targets to CPU 1." : "Unpinned."
+    } RSS: VmRSS of the server's processes, sampled every 5 s.`,
     ``,
     `| result | value |`,
     `|---|---:|`,
@@ -859,9 +1063,15 @@ const soakMain = async (options: Options, dir: string, described: string, loadSt
     ``,
     `| minute | offered | acked | delivered | added p50 / p99 / max ms | server CPU ms / 1k events | RSS MiB |`,
     `|---:|---:|---:|---:|---:|---:|---:|`,
-    ...minutes.map((m) => `| ${m.minute} | ${fmt(m.offered)} | ${fmt(m.acked)} | ${fmt(m.delivered)} | ${f1(m.p50)} / ${f1(m.p99)} / ${f1(m.max)} | ${f0(m.cpuMsPer1k)} | ${f1(m.rssMb)} |`),
+    ...minutes.map((m) =>
+      `| ${m.minute} | ${fmt(m.offered)} | ${fmt(m.acked)} | ${fmt(m.delivered)} | ${f1(m.p50)} / ${f1(m.p99)} / ${
+        f1(m.max)
+      } | ${f0(m.cpuMsPer1k)} | ${f1(m.rssMb)} |`
+    ),
     ``,
-    problems.length > 0 ? `Log lines at ERROR or worse: ${problems.length} (first: \`${problems[0]}\`).` : `No log line at ERROR or worse.`,
+    problems.length > 0
+      ? `Log lines at ERROR or worse: ${problems.length} (first: \`${problems[0]}\`).`
+      : `No log line at ERROR or worse.`,
     ``
   ]
   const section = lines.join("\n")
@@ -881,7 +1091,9 @@ export const main = async (args: ReadonlyArray<string>): Promise<void> => {
   const loadStart = loadavg().map((x) => x.toFixed(2)).join(" ")
   const dir = mkdtempSync(join(tmpdir(), "fanout-bench-serve-"))
   Procs.onSignal(async () => rmSync(dir, { recursive: true, force: true }))
-  if (options.pinned && !Procs.pinAll(process.pid, 1)) log("cannot pin this process (taskset missing?): running unpinned")
+  if (options.pinned && !Procs.pinAll(process.pid, 1)) {
+    log("cannot pin this process (taskset missing?): running unpinned")
+  }
   const pgUp = options.postgres !== false && (await Pg.available())
   if (options.postgres === true && !pgUp) throw new Error(`--postgres: ${Pg.adminUrl} does not answer`)
   if (pgUp) {
@@ -899,7 +1111,11 @@ export const main = async (args: ReadonlyArray<string>): Promise<void> => {
   }
   const sides = (options.sides ?? allSides).filter((s) => pgUp || (s !== "fanout-pg" && s !== "pgboss"))
   const pgInfo = pgUp ? await Pg.describe() : "PostgreSQL: not used"
-  log(`serve bench: sides ${sides.join(", ")}; rates ${options.rates.join(", ")}/s × ${options.duration} s; ${options.pinned ? "pinned" : "unpinned"}; logs in ${dir}`)
+  log(
+    `serve bench: sides ${sides.join(", ")}; rates ${options.rates.join(", ")}/s × ${options.duration} s; ${
+      options.pinned ? "pinned" : "unpinned"
+    }; logs in ${dir}`
+  )
 
   const runs: Array<OpenRun> = []
   const failed: Array<{ readonly what: string; readonly error: string }> = []
@@ -924,11 +1140,15 @@ export const main = async (args: ReadonlyArray<string>): Promise<void> => {
             }
             runs.push(run)
             log(
-              `  acked ${fmt(run.ackedPerSecond)}/s, delivered ${fmt(run.deliveredPerSecond)}/s, added p50 ${f1(run.targets.latency.p50)} p99 ${
-                f1(run.targets.latency.p99)
-              } max ${f1(run.targets.latency.max)} ms, non-2xx ${run.load.non2xx}, errors ${run.load.errors}, dropped ${run.load.dropped}, late ${run.load.late}, backlog ${
+              `  acked ${fmt(run.ackedPerSecond)}/s, delivered ${fmt(run.deliveredPerSecond)}/s, added p50 ${
+                f1(run.targets.latency.p50)
+              } p99 ${f1(run.targets.latency.p99)} max ${
+                f1(run.targets.latency.max)
+              } ms, non-2xx ${run.load.non2xx}, errors ${run.load.errors}, dropped ${run.load.dropped}, late ${run.load.late}, backlog ${
                 fmt(run.backlogAtEnd)
-              }, shortfall ${run.shortfall}, drain ${run.drainMs === undefined ? "no" : `${fmt(run.drainMs)} ms`}, CPU ${f0(run.serverCpuMsPer1k)} ms/1k${
+              }, shortfall ${run.shortfall}, drain ${
+                run.drainMs === undefined ? "no" : `${fmt(run.drainMs)} ms`
+              }, CPU ${f0(run.serverCpuMsPer1k)} ms/1k${
                 run.problems.length > 0 ? `, ${run.problems.length} log problems` : ""
               }`
             )
@@ -953,7 +1173,11 @@ export const main = async (args: ReadonlyArray<string>): Promise<void> => {
             continue
           }
           ingest.push(run)
-          log(`  ${fmt(run.ackedPerSecond)} acks/s, p50 ${run.p50} p99 ${run.p99} ms, ${f0(run.cpuUsPerRequest)} µs CPU/request, stored ${run.stored ?? "?"}`)
+          log(
+            `  ${fmt(run.ackedPerSecond)} acks/s, p50 ${run.p50} p99 ${run.p99} ms, ${
+              f0(run.cpuUsPerRequest)
+            } µs CPU/request, stored ${run.stored ?? "?"}`
+          )
         }
       }
     }
@@ -991,16 +1215,24 @@ export const main = async (args: ReadonlyArray<string>): Promise<void> => {
   const has = (s: SideName) => runs.some((r) => r.side === s)
   const ratio = (a: SideName, b: SideName, what: string, f: (s: SideName) => number) =>
     has(a) && has(b) ? [`| ${what}: ${plainLabel(a)} ÷ ${plainLabel(b)} | ${f2(f(a) / f(b))} |`] : []
-  const problems = runs.filter((r) => r.problems.length > 0 || !r.warmupOk || r.shortfall > 0 || r.load.non2xx + r.load.errors + r.load.dropped > 0)
+  const problems = runs.filter((r) =>
+    r.problems.length > 0 || !r.warmupOk || r.shortfall > 0 || r.load.non2xx + r.load.errors + r.load.dropped > 0
+  )
 
   const section: Array<string> = [
     `## Serve end to end`,
     ``,
-    `\`${command}\` (${date}; took ${fmt(minutes, 1)} min). Black box over HTTP: producers \`POST /v1/events\` to a running server, ` +
+    `\`${command}\` (${date}; took ${
+      fmt(minutes, 1)
+    } min). Black box over HTTP: producers \`POST /v1/events\` to a running server, ` +
     `each event routed to two targets that answer 200 after ${options.delay} ms.`,
     ``,
     `${described}; load average at the start ${loadStart}, at the end ${loadEnd}. ` +
-    `${options.pinned ? "Pinned: the server side (its processes, Redis, and the PostgreSQL backends connected to its database when the window starts) on CPU 0 (`taskset -c 0`, `taskset -a -p` for running processes), load generator and targets on CPU 1; other jobs on the machine are not kept off either core." : "Not pinned."} ` +
+    `${
+      options.pinned
+        ? "Pinned: the server side (its processes, Redis, and the PostgreSQL backends connected to its database when the window starts) on CPU 0 (`taskset -c 0`, `taskset -a -p` for running processes), load generator and targets on CPU 1; other jobs on the machine are not kept off either core."
+        : "Not pinned."
+    } ` +
     `${pgInfo}.`,
     ``,
     `**What is measured.** Open loop: a load generator process (undici \`Pool\`, ${options.connections} keep-alive connections, at most ${options.maxInFlight} requests unanswered, beyond which a send is dropped and counted) ` +
@@ -1009,7 +1241,9 @@ export const main = async (args: ReadonlyArray<string>): Promise<void> => {
     `**Added latency = first receipt − offered instant**, over every (event, target): the targets' own ${options.delay} ms come after receipt and are not in it; it includes the server's queueing, ` +
     `storing, polling, and the load generator's own lateness. acked/s: 2xx answers ÷ ${options.duration} s; delivered/s: events received by both targets by the end of the window ÷ ${options.duration} s; ` +
     `delivered/s incl. drain: all events received by both ÷ (window + time until the last was), the rate sustained when the backlog is counted; ` +
-    `backlog at end: offered − delivered by then; drained: when the last acknowledged event reached both targets (wait bounded by ${fmt((options.drain ?? Math.max(10, 3 * options.duration)))} s, or 15 s without progress). ` +
+    `backlog at end: offered − delivered by then; drained: when the last acknowledged event reached both targets (wait bounded by ${
+      fmt(options.drain ?? Math.max(10, 3 * options.duration))
+    } s, or 15 s without progress). ` +
     `**Keeps up** = delivered/s ≥ 0.98 × offered and every acknowledged event delivered within 1 s after the window. ` +
     `Server CPU: utime + stime from /proc of the server's process groups plus Redis, plus (PostgreSQL sides) the backends connected to the run's database ` +
     `(pg_stat_activity; the shared WAL writer, checkpointer and other background processes are excluded), from the start of the window until drained, per 1,000 events delivered. ` +
@@ -1030,10 +1264,14 @@ export const main = async (args: ReadonlyArray<string>): Promise<void> => {
   ]
   if (runs.length > 0) {
     section.push(
-      `| side | highest offered rate kept up | delivered/s at ${fmt(top)}/s offered (ceiling) | … incl. drain | server CPU ms / 1k events at ${fmt(low)}/s |`,
+      `| side | highest offered rate kept up | delivered/s at ${
+        fmt(top)
+      }/s offered (ceiling) | … incl. drain | server CPU ms / 1k events at ${fmt(low)}/s |`,
       `|---|---:|---:|---:|---:|`,
       ...sides.filter(has).map((s) =>
-        `| ${labelOf[s]} | ${keptUpTo(s) === undefined ? "none" : fmt(keptUpTo(s)!)} | ${f0(ceiling(s))} | ${f0(sustained(s))} | ${f0(cpuAt(s))} |`
+        `| ${labelOf[s]} | ${keptUpTo(s) === undefined ? "none" : fmt(keptUpTo(s)!)} | ${f0(ceiling(s))} | ${
+          f0(sustained(s))
+        } | ${f0(cpuAt(s))} |`
       ),
       ``,
       `| ratio | value |`,
@@ -1060,53 +1298,80 @@ export const main = async (args: ReadonlyArray<string>): Promise<void> => {
       }
       for (const r of problems) {
         const notes = [
-          r.shortfall > 0 ? `${fmt(r.shortfall)} acknowledged events not received by both targets when the drain wait ended` : "",
+          r.shortfall > 0
+            ? `${fmt(r.shortfall)} acknowledged events not received by both targets when the drain wait ended`
+            : "",
           r.load.non2xx > 0 ? `non-2xx ${JSON.stringify(r.load.statuses)}` : "",
           r.load.errors > 0 ? `${r.load.errors} transport errors/unanswered (${r.load.errorSample.join(", ")})` : "",
-          r.load.dropped > 0 ? `${fmt(r.load.dropped)} sends dropped by the load generator (${options.maxInFlight} requests already unanswered: the server answered too slowly)` : "",
+          r.load.dropped > 0
+            ? `${
+              fmt(r.load.dropped)
+            } sends dropped by the load generator (${options.maxInFlight} requests already unanswered: the server answered too slowly)`
+            : "",
           !r.warmupOk ? "warm-up not fully acknowledged and delivered" : "",
-          r.problems.length > 0 ? `${r.problems.length} error lines in its logs, first: \`${r.problems[0]!.slice(0, 200)}\`` : ""
+          r.problems.length > 0
+            ? `${r.problems.length} error lines in its logs, first: \`${r.problems[0]!.slice(0, 200)}\``
+            : ""
         ].filter((x) => x !== "")
         section.push(`- ${labelOf[r.side]} at ${fmt(r.rate)}/s (rep ${r.rep + 1}): ${notes.join("; ")}.`)
       }
       section.push(``)
     } else {
-      section.push(`Every acknowledged event was received by both targets in every run, with no non-2xx answers and no error lines in the servers' logs.`, ``)
+      section.push(
+        `Every acknowledged event was received by both targets in every run, with no non-2xx answers and no error lines in the servers' logs.`,
+        ``
+      )
     }
   }
   if (ingest.length > 0) {
     const of = (s: IngestSide) => ingest.filter((r) => r.side === s)
     const m = (s: IngestSide, f: (r: IngestRun) => number) => (of(s).length > 0 ? median(of(s).map(f)) : Number.NaN)
     const row = (s: IngestSide, label: string, durability: string) =>
-      `| ${label} | ${durability} | ${of(s).length} | ${f0(m(s, (r) => r.ackedPerSecond))} | ${f1(m(s, (r) => r.p50))} / ${f1(m(s, (r) => r.p99))} | ${
-        f0(m(s, (r) => r.cpuUsPerRequest))
-      } | ${fmt(of(s).reduce((n, r) => n + r.acked, 0))} | ${
-        of(s).every((r) => r.stored !== undefined) ? fmt(of(s).reduce((n, r) => n + (r.stored ?? 0), 0)) : "–"
-      } | ${fmt(of(s).reduce((n, r) => n + r.non2xx + r.errors, 0))} |`
+      `| ${label} | ${durability} | ${of(s).length} | ${f0(m(s, (r) => r.ackedPerSecond))} | ${
+        f1(m(s, (r) => r.p50))
+      } / ${f1(m(s, (r) => r.p99))} | ${f0(m(s, (r) => r.cpuUsPerRequest))} | ${
+        fmt(of(s).reduce((n, r) => n + r.acked, 0))
+      } | ${of(s).every((r) => r.stored !== undefined) ? fmt(of(s).reduce((n, r) => n + (r.stored ?? 0), 0)) : "–"} | ${
+        fmt(of(s).reduce((n, r) => n + r.non2xx + r.errors, 0))
+      } |`
     section.push(
       `### Ingest, closed loop`,
       ``,
-      `autocannon (in the benchmark's process${options.pinned ? ", CPU 1" : ""}), ${options.ingestConnections} connections × ${options.ingestDuration} s per run, each request a new event (no id), ` +
-      `after a warm-up; servers${options.pinned ? " on CPU 0" : ""}, fresh store per run, no workers; runs rotated. CPU per request: the server side's CPU (for BullMQ with Redis) ÷ 2xx. ` +
-      `Stored: counted from the store after the run (Fanout: rows of \`fanout_events\` in the SQLite file minus the warm-up's; BullMQ: waiting jobs ÷ 2; baseline: its table), ≥ acknowledged since requests in flight at the end are stored but not counted.`,
+      `autocannon (in the benchmark's process${
+        options.pinned ? ", CPU 1" : ""
+      }), ${options.ingestConnections} connections × ${options.ingestDuration} s per run, each request a new event (no id), ` +
+        `after a warm-up; servers${
+          options.pinned ? " on CPU 0" : ""
+        }, fresh store per run, no workers; runs rotated. CPU per request: the server side's CPU (for BullMQ with Redis) ÷ 2xx. ` +
+        `Stored: counted from the store after the run (Fanout: rows of \`fanout_events\` in the SQLite file minus the warm-up's; BullMQ: waiting jobs ÷ 2; baseline: its table), ≥ acknowledged since requests in flight at the end are stored but not counted.`,
       ``,
       `| server | durability of a 202 | runs | acks/s | p50 / p99 ms | CPU µs / request | acked | stored | non-2xx + errors |`,
       `|---|---|---:|---:|---:|---:|---:|---:|---:|`,
-      row("baseline", "bare node:http + better-sqlite3, one insert per request", "SQLite WAL synchronous=FULL, one commit per request"),
+      row(
+        "baseline",
+        "bare node:http + better-sqlite3, one insert per request",
+        "SQLite WAL synchronous=FULL, one commit per request"
+      ),
       row("bullmq", "node:http + BullMQ `addBulk` (no worker)", "Redis AOF everysec"),
       row("fanout", "`fanout serve --api-only`, SQLite", "SQLite WAL synchronous=FULL, group commit"),
       ``,
       `| ratio (medians) | acks/s | CPU per request |`,
       `|---|---:|---:|`,
-      `| Fanout ÷ baseline | ${f2(m("fanout", (r) => r.ackedPerSecond) / m("baseline", (r) => r.ackedPerSecond))} | ${f2(m("fanout", (r) => r.cpuUsPerRequest) / m("baseline", (r) => r.cpuUsPerRequest))} |`,
-      `| Fanout ÷ BullMQ | ${f2(m("fanout", (r) => r.ackedPerSecond) / m("bullmq", (r) => r.ackedPerSecond))} | ${f2(m("fanout", (r) => r.cpuUsPerRequest) / m("bullmq", (r) => r.cpuUsPerRequest))} |`,
+      `| Fanout ÷ baseline | ${f2(m("fanout", (r) => r.ackedPerSecond) / m("baseline", (r) => r.ackedPerSecond))} | ${
+        f2(m("fanout", (r) => r.cpuUsPerRequest) / m("baseline", (r) => r.cpuUsPerRequest))
+      } |`,
+      `| Fanout ÷ BullMQ | ${f2(m("fanout", (r) => r.ackedPerSecond) / m("bullmq", (r) => r.ackedPerSecond))} | ${
+        f2(m("fanout", (r) => r.cpuUsPerRequest) / m("bullmq", (r) => r.cpuUsPerRequest))
+      } |`,
       ``,
       `\`fanout serve\` exposes no count of stored events or of store commits on \`/metrics\` (only queue depth and the like), so "every 202 follows an fsync" cannot be shown from outside: ` +
-      `the stored count comes from the file, and commits per event are not visible black-box (bench/server.ts measures them in-process).`,
+        `the stored count comes from the file, and commits per event are not visible black-box (bench/server.ts measures them in-process).`,
       ``
     )
   }
-  section.push(`Raw figures: \`.tmp/bench-serve.json\`. Preliminary when other jobs share the two cores (see the load average).`)
+  section.push(
+    `Raw figures: \`.tmp/bench-serve.json\`. Preliminary when other jobs share the two cores (see the load average).`
+  )
   const text = section.join("\n")
   console.log(text)
   mkdirSync(join(root, ".tmp"), { recursive: true })
@@ -1114,7 +1379,11 @@ export const main = async (args: ReadonlyArray<string>): Promise<void> => {
   const jsonFile = join(root, ".tmp", options.write ? "bench-serve.json" : "bench-serve-trial.json")
   writeFileSync(
     jsonFile,
-    JSON.stringify({ date, command, machine: described, loadStart, loadEnd, options, pg: pgInfo, minutes, runs, failed, ingest }, null, 2)
+    JSON.stringify(
+      { date, command, machine: described, loadStart, loadEnd, options, pg: pgInfo, minutes, runs, failed, ingest },
+      null,
+      2
+    )
   )
   if (options.write) {
     writeSection("Serve end to end", text)
@@ -1129,7 +1398,13 @@ export const main = async (args: ReadonlyArray<string>): Promise<void> => {
 }
 
 /** Ingest with the warm-up's acknowledged count remembered for Fanout (its file holds both). */
-const ingestWithWarm = async (side: IngestSide, rep: number, helpers: Helpers, options: Options, dir: string): Promise<IngestRun> => {
+const ingestWithWarm = async (
+  side: IngestSide,
+  rep: number,
+  helpers: Helpers,
+  options: Options,
+  dir: string
+): Promise<IngestRun> => {
   if (side !== "fanout") return ingestRun(side, rep, helpers, options, dir)
   // The Fanout ingest run, done here so the warm-up's 2xx can be subtracted from the stored count.
   const running = await startSide("fanout", helpers, options, dir, { workers: false })

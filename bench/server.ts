@@ -57,7 +57,9 @@ const option = (args: ReadonlyArray<string>, name: string, env: string, fallback
   const raw = arg !== undefined ? arg.slice(name.length + 3) : process.env[env]
   if (raw === undefined || raw === "") return fallback
   const value = Number(raw)
-  if (!Number.isInteger(value) || value < 1) throw new Error(`--${name} / ${env} must be a positive integer, got ${raw}`)
+  if (!Number.isInteger(value) || value < 1) {
+    throw new Error(`--${name} / ${env} must be a positive integer, got ${raw}`)
+  }
   return value
 }
 
@@ -88,7 +90,13 @@ interface Run {
 const body = JSON.stringify({
   type: "order.placed",
   key: "customer-42",
-  payload: { orderId: "o-123", sku: "sku-9", qty: 2, email: "someone@example.com", lines: [{ sku: "sku-9", qty: 2, price: 1999 }] }
+  payload: {
+    orderId: "o-123",
+    sku: "sku-9",
+    qty: 2,
+    email: "someone@example.com",
+    lines: [{ sku: "sku-9", qty: 2, price: 1999 }]
+  }
 })
 
 const load = (url: string, connections: number, duration: number): Promise<AutocannonResult> =>
@@ -125,9 +133,11 @@ const measure = async (side: Side, rep: number, server: Child.ServerProcess, opt
 
 const row = (label: string, runs: ReadonlyArray<Run>) => {
   const cpu = runs.map((r) => r.serverCpuMsPer1k).filter((x): x is number => x !== undefined)
-  return `| ${label} | ${runs.length} | ${spread(runs.map((r) => r.acknowledgedPerSecond))} | ${fmt(median(runs.map((r) => r.p50)), 1)} | ${
-    fmt(median(runs.map((r) => r.p99)), 1)
-  } | ${cpu.length > 0 ? fmt(median(cpu)) : "n/a"} | ${runs.reduce((n, r) => n + r.non2xx + r.errors, 0)} |`
+  return `| ${label} | ${runs.length} | ${spread(runs.map((r) => r.acknowledgedPerSecond))} | ${
+    fmt(median(runs.map((r) => r.p50)), 1)
+  } | ${fmt(median(runs.map((r) => r.p99)), 1)} | ${cpu.length > 0 ? fmt(median(cpu)) : "n/a"} | ${
+    runs.reduce((n, r) => n + r.non2xx + r.errors, 0)
+  } |`
 }
 
 export const main = async (args: ReadonlyArray<string>): Promise<void> => {
@@ -140,8 +150,11 @@ export const main = async (args: ReadonlyArray<string>): Promise<void> => {
     servers.B = await Child.start(join(here, "server", "fanout.ts"), [join(dir, "fanout.db")])
     servers.C = await Child.start(join(here, "server", "fanout.ts"), ["memory"])
     const described = machine()
-    const pinned = options.pin && pin(process.pid, 0) && pin(servers.A.pid, 1) && pin(servers.B.pid, 1) && pin(servers.C.pid, 1)
-    log(`baseline ${servers.A.url}, fanout ${servers.B.url}, fanout (memory) ${servers.C.url}; ${options.connections} connections, ${options.duration} s per run, ${options.reps} reps`)
+    const pinned = options.pin && pin(process.pid, 0) && pin(servers.A.pid, 1) && pin(servers.B.pid, 1) &&
+      pin(servers.C.pid, 1)
+    log(
+      `baseline ${servers.A.url}, fanout ${servers.B.url}, fanout (memory) ${servers.C.url}; ${options.connections} connections, ${options.duration} s per run, ${options.reps} reps`
+    )
 
     for (const side of ["A", "B", "C"] as const) {
       log(`warm-up ${side} (${options.warmup} s)`)
@@ -157,7 +170,11 @@ export const main = async (args: ReadonlyArray<string>): Promise<void> => {
       for (const side of order) {
         const run = await measure(side, rep, servers[side]!, options)
         runs.push(run)
-        log(`rep ${rep + 1} ${side}: ${fmt(run.acknowledgedPerSecond)} ack/s, p50 ${run.p50} ms, p99 ${run.p99} ms, non-2xx ${run.non2xx}, errors ${run.errors}`)
+        log(
+          `rep ${rep + 1} ${side}: ${
+            fmt(run.acknowledgedPerSecond)
+          } ack/s, p50 ${run.p50} ms, p99 ${run.p99} ms, non-2xx ${run.non2xx}, errors ${run.errors}`
+        )
       }
     }
 
@@ -216,7 +233,11 @@ export const main = async (args: ReadonlyArray<string>): Promise<void> => {
     mkdirSync(join(here, "..", ".tmp"), { recursive: true })
     writeFileSync(
       join(here, "..", ".tmp", "bench-server.json"),
-      JSON.stringify({ machine: described, options: { ...options, pinned }, runs, ratios, stored, commits, acknowledged }, null, 2)
+      JSON.stringify(
+        { machine: described, options: { ...options, pinned }, runs, ratios, stored, commits, acknowledged },
+        null,
+        2
+      )
     )
     log(`wrote bench/RESULTS.md (## Server) and .tmp/bench-server.json`)
     if (stored.A < acknowledged.A || stored.B < acknowledged.B) {

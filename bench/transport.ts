@@ -54,7 +54,9 @@ const option = (args: ReadonlyArray<string>, name: string, fallback: number): nu
 
 const parse = (args: ReadonlyArray<string>): Options => {
   const sides = args.find((a) => a.startsWith("--sides="))?.slice(8).split(",") ?? [...SIDES]
-  for (const side of sides) if (!(SIDES as ReadonlyArray<string>).includes(side)) throw new Error(`unknown side ${side}`)
+  for (const side of sides) {
+    if (!(SIDES as ReadonlyArray<string>).includes(side)) throw new Error(`unknown side ${side}`)
+  }
   return {
     requests: option(args, "requests", 20_000),
     concurrency: option(args, "concurrency", 64),
@@ -111,8 +113,7 @@ const requestSend = (agent: Agent) => (request: HttpClientRequest.HttpClientRequ
       body: bodyOf._tag === "Uint8Array" ? bodyOf.body : null,
       signal: controller.signal
     }).then(
-      (response) =>
-        response.body.bytes().then(() => resume(Effect.succeed(response.statusCode))),
+      (response) => response.body.bytes().then(() => resume(Effect.succeed(response.statusCode))),
       (error: Error) => resume(Effect.fail(error))
     )
     return Effect.sync(() => controller.abort())
@@ -138,7 +139,11 @@ const buildCost = (url: string, n: number): number => {
 /** An Effect side: `concurrency` fibers, each sending its share one request after the other. */
 const effectRunner = (
   url: string,
-  make: Effect.Effect<(request: HttpClientRequest.HttpClientRequest) => Effect.Effect<number, unknown>, never, Scope.Scope>
+  make: Effect.Effect<
+    (request: HttpClientRequest.HttpClientRequest) => Effect.Effect<number, unknown>,
+    never,
+    Scope.Scope
+  >
 ): Runner => {
   const scope = Effect.runSync(Scope.make())
   const send = Effect.runSync(Scope.extend(make, scope))
@@ -150,8 +155,10 @@ const effectRunner = (
           const i = next++
           if (i >= n) return Effect.void
           const request = buildRequest(url, i)
-          return Effect.flatMap(send(request), (status) =>
-            status >= 200 && status < 300 ? loop() : Effect.fail(new Error(`HTTP ${status}`)))
+          return Effect.flatMap(
+            send(request),
+            (status) => status >= 200 && status < 300 ? loop() : Effect.fail(new Error(`HTTP ${status}`))
+          )
         }
         return loop()
       })
@@ -205,7 +212,9 @@ const measure = async (
   const seconds = (performance.now() - t0) / 1000
   const cpu = process.cpuUsage(cpu0)
   const after = await targets.counts()
-  if (after.a - before.a !== requests) throw new Error(`${side}: target received ${after.a - before.a}, expected ${requests}`)
+  if (after.a - before.a !== requests) {
+    throw new Error(`${side}: target received ${after.a - before.a}, expected ${requests}`)
+  }
   return { side, requests, seconds, perSecond: requests / seconds, cpuUs: (cpu.user + cpu.system) / requests }
 }
 
@@ -225,7 +234,9 @@ export const main = async (args: ReadonlyArray<string>): Promise<void> => {
     const host = machine() // before pinning: nproc counts the CPUs this process may use
     const pinned = options.pin && pin(targets.pid, 1) && pin(process.pid, 0)
     for (const side of options.sides) active.set(side, runners[side](targets.urlA))
-    log(`transport: ${options.requests} POSTs per run, ${options.concurrency} in flight, ${options.reps} reps, warm-up ${options.warmup}`)
+    log(
+      `transport: ${options.requests} POSTs per run, ${options.concurrency} in flight, ${options.reps} reps, warm-up ${options.warmup}`
+    )
     for (const [side, runner] of active) {
       log(`warm-up ${side} …`)
       await measure(side, runner, targets, options.warmup, options.concurrency)
@@ -275,7 +286,11 @@ export const main = async (args: ReadonlyArray<string>): Promise<void> => {
       } µs (measured alone); raw undici's counterpart is a JSON.stringify.`
     )
     console.log(lines.join("\n"))
-    log(`median CPU µs/request: ${options.sides.map((s) => `${s} ${fmt(median(of(s).map((r) => r.cpuUs)), 1)}`).join(", ")}`)
+    log(
+      `median CPU µs/request: ${
+        options.sides.map((s) => `${s} ${fmt(median(of(s).map((r) => r.cpuUs)), 1)}`).join(", ")
+      }`
+    )
   } finally {
     for (const runner of active.values()) await runner.close()
     await targets.stop()

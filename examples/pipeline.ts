@@ -85,8 +85,7 @@ const inventoryApi = serve(120, (req, body) => {
 const paymentApi = serve(200, (_req, body) =>
   body.card === "4000-0000-0000-0002"
     ? { status: 402, body: { error: "card declined" } }
-    : { status: 201, body: { chargeId: `ch-${body.orderId}` } }
-)
+    : { status: 201, body: { chargeId: `ch-${body.orderId}` } })
 const shippingApi = serve(80, (_req, body) => ({
   status: 201,
   body: { trackingId: `TRK-${body.reservationId}-${body.chargeId}`, eta: "2 days" }
@@ -120,7 +119,12 @@ const targets = (urls: { customer: string; inventory: string; payment: string; s
     response: Schema.Struct({ chargeId: Schema.String })
   })
   const Shipping = Target.make("shipping", {
-    accepts: Schema.Struct({ orderId: Schema.String, name: Schema.String, reservationId: Schema.String, chargeId: Schema.String }),
+    accepts: Schema.Struct({
+      orderId: Schema.String,
+      name: Schema.String,
+      reservationId: Schema.String,
+      chargeId: Schema.String
+    }),
     request: (e) => json(`${urls.shipping}/shipments`, e.payload),
     response: Schema.Struct({ trackingId: Schema.String, eta: Schema.String })
   })
@@ -209,17 +213,29 @@ const program = Effect.gen(function*() {
     const runner = yield* Pipeline.runner(pipeline)
 
     // 1. A good order: one combined answer.
-    const order = yield* OrderPlaced.make({ orderId: "o-1", customerId: "cu-1", sku: "sku-42", card: "4242-4242-4242-4242" })
+    const order = yield* OrderPlaced.make({
+      orderId: "o-1",
+      customerId: "cu-1",
+      sku: "sku-42",
+      card: "4242-4242-4242-4242"
+    })
     const result = yield* runner.run(order, { mode: "all" })
     yield* Console.log(`order o-1: all steps delivered in ${result.durationMs} ms\n`)
     yield* Console.log(render(pipeline.graph, result.timeline))
-    yield* Console.log(`\n  * critical path: ${[...criticalPath(pipeline.graph, result.timeline)].reverse().join(" → ")}`)
+    yield* Console.log(
+      `\n  * critical path: ${[...criticalPath(pipeline.graph, result.timeline)].reverse().join(" → ")}`
+    )
     const sum = result.timeline.reduce((total, s) => total + (s.endedAt - s.startedAt), 0)
     yield* Console.log(`  (the calls took ${sum} ms in all; the run took ${result.durationMs} ms)\n`)
     yield* Console.log(`combined answer: ${JSON.stringify(result.aggregate, null, 2)}\n`)
 
     // 2. A declined card, all or nothing: shipping is blocked, the reservation released.
-    const declined = yield* OrderPlaced.make({ orderId: "o-2", customerId: "cu-2", sku: "sku-7", card: "4000-0000-0000-0002" })
+    const declined = yield* OrderPlaced.make({
+      orderId: "o-2",
+      customerId: "cu-2",
+      sku: "sku-7",
+      card: "4000-0000-0000-0002"
+    })
     const failure = yield* runner.run(declined, { mode: "all" }).pipe(Effect.flip)
     if (failure._tag !== "PipelineFailed") return yield* Effect.dieMessage(`unexpected ${failure._tag}`)
     yield* Console.log(`order o-2: ${failure.message}\n`)
@@ -252,9 +268,16 @@ const program = Effect.gen(function*() {
   )
   yield* Effect.gen(function*() {
     const outbox = yield* Outbox.Outbox
-    const order = yield* OrderPlaced.make({ orderId: "o-3", customerId: "cu-1", sku: "sku-9", card: "4242-4242-4242-4242" })
+    const order = yield* OrderPlaced.make({
+      orderId: "o-3",
+      customerId: "cu-1",
+      sku: "sku-9",
+      card: "4242-4242-4242-4242"
+    })
     const enqueued = yield* outbox.enqueue(order)
-    yield* Console.log(`\norder o-3, durably: enqueued ${enqueued.deliveries.map((d) => d.target).join(", ")} with the graph`)
+    yield* Console.log(
+      `\norder o-3, durably: enqueued ${enqueued.deliveries.map((d) => d.target).join(", ")} with the graph`
+    )
     let status = Option.getOrThrow(yield* outbox.status(order.id))
     while (status.deliveries.some((d) => d.status !== "delivered")) {
       yield* Effect.sleep("20 millis")

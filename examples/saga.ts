@@ -85,7 +85,12 @@ const inventoryApi = serve((req, body, res) => {
   if (req.method === "POST") {
     const reservationId = `r-${reservations.size + 1}`
     setTimeout(() => {
-      reservations.set(reservationId, { orderId: body.orderId, sku: body.sku, quantity: body.quantity, released: false })
+      reservations.set(reservationId, {
+        orderId: body.orderId,
+        sku: body.sku,
+        quantity: body.quantity,
+        released: false
+      })
       log("inventory", `reserved ${reservationId}: ${body.quantity} × ${body.sku}`)
       json(res, 201, { reservationId })
     }, 100)
@@ -112,7 +117,13 @@ const shippingApi = serve((_req, body, res) =>
 
 const OrderPlaced = Event.define(
   "order.placed",
-  Schema.Struct({ orderId: Schema.String, amount: Schema.Number, sku: Schema.String, qty: Schema.Int, city: Schema.String })
+  Schema.Struct({
+    orderId: Schema.String,
+    amount: Schema.Number,
+    sku: Schema.String,
+    qty: Schema.Int,
+    city: Schema.String
+  })
 )
 
 const targets = (paymentUrl: string, inventoryUrl: string, shippingUrl: string) => {
@@ -131,7 +142,11 @@ const targets = (paymentUrl: string, inventoryUrl: string, shippingUrl: string) 
     accepts: Schema.Struct({ orderId: Schema.String, sku: Schema.String, qty: Schema.Int }),
     request: (event) =>
       HttpClientRequest.post(`${inventoryUrl}/reservations`).pipe(
-        HttpClientRequest.bodyUnsafeJson({ orderId: event.payload.orderId, sku: event.payload.sku, quantity: event.payload.qty })
+        HttpClientRequest.bodyUnsafeJson({
+          orderId: event.payload.orderId,
+          sku: event.payload.sku,
+          quantity: event.payload.qty
+        })
       ),
     response: Schema.Struct({ reservationId: Schema.String }),
     compensate: ({ response }) => HttpClientRequest.del(`${inventoryUrl}/reservations/${response.reservationId}`),
@@ -168,13 +183,17 @@ const program = Effect.gen(function*() {
       Effect.catchTag("FanoutFailed", (failed) =>
         Effect.gen(function*() {
           log("client", `FanoutFailed: ${failed.message}`)
-          yield* Console.log(`send failed with FanoutFailed: ${failed.target} → ${failed.error._tag}: ${failed.error.message}`)
+          yield* Console.log(
+            `send failed with FanoutFailed: ${failed.target} → ${failed.error._tag}: ${failed.error.message}`
+          )
           yield* Console.log("outcome per target:")
           for (const outcome of Object.values(failed.outcomes)) {
             const detail = outcome._tag === "Compensated"
-              ? `delivered (attempts ${outcome.delivered.attempts}, ${JSON.stringify(outcome.delivered.response)}), then undone: ${
-                outcome.compensation._tag
-              } HTTP ${outcome.compensation._tag === "Delivered" ? outcome.compensation.status : "-"}`
+              ? `delivered (attempts ${outcome.delivered.attempts}, ${
+                JSON.stringify(outcome.delivered.response)
+              }), then undone: ${outcome.compensation._tag} HTTP ${
+                outcome.compensation._tag === "Delivered" ? outcome.compensation.status : "-"
+              }`
               : outcome._tag === "Failed"
               ? `attempts ${outcome.attempts}: ${outcome.error._tag} ${outcome.error.message}`
               : outcome._tag

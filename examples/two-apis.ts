@@ -105,7 +105,11 @@ const targets = (inventoryUrl: string, notificationUrl: string) => {
     accepts: Schema.Struct({ orderId: Schema.String, email: Schema.String }),
     request: (event) =>
       HttpClientRequest.post(`${notificationUrl}/emails`).pipe(
-        HttpClientRequest.bodyUnsafeJson({ to: event.payload.email, template: "order-confirmed", orderId: event.payload.orderId })
+        HttpClientRequest.bodyUnsafeJson({
+          to: event.payload.email,
+          template: "order-confirmed",
+          orderId: event.payload.orderId
+        })
       ),
     response: Schema.Struct({ messageId: Schema.String }),
     policy
@@ -128,7 +132,12 @@ const program = Effect.gen(function*() {
   const sendOrders = Effect.gen(function*() {
     const fanout = yield* Fanout.make(router)
     for (let i = 1; i <= 4; i++) {
-      const event = yield* OrderPlaced.make({ orderId: `o-${i}`, sku: "sku-42", qty: i, email: `buyer${i}@example.com` })
+      const event = yield* OrderPlaced.make({
+        orderId: `o-${i}`,
+        sku: "sku-42",
+        qty: i,
+        email: `buyer${i}@example.com`
+      })
       const result = yield* fanout.send(event, { mode: "settled" })
 
       yield* Console.log(`\norder o-${i} (event ${event.id})`)
@@ -156,7 +165,9 @@ const program = Effect.gen(function*() {
   )
   yield* sendOrders
 
-  yield* Console.log(`\ninventory API: ${reservations.length} reservations (${reservations.map((r) => r.reservationId).join(", ")})`)
+  yield* Console.log(
+    `\ninventory API: ${reservations.length} reservations (${reservations.map((r) => r.reservationId).join(", ")})`
+  )
   yield* Console.log(`notification API: ${emails.length} emails sent, ${notificationLog.length} requests received:`)
   for (const entry of notificationLog) {
     yield* Console.log(`  ${entry.orderId}  HTTP ${entry.status}  idempotency-key ${entry.key}`)

@@ -25,7 +25,18 @@ import { Args, Command, Options, ValidationError } from "@effect/cli"
 import { HttpClient, HttpClientRequest } from "@effect/platform"
 import type { Teardown } from "@effect/platform/Runtime"
 import { resolve } from "node:path"
-import { Cause, Config as EffectConfig, Console, Data, Effect, Exit, FiberRef, LogLevel, Option, Redacted } from "effect"
+import {
+  Cause,
+  Config as EffectConfig,
+  Console,
+  Data,
+  Effect,
+  Exit,
+  FiberRef,
+  LogLevel,
+  Option,
+  Redacted
+} from "effect"
 import * as Config from "./Config.js"
 import * as Demo from "./Demo.js"
 import * as Main from "./Main.js"
@@ -82,14 +93,20 @@ export const describeError = (error: unknown): { readonly code: number; readonly
   if (ValidationError.isValidationError(error)) return { code: exitCodes.usage, message: undefined }
   if (error instanceof Config.ConfigError) {
     const n = error.issues.length
-    return { code: exitCodes.usage, message: `invalid configuration (${n} issue${n === 1 ? "" : "s"}):\n${error.message}` }
+    return {
+      code: exitCodes.usage,
+      message: `invalid configuration (${n} issue${n === 1 ? "" : "s"}):\n${error.message}`
+    }
   }
   if (error instanceof UsageError) return { code: exitCodes.usage, message: error.message }
   if (error instanceof CommandFailed) return { code: exitCodes.failure, message: error.message }
   if (error instanceof Store.StoreError) return { code: exitCodes.failure, message: `store: ${error.message}` }
   if (isTagged(error, "ServeError")) {
     const cause = (error as { cause?: { code?: string; message?: string } }).cause
-    return { code: exitCodes.failure, message: `cannot serve the API: ${cause?.code ?? cause?.message ?? "unknown error"}` }
+    return {
+      code: exitCodes.failure,
+      message: `cannot serve the API: ${cause?.code ?? cause?.message ?? "unknown error"}`
+    }
   }
   const message = error instanceof Error || (typeof error === "object" && error !== null && "message" in error)
     ? String((error as { message: unknown }).message)
@@ -140,7 +157,9 @@ export const teardown: Teardown = (exit, onExit) => {
 const configFile = Options.file("config").pipe(
   Options.withAlias("c"),
   Options.withFallbackConfig(EffectConfig.string("FANOUT_CONFIG")),
-  Options.withDescription("The configuration: a .json file, or a .ts/.js module exporting defineConfig({...}) (default $FANOUT_CONFIG)")
+  Options.withDescription(
+    "The configuration: a .json file, or a .ts/.js module exporting defineConfig({...}) (default $FANOUT_CONFIG)"
+  )
 )
 
 const storeConfigFile = Options.file("config").pipe(
@@ -182,7 +201,9 @@ const tuning = (
     const unknown = only.filter((name) => !app.built.targets.has(name))
     if (only.length === 0 || unknown.length > 0) {
       return yield* new UsageError({
-        message: `--${flag}: ${only.length === 0 ? "no target named" : `unknown target ${unknown.join(", ")}`} (configured: ${known.join(", ")})`
+        message: `--${flag}: ${
+          only.length === 0 ? "no target named" : `unknown target ${unknown.join(", ")}`
+        } (configured: ${known.join(", ")})`
       })
     }
     return { ...base, only }
@@ -200,7 +221,10 @@ const apiKey = Options.redacted("api-key").pipe(
   Options.withDescription("A producer API key, sent as `Authorization: Bearer` (default $FANOUT_API_KEY)")
 )
 
-const filterTarget = Options.text("target").pipe(Options.optional, Options.withDescription("Only this target's dead letters"))
+const filterTarget = Options.text("target").pipe(
+  Options.optional,
+  Options.withDescription("Only this target's dead letters")
+)
 const filterError = Options.text("error").pipe(
   Options.optional,
   Options.withDescription("Only dead letters whose last attempt ended so: http_400, http_503, timeout, network, …")
@@ -236,8 +260,12 @@ const call = (
     let request = HttpClientRequest.make(method)(new URL(path, remote.url).toString()).pipe(
       HttpClientRequest.acceptJson
     )
-    if (Option.isSome(remote.apiKey)) request = HttpClientRequest.bearerToken(request, Redacted.value(remote.apiKey.value))
-    if (body !== undefined) request = HttpClientRequest.bodyUnsafeJson(request, body)
+    if (Option.isSome(remote.apiKey)) {
+      request = HttpClientRequest.bearerToken(request, Redacted.value(remote.apiKey.value))
+    }
+    if (body !== undefined) {
+      request = HttpClientRequest.bodyUnsafeJson(request, body)
+    }
     const response = yield* client.execute(request).pipe(
       Effect.timeoutFail({
         duration: "60 seconds",
@@ -253,7 +281,9 @@ const call = (
       })
     )
     const text = yield* response.text.pipe(
-      Effect.mapError((error) => new CommandFailed({ message: `${remote.url}: cannot read the answer: ${error.message}` }))
+      Effect.mapError((error) =>
+        new CommandFailed({ message: `${remote.url}: cannot read the answer: ${error.message}` })
+      )
     )
     let parsed: unknown = text
     try {
@@ -289,8 +319,10 @@ const withStore = <A, E>(
   file: string,
   f: (store: Store.DeliveryStore) => Effect.Effect<A, E>
 ): Effect.Effect<A, E | Config.ConfigError | Store.StoreError> =>
-  Effect.flatMap(Main.loadStore(file), (spec) =>
-    Effect.provide(Effect.flatMap(Store.DeliveryStore, f), Main.storeLayer(spec)))
+  Effect.flatMap(
+    Main.loadStore(file),
+    (spec) => Effect.provide(Effect.flatMap(Store.DeliveryStore, f), Main.storeLayer(spec))
+  )
 
 const dropUndefined = (record: Record<string, unknown>) =>
   Object.fromEntries(Object.entries(record).filter(([, v]) => v !== undefined))
@@ -328,7 +360,9 @@ const runLogged = <A, E, R>(format: Telemetry.LogFormat, effect: Effect.Effect<A
   Effect.gen(function*() {
     const current = yield* FiberRef.get(FiberRef.currentMinimumLogLevel)
     const fromEnv = yield* EffectConfig.option(
-      EffectConfig.literal("all", "trace", "debug", "info", "warning", "warn", "error", "fatal", "none")("FANOUT_LOG_LEVEL").pipe(
+      EffectConfig.literal("all", "trace", "debug", "info", "warning", "warn", "error", "fatal", "none")(
+        "FANOUT_LOG_LEVEL"
+      ).pipe(
         EffectConfig.map((name) => logLevels[name])
       )
     ).pipe(
@@ -358,7 +392,8 @@ const runApp = (
   runLogged(
     options.logFormat,
     Effect.flatMap(Main.load(options.config), (app) =>
-      Effect.flatMap(tuning(app, flag, options.concurrency, names), (worker) => stopped(Main.run(app, run(worker)))))
+      Effect.flatMap(tuning(app, flag, options.concurrency, names), (worker) =>
+        stopped(Main.run(app, run(worker)))))
   )
 
 const serve = Command.make(
@@ -366,7 +401,9 @@ const serve = Command.make(
   {
     config: configFile,
     apiOnly: Options.boolean("api-only").pipe(
-      Options.withDescription("Serve the API only: run the workers elsewhere (`fanout worker`, shared PostgreSQL store)")
+      Options.withDescription(
+        "Serve the API only: run the workers elsewhere (`fanout worker`, shared PostgreSQL store)"
+      )
     ),
     concurrency,
     workerTargets: targetGroup(
@@ -377,7 +414,9 @@ const serve = Command.make(
   },
   (options) =>
     runApp(options, "worker-targets", options.workerTargets, (worker) => ({ workers: !options.apiOnly, worker }))
-).pipe(Command.withDescription("Serve the HTTP API and run the delivery workers until SIGINT/SIGTERM (then stop gracefully)"))
+).pipe(
+  Command.withDescription("Serve the HTTP API and run the delivery workers until SIGINT/SIGTERM (then stop gracefully)")
+)
 
 const worker = Command.make(
   "worker",
@@ -391,7 +430,11 @@ const worker = Command.make(
     logFormat: logFormat("json")
   },
   (options) => runApp(options, "targets", options.targets, (worker) => ({ api: false, worker }))
-).pipe(Command.withDescription("Run delivery workers only (no API) until SIGINT/SIGTERM; several may share a PostgreSQL store"))
+).pipe(
+  Command.withDescription(
+    "Run delivery workers only (no API) until SIGINT/SIGTERM; several may share a PostgreSQL store"
+  )
+)
 
 /**
  * The demo's welcome text: where to post, and a `curl` line to paste.
@@ -414,7 +457,9 @@ export const banner = (
     `  API       ${url}   (docs ${url}/docs, metrics ${url}/metrics)`,
     `  store     ${ready.store}`,
     `  targets   inventory    -> ${apis.inventoryUrl}`,
-    `            notification -> ${apis.notificationUrl}${percent > 0 ? `   (answers 503 ${percent}% of the time: watch the retries)` : ""}`,
+    `            notification -> ${apis.notificationUrl}${
+      percent > 0 ? `   (answers 503 ${percent}% of the time: watch the retries)` : ""
+    }`,
     "",
     "  Post an order (and wait until both APIs have it):",
     "",
@@ -422,8 +467,12 @@ export const banner = (
     `    -H 'content-type: application/json'${auth} \\`,
     `    -d '${JSON.stringify(Demo.sampleEvent)}'`,
     "",
-    `  Then: curl -sS ${url}/v1/events/<id>${options.apiKeyEnv !== undefined ? ` -H "authorization: Bearer $${options.apiKeyEnv}"` : ""}   (every attempt)`,
-    `        curl -sS ${url}/v1/targets${options.apiKeyEnv !== undefined ? ` -H "authorization: Bearer $${options.apiKeyEnv}"` : ""}         (circuit, in flight, latency)`,
+    `  Then: curl -sS ${url}/v1/events/<id>${
+      options.apiKeyEnv !== undefined ? ` -H "authorization: Bearer $${options.apiKeyEnv}"` : ""
+    }   (every attempt)`,
+    `        curl -sS ${url}/v1/targets${
+      options.apiKeyEnv !== undefined ? ` -H "authorization: Bearer $${options.apiKeyEnv}"` : ""
+    }         (circuit, in flight, latency)`,
     "  Ctrl-C stops the server cleanly.",
     ""
   ].join("\n")
@@ -447,7 +496,9 @@ const demo = Command.make(
       options.logFormat,
       Effect.scoped(Effect.gen(function*() {
         if (!(options.failureRate >= 0 && options.failureRate <= 1)) {
-          return yield* new UsageError({ message: `--failure-rate: expected a number from 0 to 1, got ${options.failureRate}` })
+          return yield* new UsageError({
+            message: `--failure-rate: expected a number from 0 to 1, got ${options.failureRate}`
+          })
         }
         const apis = yield* Demo.mockApis({ failureRate: options.failureRate })
         const key = yield* EffectConfig.option(EffectConfig.redacted(EffectConfig.nonEmptyString("FANOUT_API_KEY")))
@@ -462,8 +513,13 @@ const demo = Command.make(
           })
         )
         const app = yield* Main.prepare("(demo)", config)
-        return yield* stopped(Main.run(app, {}, (ready) =>
-          Console.log(banner(ready, apis, { apiKeyEnv, failureRate: options.failureRate }))))
+        return yield* stopped(
+          Main.run(
+            app,
+            {},
+            (ready) => Console.log(banner(ready, apis, { apiKeyEnv, failureRate: options.failureRate }))
+          )
+        )
       }))
     )
 ).pipe(Command.withDescription(
@@ -480,9 +536,14 @@ const send = Command.make(
     type: Args.text({ name: "type" }).pipe(Args.withDescription("The event type, e.g. order.placed")),
     payload: Args.text({ name: "json" }).pipe(Args.withDescription("The payload, as JSON: '{\"orderId\":\"o-1\"}'")),
     wait: Options.boolean("wait").pipe(
-      Options.withDescription("Wait until every delivery is delivered, dead, or held by a dead input (the server's waitTimeout bounds it); exit 1 if one is dead")
+      Options.withDescription(
+        "Wait until every delivery is delivered, dead, or held by a dead input (the server's waitTimeout bounds it); exit 1 if one is dead"
+      )
     ),
-    id: Options.text("id").pipe(Options.optional, Options.withDescription("The event id (its idempotency key); default a new UUIDv7")),
+    id: Options.text("id").pipe(
+      Options.optional,
+      Options.withDescription("The event id (its idempotency key); default a new UUIDv7")
+    ),
     key: Options.text("key").pipe(Options.optional, Options.withDescription("The ordering/partition key")),
     url: serverUrl,
     apiKey
@@ -555,14 +616,19 @@ const status = Command.make(
           }))
         )
     })
-).pipe(Command.withDescription("Show an event's deliveries and attempt history (GET /v1/events/:id, or the store with --config)"))
+).pipe(
+  Command.withDescription(
+    "Show an event's deliveries and attempt history (GET /v1/events/:id, or the store with --config)"
+  )
+)
 
 const targets = Command.make(
   "targets",
   { config: storeConfigFile, url: serverUrl, apiKey },
   (options) =>
     Option.match(options.config, {
-      onNone: (): Effect.Effect<void, Failure> => withClient(Effect.flatMap(call(options, "GET", "/v1/targets"), (answer) => printJson(answer.body))),
+      onNone: (): Effect.Effect<void, Failure> =>
+        withClient(Effect.flatMap(call(options, "GET", "/v1/targets"), (answer) => printJson(answer.body))),
       onSome: (file): Effect.Effect<void, Failure> =>
         Effect.flatMap(Config.load(file), (config) =>
           printJson({
@@ -585,7 +651,11 @@ const targets = Command.make(
             routes: config.routes
           }))
     })
-).pipe(Command.withDescription("List the targets: policy, circuit, in flight, latency (GET /v1/targets; with --config, as configured)"))
+).pipe(
+  Command.withDescription(
+    "List the targets: policy, circuit, in flight, latency (GET /v1/targets; with --config, as configured)"
+  )
+)
 
 // ---------------------------------------------------------------------------------------------
 // dlq
@@ -599,7 +669,10 @@ const dlqList = Command.make(
   {
     target: filterTarget,
     error: filterError,
-    limit: Options.integer("limit").pipe(Options.withDefault(100), Options.withDescription("At most this many (1-1000)")),
+    limit: Options.integer("limit").pipe(
+      Options.withDefault(100),
+      Options.withDescription("At most this many (1-1000)")
+    ),
     cursor: Options.text("cursor").pipe(Options.optional, Options.withDescription("The `next` of the previous page")),
     config: storeConfigFile,
     url: serverUrl,
@@ -622,7 +695,9 @@ const dlqList = Command.make(
         withStore(file, (store) => store.deadLetters({ limit: options.limit, target, errorLabel: error, cursor })).pipe(
           Effect.flatMap((page) =>
             printJson(dropUndefined({
-              items: page.items.map((d) => dropUndefined({ ...d, deadAt: iso(d.deadAt), enqueuedAt: iso(d.enqueuedAt) })),
+              items: page.items.map((d) =>
+                dropUndefined({ ...d, deadAt: iso(d.deadAt), enqueuedAt: iso(d.enqueuedAt) })
+              ),
               next: page.next
             }))
           )
@@ -648,7 +723,10 @@ type Selection = {
   readonly error: Option.Option<string>
 }
 
-const filterOf = (options: Selection, verb: string): Effect.Effect<Option.Option<Store.DeadLetterFilter>, UsageError> => {
+const filterOf = (
+  options: Selection,
+  verb: string
+): Effect.Effect<Option.Option<Store.DeadLetterFilter>, UsageError> => {
   const target = Option.getOrUndefined(options.target)
   const errorLabel = Option.getOrUndefined(options.error)
   if (Option.isSome(options.id)) {
@@ -657,7 +735,9 @@ const filterOf = (options: Selection, verb: string): Effect.Effect<Option.Option
       : Effect.succeed(Option.none())
   }
   if (!options.all && target === undefined && errorLabel === undefined) {
-    return Effect.fail(new UsageError({ message: `${verb}: give a delivery id, or --all (optionally with --target / --error)` }))
+    return Effect.fail(
+      new UsageError({ message: `${verb}: give a delivery id, or --all (optionally with --target / --error)` })
+    )
   }
   return Effect.succeed(Option.some(dropUndefined({ target, errorLabel }) as Store.DeadLetterFilter))
 }
@@ -672,17 +752,27 @@ const dlqReplay = Command.make("replay", selection, (options) =>
             Effect.flatMap(store.replay(Option.getOrThrow(options.id)), (ok) =>
               ok
                 ? Effect.succeed(1)
-                : Effect.fail(new CommandFailed({ message: `no dead letter with id ${JSON.stringify(Option.getOrThrow(options.id))}` }))),
+                : Effect.fail(
+                  new CommandFailed({
+                    message: `no dead letter with id ${JSON.stringify(Option.getOrThrow(options.id))}`
+                  })
+                )),
           onSome: (f) => store.replayMany(f)
         }))
       return yield* printJson({ replayed })
     }
     const answer = yield* withClient(Option.match(filter, {
-      onNone: () => call(options, "POST", `/v1/dead-letters/${encodeURIComponent(Option.getOrThrow(options.id))}/replay`),
-      onSome: (f) => call(options, "POST", "/v1/dead-letters:replay", dropUndefined({ target: f.target, error: f.errorLabel }))
+      onNone: () =>
+        call(options, "POST", `/v1/dead-letters/${encodeURIComponent(Option.getOrThrow(options.id))}/replay`),
+      onSome: (f) =>
+        call(options, "POST", "/v1/dead-letters:replay", dropUndefined({ target: f.target, error: f.errorLabel }))
     }))
     yield* printJson(answer.body)
-  })).pipe(Command.withDescription("Replay dead letters: one by delivery id, or many (--all, --target, --error); same idempotency key"))
+  })).pipe(
+    Command.withDescription(
+      "Replay dead letters: one by delivery id, or many (--all, --target, --error); same idempotency key"
+    )
+  )
 
 const dlqPurge = Command.make("purge", selection, (options) =>
   Effect.gen(function*() {
@@ -691,18 +781,25 @@ const dlqPurge = Command.make("purge", selection, (options) =>
       const purged = yield* withStore(options.config.value, (store) =>
         store.purge(Option.match(filter, { onNone: () => Option.getOrThrow(options.id), onSome: (f) => f })))
       if (Option.isNone(filter) && purged === 0) {
-        return yield* new CommandFailed({ message: `no dead letter with id ${JSON.stringify(Option.getOrThrow(options.id))}` })
+        return yield* new CommandFailed({
+          message: `no dead letter with id ${JSON.stringify(Option.getOrThrow(options.id))}`
+        })
       }
       return yield* printJson({ purged })
     }
     if (Option.isSome(filter)) {
       return yield* new UsageError({
-        message: "purge: the API deletes one dead letter at a time (give its id); purge by filter needs --config (the store directly)"
+        message:
+          "purge: the API deletes one dead letter at a time (give its id); purge by filter needs --config (the store directly)"
       })
     }
     yield* withClient(call(options, "DELETE", `/v1/dead-letters/${encodeURIComponent(Option.getOrThrow(options.id))}`))
     yield* printJson({ purged: 1 })
-  })).pipe(Command.withDescription("Delete dead letters and their history: one by delivery id, or many with --config (--all, --target, --error)"))
+  })).pipe(
+    Command.withDescription(
+      "Delete dead letters and their history: one by delivery id, or many with --config (--all, --target, --error)"
+    )
+  )
 
 const dlq = Command.make("dlq", {}, () => usageHint("dlq ")).pipe(
   Command.withDescription("Dead letters: list, replay, purge (through the API, or the store with --config)"),

@@ -128,7 +128,9 @@ const buildFailure = (name: string, error: unknown): TargetError.PermanentError 
 
 /** A short text for an unexpected failure: its message, or its tag and reason (`HttpBodyError: JsonError: …`). */
 const describe = (error: unknown): string => {
-  if (Predicate.hasProperty(error, "message") && typeof error.message === "string" && error.message !== "") return error.message
+  if (Predicate.hasProperty(error, "message") && typeof error.message === "string" && error.message !== "") {
+    return error.message
+  }
   if (!Predicate.hasProperty(error, "_tag")) return String(error)
   const reason = Predicate.hasProperty(error, "reason") ? error.reason : undefined
   if (!Predicate.hasProperty(reason, "_tag")) return String(error._tag)
@@ -186,7 +188,11 @@ const transportError = (
     case "Timeout":
       return onTimeout()
     case "InvalidRequest":
-      return new TargetError.PermanentError({ target: name, reason: "InvalidRequest", message: `${name}: ${error.message}` })
+      return new TargetError.PermanentError({
+        target: name,
+        reason: "InvalidRequest",
+        message: `${name}: ${error.message}`
+      })
     case "Network":
       return new TargetError.TransientError({
         target: name,
@@ -205,7 +211,8 @@ const sendDefect = (name: string, defect: unknown) =>
 
 /** Counts toward the breaker: the target itself looks unhealthy (not 4xx, not our own refusals, not a 429, not our deadline). */
 const isBreakerFailure = (error: TargetError.DeliveryError): boolean =>
-  (error._tag === "TransientError" && error.status !== 429) || (error._tag === "TimeoutError" && error.scope === "attempt")
+  (error._tag === "TransientError" && error.status !== 429) ||
+  (error._tag === "TimeoutError" && error.scope === "attempt")
 
 const isLocalRefusal = (error: TargetError.DeliveryError): boolean =>
   error._tag === "CircuitOpenError" || error._tag === "BulkheadRejectedError" || error._tag === "RateLimitedError"
@@ -231,7 +238,8 @@ const byOutcome = (metric: Metrics.Labelled<number>) => {
 const metricLabels = (fiber: Fiber.RuntimeFiber<any, any>): ReadonlyArray<MetricLabel.MetricLabel> =>
   fiber.getFiberRef(FiberRef.currentMetricLabels)
 
-const clockOf = (fiber: Fiber.RuntimeFiber<any, any>): Clock.Clock => Context.get(fiber.currentDefaultServices, Clock.Clock)
+const clockOf = (fiber: Fiber.RuntimeFiber<any, any>): Clock.Clock =>
+  Context.get(fiber.currentDefaultServices, Clock.Clock)
 
 /** Whether this fiber records spans (Effect's tracer switch). */
 const tracingOn = (fiber: Fiber.RuntimeFiber<any, any>): boolean => fiber.getFiberRef(FiberRef.currentTracerEnabled)
@@ -264,7 +272,10 @@ const maxTimerMillis = 2 ** 31 - 1
  * clock: one `Effect.async` that observes the fiber and holds a timer (no other fiber). Under
  * any other clock (`TestClock`): the fiber's `await` raced with `Effect.sleep`.
  */
-const awaitWithin = <A, E>(fiber: Fiber.RuntimeFiber<A, E>, millis: number): Effect.Effect<Exit.Exit<A, E> | undefined> =>
+const awaitWithin = <A, E>(
+  fiber: Fiber.RuntimeFiber<A, E>,
+  millis: number
+): Effect.Effect<Exit.Exit<A, E> | undefined> =>
   Effect.clockWith((clock) =>
     isLive(clock) && millis <= maxTimerMillis
       ? Effect.async<Exit.Exit<A, E> | undefined>((resume) => {
@@ -301,19 +312,24 @@ const timeoutFail = <A, E, E2>(
   millis: number,
   onTimeout: () => E2
 ): Effect.Effect<A, E | E2> =>
-  millis === Infinity ? self : Effect.uninterruptibleMask((restore) =>
-    Effect.flatMap(Effect.fork(restore(self)), (fiber) =>
-      restore(awaitWithin(fiber, Math.max(0, millis))).pipe(
-        Effect.onInterrupt(() => Fiber.interrupt(fiber)),
-        Effect.flatMap((exit): Effect.Effect<A, E | E2> =>
-          exit === undefined ? Effect.zipRight(Fiber.interrupt(fiber), Effect.fail(onTimeout())) : exit
-        )
-      ))
-  )
+  millis === Infinity ?
+    self :
+    Effect.uninterruptibleMask((restore) =>
+      Effect.flatMap(Effect.fork(restore(self)), (fiber) =>
+        restore(awaitWithin(fiber, Math.max(0, millis))).pipe(
+          Effect.onInterrupt(() => Fiber.interrupt(fiber)),
+          Effect.flatMap((exit): Effect.Effect<A, E | E2> =>
+            exit === undefined ? Effect.zipRight(Fiber.interrupt(fiber), Effect.fail(onTimeout())) : exit
+          )
+        ))
+    )
 
 /** Forks `effect` so that interrupting the caller waits for it to finish instead of cutting it short. */
 const finishOnInterrupt = <A, E>(effect: Effect.Effect<A, E>): Effect.Effect<A, E> =>
-  Effect.flatMap(Effect.forkDaemon(effect), (fiber) => Effect.onInterrupt(Effect.flatten(fiber.await), () => fiber.await))
+  Effect.flatMap(
+    Effect.forkDaemon(effect),
+    (fiber) => Effect.onInterrupt(Effect.flatten(fiber.await), () => fiber.await)
+  )
 
 /** What `runAttempts` gives on success. */
 interface Attempted<X> {
@@ -382,7 +398,11 @@ export const makeRuntime = <P, A, PI>(
       })
 
     /** Sleeps `millis`, unless the deadline comes first: then sleeps until it and fails. */
-    const sleepBefore = (millis: number, deadlineAt: number, now: number): Effect.Effect<void, TargetError.TimeoutError> => {
+    const sleepBefore = (
+      millis: number,
+      deadlineAt: number,
+      now: number
+    ): Effect.Effect<void, TargetError.TimeoutError> => {
       const left = deadlineAt - now
       if (millis < left) return millis > 0 ? Effect.sleep(Duration.millis(millis)) : Effect.void
       return Effect.zipRight(Effect.sleep(Duration.millis(Math.max(0, left))), Effect.fail(deadlinePassed()))
@@ -465,20 +485,23 @@ export const makeRuntime = <P, A, PI>(
           ),
           (defect) => Effect.fail(sendDefect(name, defect))
         )
-        const answered = Effect.flatMap(sent, (response): Effect.Effect<Target.Answer<any>, TargetError.DeliveryError> => {
-          const { headers, status } = response
-          const body = response.body === undefined ? undefined : textDecoder.decode(response.body)
-          const verdict = classify({ status, headers, body })
-          if (verdict !== "success") return refused(clock, status, headers, body, verdict)
-          const loose = parseJsonLoose(body, headers["content-type"])
-          const answer = (decoded: unknown): Target.Answer<any> => {
-            latencyMetric.unsafeUpdate((clock.unsafeCurrentTimeMillis() - started) / 1000, metricLabels(fiber))
-            return { status, response: decoded, body: loose }
+        const answered = Effect.flatMap(
+          sent,
+          (response): Effect.Effect<Target.Answer<any>, TargetError.DeliveryError> => {
+            const { headers, status } = response
+            const body = response.body === undefined ? undefined : textDecoder.decode(response.body)
+            const verdict = classify({ status, headers, body })
+            if (verdict !== "success") return refused(clock, status, headers, body, verdict)
+            const loose = parseJsonLoose(body, headers["content-type"])
+            const answer = (decoded: unknown): Target.Answer<any> => {
+              latencyMetric.unsafeUpdate((clock.unsafeCurrentTimeMillis() - started) / 1000, metricLabels(fiber))
+              return { status, response: decoded, body: loose }
+            }
+            return decode && decodeResponse !== undefined
+              ? Effect.map(Effect.mapError(decodeResponse(loose), decodeFailure(name, "InvalidResponse")), answer)
+              : Effect.succeed(answer(loose))
           }
-          return decode && decodeResponse !== undefined
-            ? Effect.map(Effect.mapError(decodeResponse(loose), decodeFailure(name, "InvalidResponse")), answer)
-            : Effect.succeed(answer(loose))
-        })
+        )
         if (limit <= 0) return Effect.fail(onTimeout())
         return lean ? answered : timeoutFail(answered, limit, onTimeout)
       })
@@ -501,7 +524,9 @@ export const makeRuntime = <P, A, PI>(
         return Effect.withSpan(
           Effect.withFiberRuntime<Transport.Response, Transport.TransportError>((fiber) => {
             const traceparent = traceparentOf(fiber)
-            const traced = traceparent === undefined ? request : HttpClientRequest.setHeader(request, "traceparent", traceparent)
+            const traced = traceparent === undefined
+              ? request
+              : HttpClientRequest.setHeader(request, "traceparent", traceparent)
             return Effect.tap(
               transport.send(traced, sendOptions),
               (response) => Effect.annotateCurrentSpan("http.response.status_code", response.status)
@@ -522,15 +547,19 @@ export const makeRuntime = <P, A, PI>(
 
     // A rate-limit token, waited for no longer than the deadline allows.
     const token = (deadlineAt: number): Effect.Effect<void, TargetError.DeliveryError> =>
-      deadlineAt === never ? limiter.take : Effect.flatMap(limiter.reserve, (wait) =>
-        wait === 0 ? Effect.void : Effect.clockWith((clock) => sleepBefore(wait, deadlineAt, clock.unsafeCurrentTimeMillis())))
+      deadlineAt === never ?
+        limiter.take :
+        Effect.flatMap(limiter.reserve, (wait) =>
+          wait === 0
+            ? Effect.void
+            : Effect.clockWith((clock) => sleepBefore(wait, deadlineAt, clock.unsafeCurrentTimeMillis())))
 
     // A wait in the bulkhead's queue, no longer than the deadline allows.
-    const queueUntil = (deadlineAt: number) =>
-    <X, E>(wait: Effect.Effect<X, E>): Effect.Effect<X, E | TargetError.TimeoutError> =>
-      deadlineAt === never
-        ? wait
-        : Effect.clockWith((clock) => timeoutFail(wait, deadlineAt - clock.unsafeCurrentTimeMillis(), deadlinePassed))
+    const queueUntil =
+      (deadlineAt: number) => <X, E>(wait: Effect.Effect<X, E>): Effect.Effect<X, E | TargetError.TimeoutError> =>
+        deadlineAt === never
+          ? wait
+          : Effect.clockWith((clock) => timeoutFail(wait, deadlineAt - clock.unsafeCurrentTimeMillis(), deadlinePassed))
 
     // A bulkhead permit, then a rate-limit token, then breaker admission right before the
     // exchange: admitted first, a request that waited in the queue or for a token could go
@@ -617,10 +646,12 @@ export const makeRuntime = <P, A, PI>(
           : run
       })
 
-    const prepare = (event: Event.Any) => Effect.flatMap(toEvent(event), (typed) => buildWith(name, options.request, typed))
+    const prepare = (event: Event.Any) =>
+      Effect.flatMap(toEvent(event), (typed) => buildWith(name, options.request, typed))
 
     const attempt = (event: Event.Any, _n: number) =>
-      Effect.flatMap(prepare(event), (request) => guarded(exchange(request, idempotencyKey(event), true, never), false, never))
+      Effect.flatMap(prepare(event), (request) =>
+        guarded(exchange(request, idempotencyKey(event), true, never), false, never))
 
     const deliver = (
       event: Event.Any,
@@ -647,7 +678,8 @@ export const makeRuntime = <P, A, PI>(
           onDelivered === undefined
             ? Effect.map(
               runAttempts(
-                (_, deadlineAt) => guarded(exchange(request, key, true, deadlineAt), protect, deadlineAt),
+                (_, deadlineAt) =>
+                  guarded(exchange(request, key, true, deadlineAt), protect, deadlineAt),
                 "fanout.deliver",
                 key
               ),
@@ -709,7 +741,10 @@ export const makeRuntime = <P, A, PI>(
         )
         const result = yield* runAttempts(
           (_, deadlineAt) =>
-            bulkhead.run(Effect.zipRight(token(deadlineAt), exchange(request, key, false, deadlineAt)), queueUntil(deadlineAt)),
+            bulkhead.run(
+              Effect.zipRight(token(deadlineAt), exchange(request, key, false, deadlineAt)),
+              queueUntil(deadlineAt)
+            ),
           "fanout.compensate",
           key
         )

@@ -228,8 +228,7 @@ export const define = <const T extends string, P, I>(type: T, payload: Schema.Sc
     type,
     payload,
     make: (value, options) => make(type, value, options),
-    decode: (event) =>
-      Effect.map(decodePayload(event.payload), (decoded) => ({ ...event, type, payload: decoded }))
+    decode: (event) => Effect.map(decodePayload(event.payload), (decoded) => ({ ...event, type, payload: decoded }))
   }
 }
 
@@ -271,7 +270,9 @@ const encodeLean = (event: Any): Schema.Schema.Encoded<typeof Envelope> | undefi
   const key = event.key
   if (keyed && key !== undefined && !isId(key)) return undefined
   if (!hasOwn.call(event, "payload") || !DateTime.isDateTime(createdAt) || !DateTime.isUtc(createdAt)) return undefined
-  if (typeof headers !== "object" || headers === null || Object.getPrototypeOf(headers) !== Object.prototype) return undefined
+  if (typeof headers !== "object" || headers === null || Object.getPrototypeOf(headers) !== Object.prototype) {
+    return undefined
+  }
   const copied: Record<string, string> = {}
   for (const name in headers) {
     if (!hasOwn.call(headers, name)) return undefined

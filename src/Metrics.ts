@@ -104,7 +104,8 @@ export const queueDepth = Metric.gauge("fanout_queue_depth", {
 
 /** @since 0.1.0 */
 export const oldestPendingAge = Metric.gauge("fanout_oldest_pending_age_seconds", {
-  description: "Age of the oldest pending or in-flight delivery, in seconds (Prometheus base unit; sampled by workers and at each scrape)"
+  description:
+    "Age of the oldest pending or in-flight delivery, in seconds (Prometheus base unit; sampled by workers and at each scrape)"
 })
 
 /** @since 0.1.0 */
@@ -131,7 +132,8 @@ export const storeListenReconnects = Metric.counter("fanout_store_listen_reconne
 
 /** @since 0.1.0 */
 export const storeListening = Metric.gauge("fanout_store_listening", {
-  description: "1 while a PostgreSQL store's LISTEN connection is up, 0 while it reconnects (wake-ups then come from polling only), by channel"
+  description:
+    "1 while a PostgreSQL store's LISTEN connection is up, 0 while it reconnects (wake-ups then come from polling only), by channel"
 })
 
 /** @since 0.1.0 */
@@ -142,7 +144,8 @@ export const authFailures = Metric.counter("fanout_auth_failures_total", {
 
 /** @since 0.1.0 */
 export const authThrottled = Metric.counter("fanout_auth_throttled_total", {
-  description: "Requests answered 429 because their client address failed authentication too often (server.authThrottle)",
+  description:
+    "Requests answered 429 because their client address failed authentication too often (server.authThrottle)",
   incremental: true
 })
 

@@ -44,7 +44,14 @@ export type Status = "pending" | "in_flight" | "delivered" | "dead" | "compensat
  * @since 0.1.0
  * @category errors
  */
-export type StoreErrorReason = "Busy" | "Unavailable" | "InvalidInput" | "Corrupt" | "Migration" | "Closed" | "Unsupported"
+export type StoreErrorReason =
+  | "Busy"
+  | "Unavailable"
+  | "InvalidInput"
+  | "Corrupt"
+  | "Migration"
+  | "Closed"
+  | "Unsupported"
 
 /**
  * The one error every store operation can fail with. Expected failures never become defects.
@@ -449,7 +456,9 @@ export interface Gauges {
   readonly depth: number
   /** Age of the oldest pending or in-flight delivery (since it was enqueued); 0 when none. */
   readonly oldestPendingAgeMs: number
-  readonly targets: Readonly<Record<string, { readonly pending: number; readonly inFlight: number; readonly dead: number }>>
+  readonly targets: Readonly<
+    Record<string, { readonly pending: number; readonly inFlight: number; readonly dead: number }>
+  >
 }
 
 /**

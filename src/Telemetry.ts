@@ -90,7 +90,9 @@ export const layer = (options: Options = {}): Layer.Layer<Prometheus | Resource.
     }
     const ratio = options.sampleRatio ?? 1
     const sdk = NodeSdk.layer(() => ({
-      ...(ratio < 1 ? { tracerConfig: { sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(ratio) }) } } : {}),
+      ...(ratio < 1
+        ? { tracerConfig: { sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(ratio) }) } }
+        : {}),
       resource: {
         serviceName: options.serviceName ?? "fanout",
         ...(options.serviceVersion !== undefined ? { serviceVersion: options.serviceVersion } : {})
@@ -120,26 +122,28 @@ const circuitValue = (state: { readonly _tag: string; readonly until?: number },
  * @since 0.1.0
  * @category metrics
  */
-export const sampleGauges: Effect.Effect<void, never, Registry.Registry | Store.DeliveryStore> = Effect.gen(function*() {
-  const registry = yield* Registry.Registry
-  const store = yield* Store.DeliveryStore
-  const now = yield* Clock.currentTimeMillis
-  for (const [name, runtime] of registry) {
-    const state = yield* runtime.breaker.state
-    yield* Metric.set(Metrics.circuitState.pipe(Metric.tagged("target", name)), circuitValue(state, now))
-    yield* Metric.set(Metrics.bulkheadInUse.pipe(Metric.tagged("target", name)), yield* runtime.bulkhead.inFlight)
+export const sampleGauges: Effect.Effect<void, never, Registry.Registry | Store.DeliveryStore> = Effect.gen(
+  function*() {
+    const registry = yield* Registry.Registry
+    const store = yield* Store.DeliveryStore
+    const now = yield* Clock.currentTimeMillis
+    for (const [name, runtime] of registry) {
+      const state = yield* runtime.breaker.state
+      yield* Metric.set(Metrics.circuitState.pipe(Metric.tagged("target", name)), circuitValue(state, now))
+      yield* Metric.set(Metrics.bulkheadInUse.pipe(Metric.tagged("target", name)), yield* runtime.bulkhead.inFlight)
+    }
+    const stats = yield* store.gauges.pipe(Effect.timeoutOption("2 seconds"), Effect.option)
+    if (stats._tag === "None" || stats.value._tag === "None") return
+    const s = stats.value.value
+    yield* Metric.set(Metrics.queueDepth, s.depth)
+    yield* Metric.set(Metrics.oldestPendingAge, s.oldestPendingAgeMs / 1000)
+    yield* Metric.set(Metrics.deadLetters, s.dead)
+    for (const [name, counts] of Object.entries(s.targets)) {
+      yield* Metric.set(Metrics.queueDepth.pipe(Metric.tagged("target", name)), counts.pending + counts.inFlight)
+      yield* Metric.set(Metrics.deadLetters.pipe(Metric.tagged("target", name)), counts.dead)
+    }
   }
-  const stats = yield* store.gauges.pipe(Effect.timeoutOption("2 seconds"), Effect.option)
-  if (stats._tag === "None" || stats.value._tag === "None") return
-  const s = stats.value.value
-  yield* Metric.set(Metrics.queueDepth, s.depth)
-  yield* Metric.set(Metrics.oldestPendingAge, s.oldestPendingAgeMs / 1000)
-  yield* Metric.set(Metrics.deadLetters, s.dead)
-  for (const [name, counts] of Object.entries(s.targets)) {
-    yield* Metric.set(Metrics.queueDepth.pipe(Metric.tagged("target", name)), counts.pending + counts.inFlight)
-    yield* Metric.set(Metrics.deadLetters.pipe(Metric.tagged("target", name)), counts.dead)
-  }
-})
+)
 
 /**
  * The server's `MetricsRenderer` (`GET /metrics`): samples the state gauges, then renders every
@@ -148,17 +152,20 @@ export const sampleGauges: Effect.Effect<void, never, Registry.Registry | Store.
  * @since 0.1.0
  * @category layers
  */
-export const layerMetricsRenderer: Layer.Layer<MetricsRenderer, never, Prometheus | Registry.Registry | Store.DeliveryStore> =
-  Layer.effect(
-    MetricsRenderer,
-    Effect.gen(function*() {
-      const prometheus = yield* Prometheus
-      const context = yield* Effect.context<Registry.Registry | Store.DeliveryStore>()
-      return {
-        render: Effect.zipRight(Effect.provide(sampleGauges, context), prometheus.collect)
-      }
-    })
-  )
+export const layerMetricsRenderer: Layer.Layer<
+  MetricsRenderer,
+  never,
+  Prometheus | Registry.Registry | Store.DeliveryStore
+> = Layer.effect(
+  MetricsRenderer,
+  Effect.gen(function*() {
+    const prometheus = yield* Prometheus
+    const context = yield* Effect.context<Registry.Registry | Store.DeliveryStore>()
+    return {
+      render: Effect.zipRight(Effect.provide(sampleGauges, context), prometheus.collect)
+    }
+  })
+)
 
 /**
  * The header that carries an event's trace context through the store: the W3C `traceparent` of the
@@ -209,8 +216,10 @@ export const propagateTrace = (store: Store.DeliveryStore): Store.DeliveryStore 
 export const layerPropagateTrace = <E, R>(
   store: Layer.Layer<Store.DeliveryStore, E, R>
 ): Layer.Layer<Store.DeliveryStore, E, R> =>
-  Layer.map(store, (context) =>
-    Context.make(Store.DeliveryStore, propagateTrace(Context.get(context, Store.DeliveryStore))))
+  Layer.map(
+    store,
+    (context) => Context.make(Store.DeliveryStore, propagateTrace(Context.get(context, Store.DeliveryStore)))
+  )
 
 /**
  * The log formats of the CLI: `json` (one JSON object a line, the default for servers), `pretty`

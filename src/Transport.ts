@@ -201,7 +201,11 @@ const resolve = (request: HttpClientRequest.HttpClientRequest): Destination | Tr
     try {
       url = new URL(request.url)
     } catch (cause) {
-      return transportError("InvalidRequest", `invalid URL ${JSON.stringify(request.url)}: ${messageOf(cause)}`, codeOf(cause))
+      return transportError(
+        "InvalidRequest",
+        `invalid URL ${JSON.stringify(request.url)}: ${messageOf(cause)}`,
+        codeOf(cause)
+      )
     }
     const destination = destinationOf(url)
     if (destination instanceof TransportError) return destination
@@ -211,7 +215,11 @@ const resolve = (request: HttpClientRequest.HttpClientRequest): Destination | Tr
   }
   const url = UrlParams.makeUrl(request.url, request.urlParams, request.hash)
   if (Either.isLeft(url)) {
-    return transportError("InvalidRequest", `invalid URL ${JSON.stringify(request.url)}: ${url.left.message}`, codeOf(url.left))
+    return transportError(
+      "InvalidRequest",
+      `invalid URL ${JSON.stringify(request.url)}: ${url.left.message}`,
+      codeOf(url.left)
+    )
   }
   return destinationOf(url.right)
 }
@@ -682,12 +690,15 @@ export const fromHttpClient = (client: HttpClient.HttpClient): Transport => ({
   send: (request, options) => {
     const { maxResponseBytes, timeoutMs } = options
     const read = Effect.mapError(
-      Effect.flatMap(client.execute(request), (response) =>
-        Effect.map(readBody(response, maxResponseBytes), (body): Response => ({
-          status: response.status,
-          headers: response.headers,
-          body
-        }))),
+      Effect.flatMap(
+        client.execute(request),
+        (response) =>
+          Effect.map(readBody(response, maxResponseBytes), (body): Response => ({
+            status: response.status,
+            headers: response.headers,
+            body
+          }))
+      ),
       fromClientError
     )
     return hasTimeout(timeoutMs) ?

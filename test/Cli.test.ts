@@ -105,10 +105,16 @@ describe("Cli", () => {
         assert.include(out.stderr, `${file}: targets.notification.url: Expected an http(s) URL`)
         assert.strictEqual(out.stdout, "")
 
-        const unknown = write("unknown-target.json", { ...badConfig, targets: { inventory: { url: "http://127.0.0.1:9/" } } })
+        const unknown = write("unknown-target.json", {
+          ...badConfig,
+          targets: { inventory: { url: "http://127.0.0.1:9/" } }
+        })
         const routes = yield* cli(["worker", "--config", unknown])
         assert.strictEqual(routes.code, 2)
-        assert.include(routes.stderr, `${unknown}: routes["order.*"][1]: Expected the name of a target (inventory), got "billing"`)
+        assert.include(
+          routes.stderr,
+          `${unknown}: routes["order.*"][1]: Expected the name of a target (inventory), got "billing"`
+        )
       }))
 
     it.effect("a missing file, invalid JSON, an unset secret", () =>
@@ -129,7 +135,10 @@ describe("Cli", () => {
         })
         const unset = yield* cli(["serve", "--config", secret])
         assert.strictEqual(unset.code, 2)
-        assert.include(unset.stderr, `${secret}: server.apiKeys[0].env: environment variable FANOUT_CLI_TEST_KEY is not set`)
+        assert.include(
+          unset.stderr,
+          `${secret}: server.apiKeys[0].env: environment variable FANOUT_CLI_TEST_KEY is not set`
+        )
       }))
 
     it.effect("a bad environment override names the variable", () =>
@@ -183,103 +192,133 @@ describe("Cli", () => {
       assert.include(out.stderr, "cannot serve the API: EADDRINUSE")
     }), { timeout: 60_000 })
 
-  it.scopedLive("the client commands against a real server, and against its store with --config", () =>
-    Effect.gen(function*() {
-      const targets = yield* startServer((_req, res, r) => reply(res, r.path === "/billing" ? 422 : 200))
-      const config = {
-        server: { port: 0, apiKeys: [{ env: "FANOUT_CLI_KEY" }] },
-        store: { sqlite: join(dir, "client.db") },
-        targets: {
-          inventory: { url: `${targets.url}/inventory` },
-          billing: { url: `${targets.url}/billing` }
-        },
-        routes: { "order.*": ["inventory"], "invoice.*": ["billing"] }
-      }
-      const file = write("client.json", config)
-      const env = { FANOUT_CLI_KEY: "cli-key-123" }
-      const url = yield* start(yield* prepare(config, env, file), { worker: { pollInterval: "50 millis" } })
-      const remote = ["--url", url]
+  it.scopedLive(
+    "the client commands against a real server, and against its store with --config",
+    () =>
+      Effect.gen(function*() {
+        const targets = yield* startServer((_req, res, r) => reply(res, r.path === "/billing" ? 422 : 200))
+        const config = {
+          server: { port: 0, apiKeys: [{ env: "FANOUT_CLI_KEY" }] },
+          store: { sqlite: join(dir, "client.db") },
+          targets: {
+            inventory: { url: `${targets.url}/inventory` },
+            billing: { url: `${targets.url}/billing` }
+          },
+          routes: { "order.*": ["inventory"], "invoice.*": ["billing"] }
+        }
+        const file = write("client.json", config)
+        const env = { FANOUT_CLI_KEY: "cli-key-123" }
+        const url = yield* start(yield* prepare(config, env, file), { worker: { pollInterval: "50 millis" } })
+        const remote = ["--url", url]
 
-      // Without the key: refused, exit 1, with the server's message.
-      const refused = yield* cli(["send", "order.placed", "{}", ...remote])
-      assert.strictEqual(refused.code, 1)
-      assert.include(refused.stderr, "HTTP 401")
+        // Without the key: refused, exit 1, with the server's message.
+        const refused = yield* cli(["send", "order.placed", "{}", ...remote])
+        assert.strictEqual(refused.code, 1)
+        assert.include(refused.stderr, "HTTP 401")
 
-      const sent = yield* cli(["send", "order.placed", "{\"orderId\":\"o-7\"}", "--wait", "--id", "ev-cli-1", ...remote], {
-        FANOUT_API_KEY: env.FANOUT_CLI_KEY
-      })
-      assert.strictEqual(sent.code, 0, sent.stderr)
-      const answer = JSON.parse(sent.stdout)
-      assert.strictEqual(answer.id, "ev-cli-1")
-      assert.strictEqual(answer.settled, true)
-      assert.deepStrictEqual(answer.deliveries.map((d: any) => [d.target, d.status]), [["inventory", "delivered"]])
-      assert.strictEqual(JSON.parse(targets.on("/inventory")[0]!.body).payload.orderId, "o-7")
+        const sent = yield* cli([
+          "send",
+          "order.placed",
+          "{\"orderId\":\"o-7\"}",
+          "--wait",
+          "--id",
+          "ev-cli-1",
+          ...remote
+        ], {
+          FANOUT_API_KEY: env.FANOUT_CLI_KEY
+        })
+        assert.strictEqual(sent.code, 0, sent.stderr)
+        const answer = JSON.parse(sent.stdout)
+        assert.strictEqual(answer.id, "ev-cli-1")
+        assert.strictEqual(answer.settled, true)
+        assert.deepStrictEqual(answer.deliveries.map((d: any) => [d.target, d.status]), [["inventory", "delivered"]])
+        assert.strictEqual(JSON.parse(targets.on("/inventory")[0]!.body).payload.orderId, "o-7")
 
-      const status = yield* cli(["status", "ev-cli-1", ...remote, "--api-key", env.FANOUT_CLI_KEY])
-      assert.strictEqual(status.code, 0, status.stderr)
-      assert.strictEqual(JSON.parse(status.stdout).deliveries[0].history.length, 1)
+        const status = yield* cli(["status", "ev-cli-1", ...remote, "--api-key", env.FANOUT_CLI_KEY])
+        assert.strictEqual(status.code, 0, status.stderr)
+        assert.strictEqual(JSON.parse(status.stdout).deliveries[0].history.length, 1)
 
-      // A permanent refusal: --wait exits 1 and names the dead delivery.
-      const dead = yield* cli(["send", "invoice.created", "{}", "--wait", "--id", "ev-cli-2", ...remote, "--api-key", env.FANOUT_CLI_KEY])
-      assert.strictEqual(dead.code, 1)
-      assert.include(dead.stderr, "dead-lettered: billing")
+        // A permanent refusal: --wait exits 1 and names the dead delivery.
+        const dead = yield* cli([
+          "send",
+          "invoice.created",
+          "{}",
+          "--wait",
+          "--id",
+          "ev-cli-2",
+          ...remote,
+          "--api-key",
+          env.FANOUT_CLI_KEY
+        ])
+        assert.strictEqual(dead.code, 1)
+        assert.include(dead.stderr, "dead-lettered: billing")
 
-      // The dead letter, through the API and straight from the store.
-      const listed = yield* cli(["dlq", "list", ...remote, "--api-key", env.FANOUT_CLI_KEY])
-      assert.strictEqual(listed.code, 0, listed.stderr)
-      const items = JSON.parse(listed.stdout).items
-      assert.deepStrictEqual(items.map((d: any) => [d.eventId, d.target, d.lastError]), [["ev-cli-2", "billing", "http_422"]])
-      const fromStore = yield* cli(["dlq", "list", "--config", file, "--target", "billing"], env)
-      assert.strictEqual(fromStore.code, 0, fromStore.stderr)
-      assert.deepStrictEqual(JSON.parse(fromStore.stdout).items.map((d: any) => d.id), [items[0].id])
+        // The dead letter, through the API and straight from the store.
+        const listed = yield* cli(["dlq", "list", ...remote, "--api-key", env.FANOUT_CLI_KEY])
+        assert.strictEqual(listed.code, 0, listed.stderr)
+        const items = JSON.parse(listed.stdout).items
+        assert.deepStrictEqual(items.map((d: any) => [d.eventId, d.target, d.lastError]), [[
+          "ev-cli-2",
+          "billing",
+          "http_422"
+        ]])
+        const fromStore = yield* cli(["dlq", "list", "--config", file, "--target", "billing"], env)
+        assert.strictEqual(fromStore.code, 0, fromStore.stderr)
+        assert.deepStrictEqual(JSON.parse(fromStore.stdout).items.map((d: any) => d.id), [items[0].id])
 
-      const replayed = yield* cli(["dlq", "replay", items[0].id, ...remote, "--api-key", env.FANOUT_CLI_KEY])
-      assert.strictEqual(replayed.code, 0, replayed.stderr)
-      assert.deepStrictEqual(JSON.parse(replayed.stdout), { replayed: 1 })
-      yield* targets.until(() => targets.on("/billing").length === 2, "10 seconds")
+        const replayed = yield* cli(["dlq", "replay", items[0].id, ...remote, "--api-key", env.FANOUT_CLI_KEY])
+        assert.strictEqual(replayed.code, 0, replayed.stderr)
+        assert.deepStrictEqual(JSON.parse(replayed.stdout), { replayed: 1 })
+        yield* targets.until(() => targets.on("/billing").length === 2, "10 seconds")
 
-      const unknown = yield* cli(["status", "no-such-event", ...remote, "--api-key", env.FANOUT_CLI_KEY])
-      assert.strictEqual(unknown.code, 1)
-      assert.include(unknown.stderr, "HTTP 404")
+        const unknown = yield* cli(["status", "no-such-event", ...remote, "--api-key", env.FANOUT_CLI_KEY])
+        assert.strictEqual(unknown.code, 1)
+        assert.include(unknown.stderr, "HTTP 404")
 
-      const configured = yield* cli(["targets", "--config", file], env)
-      assert.strictEqual(configured.code, 0, configured.stderr)
-      assert.deepStrictEqual(JSON.parse(configured.stdout).targets.map((t: any) => t.name), ["inventory", "billing"])
-      const live = yield* cli(["targets", ...remote, "--api-key", env.FANOUT_CLI_KEY])
-      assert.strictEqual(live.code, 0, live.stderr)
-      assert.include(live.stdout, "\"inventory\"")
-    }), { timeout: 60_000 })
+        const configured = yield* cli(["targets", "--config", file], env)
+        assert.strictEqual(configured.code, 0, configured.stderr)
+        assert.deepStrictEqual(JSON.parse(configured.stdout).targets.map((t: any) => t.name), ["inventory", "billing"])
+        const live = yield* cli(["targets", ...remote, "--api-key", env.FANOUT_CLI_KEY])
+        assert.strictEqual(live.code, 0, live.stderr)
+        assert.include(live.stdout, "\"inventory\"")
+      }),
+    { timeout: 60_000 }
+  )
 
   describe("the real executable", () => {
-    it.scopedLive("--help, a bad configuration (exit 2), and `send` to a running server (exit 0)", () =>
-      Effect.gen(function*() {
-        const targets = yield* startServer((_req, res) => reply(res, 200))
-        const config = {
-          server: { port: 0 },
-          store: { memory: true as const },
-          targets: { inventory: { url: `${targets.url}/inventory` } },
-          routes: { "order.*": ["inventory"] }
-        }
-        const url = yield* start(yield* prepare(config))
-        const bad = write("bad-real.json", badConfig)
-        const [help, invalid, sent] = yield* Effect.promise(() =>
-          Promise.all([
-            runFanout(["--help"]),
-            runFanout(["serve", "--config", bad]),
-            runFanout(["send", "order.placed", "{\"qty\":3}", "--wait", "--url", url])
-          ])
-        )
-        assert.strictEqual(help.code, 0, help.stderr)
-        assert.include(help.stdout, "fanout 0.1.0")
-        assert.match(help.stdout, /serve .*--config/)
+    it.scopedLive(
+      "--help, a bad configuration (exit 2), and `send` to a running server (exit 0)",
+      () =>
+        Effect.gen(function*() {
+          const targets = yield* startServer((_req, res) => reply(res, 200))
+          const config = {
+            server: { port: 0 },
+            store: { memory: true as const },
+            targets: { inventory: { url: `${targets.url}/inventory` } },
+            routes: { "order.*": ["inventory"] }
+          }
+          const url = yield* start(yield* prepare(config))
+          const bad = write("bad-real.json", badConfig)
+          const [help, invalid, sent] = yield* Effect.promise(() =>
+            Promise.all([
+              runFanout(["--help"]),
+              runFanout(["serve", "--config", bad]),
+              runFanout(["send", "order.placed", "{\"qty\":3}", "--wait", "--url", url])
+            ])
+          )
+          assert.strictEqual(help.code, 0, help.stderr)
+          assert.include(help.stdout, "fanout 0.1.0")
+          assert.match(help.stdout, /serve .*--config/)
 
-        assert.strictEqual(invalid.code, 2, invalid.stderr)
-        assert.include(invalid.stderr, `${bad}: targets.inventory.timeout: Expected a duration`)
+          assert.strictEqual(invalid.code, 2, invalid.stderr)
+          assert.include(invalid.stderr, `${bad}: targets.inventory.timeout: Expected a duration`)
 
-        assert.strictEqual(sent.code, 0, sent.stderr)
-        assert.strictEqual(JSON.parse(sent.stdout).deliveries[0].status, "delivered")
-        assert.strictEqual(JSON.parse(targets.on("/inventory")[0]!.body).payload.qty, 3)
-      }), { timeout: 180_000 })
+          assert.strictEqual(sent.code, 0, sent.stderr)
+          assert.strictEqual(JSON.parse(sent.stdout).deliveries[0].status, "delivered")
+          assert.strictEqual(JSON.parse(targets.on("/inventory")[0]!.body).payload.qty, 3)
+        }),
+      { timeout: 180_000 }
+    )
   })
 
   it("maps interruption to 0 and unknown failures to 1", () => {

@@ -42,12 +42,26 @@ describe("Config", () => {
   it("accepts the documented JSON shape and builds targets and routes", () => {
     const config = Effect.runSync(Config.decode("fanout.config.json", valid))
     const built = Effect.runSync(
-      Config.build("fanout.config.json", config, { INVENTORY_KEY: "k", INVENTORY_SIGNING_SECRET: "s", FANOUT_API_KEY: "a" })
+      Config.build("fanout.config.json", config, {
+        INVENTORY_KEY: "k",
+        INVENTORY_SIGNING_SECRET: "s",
+        FANOUT_API_KEY: "a"
+      })
     )
     assert.deepStrictEqual([...built.targets.keys()], ["inventory", "notification"])
-    const resolution = built.router.resolve({ id: "1", type: "order.placed", payload: {}, headers: {}, createdAt: null as any })
+    const resolution = built.router.resolve({
+      id: "1",
+      type: "order.placed",
+      payload: {},
+      headers: {},
+      createdAt: null as any
+    })
     assert.deepStrictEqual(resolution.targets.map((t) => t.name), ["inventory", "notification"])
-    assert.deepStrictEqual(built.router.resolve({ id: "2", type: "user.created", payload: {}, headers: {}, createdAt: null as any }).targets.map((t) => t.name), ["notification"])
+    assert.deepStrictEqual(
+      built.router.resolve({ id: "2", type: "user.created", payload: {}, headers: {}, createdAt: null as any }).targets
+        .map((t) => t.name),
+      ["notification"]
+    )
     const policy = Policy.make(Config.policyOf(config.targets.inventory!))
     assert.strictEqual(Duration.toMillis(policy.timeout), 2000)
     assert.strictEqual(policy.retry.maxAttempts, 8)
@@ -67,7 +81,11 @@ describe("Config", () => {
   it("reports a bad URL, a wrong type and an unknown field, all at once", () => {
     const error = issuesOf(withTarget({ url: "ftp://x", concurrency: "many", retries: 3 }))
     const paths = error.issues.map((i) => i.path).sort()
-    assert.deepStrictEqual(paths, ["targets.inventory.concurrency", "targets.inventory.retries", "targets.inventory.url"])
+    assert.deepStrictEqual(paths, [
+      "targets.inventory.concurrency",
+      "targets.inventory.retries",
+      "targets.inventory.url"
+    ])
     assert.include(error.message, "Expected an http(s) URL")
   })
 
@@ -88,10 +106,15 @@ describe("Config", () => {
 
   it("reports an unset secret's environment variable by path, never a value", () => {
     const config = Effect.runSync(Config.decode("fanout.config.json", valid))
-    const result = Effect.runSync(Effect.either(Config.build("fanout.config.json", config, { INVENTORY_KEY: "top-secret" })))
+    const result = Effect.runSync(
+      Effect.either(Config.build("fanout.config.json", config, { INVENTORY_KEY: "top-secret" }))
+    )
     assert.isTrue(Either.isLeft(result))
     const message = Either.isLeft(result) ? result.left.message : ""
-    assert.include(message, "targets.inventory.signingSecret.env: environment variable INVENTORY_SIGNING_SECRET is not set")
+    assert.include(
+      message,
+      "targets.inventory.signingSecret.env: environment variable INVENTORY_SIGNING_SECRET is not set"
+    )
     assert.notInclude(message, "top-secret")
   })
 
@@ -147,10 +170,13 @@ describe("Config", () => {
     const three = { inventory: undefined, payment: undefined, shipping: ["inventory", "payment"] }
 
     it("accepts a valid after, exposes the dependency map, and routes resolve every input", () => {
-      const config = Effect.runSync(Config.decode("fanout.config.json", pipeline(three, {
-        "order.placed": ["inventory", "payment", "shipping"],
-        "order.*": { targets: ["inventory"], shadow: [] }
-      })))
+      const config = Effect.runSync(Config.decode(
+        "fanout.config.json",
+        pipeline(three, {
+          "order.placed": ["inventory", "payment", "shipping"],
+          "order.*": { targets: ["inventory"], shadow: [] }
+        })
+      ))
       const built = Effect.runSync(Config.build("fanout.config.json", config, {}))
       assert.deepStrictEqual(built.after, { shipping: ["inventory", "payment"] })
       assert.deepStrictEqual(Config.dependenciesOf(config), { shipping: ["inventory", "payment"] })
@@ -164,19 +190,27 @@ describe("Config", () => {
 
     it("accepts inputs routed by a wildcard that covers the dependent's route, and shadow inputs", () => {
       // "*" sends every event to inventory and payment: order.placed gets them too.
-      Effect.runSync(Config.decode("f.json", pipeline(three, {
-        "*": ["inventory", "payment"],
-        "order.placed": ["shipping"]
-      })))
+      Effect.runSync(Config.decode(
+        "f.json",
+        pipeline(three, {
+          "*": ["inventory", "payment"],
+          "order.placed": ["shipping"]
+        })
+      ))
       // order.* covers order.paid.*.
-      Effect.runSync(Config.decode("f.json", pipeline(three, {
-        "order.*": ["inventory"],
-        "order.paid.*": { targets: ["shipping"], shadow: ["payment"] }
-      })))
+      Effect.runSync(Config.decode(
+        "f.json",
+        pipeline(three, {
+          "order.*": ["inventory"],
+          "order.paid.*": { targets: ["shipping"], shadow: ["payment"] }
+        })
+      ))
     })
 
     it("reports an unknown target in after, with its path and the known names", () => {
-      const error = issuesOf(pipeline({ ...three, shipping: ["inventory", "paymnt"] }, { "order.placed": ["inventory", "shipping"] }))
+      const error = issuesOf(
+        pipeline({ ...three, shipping: ["inventory", "paymnt"] }, { "order.placed": ["inventory", "shipping"] })
+      )
       assert.deepStrictEqual(error.issues.map((i) => i.path), ["targets.shipping.after[1]"])
       assert.include(error.message, "fanout.config.json: targets.shipping.after[1]: Expected the name of a target")
       assert.include(error.message, "inventory, payment, shipping")
@@ -184,7 +218,9 @@ describe("Config", () => {
     })
 
     it("reports a target that runs after itself", () => {
-      const error = issuesOf(pipeline({ ...three, payment: ["payment"] }, { "order.placed": ["inventory", "payment", "shipping"] }))
+      const error = issuesOf(
+        pipeline({ ...three, payment: ["payment"] }, { "order.placed": ["inventory", "payment", "shipping"] })
+      )
       assert.deepStrictEqual(error.issues.map((i) => i.path), ["targets.payment.after[0]"])
       assert.include(error.message, "\"payment\" cannot run after itself")
     })
@@ -246,7 +282,10 @@ describe("Config", () => {
 
     it.effect("a dependent's default body is its payload as is; a plain target's is the envelope", () =>
       Effect.gen(function*() {
-        const config = yield* Config.decode("f.json", pipeline(three, { "order.placed": ["inventory", "payment", "shipping"] }))
+        const config = yield* Config.decode(
+          "f.json",
+          pipeline(three, { "order.placed": ["inventory", "payment", "shipping"] })
+        )
         const built = yield* Config.build("f.json", config, {})
         const createdAt = DateTime.unsafeMake(0)
         const event: Event.Any = { id: "e-1", type: "order.placed", payload: { sku: "s" }, headers: {}, createdAt }
@@ -282,7 +321,9 @@ describe("aggregates (TypeScript configs)", () => {
     const env = { INVENTORY_KEY: "k", INVENTORY_SIGNING_SECRET: "s", FANOUT_API_KEY: "a" }
     const built = Effect.runSync(Config.build("fanout.config.ts", config, env))
     assert.deepStrictEqual(Object.keys(built.aggregates), ["order.placed"])
-    const bad = Effect.runSync(Config.decode("fanout.config.ts", { ...noWildcard, aggregates: { "user.created": () => 1 } }))
+    const bad = Effect.runSync(
+      Config.decode("fanout.config.ts", { ...noWildcard, aggregates: { "user.created": () => 1 } })
+    )
     const error = Effect.runSync(Effect.flip(Config.build("fanout.config.ts", bad, env)))
     assert.match(error.message, /fanout\.config\.ts/)
     assert.match(error.message, /aggregates\["user\.created"\]/)

@@ -41,7 +41,10 @@ describe("Event ids (UUIDv7 from the Effect Clock)", () => {
         ids.push((yield* Event.make("t", null)).id)
       }
       assert.deepStrictEqual([...ids].sort(), ids)
-      assert.deepStrictEqual(ids.map(millisOf), [0, ...steps].map((_, i, all) => all.slice(0, i + 1).reduce((a, b) => a + b, 0)))
+      assert.deepStrictEqual(
+        ids.map(millisOf),
+        [0, ...steps].map((_, i, all) => all.slice(0, i + 1).reduce((a, b) => a + b, 0))
+      )
     }))
 
   // TestClock steps cost real milliseconds each, so the 200-run property drives the id
@@ -131,7 +134,9 @@ describe("Event envelope", () => {
       const untyped = yield* Event.decodeUnknown(valid)
       const typed = yield* OrderPlaced.decode(untyped)
       assert.deepStrictEqual(typed.payload, { orderId: "o-1", sku: "s", qty: 2 })
-      const bad = yield* Effect.either(OrderPlaced.decode({ ...untyped, payload: { orderId: "o-1", sku: "s", qty: 1.5 } }))
+      const bad = yield* Effect.either(
+        OrderPlaced.decode({ ...untyped, payload: { orderId: "o-1", sku: "s", qty: 1.5 } })
+      )
       assert.isTrue(Either.isLeft(bad))
       if (Either.isLeft(bad)) assert.match(formatError(bad.left), /\["qty"\]/)
       const missing = yield* Effect.either(OrderPlaced.decode({ ...untyped, payload: { orderId: "o-1", qty: 1 } }))
@@ -151,7 +156,10 @@ describe("the id alphabet (ids, Idempotency-Keys, event keys)", () => {
     for (let c = 0; c < 0x21; c++) assert.strictEqual(Event.badCharIndex(`ab${String.fromCharCode(c)}`), 2, `char ${c}`)
     assert.strictEqual(Event.badCharIndex("a\u007f"), 1)
     assert.strictEqual(Event.badCharIndex("caf\u00e9"), 3)
-    assert.strictEqual(Event.idProblem("a\nb"), "Invalid character at index 1 (char code 10): expected printable ASCII 0x21-0x7E, no spaces or control characters")
+    assert.strictEqual(
+      Event.idProblem("a\nb"),
+      "Invalid character at index 1 (char code 10): expected printable ASCII 0x21-0x7E, no spaces or control characters"
+    )
     // An astral character shows as its code point, at the index JavaScript (and, since everything
     // before it is ASCII, UTF-8) counts.
     assert.match(Event.idProblem("ok-\u{1F600}")!, /^Invalid character at index 3 \(char code 128512\)/)
@@ -178,9 +186,15 @@ describe("the id alphabet (ids, Idempotency-Keys, event keys)", () => {
       const badId = yield* Effect.flip(Event.make("order.placed", {}, { id: "a\nb" }))
       assert.strictEqual(badId._tag, "InvalidEventError")
       assert.strictEqual(badId.field, "id")
-      assert.strictEqual(badId.message, "id: Invalid character at index 1 (char code 10): expected printable ASCII 0x21-0x7E, no spaces or control characters")
+      assert.strictEqual(
+        badId.message,
+        "id: Invalid character at index 1 (char code 10): expected printable ASCII 0x21-0x7E, no spaces or control characters"
+      )
       const badKey = yield* Effect.flip(OrderPlaced.make({ orderId: "o", sku: "s", qty: 1 }, { id: "ok", key: "c 1" }))
-      assert.deepStrictEqual([badKey.field, badKey.message.startsWith("key: Invalid character at index 1 (char code 32)")], ["key", true])
+      assert.deepStrictEqual([
+        badKey.field,
+        badKey.message.startsWith("key: Invalid character at index 1 (char code 32)")
+      ], ["key", true])
       const empty = yield* Effect.flip(Event.make("t", 1, { id: "" }))
       assert.strictEqual(empty.message, "id: Expected at least 1 character, got 0")
       const good = yield* Event.make("t", 1, { id: printable, key: "k-1" })
@@ -193,7 +207,9 @@ describe("the id alphabet (ids, Idempotency-Keys, event keys)", () => {
       for (const input of [{ ...valid, id: "e 1" }, { ...valid, key: "k\t1" }, { ...valid, id: "é" }]) {
         const result = yield* Effect.either(Event.decodeUnknown(input))
         assert.isTrue(Either.isLeft(result), JSON.stringify(input))
-        if (Either.isLeft(result)) assert.match(formatError(result.left), /Invalid character at index \d+ \(char code \d+\)/)
+        if (Either.isLeft(result)) {
+          assert.match(formatError(result.left), /Invalid character at index \d+ \(char code \d+\)/)
+        }
       }
       const event = yield* Event.decodeUnknown(valid)
       assert.throws(() => Event.encode({ ...event, id: "a\nb" }), /char code 10/)
@@ -206,15 +222,30 @@ describe("fingerprints (what makes two events with one id the same event)", () =
       const base = yield* Event.make("order.placed", { qty: 1, lines: ["a"] }, { id: "e-1", key: "c-1" })
       const fp = Event.fingerprint(base)
       assert.match(fp, /^[0-9a-f]{64}$/)
-      assert.strictEqual(Event.contentJson(base), "{\"type\":\"order.placed\",\"key\":\"c-1\",\"payload\":{\"qty\":1,\"lines\":[\"a\"]}}")
+      assert.strictEqual(
+        Event.contentJson(base),
+        "{\"type\":\"order.placed\",\"key\":\"c-1\",\"payload\":{\"qty\":1,\"lines\":[\"a\"]}}"
+      )
       assert.strictEqual(fp, Event.fingerprintOf(Event.contentJson(base)))
       yield* TestClock.adjust(60_000)
-      const later = yield* Event.make("order.placed", { qty: 1, lines: ["a"] }, { id: "e-2", key: "c-1", headers: { traceparent: "00-x-y-01" } })
+      const later = yield* Event.make("order.placed", { qty: 1, lines: ["a"] }, {
+        id: "e-2",
+        key: "c-1",
+        headers: { traceparent: "00-x-y-01" }
+      })
       assert.strictEqual(Event.fingerprint(later), fp, "another createdAt, id and headers: same content")
       // JSON parsed and written again: whitespace and number spelling do not matter.
-      assert.strictEqual(Event.fingerprint({ ...base, payload: JSON.parse("{ \"qty\" : 1.0, \"lines\": [ \"a\" ] }") }), fp)
+      assert.strictEqual(
+        Event.fingerprint({ ...base, payload: JSON.parse("{ \"qty\" : 1.0, \"lines\": [ \"a\" ] }") }),
+        fp
+      )
       const { key: _key, ...noKey } = base
-      for (const other of [{ ...base, type: "order.paid" }, { ...base, key: "c-2" }, noKey, { ...base, payload: { qty: 2, lines: ["a"] } }, { ...base, payload: { lines: ["a"], qty: 1 } }]) {
+      for (
+        const other of [{ ...base, type: "order.paid" }, { ...base, key: "c-2" }, noKey, {
+          ...base,
+          payload: { qty: 2, lines: ["a"] }
+        }, { ...base, payload: { lines: ["a"], qty: 1 } }]
+      ) {
         assert.notStrictEqual(Event.fingerprint(other), fp, JSON.stringify(other))
       }
     }))
@@ -275,9 +306,23 @@ describe("Event.encode (the lean encoder) against Schema.encodeSync(Envelope)", 
   })
 
   it("a valid event takes the lean path (the schema is not asked)", () => {
-    const event = { id: "e-1", type: "order.placed", key: "k", payload: { a: [1] }, headers: { traceparent: "x" }, createdAt: DateTime.unsafeMake(0) }
+    const event = {
+      id: "e-1",
+      type: "order.placed",
+      key: "k",
+      payload: { a: [1] },
+      headers: { traceparent: "x" },
+      createdAt: DateTime.unsafeMake(0)
+    }
     const encoded = Event.encode(event)
-    assert.deepStrictEqual(encoded, { id: "e-1", type: "order.placed", key: "k", payload: { a: [1] }, headers: { traceparent: "x" }, createdAt: "1970-01-01T00:00:00.000Z" })
+    assert.deepStrictEqual(encoded, {
+      id: "e-1",
+      type: "order.placed",
+      key: "k",
+      payload: { a: [1] },
+      headers: { traceparent: "x" },
+      createdAt: "1970-01-01T00:00:00.000Z"
+    })
     assert.strictEqual(encoded.payload, event.payload, "the payload is passed through, as the schema's Unknown does")
     assert.notStrictEqual(encoded.headers, event.headers, "the headers are a copy")
   })

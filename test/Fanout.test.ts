@@ -26,7 +26,12 @@ const target = <const Name extends string>(
     policy: options.policy ?? { retry: { maxAttempts: 3, initialDelay: "100 millis", jitter: "none" } },
     ...(options.compensate === true
       ? {
-        compensate: ({ event, response }: { readonly event: Event.Event<string, { readonly orderId: string }>; readonly response: typeof Reservation.Type }) =>
+        compensate: (
+          { event, response }: {
+            readonly event: Event.Event<string, { readonly orderId: string }>
+            readonly response: typeof Reservation.Type
+          }
+        ) =>
           HttpClientRequest.del(`${TestTarget.urlOf(name)}/orders/${event.payload.orderId}`).pipe(
             HttpClientRequest.setHeader("x-reservation", response.key)
           )
@@ -57,7 +62,11 @@ describe("Fanout.send (settled)", () => {
       const audit = TestTarget.make("audit", { faults: Fault.script([Fault.unavailable()], { then: "repeat" }) })
       const router = Router.make(OrderPlaced).route(OrderPlaced, [Inventory, Email, Audit])
       const sender = yield* Fanout.make(router).pipe(
-        Effect.provide(live(Layer.mergeAll(Inventory.layer, Email.layer, Audit.layer).pipe(Layer.provide(over(inventory, email, audit)))))
+        Effect.provide(
+          live(
+            Layer.mergeAll(Inventory.layer, Email.layer, Audit.layer).pipe(Layer.provide(over(inventory, email, audit)))
+          )
+        )
       )
       const event = yield* order
       const fiber = yield* Effect.fork(sender.send(event))
@@ -87,7 +96,11 @@ describe("Fanout.send (settled)", () => {
       // The ledgers agree: 1 request, 1 request, 3 retries 100 ms then 200 ms apart (jitter off).
       assert.strictEqual(email.ledger.length, 1)
       assert.deepStrictEqual(audit.ledger.map((r) => r.receivedAt), [0, 100, 300])
-      assert.deepStrictEqual(inventory.ledger.map((r) => [r.method, r.path, r.key]), [["POST", "/orders/o-1", "evt-1:inventory"]])
+      assert.deepStrictEqual(inventory.ledger.map((r) => [r.method, r.path, r.key]), [[
+        "POST",
+        "/orders/o-1",
+        "evt-1:inventory"
+      ]])
       assert.strictEqual(result.durationMs, 300)
     }))
 
@@ -127,7 +140,10 @@ describe("Fanout.send (settled)", () => {
       assert.strictEqual(result.durationMs, 200)
       assert.strictEqual(tag(result.outcomes.inventory), "Delivered")
       assert.strictEqual(tag(result.outcomes.payments), "Delivered")
-      assert.deepStrictEqual([...inventory.ledger, ...payments.ledger].map((r) => [r.receivedAt, r.completedAt]), [[0, 200], [0, 200]])
+      assert.deepStrictEqual([...inventory.ledger, ...payments.ledger].map((r) => [r.receivedAt, r.completedAt]), [[
+        0,
+        200
+      ], [0, 200]])
     }))
 })
 
@@ -175,7 +191,9 @@ describe("Fanout.send (all)", () => {
       // The interrupted request was abandoned by the client at 150 ms.
       assert.deepStrictEqual(email.ledger.map((r) => [r.result, r.completedAt]), [["aborted", 150]])
       // Exactly one compensation per succeeded target, carrying what the target answered...
-      const deletes = [inventory, payments, warehouse].flatMap((fake) => fake.ledger.filter((r) => r.method === "DELETE"))
+      const deletes = [inventory, payments, warehouse].flatMap((fake) =>
+        fake.ledger.filter((r) => r.method === "DELETE")
+      )
       assert.deepStrictEqual(
         deletes.map((r) => [r.target, r.key, r.headers["x-reservation"]]).sort(),
         [
@@ -185,15 +203,24 @@ describe("Fanout.send (all)", () => {
         ]
       )
       // ...in reverse order of success (inventory at 50 ms, payments at 100, warehouse at 300).
-      assert.deepStrictEqual(deletes.sort((a, b) => a.order - b.order).map((r) => r.target), ["warehouse", "payments", "inventory"])
-      assert.isTrue(deletes.every((r) => r.receivedAt >= 300), "compensations start once the in-flight saga step is done")
+      assert.deepStrictEqual(deletes.sort((a, b) => a.order - b.order).map((r) => r.target), [
+        "warehouse",
+        "payments",
+        "inventory"
+      ])
+      assert.isTrue(
+        deletes.every((r) => r.receivedAt >= 300),
+        "compensations start once the in-flight saga step is done"
+      )
       // No compensation for targets that never succeeded.
       assert.isFalse([...email.ledger, ...shipping.ledger].some((r) => r.method === "DELETE"))
     }))
 
   it.scoped("a target waiting to retry when another fails is Cancelled, and sends nothing more", () =>
     Effect.gen(function*() {
-      const inventory = TestTarget.make("inventory", { faults: Fault.script([Fault.unavailable()], { then: "repeat" }) })
+      const inventory = TestTarget.make("inventory", {
+        faults: Fault.script([Fault.unavailable()], { then: "repeat" })
+      })
       const shipping = TestTarget.make("shipping", { faults: [Fault.status(400, { latency: 50 })] })
       const router = Router.make(OrderPlaced).route(OrderPlaced, [Inventory, Shipping])
       const sender = yield* Fanout.make(router).pipe(
@@ -287,7 +314,9 @@ describe("Fanout.send (shadow targets)", () => {
   it.scoped("a failing shadow never changes the result, in all mode", () =>
     Effect.gen(function*() {
       const inventory = TestTarget.make("inventory", { faults: [Fault.ok({ latency: 20 })] })
-      const audit = TestTarget.make("audit", { faults: Fault.script([Fault.status(500, { latency: 10 })], { then: "repeat" }) })
+      const audit = TestTarget.make("audit", {
+        faults: Fault.script([Fault.status(500, { latency: 10 })], { then: "repeat" })
+      })
       const router = Router.make(OrderPlaced).route(OrderPlaced, [Inventory], { shadow: [Audit] })
       const sender = yield* Fanout.make(router).pipe(
         Effect.provide(Layer.mergeAll(Inventory.layer, Audit.layer).pipe(Layer.provide(over(inventory, audit))))

@@ -23,7 +23,10 @@ describe("parseRetryAfter", () => {
     for (const value of ["soon", "", "-5", "foo 1", "5, 10", "1e3", "Infinity", "abc 2020", "tomorrow 3"]) {
       assert.strictEqual(parseRetryAfter({ "retry-after": value }, now), undefined, JSON.stringify(value))
     }
-    assert.strictEqual(parseRetryAfter({ "retry-after": "-5", "ratelimit-reset": "7", "ratelimit-remaining": "0" }, now), 7_000)
+    assert.strictEqual(
+      parseRetryAfter({ "retry-after": "-5", "ratelimit-reset": "7", "ratelimit-remaining": "0" }, now),
+      7_000
+    )
     assert.strictEqual(parseRetryAfter({ "ratelimit-reset": "soon", "ratelimit-remaining": "0" }, now), undefined)
     assert.strictEqual(parseRetryAfter({ "x-ratelimit-reset": "-3", "x-ratelimit-remaining": "0" }, now), undefined)
     assert.strictEqual(parseRetryAfter({}, now, 429), undefined)
@@ -42,7 +45,10 @@ describe("parseRetryAfter", () => {
     assert.strictEqual(parseRetryAfter({ "x-ratelimit-reset": "12", "x-ratelimit-remaining": " 0 " }, now), 12_000)
     // Quota left: the reset is just information.
     assert.strictEqual(parseRetryAfter({ "ratelimit-reset": "30", "ratelimit-remaining": "5" }, now, 429), undefined)
-    assert.strictEqual(parseRetryAfter({ "x-ratelimit-reset": "30", "x-ratelimit-remaining": "1" }, now, 503), undefined)
+    assert.strictEqual(
+      parseRetryAfter({ "x-ratelimit-reset": "30", "x-ratelimit-remaining": "1" }, now, 503),
+      undefined
+    )
   })
 
   it("with no *-Remaining header, a reset counts only on a 429 or 503", () => {
@@ -58,7 +64,10 @@ describe("parseRetryAfter", () => {
     assert.strictEqual(parseRetryAfter({ "x-ratelimit-reset": epoch, "x-ratelimit-remaining": "0" }, now), 90_000)
     assert.strictEqual(parseRetryAfter({ "x-ratelimit-reset": epoch }, now, 429), 90_000)
     // An epoch in the past means "now".
-    assert.strictEqual(parseRetryAfter({ "x-ratelimit-reset": String(now / 1000 - 60), "x-ratelimit-remaining": "0" }, now), 0)
+    assert.strictEqual(
+      parseRetryAfter({ "x-ratelimit-reset": String(now / 1000 - 60), "x-ratelimit-remaining": "0" }, now),
+      0
+    )
   })
 
   it("the IETF RateLimit structured header (both draft forms)", () => {

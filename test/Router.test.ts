@@ -27,8 +27,17 @@ describe("Router", () => {
     .route("*", [Analytics])
 
   it("an event goes to the union of every matching route (exact and wildcard), each target once", () => {
-    assert.deepStrictEqual(names(router.resolve(eventOf("order.placed")).targets), ["inventory", "billing", "notify", "analytics"])
-    assert.deepStrictEqual(names(router.resolve(eventOf("order.cancelled")).targets), ["notify", "billing", "analytics"])
+    assert.deepStrictEqual(names(router.resolve(eventOf("order.placed")).targets), [
+      "inventory",
+      "billing",
+      "notify",
+      "analytics"
+    ])
+    assert.deepStrictEqual(names(router.resolve(eventOf("order.cancelled")).targets), [
+      "notify",
+      "billing",
+      "analytics"
+    ])
     assert.deepStrictEqual(names(router.resolve(eventOf("user.created")).targets), ["analytics"])
   })
 

@@ -38,7 +38,9 @@ describe("TargetError.classifyStatus (DESIGN.md §2)", () => {
       [507, "transient"],
       [599, "transient"]
     ]
-    for (const [status, expected] of table) assert.strictEqual(TargetError.classifyStatus(status), expected, `HTTP ${status}`)
+    for (const [status, expected] of table) {
+      assert.strictEqual(TargetError.classifyStatus(status), expected, `HTTP ${status}`)
+    }
   })
 
   it.prop(
@@ -66,7 +68,13 @@ describe("TargetError.classifyStatus (DESIGN.md §2)", () => {
 describe("TargetError.isTransient / label / retryAfter", () => {
   const errors = {
     network: new TargetError.TransientError({ target, reason: "Network", message: "ECONNREFUSED" }),
-    status503: new TargetError.TransientError({ target, reason: "Status", status: 503, message: "503", retryAfter: 2_000 }),
+    status503: new TargetError.TransientError({
+      target,
+      reason: "Status",
+      status: 503,
+      message: "503",
+      retryAfter: 2_000
+    }),
     permanent404: new TargetError.PermanentError({ target, reason: "Status", status: 404, message: "404" }),
     transform: new TargetError.PermanentError({ target, reason: "Transform", message: "bad payload" }),
     invalidResponse: new TargetError.PermanentError({ target, reason: "InvalidResponse", message: "bad answer" }),

@@ -102,7 +102,12 @@ const closedPort = Effect.async<number>((resume) => {
   })
 })
 
-const text = (res: ServerResponse, status: number, body: string, headers: Record<string, string | Array<string>> = {}) => {
+const text = (
+  res: ServerResponse,
+  status: number,
+  body: string,
+  headers: Record<string, string | Array<string>> = {}
+) => {
   res.writeHead(status, { "content-type": "text/plain", "content-length": Buffer.byteLength(body), ...headers })
   res.end(body)
 }
@@ -299,7 +304,10 @@ describe.each(sides)("Transport contract: %s", (_name, makeTransport) => {
         res.end()
       })
       const transport = yield* makeTransport
-      const head = yield* transport.send(HttpClientRequest.head(server.url), { timeoutMs: 10_000, maxResponseBytes: 1024 })
+      const head = yield* transport.send(HttpClientRequest.head(server.url), {
+        timeoutMs: 10_000,
+        maxResponseBytes: 1024
+      })
       assert.strictEqual(head.status, 200)
       assert.strictEqual(head.headers["content-length"], String(1024 * 1024))
       assert.strictEqual(head.body?.length, 0)
@@ -347,7 +355,9 @@ describe.each(sides)("Transport contract: %s", (_name, makeTransport) => {
         res.write("only part of it")
       })
       const transport = yield* makeTransport
-      const error = yield* Effect.flip(transport.send(HttpClientRequest.get(server.url), { timeoutMs: 100, maxResponseBytes: 1024 }))
+      const error = yield* Effect.flip(
+        transport.send(HttpClientRequest.get(server.url), { timeoutMs: 100, maxResponseBytes: 1024 })
+      )
       assert.strictEqual(error.reason, "Timeout")
       yield* wait(server.seen[0]!.abandoned)
     }))
@@ -379,7 +389,9 @@ describe.each(sides)("Transport contract: %s", (_name, makeTransport) => {
         HttpClientRequest.get(server.url).pipe(HttpClientRequest.setHeader("x-bad", "a\nb")),
         HttpClientRequest.get(server.url).pipe(HttpClientRequest.setHeader("bad name", "v")),
         HttpClientRequest.get("not a url"),
-        HttpClientRequest.post(server.url).pipe(HttpClientRequest.setBody({ _tag: "Raw", body: { an: "object" } } as never))
+        HttpClientRequest.post(server.url).pipe(
+          HttpClientRequest.setBody({ _tag: "Raw", body: { an: "object" } } as never)
+        )
       ]
       for (const request of invalid) {
         const error = yield* Effect.flip(transport.send(request, roomy))
@@ -395,7 +407,9 @@ describe.each(sides)("Transport contract: %s", (_name, makeTransport) => {
     Effect.gen(function*() {
       const server = yield* serve(() => {})
       const transport = yield* makeTransport
-      const fiber = yield* Effect.fork(transport.send(HttpClientRequest.get(server.url), { timeoutMs: Infinity, maxResponseBytes: 1024 }))
+      const fiber = yield* Effect.fork(
+        transport.send(HttpClientRequest.get(server.url), { timeoutMs: Infinity, maxResponseBytes: 1024 })
+      )
       yield* wait(server.arrived)
       yield* Fiber.interrupt(fiber)
       yield* wait(server.seen[0]!.abandoned)
@@ -471,7 +485,9 @@ describe("Transport: the lean HttpClient and of", () => {
       const port = yield* closedPort
       const refused = yield* Effect.flip(client.get(`http://127.0.0.1:${port}/`))
       assert.isTrue(refused._tag === "RequestError" && refused.reason === "Transport")
-      const bad = yield* Effect.flip(client.execute(HttpClientRequest.get(server.url).pipe(HttpClientRequest.setHeader("x", "a\nb"))))
+      const bad = yield* Effect.flip(
+        client.execute(HttpClientRequest.get(server.url).pipe(HttpClientRequest.setHeader("x", "a\nb")))
+      )
       assert.isTrue(bad._tag === "RequestError" && bad.reason === "Encode")
     }))
 
@@ -483,7 +499,9 @@ describe("Transport: the lean HttpClient and of", () => {
 
       const leanFromLayer = Context.get(yield* Layer.build(Transport.layer()), HttpClient.HttpClient)
       assert.isTrue(Transport.isLean(leanFromLayer))
-      if (Transport.isLean(leanFromLayer)) assert.strictEqual(Transport.of(leanFromLayer), leanFromLayer[Transport.TypeId])
+      if (Transport.isLean(leanFromLayer)) {
+        assert.strictEqual(Transport.of(leanFromLayer), leanFromLayer[Transport.TypeId])
+      }
 
       const other = Context.get(yield* Layer.build(NodeHttpClient.layerUndici), HttpClient.HttpClient)
       assert.isFalse(Transport.isLean(other))
@@ -521,7 +539,7 @@ describe("Transport: the lean HttpClient and of", () => {
         assert.isString(boundary)
         const body = seen.body.toString("utf8")
         assert.include(body, `--${boundary}\r\n`)
-        assert.include(body, 'name="field"\r\n\r\nvalue\r\n')
+        assert.include(body, "name=\"field\"\r\n\r\nvalue\r\n")
       }
       assert.strictEqual(server.seen.length, 4)
     }))
@@ -550,7 +568,9 @@ describe("Transport: the lean HttpClient and of", () => {
       )
       assert.isFalse(agent.destroyed)
       assert.isFalse(agent.closed)
-      const again = yield* Effect.promise(() => agent.request({ origin: server.url, path: "/", method: "GET" }))
+      const again = yield* Effect.promise(() =>
+        agent.request({ origin: server.url, path: "/", method: "GET" })
+      )
       assert.strictEqual(again.statusCode, 200)
       yield* Effect.promise(() => again.body.text())
     }))

@@ -22,7 +22,9 @@ const run = (file: string): Promise<{ code: number | null; out: string }> =>
   })
 
 describe("examples", () => {
-  it("two-apis.ts: both APIs get the order; the flaky one is retried with the same idempotency key", { timeout: 70_000 }, async () => {
+  it("two-apis.ts: both APIs get the order; the flaky one is retried with the same idempotency key", {
+    timeout: 70_000
+  }, async () => {
     const { code, out } = await run("examples/two-apis.ts")
     expect(code, out).toBe(0)
     expect(out).toMatch(/same idempotency key/)

@@ -18,12 +18,21 @@ const A = targetA(a.url, Number(timeout), false)
 
 const program = Effect.gen(function*() {
   // A's share as it is in the one-process run: half of concurrency 64.
-  yield* Worker.make({ targets: [A], concurrency: 32, batchSize: 16, pollInterval: "50 millis", shutdownGrace: "100 millis", metricsInterval: false })
+  yield* Worker.make({
+    targets: [A],
+    concurrency: 32,
+    batchSize: 16,
+    pollInterval: "50 millis",
+    shutdownGrace: "100 millis",
+    metricsInterval: false
+  })
   process.send?.({ ready: true })
   return yield* Effect.never
 })
 
 void Effect.runPromise(program.pipe(
   Effect.scoped,
-  Effect.provide(Layer.merge(A.layer.pipe(Layer.provide(Transport.layer())), Sqlite.layer({ filename: file!, synchronous: "FULL" })))
+  Effect.provide(
+    Layer.merge(A.layer.pipe(Layer.provide(Transport.layer())), Sqlite.layer({ filename: file!, synchronous: "FULL" }))
+  )
 ))

@@ -94,7 +94,7 @@ export const serve = (hang: boolean): Promise<Server> =>
           return
         }
         res.writeHead(200, { "content-type": "application/json", "content-length": "11" })
-        res.end('{"ok":true}')
+        res.end("{\"ok\":true}")
       })
     })
     server.listen(0, "127.0.0.1", () =>
@@ -140,11 +140,16 @@ const splitWorkerScript = fileURLToPath(new URL("./isolation-worker.ts", import.
 const startSplitWorker = (file: string, mode: "healthy" | "hung", timeoutMs: number) =>
   Effect.acquireRelease(
     Effect.async<ReturnType<typeof fork>, Error>((resume) => {
-      const child = fork(splitWorkerScript, [file, mode, String(timeoutMs)], { execArgv: ["--import", "tsx"], stdio: "inherit" })
+      const child = fork(splitWorkerScript, [file, mode, String(timeoutMs)], {
+        execArgv: ["--import", "tsx"],
+        stdio: "inherit"
+      })
       child.once("message", () => resume(Effect.succeed(child)))
-      child.once("exit", (code) => resume(Effect.fail(new Error(`isolation-worker exited (${code}) before it was ready`))))
+      child.once("exit", (code) =>
+        resume(Effect.fail(new Error(`isolation-worker exited (${code}) before it was ready`))))
     }).pipe(Effect.orDie),
-    (child) => Effect.sync(() => child.kill("SIGKILL"))
+    (child) =>
+      Effect.sync(() => child.kill("SIGKILL"))
   )
 
 /** One run (healthy or hung), start to finish, with its own store and servers. */
@@ -164,7 +169,10 @@ export const runIsolation = async (mode: "healthy" | "hung", options: IsolationO
     const store = yield* Store.DeliveryStore
     const enqueue = (i: number) =>
       Effect.flatMap(Event.make("tick", { i }, { id: `${tag}-${i}` }), (event) => store.enqueue(event, ["a", "b"]))
-    yield* Effect.forEach(Array.from({ length: options.events }, (_, i) => i), enqueue, { concurrency: 32, discard: true })
+    yield* Effect.forEach(Array.from({ length: options.events }, (_, i) => i), enqueue, {
+      concurrency: 32,
+      discard: true
+    })
 
     if (options.split) yield* startSplitWorker(join(dir, "isolation.db"), mode, timeoutMs)
     const worker = yield* Worker.make({

@@ -16,11 +16,30 @@ export interface RedisServer {
 export const start = async (port: number, dir: string): Promise<RedisServer> => {
   const child: ChildProcess = spawn(
     "redis-server",
-    ["--port", String(port), "--bind", "127.0.0.1", "--appendonly", "yes", "--appendfsync", "everysec", "--dir", dir, "--save", ""],
+    [
+      "--port",
+      String(port),
+      "--bind",
+      "127.0.0.1",
+      "--appendonly",
+      "yes",
+      "--appendfsync",
+      "everysec",
+      "--dir",
+      dir,
+      "--save",
+      ""
+    ],
     { stdio: ["ignore", "ignore", "inherit"] }
   )
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()))
-  const client = new Redis({ host: "127.0.0.1", port, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null })
+  const client = new Redis({
+    host: "127.0.0.1",
+    port,
+    lazyConnect: true,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null
+  })
   client.on("error", () => {})
   const deadline = Date.now() + 10_000
   for (;;) {
@@ -38,7 +57,9 @@ export const start = async (port: number, dir: string): Promise<RedisServer> => 
     }
   }
   const get = async (key: string) => ((await client.config("GET", key)) as Array<string>)[1] ?? "?"
-  const durability = `appendonly=${await get("appendonly")}, appendfsync=${await get("appendfsync")}, save="${await get("save")}"`
+  const durability = `appendonly=${await get("appendonly")}, appendfsync=${await get("appendfsync")}, save="${await get(
+    "save"
+  )}"`
   client.disconnect()
   return {
     port,

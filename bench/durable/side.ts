@@ -56,7 +56,12 @@ export interface SideResult {
   readonly extra?: Record<string, unknown>
 }
 
-const payload = (i: number) => ({ orderId: `o-${i}`, sku: `sku-${i % 100}`, qty: 1 + (i % 5), email: `c${i}@example.com` })
+const payload = (i: number) => ({
+  orderId: `o-${i}`,
+  sku: `sku-${i % 100}`,
+  qty: 1 + (i % 5),
+  email: `c${i}@example.com`
+})
 
 const storeLayer = (spec: StoreSpec): Layer.Layer<Store.DeliveryStore, Store.StoreError> =>
   spec.kind === "sqlite"
@@ -92,7 +97,9 @@ const runEnqueue = (side: Extract<Side, { kind: "enqueue" }>) =>
     const seconds = (performance.now() - t0) / 1000
     const cpu = process.cpuUsage(cpu0)
     const stats = yield* store.stats
-    if (stats.pending !== 2 * all.length) throw new Error(`enqueue: ${stats.pending} pending, expected ${2 * all.length}`)
+    if (stats.pending !== 2 * all.length) {
+      throw new Error(`enqueue: ${stats.pending} pending, expected ${2 * all.length}`)
+    }
     const diagnostics = yield* store.diagnostics
     return {
       seconds,
@@ -106,7 +113,12 @@ const runFanout = (side: Extract<Side, { kind: "fanout" }>) => {
   const A = Target.make("a", {
     request: (e: Event.Event<string, ReturnType<typeof payload>>) =>
       HttpClientRequest.post(`${side.urlA}/a`).pipe(
-        HttpClientRequest.bodyUnsafeJson({ id: e.id, orderId: e.payload.orderId, sku: e.payload.sku, qty: e.payload.qty })
+        HttpClientRequest.bodyUnsafeJson({
+          id: e.id,
+          orderId: e.payload.orderId,
+          sku: e.payload.sku,
+          qty: e.payload.qty
+        })
       )
   })
   const B = Target.make("b", {
@@ -129,7 +141,10 @@ const runFanout = (side: Extract<Side, { kind: "fanout" }>) => {
       metricsInterval: false,
       pollInterval: "1 second"
     })
-    yield* Effect.forEach(warm, (event) => store.enqueue(event, ["a", "b"]), { concurrency: side.producers, discard: true })
+    yield* Effect.forEach(warm, (event) => store.enqueue(event, ["a", "b"]), {
+      concurrency: side.producers,
+      discard: true
+    })
     while ((yield* worker.state).delivered < 2 * side.warmup) yield* Effect.sleep("5 millis")
     const base = (yield* worker.state).delivered
     const cpu0 = process.cpuUsage()
@@ -169,7 +184,12 @@ const runFanout = (side: Extract<Side, { kind: "fanout" }>) => {
 const runBullmq = async (side: Extract<Side, { kind: "bullmq" }>): Promise<SideResult> => {
   const { Queue, Worker: BullWorker } = await import("bullmq")
   const { Agent } = await import("undici")
-  const connection = { host: "127.0.0.1", port: side.redisPort, maxRetriesPerRequest: null, enableAutoPipelining: false }
+  const connection = {
+    host: "127.0.0.1",
+    port: side.redisPort,
+    maxRetriesPerRequest: null,
+    enableAutoPipelining: false
+  }
   const queue = new Queue(side.queue, { connection })
   await queue.waitUntilReady()
   const agent = new Agent()
@@ -191,7 +211,12 @@ const runBullmq = async (side: Extract<Side, { kind: "bullmq" }>): Promise<SideR
   worker.on("failed", () => failed++)
   await worker.waitUntilReady()
   const ids = Array.from({ length: side.warmup + side.events }, (_, i) => `bull-${side.queue}-${i}`)
-  const options = { attempts: 5, backoff: { type: "exponential", delay: 100 }, removeOnComplete: true, removeOnFail: false }
+  const options = {
+    attempts: 5,
+    backoff: { type: "exponential", delay: 100 },
+    removeOnComplete: true,
+    removeOnFail: false
+  }
   const produce = (from: number, n: number) =>
     pool(n, side.producers, (k) => {
       const i = from + k
@@ -228,7 +253,9 @@ const main = async () => {
   const result: SideResult = side.kind === "bullmq"
     ? await runBullmq(side)
     // Tracing off, as `fanout serve` runs without an exporter.
-    : await Effect.runPromise(Effect.withTracerEnabled(side.kind === "enqueue" ? runEnqueue(side) : runFanout(side), false))
+    : await Effect.runPromise(
+      Effect.withTracerEnabled(side.kind === "enqueue" ? runEnqueue(side) : runFanout(side), false)
+    )
   process.stdout.write(JSON.stringify(result) + "\n")
   process.exit(0)
 }

@@ -56,7 +56,9 @@ export const machine = (): string => {
     // nproc is optional
   }
   const load = loadavg().map((x) => x.toFixed(2)).join(" ")
-  return `nproc ${nproc}, ${cpu[0]?.model ?? "unknown CPU"}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}, load average ${load}`
+  return `nproc ${nproc}, ${cpu[0]?.model ?? "unknown CPU"}, ${
+    Math.round(totalmem() / 2 ** 30)
+  } GiB, Node ${process.version}, load average ${load}`
 }
 
 /** Pins process `pid` to CPU `cpu` (`taskset`); false where that is not possible. */

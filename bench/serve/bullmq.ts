@@ -13,7 +13,9 @@ import { poster } from "../lib/undici.js"
 import { type Incoming, onStop, serveEvents } from "./common.js"
 
 const [port, redisPort, urlA, urlB, concurrency] = process.argv.slice(2)
-if (port === undefined || redisPort === undefined || urlA === undefined || urlB === undefined || concurrency === undefined) {
+if (
+  port === undefined || redisPort === undefined || urlA === undefined || urlB === undefined || concurrency === undefined
+) {
   throw new Error("usage: bullmq.ts <port> <redis port> <url A> <url B> <concurrency> [--no-worker]")
 }
 const withWorker = !process.argv.includes("--no-worker")
@@ -22,7 +24,12 @@ const connection = { host: "127.0.0.1", port: Number(redisPort), maxRetriesPerRe
 const name = "serve-bench"
 const queue = new Queue(name, { connection })
 await queue.waitUntilReady()
-const options = { attempts: 5, backoff: { type: "exponential", delay: 100 }, removeOnComplete: true, removeOnFail: false }
+const options = {
+  attempts: 5,
+  backoff: { type: "exponential", delay: 100 },
+  removeOnComplete: true,
+  removeOnFail: false
+}
 const counts = { accepted: 0, completed: 0, failed: 0 }
 
 const agent = new Agent({ keepAliveTimeout: 30_000 })
@@ -56,4 +63,6 @@ onStop(async () => {
   await queue.close()
   await agent.close()
 })
-process.stdout.write(`bullmq: listening on ${port}${withWorker ? `, worker concurrency ${concurrency}` : ", no worker"}\n`)
+process.stdout.write(
+  `bullmq: listening on ${port}${withWorker ? `, worker concurrency ${concurrency}` : ", no worker"}\n`
+)

@@ -29,11 +29,15 @@ export const serveEvents = (
     const server = createServer((req, res) => {
       if (req.method === "GET" && req.url === "/healthz") return answer(res, 200, "{\"status\":\"ok\"}")
       if (req.method === "GET" && req.url === "/stats") {
-        return void Promise.resolve(stats()).then((s) => answer(res, 200, JSON.stringify(s)), (e) => answer(res, 500, JSON.stringify(String(e))))
+        return void Promise.resolve(stats()).then((s) => answer(res, 200, JSON.stringify(s)), (e) =>
+          answer(res, 500, JSON.stringify(String(e))))
       }
-      if (req.method !== "POST" || req.url !== "/v1/events") return answer(res, 404, "{\"error\":\"not found\"}")
+      if (req.method !== "POST" || req.url !== "/v1/events") {
+        return answer(res, 404, "{\"error\":\"not found\"}")
+      }
       const chunks: Array<Buffer> = []
-      req.on("data", (chunk: Buffer) => chunks.push(chunk))
+      req.on("data", (chunk: Buffer) =>
+        chunks.push(chunk))
       req.on("end", () => {
         let event: { id?: unknown; type?: unknown; key?: unknown; payload?: unknown }
         try {

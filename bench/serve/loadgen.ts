@@ -111,7 +111,14 @@ const run = async (spec: RunSpec): Promise<LoadResult> => {
       id: `${spec.tag}-${i}`,
       type: "order.placed",
       key: `customer-${i % 100}`,
-      payload: { t: offered, seq: i, orderId: `o-${i}`, sku: `sku-${i % 100}`, qty: 1 + (i % 5), email: `c${i % 1000}@example.com` }
+      payload: {
+        t: offered,
+        seq: i,
+        orderId: `o-${i}`,
+        sku: `sku-${i % 100}`,
+        qty: 1 + (i % 5),
+        email: `c${i % 1000}@example.com`
+      }
     })
     pool.request({ path: "/v1/events", method: "POST", headers: { "content-type": "application/json" }, body }).then(
       async (response) => {

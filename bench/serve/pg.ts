@@ -96,5 +96,7 @@ export const describe = (): Promise<string> =>
       return String(Object.values(row)[0] ?? "?")
     }
     const version = await one("SHOW server_version")
-    return `PostgreSQL ${version.split(" ")[0]}, fsync=${await one("SHOW fsync")}, synchronous_commit=${await one("SHOW synchronous_commit")}`
+    return `PostgreSQL ${version.split(" ")[0]}, fsync=${await one("SHOW fsync")}, synchronous_commit=${await one(
+      "SHOW synchronous_commit"
+    )}`
   })

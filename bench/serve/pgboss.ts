@@ -43,7 +43,13 @@ if (role === "api") {
   if (url === undefined || urlA === undefined || urlB === undefined || loops === undefined || batch === undefined) {
     throw new Error("usage: pgboss.ts worker <database url> <url A> <url B> <loops> <batch>")
   }
-  const boss = new PgBoss({ connectionString: url, max: Number(loops) + 4, supervise: false, schedule: false, migrate: false })
+  const boss = new PgBoss({
+    connectionString: url,
+    max: Number(loops) + 4,
+    supervise: false,
+    schedule: false,
+    migrate: false
+  })
   boss.on("error", (error) => process.stderr.write(`pg-boss: ${String(error)}\n`))
   await boss.start()
   const agent = new Agent({ keepAliveTimeout: 30_000 })
@@ -54,7 +60,9 @@ if (role === "api") {
       { batchSize: Number(batch), pollingIntervalSeconds: 0.5 },
       async (jobs) => {
         const results = await Promise.allSettled(
-          jobs.map(({ data }) => post(data.target === "a" ? urlA : urlB, `/${data.target}`, data.event, `${data.event.id}:${data.target}`))
+          jobs.map(({ data }) =>
+            post(data.target === "a" ? urlA : urlB, `/${data.target}`, data.event, `${data.event.id}:${data.target}`)
+          )
         )
         const failed = results.filter((r) => r.status === "rejected")
         if (failed.length > 0) throw new Error(`${failed.length} of ${jobs.length} deliveries failed`)

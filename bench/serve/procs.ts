@@ -45,7 +45,7 @@ const killAll = () => {
 const cleanups = new Set<() => Promise<unknown>>()
 
 /** Async cleanup (dropping a database) run on SIGINT/SIGTERM/SIGHUP after the kill, for at most 5 s. */
-export const onSignal = (cleanup: () => Promise<unknown>): (() => void) => {
+export const onSignal = (cleanup: () => Promise<unknown>): () => void => {
   cleanups.add(cleanup)
   return () => void cleanups.delete(cleanup)
 }
@@ -78,7 +78,12 @@ export const start = (
   name: string,
   command: string,
   args: ReadonlyArray<string>,
-  options: { readonly cpu?: number | undefined; readonly log: string; readonly env?: NodeJS.ProcessEnv; readonly ipc?: boolean }
+  options: {
+    readonly cpu?: number | undefined
+    readonly log: string
+    readonly env?: NodeJS.ProcessEnv
+    readonly ipc?: boolean
+  }
 ): Proc => {
   const out = openSync(options.log, "a")
   const [cmd, argv] = options.cpu === undefined
@@ -228,7 +233,9 @@ export const until = async (
 /** "<name> exited (<code>)" for the first of `procs` that has exited, else undefined. */
 export const exitedOf = (procs: ReadonlyArray<Proc>): string | undefined => {
   const gone = procs.find((p) => p.child.exitCode !== null || p.child.signalCode !== null)
-  return gone === undefined ? undefined : `${gone.name} exited (${gone.child.signalCode ?? gone.child.exitCode}):\n${tail(gone.log)}`
+  return gone === undefined
+    ? undefined
+    : `${gone.name} exited (${gone.child.signalCode ?? gone.child.exitCode}):\n${tail(gone.log)}`
 }
 
 /** GET `url` answers 2xx (a bounded wait of 2 s per try). */

@@ -10,7 +10,9 @@ import { poster } from "../lib/undici.js"
 import { onStop, serveEvents } from "./common.js"
 
 const [port, urlA, urlB] = process.argv.slice(2)
-if (port === undefined || urlA === undefined || urlB === undefined) throw new Error("usage: raw.ts <port> <url A> <url B>")
+if (port === undefined || urlA === undefined || urlB === undefined) {
+  throw new Error("usage: raw.ts <port> <url A> <url B>")
+}
 
 const agent = new Agent({ keepAliveTimeout: 30_000 })
 const post = poster(agent)
@@ -21,9 +23,14 @@ await serveEvents(Number(port), (event) => {
   const body = { id: event.id, type: event.type, key: event.key, payload: event.payload }
   // After the 202: the answer does not wait for the targets.
   setImmediate(() =>
-    void Promise.allSettled([post(urlA, "/a", body, `${event.id}:a`), post(urlB, "/b", body, `${event.id}:b`)]).then((results) => {
-      for (const r of results) r.status === "fulfilled" ? counts.delivered++ : counts.failed++
-    })
+    void Promise.allSettled([post(urlA, "/a", body, `${event.id}:a`), post(urlB, "/b", body, `${event.id}:b`)]).then(
+      (results) => {
+        for (const r of results) {
+          if (r.status === "fulfilled") counts.delivered++
+          else counts.failed++
+        }
+      }
+    )
   )
 }, () => counts)
 onStop(() => agent.close())

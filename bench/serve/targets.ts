@@ -42,7 +42,13 @@ export interface TargetReport extends Polled {
   /** The instant the last event completed (both received), ms after the end of the window. */
   readonly lastCompletionAfterEndMs: number | undefined
   /** Receipt − offered over every (event, target) first receipt, ms. */
-  readonly latency: { readonly count: number; readonly p50: number; readonly p90: number; readonly p99: number; readonly max: number }
+  readonly latency: {
+    readonly count: number
+    readonly p50: number
+    readonly p90: number
+    readonly p99: number
+    readonly max: number
+  }
   /** Per event: the later of its two receipts − offered, ms. */
   readonly eventLatency: { readonly p50: number; readonly p99: number; readonly max: number }
   /** Events received by both targets that the load generator did not see acknowledged. */

@@ -27,7 +27,9 @@ if (file === undefined) throw new Error("usage: baseline.ts <db file>")
 const db = new Database(file)
 db.pragma("journal_mode = WAL")
 db.pragma("synchronous = FULL")
-db.exec("CREATE TABLE IF NOT EXISTS events (id TEXT PRIMARY KEY, type TEXT NOT NULL, payload TEXT NOT NULL, created_at INTEGER NOT NULL)")
+db.exec(
+  "CREATE TABLE IF NOT EXISTS events (id TEXT PRIMARY KEY, type TEXT NOT NULL, payload TEXT NOT NULL, created_at INTEGER NOT NULL)"
+)
 const insert = db.prepare("INSERT OR IGNORE INTO events (id, type, payload, created_at) VALUES (?, ?, ?, ?)")
 const count = db.prepare("SELECT COUNT(*) AS n FROM events")
 

@@ -26,12 +26,23 @@ if (file === undefined) throw new Error("usage: fanout.ts <db file | memory>")
 
 // Never called (no worker): they only make the routes.
 const targets = ["inventory", "email"].map((name) =>
-  Target.make(name, { request: (e) => HttpClientRequest.post(`http://127.0.0.1:9/${name}`).pipe(HttpClientRequest.bodyUnsafeJson(e.payload)) })
+  Target.make(name, {
+    request: (e) =>
+      HttpClientRequest.post(`http://127.0.0.1:9/${name}`).pipe(HttpClientRequest.bodyUnsafeJson(e.payload))
+  })
 )
 const router = Router.make().route("order.*", targets)
 
-const Live = Http.layer({ port: 0, host: "127.0.0.1", keepAliveTimeout: "60 seconds", headersTimeout: "60 seconds", requestTimeout: "65 seconds" }).pipe(
-  Layer.provide(Layer.mergeAll(Outbox.layer(router), Registry.layerTargets(targets).pipe(Layer.provide(NodeHttpClient.layerUndici)))),
+const Live = Http.layer({
+  port: 0,
+  host: "127.0.0.1",
+  keepAliveTimeout: "60 seconds",
+  headersTimeout: "60 seconds",
+  requestTimeout: "65 seconds"
+}).pipe(
+  Layer.provide(
+    Layer.mergeAll(Outbox.layer(router), Registry.layerTargets(targets).pipe(Layer.provide(NodeHttpClient.layerUndici)))
+  ),
   Layer.provideMerge(
     file === "memory"
       ? (MemoryStore.layer as Layer.Layer<Store.DeliveryStore, Store.StoreError>)

@@ -91,10 +91,10 @@ export const make = (target: string, options: CircuitBreakerOptions | undefined)
                 state
               ]
             }
-            return ["probe", (current = { _tag: "HalfOpen", probes: 1, successes: 0 })]
+            return ["probe", current = { _tag: "HalfOpen", probes: 1, successes: 0 }]
           case "HalfOpen":
             if (state.probes < options.halfOpenProbes) {
-              return ["probe", (current = { ...state, probes: state.probes + 1 })]
+              return ["probe", current = { ...state, probes: state.probes + 1 }]
             }
             return [
               new CircuitOpenError({ target, message: `${target}: circuit half-open, probes in flight` }),
@@ -140,7 +140,9 @@ export const make = (target: string, options: CircuitBreakerOptions | undefined)
       return Effect.clockWith((clock) => {
         const now = clock.unsafeCurrentTimeMillis()
         // Fast path: a success while closed with no failures counted leaves the state as it is.
-        if (kind === "closed" && outcome === "success" && current._tag === "Closed" && current.consecutiveFailures === 0) {
+        if (
+          kind === "closed" && outcome === "success" && current._tag === "Closed" && current.consecutiveFailures === 0
+        ) {
           if (ratio) sample(now, false)
           return Effect.void
         }

@@ -129,7 +129,9 @@ export interface Input {
 }
 
 const positiveInt = (name: string, value: number): number => {
-  if (!Number.isInteger(value) || value < 1) throw new RangeError(`policy: ${name} must be an integer >= 1, got ${value}`)
+  if (!Number.isInteger(value) || value < 1) {
+    throw new RangeError(`policy: ${name} must be an integer >= 1, got ${value}`)
+  }
   return value
 }
 

@@ -67,7 +67,9 @@ export const decide = (
   const delay = Math.round(
     asked !== undefined ? Math.min(asked, Duration.toMillis(options.maxDelay)) : jittered
   )
-  if (input.elapsed + delay > (input.budget ?? Duration.toMillis(options.maxElapsed))) return { _tag: "GiveUp", reason: "MaxElapsed" }
+  if (input.elapsed + delay > (input.budget ?? Duration.toMillis(options.maxElapsed))) {
+    return { _tag: "GiveUp", reason: "MaxElapsed" }
+  }
   return { _tag: "Retry", delay, honoredRetryAfter: asked !== undefined }
 }
 
@@ -84,7 +86,11 @@ export const schedule = (
   options: RetryOptions,
   startedAt?: number
 ): Schedule.Schedule<Decision, TargetError.DeliveryError> =>
-  Schedule.makeWithState<{ readonly attempts: number; readonly start: number | undefined }, TargetError.DeliveryError, Decision>(
+  Schedule.makeWithState<
+    { readonly attempts: number; readonly start: number | undefined },
+    TargetError.DeliveryError,
+    Decision
+  >(
     { attempts: 0, start: undefined },
     (now, error, state) =>
       Effect.map(Random.next, (random) => {

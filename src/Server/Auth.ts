@@ -139,7 +139,8 @@ export const makeAuthThrottle = (limit: number, intervalMs: number, maxAddresses
   // Insertion order is opening order: the oldest windows come first.
   const windows = new Map<string, { readonly start: number; failures: number }>()
   const ended = (w: { readonly start: number }, now: number) => now < w.start || now - w.start >= intervalMs
-  const left = (w: { readonly start: number }, now: number) => Math.max(1, Math.ceil((w.start + intervalMs - now) / 1000))
+  const left = (w: { readonly start: number }, now: number) =>
+    Math.max(1, Math.ceil((w.start + intervalMs - now) / 1000))
   const current = (address: string, now: number) => {
     const w = windows.get(address)
     if (w === undefined || !ended(w, now)) return w
@@ -213,7 +214,10 @@ export interface Check {
     now: number
   ) => Either.Either<string, Errors.ApiFailure>
   /** {@link Check.verify} at the `Clock`'s time. */
-  readonly check: (authorization: string | undefined, address: string | undefined) => Effect.Effect<string, Errors.ApiFailure>
+  readonly check: (
+    authorization: string | undefined,
+    address: string | undefined
+  ) => Effect.Effect<string, Errors.ApiFailure>
 }
 
 /**
@@ -255,7 +259,12 @@ export const makeCheck = (
         if (throttle !== undefined && address !== undefined) {
           const wait = throttle.failed(address, now)
           if (wait > 0) {
-            onThrottled({ address, failures: settings!.limit, intervalMs: settings!.intervalMs, retryAfterSeconds: wait })
+            onThrottled({
+              address,
+              failures: settings!.limit,
+              intervalMs: settings!.intervalMs,
+              retryAfterSeconds: wait
+            })
           }
         }
         return Either.left(Errors.unauthorized())
@@ -271,7 +280,8 @@ export const makeCheck = (
   return {
     keyring,
     verify,
-    check: (authorization, address) => Effect.flatMap(Clock.currentTimeMillis, (now) => verify(authorization, address, now))
+    check: (authorization, address) =>
+      Effect.flatMap(Clock.currentTimeMillis, (now) => verify(authorization, address, now))
   }
 }
 
@@ -304,7 +314,9 @@ export const logThrottled = (event: Throttled): Effect.Effect<void> =>
  * @since 0.1.0
  * @category layers
  */
-export const layerCheck = (options: Pick<Options, "apiKeys" | "keyRateLimit" | "authThrottle">): Layer.Layer<AuthCheck> =>
+export const layerCheck = (
+  options: Pick<Options, "apiKeys" | "keyRateLimit" | "authThrottle">
+): Layer.Layer<AuthCheck> =>
   Layer.effect(
     AuthCheck,
     Effect.gen(function*() {
@@ -333,7 +345,8 @@ export const layerAuthorization: Layer.Layer<Authorization, never, AuthCheck> = 
       bearer: () =>
         Effect.flatMap(
           HttpServerRequest.HttpServerRequest,
-          (request) => Effect.asVoid(check(request.headers["authorization"], Option.getOrUndefined(request.remoteAddress)))
+          (request) =>
+            Effect.asVoid(check(request.headers["authorization"], Option.getOrUndefined(request.remoteAddress)))
         )
     }))
 )
@@ -344,5 +357,6 @@ export const layerAuthorization: Layer.Layer<Authorization, never, AuthCheck> = 
  * @since 0.1.0
  * @category layers
  */
-export const layer = (options: Pick<Options, "apiKeys" | "keyRateLimit" | "authThrottle">): Layer.Layer<Authorization> =>
-  layerAuthorization.pipe(Layer.provide(layerCheck(options)))
+export const layer = (
+  options: Pick<Options, "apiKeys" | "keyRateLimit" | "authThrottle">
+): Layer.Layer<Authorization> => layerAuthorization.pipe(Layer.provide(layerCheck(options)))

@@ -230,7 +230,9 @@ export const readJsonWith = (
     if (contentType !== undefined && !isJsonMediaType(contentType)) {
       done(Either.left(Errors.unsupportedMediaType(contentType)))
     } else {
-      done("empty" in options ? Either.right(options.empty) : Either.left(Errors.invalidJson("A JSON body is required")))
+      done(
+        "empty" in options ? Either.right(options.empty) : Either.left(Errors.invalidJson("A JSON body is required"))
+      )
     }
     return noop
   }
@@ -239,7 +241,9 @@ export const readJsonWith = (
     return noop
   }
   const declared = Number(req.headers["content-length"])
-  if (req.headers["transfer-encoding"] === undefined && Number.isFinite(declared) && declared > limits.drainLimitBytes) {
+  if (
+    req.headers["transfer-encoding"] === undefined && Number.isFinite(declared) && declared > limits.drainLimitBytes
+  ) {
     req.pause()
     done(Either.left(tooLarge(limits.maxBodyBytes, true)))
     return noop

@@ -107,8 +107,10 @@ export const make = (
  * @since 0.1.0
  * @category constructors
  */
-export const invalidRequest = (issues: ReadonlyArray<Issue>, message = "The request did not match the expected schema") =>
-  make(400, "invalid_request", message, { issues })
+export const invalidRequest = (
+  issues: ReadonlyArray<Issue>,
+  message = "The request did not match the expected schema"
+) => make(400, "invalid_request", message, { issues })
 
 /**
  * @since 0.1.0
@@ -213,7 +215,11 @@ export const fromStoreError = (error: Store.StoreError): ApiFailure => {
     case "Busy":
     case "Unavailable":
     case "Closed":
-      return unavailable("store_unavailable", `The store is ${error.reason === "Busy" ? "busy" : "unavailable"}; retry later`, 1)
+      return unavailable(
+        "store_unavailable",
+        `The store is ${error.reason === "Busy" ? "busy" : "unavailable"}; retry later`,
+        1
+      )
     case "InvalidInput":
       return make(400, "invalid_request", error.message)
     default:
@@ -244,10 +250,12 @@ export const formatPath = (path: ReadonlyArray<PropertyKey>): string =>
  * @category formatting
  */
 export const issuesOf = (error: ParseResult.ParseError, prefix: ReadonlyArray<PropertyKey> = []): Array<Issue> =>
-  tidy(ParseResult.ArrayFormatter.formatErrorSync(error).map((issue) => ({
-    path: formatPath([...prefix, ...issue.path]),
-    message: issue.message
-  })))
+  tidy(
+    ParseResult.ArrayFormatter.formatErrorSync(error).map((issue) => ({
+      path: formatPath([...prefix, ...issue.path]),
+      message: issue.message
+    }))
+  )
 
 const within = (path: string, parent: string): boolean =>
   path === parent || parent === "" || path.startsWith(`${parent}.`) || path.startsWith(`${parent}[`)
@@ -261,7 +269,8 @@ const within = (path: string, parent: string): boolean =>
  */
 export const tidy = (issues: ReadonlyArray<Issue>): Array<Issue> =>
   issues.filter((issue, i) =>
-    !(issue.message.startsWith("Expected undefined") && issues.some((o) => o !== issue && within(o.path, issue.path))) &&
+    !(issue.message.startsWith("Expected undefined") &&
+      issues.some((o) => o !== issue && within(o.path, issue.path))) &&
     issues.findIndex((o) => o.path === issue.path && o.message === issue.message) === i
   ).slice(0, 100)
 

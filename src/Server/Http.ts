@@ -207,7 +207,12 @@ const EventsLive = (options: ServerOptions.Options) =>
                 `Delivery to ${dead.target} failed${dead.lastError !== undefined ? ` (${dead.lastError})` : ""}${
                   held.length > 0 ? `; held until a dead input is replayed: ${held.join(", ")}` : ""
                 }`,
-                { extra: { id: enqueued.eventId, deliveries: Schema.encodeSync(Schema.Array(Api.DeliverySummary))(deliveries) } }
+                {
+                  extra: {
+                    id: enqueued.eventId,
+                    deliveries: Schema.encodeSync(Schema.Array(Api.DeliverySummary))(deliveries)
+                  }
+                }
               )
             )
           }
@@ -232,11 +237,14 @@ const EventsLive = (options: ServerOptions.Options) =>
             return yield* waitFor(enqueued, urlParams.wait, waitMs)
           })))
         .handleRaw("sendBatch", ({ request }) =>
-          respond(Effect.flatMap(Body.readJson(request, limits), (body) => Effect.map(ingest.acceptBatch(body), Ingest.toResponse))))
+          respond(Effect.flatMap(Body.readJson(request, limits), (body) =>
+            Effect.map(ingest.acceptBatch(body), Ingest.toResponse))))
         .handleRaw("status", ({ path }) =>
           respond(Effect.gen(function*() {
             const status = yield* fromStore(outbox.status(path.id))
-            if (Option.isNone(status)) return yield* Effect.fail(Errors.notFound(`No event with id ${JSON.stringify(path.id)}`))
+            if (Option.isNone(status)) {
+              return yield* Effect.fail(Errors.notFound(`No event with id ${JSON.stringify(path.id)}`))
+            }
             return json(Api.EventView, eventView(status.value))
           })))
     }))
@@ -264,7 +272,9 @@ const DeadLettersLive = (options: ServerOptions.Options) =>
         .handleRaw("replay", ({ path }) =>
           respond(Effect.gen(function*() {
             const replayed = yield* fromStore(outbox.replay(path.id))
-            if (!replayed) return yield* Effect.fail(Errors.notFound(`No dead letter with id ${JSON.stringify(path.id)}`))
+            if (!replayed) {
+              return yield* Effect.fail(Errors.notFound(`No dead letter with id ${JSON.stringify(path.id)}`))
+            }
             return json(Api.Replayed, { replayed: 1 }, 202)
           })))
         .handleRaw("replayMany", ({ request }) =>
@@ -282,7 +292,9 @@ const DeadLettersLive = (options: ServerOptions.Options) =>
         .handleRaw("purge", ({ path }) =>
           respond(Effect.gen(function*() {
             const removed = yield* fromStore(outbox.purge(path.id))
-            if (removed === 0) return yield* Effect.fail(Errors.notFound(`No dead letter with id ${JSON.stringify(path.id)}`))
+            if (removed === 0) {
+              return yield* Effect.fail(Errors.notFound(`No dead letter with id ${JSON.stringify(path.id)}`))
+            }
             return HttpServerResponse.empty({ status: 204 })
           })))
     }))
@@ -335,7 +347,10 @@ const OpsLive = HttpApiBuilder.group(Api.Api, "ops", (handlers) =>
         ))
       .handleRaw("metrics", () =>
         Effect.map(render, (text) =>
-          HttpServerResponse.text(text, { contentType: Metrics.contentType, headers: { "cache-control": "no-store" } })))
+          HttpServerResponse.text(text, {
+            contentType: Metrics.contentType,
+            headers: { "cache-control": "no-store" }
+          })))
   }))
 
 // ---------------------------------------------------------------------------------------------
@@ -367,9 +382,11 @@ const routeTemplates: ReadonlyArray<RouteTemplate> = [
 ]
 
 const notRouted = (request: HttpServerRequest.HttpServerRequest): Errors.ApiFailure => {
-  const path = (request.url.split("?")[0] ?? "/")
+  const path = request.url.split("?")[0] ?? "/"
   const allow = [...new Set(routeTemplates.filter((t) => t.pattern.test(path)).map((t) => t.method))]
-  return allow.length > 0 ? Errors.methodNotAllowed(request.method, allow) : Errors.notFound(`No route for ${request.method} ${path.slice(0, 200)}`)
+  return allow.length > 0
+    ? Errors.methodNotAllowed(request.method, allow)
+    : Errors.notFound(`No route for ${request.method} ${path.slice(0, 200)}`)
 }
 
 const failureResponse = (
@@ -379,13 +396,15 @@ const failureResponse = (
   if (error instanceof Errors.ApiFailure) return Effect.succeed(Errors.toResponse(error))
   const tag = (error as { _tag?: unknown })?._tag
   if (tag === "HttpApiDecodeError") {
-    const issues = ((error as { issues: ReadonlyArray<{ path: ReadonlyArray<PropertyKey>; message: string }> }).issues)
+    const issues = (error as { issues: ReadonlyArray<{ path: ReadonlyArray<PropertyKey>; message: string }> }).issues
       .map((issue) => ({ path: Errors.formatPath(issue.path), message: issue.message }))
     return Effect.succeed(Errors.toResponse(Errors.invalidRequest(Errors.tidy(issues))))
   }
   if (tag === "RouteNotFound") return Effect.succeed(Errors.toResponse(notRouted(request)))
   if (tag === "RequestError") {
-    return Effect.succeed(Errors.toResponse(Errors.make(400, "bad_request", (error as HttpServerError.RequestError).message)))
+    return Effect.succeed(
+      Errors.toResponse(Errors.make(400, "bad_request", (error as HttpServerError.RequestError).message))
+    )
   }
   return Effect.as(
     Effect.logError("fanout server: unexpected failure", error),
@@ -414,7 +433,9 @@ const ErrorsLive = HttpApiBuilder.middleware((app) =>
  * What the server's two request paths share (the `HttpApi` handlers and the lean ingest listener):
  * the API-key check with its rate-limit buckets, and the ingest rules with their queue-depth reading.
  */
-const layerShared = (options: ServerOptions.Options): Layer.Layer<Auth.AuthCheck | Ingest.Ingest, never, Outbox.Outbox> =>
+const layerShared = (
+  options: ServerOptions.Options
+): Layer.Layer<Auth.AuthCheck | Ingest.Ingest, never, Outbox.Outbox> =>
   Layer.merge(Auth.layerCheck(options), Ingest.layer(options))
 
 /** The API's routes over the shared pieces in context. */
@@ -424,10 +445,12 @@ const layerRoutes = (options: ServerOptions.Options) =>
     HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" }),
     HttpApiSwagger.layer({ path: "/docs" })
   ).pipe(
-    Layer.provideMerge(HttpApiBuilder.api(Api.Api).pipe(
-      Layer.provide([EventsLive(options), DeadLettersLive(options), TargetsLive, OpsLive]),
-      Layer.provide(Auth.layerAuthorization)
-    ))
+    Layer.provideMerge(
+      HttpApiBuilder.api(Api.Api).pipe(
+        Layer.provide([EventsLive(options), DeadLettersLive(options), TargetsLive, OpsLive]),
+        Layer.provide(Auth.layerAuthorization)
+      )
+    )
   )
 
 /**
@@ -437,7 +460,8 @@ const layerRoutes = (options: ServerOptions.Options) =>
  * @since 0.1.0
  * @category layers
  */
-export const layerApi = (options: ServerOptions.Options) => layerRoutes(options).pipe(Layer.provide(layerShared(options)))
+export const layerApi = (options: ServerOptions.Options) =>
+  layerRoutes(options).pipe(Layer.provide(layerShared(options)))
 
 /** The application over the shared pieces in context. */
 const appOf = (
@@ -511,8 +535,14 @@ export const makeNodeServer = (options: ServerOptions.Options): NodeHttp.Server 
     setTimeout(() => socket.destroy(), 2_000).unref()
   })
   server.on("checkExpectation", (_req: NodeHttp.IncomingMessage, res: NodeHttp.ServerResponse) => {
-    const body = JSON.stringify({ error: { code: "expectation_failed", message: "Only Expect: 100-continue is supported", status: 417 } })
-    res.writeHead(417, { "content-type": "application/json", "content-length": Buffer.byteLength(body), connection: "close" })
+    const body = JSON.stringify({
+      error: { code: "expectation_failed", message: "Only Expect: 100-continue is supported", status: 417 }
+    })
+    res.writeHead(417, {
+      "content-type": "application/json",
+      "content-length": Buffer.byteLength(body),
+      connection: "close"
+    })
     res.end(body)
   })
   return server
@@ -583,7 +613,10 @@ export const layer = (
     // Registered after `serve`, so it runs first on close: drain before the handler is removed.
     yield* Effect.addFinalizer(() => node === undefined ? Effect.void : shutdown(node, resolved.shutdownGraceMs))
   }))
-  const nodeServer = NodeHttpServer.layer(() => (node = makeNodeServer(resolved)), { port: resolved.port, host: resolved.host })
+  const nodeServer = NodeHttpServer.layer(() => (node = makeNodeServer(resolved)), {
+    port: resolved.port,
+    host: resolved.host
+  })
   return Layer.effect(HttpServer.HttpServer, HttpServer.HttpServer).pipe(
     Layer.provide(serve.pipe(Layer.provideMerge(nodeServer)))
   )
@@ -595,7 +628,12 @@ export const layer = (
  * @since 0.1.0
  * @category accessors
  */
-export const url: Effect.Effect<string, never, HttpServer.HttpServer> = Effect.map(HttpServer.HttpServer, (server) =>
-  server.address._tag === "TcpAddress"
-    ? `http://${server.address.hostname.includes(":") ? `[${server.address.hostname}]` : server.address.hostname}:${server.address.port}`
-    : `http+unix://${encodeURIComponent(server.address.path)}`)
+export const url: Effect.Effect<string, never, HttpServer.HttpServer> = Effect.map(
+  HttpServer.HttpServer,
+  (server) =>
+    server.address._tag === "TcpAddress"
+      ? `http://${
+        server.address.hostname.includes(":") ? `[${server.address.hostname}]` : server.address.hostname
+      }:${server.address.port}`
+      : `http+unix://${encodeURIComponent(server.address.path)}`
+)

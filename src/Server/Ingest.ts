@@ -102,7 +102,11 @@ export interface Service {
    * The event of a decoded `POST /v1/events` body at `now` (epoch ms: its `createdAt`, and the time
    * of its id when it has none), or why not (`400`, `422`). `idempotencyKey`: the decoded header.
    */
-  readonly prepare: (body: unknown, idempotencyKey: string | undefined, now: number) => Either.Either<Event.Any, Errors.ApiFailure>
+  readonly prepare: (
+    body: unknown,
+    idempotencyKey: string | undefined,
+    now: number
+  ) => Either.Either<Event.Any, Errors.ApiFailure>
   /** The events of a decoded `POST /v1/events:batch` body at `now`, or why not (`400`, `422`). */
   readonly prepareBatch: (body: unknown, now: number) => Either.Either<ReadonlyArray<Event.Any>, Errors.ApiFailure>
   /** The queue-depth guard (`503`), then the enqueue (never interrupted once started). */
@@ -110,7 +114,10 @@ export interface Service {
   /** The guard, then every event of a batch (16 at a time), and the batch's answer. */
   readonly storeBatch: (events: ReadonlyArray<Event.Any>) => Effect.Effect<Answer, Errors.ApiFailure>
   /** {@link Service.prepare} at the `Clock`'s time, then {@link Service.store}. */
-  readonly accept: (body: unknown, idempotencyKey: string | undefined) => Effect.Effect<Store.Enqueued, Errors.ApiFailure>
+  readonly accept: (
+    body: unknown,
+    idempotencyKey: string | undefined
+  ) => Effect.Effect<Store.Enqueued, Errors.ApiFailure>
   /** {@link Service.prepareBatch} at the `Clock`'s time, then {@link Service.storeBatch}. */
   readonly acceptBatch: (body: unknown) => Effect.Effect<Answer, Errors.ApiFailure>
   /** The answer to a stored event: `202` (new) or `200` (duplicate), with `Location`. */
@@ -152,7 +159,8 @@ const isPlainObject = (value: unknown): value is Record<string, unknown> =>
   typeof value === "object" && value !== null && Object.getPrototypeOf(value) === Object.prototype
 
 /** A `type`: 1–200 characters of any kind. (Ids and keys are `Event.isId`: printable ASCII only.) */
-const isTypeString = (value: unknown): value is string => typeof value === "string" && value.length >= 1 && value.length <= 200
+const isTypeString = (value: unknown): value is string =>
+  typeof value === "string" && value.length >= 1 && value.length <= 200
 
 /**
  * `EventInput` without the schema interpreter, for the common valid body: the value the schema
@@ -261,17 +269,19 @@ const makeRefusals = () => {
     refused: (error: Store.StoreError) =>
       count(error.reason.toLowerCase(), 1, (since) =>
         Effect.logWarning(
-          `fanout server: the store refused ${since === 1 ? "an event" : `${since} events`} (${error.reason}); answering ${
-            Errors.fromStoreError(error).error.status
-          } ${Errors.fromStoreError(error).error.code}, nothing stored for ${since === 1 ? "it" : "them"}`
+          `fanout server: the store refused ${
+            since === 1 ? "an event" : `${since} events`
+          } (${error.reason}); answering ${Errors.fromStoreError(error).error.status} ${
+            Errors.fromStoreError(error).error.code
+          }, nothing stored for ${since === 1 ? "it" : "them"}`
         ).pipe(Effect.annotateLogs({ reason: error.reason, operation: error.operation, error: error.message }))),
     full: (events: number) =>
       count("queue_full", events, (since) =>
         Effect.logWarning(
-        `fanout server: the queue is at its bound (server.maxQueueDepth); answered ${
-          since === 1 ? "an event" : `${since} events`
-        } 503 queue_full`
-      ))
+          `fanout server: the queue is at its bound (server.maxQueueDepth); answered ${
+            since === 1 ? "an event" : `${since} events`
+          } 503 queue_full`
+        ))
   }
 }
 
@@ -287,24 +297,28 @@ export const make = (
   Effect.gen(function*() {
     const outbox = yield* Outbox.Outbox
     const maxDepth = options.maxQueueDepth
-    const cachedGauges = yield* Effect.cachedWithTTL(Effect.either(outbox.gauges), Duration.millis(options.queueCheckTtlMs))
+    const cachedGauges = yield* Effect.cachedWithTTL(
+      Effect.either(outbox.gauges),
+      Duration.millis(options.queueCheckTtlMs)
+    )
 
     const refusals = makeRefusals()
 
     /** 503 while the queue is at its bound (a reading at most `queueCheckTtl` old; an unreadable store lets enqueue decide). */
     const guardDepth: ((events: number) => Effect.Effect<void, Errors.ApiFailure>) | undefined = maxDepth === undefined
       ? undefined
-      : (events) => Effect.flatMap(cachedGauges, (stats) =>
-        stats._tag === "Right" && stats.right.depth >= maxDepth
-          ? Effect.zipRight(
-            refusals.full(events),
-            Effect.fail(Errors.unavailable(
-              "queue_full",
-              `The queue holds ${stats.right.depth} deliveries (limit ${maxDepth}); retry later`,
-              options.overloadRetryAfterSeconds
-            ))
-          )
-          : Effect.void)
+      : (events) =>
+        Effect.flatMap(cachedGauges, (stats) =>
+          stats._tag === "Right" && stats.right.depth >= maxDepth
+            ? Effect.zipRight(
+              refusals.full(events),
+              Effect.fail(Errors.unavailable(
+                "queue_full",
+                `The queue holds ${stats.right.depth} deliveries (limit ${maxDepth}); retry later`,
+                options.overloadRetryAfterSeconds
+              ))
+            )
+            : Effect.void)
 
     const toEvent = (input: EventInput, id: string, now: number): Event.Any => ({
       id,
@@ -333,7 +347,11 @@ export const make = (
     const summaries = (enqueued: Store.Enqueued): Array<Summary> =>
       enqueued.deliveries.map((d) => ({ id: d.id, target: d.target, status: d.status }))
 
-    const prepare = (body: unknown, key: string | undefined, now: number): Either.Either<Event.Any, Errors.ApiFailure> => {
+    const prepare = (
+      body: unknown,
+      key: string | undefined,
+      now: number
+    ): Either.Either<Event.Any, Errors.ApiFailure> => {
       const decoded = decodeEventInput(body)
       if (Either.isLeft(decoded)) return Either.left(decoded.left)
       const input = decoded.right
@@ -362,7 +380,8 @@ export const make = (
       return Either.right(input.events.map((e) => toEvent(e, e.id ?? newEventId(now), now)))
     }
 
-    const store = (event: Event.Any) => guardDepth === undefined ? enqueue(event) : Effect.zipRight(guardDepth(1), enqueue(event))
+    const store = (event: Event.Any) =>
+      guardDepth === undefined ? enqueue(event) : Effect.zipRight(guardDepth(1), enqueue(event))
 
     const storeAll = (events: ReadonlyArray<Event.Any>) =>
       Effect.gen(function*() {
@@ -418,8 +437,10 @@ export const make = (
       prepareBatch,
       store,
       storeBatch,
-      accept: (body, key) => Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.flatMap(prepare(body, key, now), store)),
-      acceptBatch: (body) => Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.flatMap(prepareBatch(body, now), storeBatch)),
+      accept: (body, key) =>
+        Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.flatMap(prepare(body, key, now), store)),
+      acceptBatch: (body) =>
+        Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.flatMap(prepareBatch(body, now), storeBatch)),
       accepted,
       location,
       summaries
@@ -543,7 +564,9 @@ export const makeListener = (
     }
 
     const store = (prepared: Prepared): Effect.Effect<Answer, Errors.ApiFailure> =>
-      prepared._tag === "One" ? Effect.map(ingest.store(prepared.event), ingest.accepted) : ingest.storeBatch(prepared.events)
+      prepared._tag === "One"
+        ? Effect.map(ingest.store(prepared.event), ingest.accepted)
+        : ingest.storeBatch(prepared.events)
 
     /** Failures as answers; a defect is logged (as the `HttpApi` path logs it) and answered 500. */
     const answer = (effect: Effect.Effect<Answer, Errors.ApiFailure>): Effect.Effect<Answer> =>

@@ -24,7 +24,9 @@ export interface Options {
    * by its first failure); once it has `limit`, the address gets `429` + `Retry-After` until the window
    * ends. At most `maxAddresses` windows are tracked (the oldest forgotten first). `undefined`: off.
    */
-  readonly authThrottle: { readonly limit: number; readonly intervalMs: number; readonly maxAddresses: number } | undefined
+  readonly authThrottle:
+    | { readonly limit: number; readonly intervalMs: number; readonly maxAddresses: number }
+    | undefined
   /** The largest request body accepted (413 beyond). */
   readonly maxBodyBytes: number
   /** After a 413, read and discard at most this many body bytes (so the client sees the answer) before closing. */

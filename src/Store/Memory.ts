@@ -157,7 +157,9 @@ export const make: Effect.Effect<Store.DeliveryStore> = Effect.gen(function*() {
       const result = yield* write((now): Store.Enqueued | Store.ConflictError => {
         const existing = events.get(event.id)
         if (existing !== undefined) {
-          if (Store.conflicts(fingerprint, existing.fingerprint)) return Store.conflict(event.id, fingerprint, existing.fingerprint)
+          if (Store.conflicts(fingerprint, existing.fingerprint)) {
+            return Store.conflict(event.id, fingerprint, existing.fingerprint)
+          }
           return {
             eventId: event.id,
             created: false,
@@ -221,7 +223,9 @@ export const make: Effect.Effect<Store.DeliveryStore> = Effect.gen(function*() {
           const due: Array<Row> = []
           for (const id of ids) {
             const row = rows.get(id)!
-            if (isActive(row) && row.waiting === 0 && row.availableAt !== undefined && row.availableAt <= now) due.push(row)
+            if (isActive(row) && row.waiting === 0 && row.availableAt !== undefined && row.availableAt <= now) {
+              due.push(row)
+            }
           }
           due.sort((a, b) => a.availableAt! - b.availableAt! || a.seq - b.seq)
           if (due.length > 0) groups.push(due.slice(0, options.limit))
@@ -279,7 +283,10 @@ export const make: Effect.Effect<Store.DeliveryStore> = Effect.gen(function*() {
   }
 
   const finish: Store.DeliveryStore["finish"] = (claim, attempt, next) =>
-    Effect.tap(write((now) => finish1(claim, attempt, next, now)), (result) => result === "due" ? signal.notify : Effect.void)
+    Effect.tap(
+      write((now) => finish1(claim, attempt, next, now)),
+      (result) => result === "due" ? signal.notify : Effect.void
+    )
       .pipe(Effect.map((result) => result !== false))
 
   const finish1 = (claim: Store.Claim, attempt: Store.AttemptInput, next: Store.Next, now: number): boolean | "due" => {
@@ -477,31 +484,43 @@ export const make: Effect.Effect<Store.DeliveryStore> = Effect.gen(function*() {
       })
     })
 
-  const stats: Store.DeliveryStore["stats"] = Effect.flatMap(Clock.currentTimeMillis, (now) =>
-    Effect.sync((): Store.Stats => {
-      const total = emptyCounts()
-      const targets: Record<string, ReturnType<typeof emptyCounts>> = {}
-      let oldest: number | undefined
-      for (const row of rows.values()) {
-        const key = countKey(row.status)
-        total[key]++
-        ;(targets[row.target] ??= emptyCounts())[key]++
-        if (isActive(row) && (oldest === undefined || row.enqueuedAt < oldest)) oldest = row.enqueuedAt
-      }
-      return {
-        ...total,
-        depth: total.pending + total.inFlight,
-        oldestPendingAgeMs: oldest === undefined ? 0 : Math.max(0, now - oldest),
-        targets
-      }
-    }))
+  const stats: Store.DeliveryStore["stats"] = Effect.flatMap(
+    Clock.currentTimeMillis,
+    (now) =>
+      Effect.sync((): Store.Stats => {
+        const total = emptyCounts()
+        const targets: Record<string, ReturnType<typeof emptyCounts>> = {}
+        let oldest: number | undefined
+        for (const row of rows.values()) {
+          const key = countKey(row.status)
+          total[key]++
+          ;(targets[row.target] ??= emptyCounts())[key]++
+          if (isActive(row) && (oldest === undefined || row.enqueuedAt < oldest)) oldest = row.enqueuedAt
+        }
+        return {
+          ...total,
+          depth: total.pending + total.inFlight,
+          oldestPendingAgeMs: oldest === undefined ? 0 : Math.max(0, now - oldest),
+          targets
+        }
+      })
+  )
 
   const gauges: Store.DeliveryStore["gauges"] = Effect.map(stats, (s): Store.Gauges => {
     const targets: Record<string, { pending: number; inFlight: number; dead: number }> = {}
     for (const [name, c] of Object.entries(s.targets)) {
-      if (c.pending + c.inFlight + c.dead > 0) targets[name] = { pending: c.pending, inFlight: c.inFlight, dead: c.dead }
+      if (c.pending + c.inFlight + c.dead > 0) {
+        targets[name] = { pending: c.pending, inFlight: c.inFlight, dead: c.dead }
+      }
     }
-    return { pending: s.pending, inFlight: s.inFlight, dead: s.dead, depth: s.depth, oldestPendingAgeMs: s.oldestPendingAgeMs, targets }
+    return {
+      pending: s.pending,
+      inFlight: s.inFlight,
+      dead: s.dead,
+      depth: s.depth,
+      oldestPendingAgeMs: s.oldestPendingAgeMs,
+      targets
+    }
   })
 
   const retention: Store.DeliveryStore["retention"] = (olderThan) =>
@@ -510,7 +529,10 @@ export const make: Effect.Effect<Store.DeliveryStore> = Effect.gen(function*() {
       let deliveries = 0
       let removedEvents = 0
       for (const row of Array.from(rows.values())) {
-        if ((row.status === "delivered" || row.status === "compensated") && (row.finishedAt ?? now) < cutoff && !needed(row)) {
+        if (
+          (row.status === "delivered" || row.status === "compensated") && (row.finishedAt ?? now) < cutoff &&
+          !needed(row)
+        ) {
           deliveries++
           if (remove(row)) removedEvents++
         }
@@ -533,7 +555,11 @@ export const make: Effect.Effect<Store.DeliveryStore> = Effect.gen(function*() {
     gauges,
     retention,
     wakeups: signal.stream,
-    diagnostics: Effect.sync(() => ({ writeTransactions: writes, writeOperations: writes, largestBatch: writes > 0 ? 1 : 0 }))
+    diagnostics: Effect.sync(() => ({
+      writeTransactions: writes,
+      writeOperations: writes,
+      largestBatch: writes > 0 ? 1 : 0
+    }))
   }
 })
 

@@ -25,7 +25,21 @@ import { createRequire } from "node:module"
 import * as SqlClient from "@effect/sql/SqlClient"
 import * as PgClient from "@effect/sql-pg/PgClient"
 import * as Reactivity from "@effect/experimental/Reactivity"
-import { Data, Deferred, Duration, Effect, Exit, Layer, Metric, PubSub, Random, RcMap, Redacted, type Scope, Stream } from "effect"
+import {
+  Data,
+  Deferred,
+  Duration,
+  Effect,
+  Exit,
+  Layer,
+  Metric,
+  PubSub,
+  Random,
+  RcMap,
+  Redacted,
+  type Scope,
+  Stream
+} from "effect"
 import * as Metrics from "../Metrics.js"
 import * as Store from "../Store.js"
 import * as Sql from "./Sql.js"
@@ -152,7 +166,10 @@ interface PgListenClient {
   connect(): Promise<void>
   query(text: string): Promise<unknown>
   end(): Promise<void>
-  on(event: "notification", listener: (message: { readonly channel: string; readonly payload?: string | undefined }) => void): unknown
+  on(
+    event: "notification",
+    listener: (message: { readonly channel: string; readonly payload?: string | undefined }) => void
+  ): unknown
   on(event: "error", listener: (error: Error) => void): unknown
   on(event: "end", listener: () => void): unknown
 }
@@ -205,7 +222,6 @@ const backoffMillis = (failures: number) =>
     const ceiling = Math.min(30_000, 250 * 2 ** Math.min(failures - 1, 16))
     return Math.round(ceiling / 2 + (r * ceiling) / 2)
   })
-
 
 /**
  * One LISTEN connection's life: connect, `LISTEN`, `onListening`, then forward every notification
@@ -304,7 +320,9 @@ const listener = (
                 publish("")
               }
             })
-          const lost = yield* Effect.flip(Effect.scoped(listenOnce(pg, connection, channel, healthEvery, publish, onListening)))
+          const lost = yield* Effect.flip(
+            Effect.scoped(listenOnce(pg, connection, channel, healthEvery, publish, onListening))
+          )
           sessions++
           failures++
           yield* Metric.set(listening, 0)
@@ -317,7 +335,9 @@ const listener = (
           yield* Effect.sleep(delay)
         }
       }).pipe(
-        Effect.catchAllCause((cause) => Effect.logError("fanout store: LISTEN stopped; wake-ups come from polling only", cause))
+        Effect.catchAllCause((cause) =>
+          Effect.logError("fanout store: LISTEN stopped; wake-ups come from polling only", cause)
+        )
       )
     const channels = yield* RcMap.make({
       lookup: (channel: string) =>
@@ -327,5 +347,6 @@ const listener = (
           return pubsub
         })
     })
-    return (channel: string) => Stream.unwrapScoped(Effect.map(RcMap.get(channels, channel), (pubsub) => Stream.fromPubSub(pubsub)))
+    return (channel: string) =>
+      Stream.unwrapScoped(Effect.map(RcMap.get(channels, channel), (pubsub) => Stream.fromPubSub(pubsub)))
   })

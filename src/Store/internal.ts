@@ -28,7 +28,9 @@ export const encodeEnvelope = (event: Event.Any): Effect.Effect<string, StoreErr
       new StoreError({
         operation: "enqueue",
         reason: "InvalidInput",
-        message: `enqueue: event ${String(event?.id)} cannot be stored: ${cause instanceof Error ? cause.message : String(cause)}`,
+        message: `enqueue: event ${String(event?.id)} cannot be stored: ${
+          cause instanceof Error ? cause.message : String(cause)
+        }`,
         cause
       })
   })
@@ -98,13 +100,21 @@ export const decodeEnvelope = (operation: string, json: string): Effect.Effect<E
   try {
     parsed = JSON.parse(json)
   } catch (cause) {
-    return Effect.fail(new StoreError({ operation, reason: "Corrupt", message: `${operation}: stored envelope is not JSON`, cause }))
+    return Effect.fail(
+      new StoreError({ operation, reason: "Corrupt", message: `${operation}: stored envelope is not JSON`, cause })
+    )
   }
   const event = envelopeOf(parsed)
   if (event !== undefined) return Effect.succeed(event)
   return Effect.mapError(
     decodeStored(parsed),
-    (cause) => new StoreError({ operation, reason: "Corrupt", message: `${operation}: stored envelope is not an event: ${cause.message}`, cause })
+    (cause) =>
+      new StoreError({
+        operation,
+        reason: "Corrupt",
+        message: `${operation}: stored envelope is not an event: ${cause.message}`,
+        cause
+      })
   )
 }
 
@@ -114,7 +124,9 @@ export const decodeEnvelope = (operation: string, json: string): Effect.Effect<E
  * @internal
  */
 export const checkTargets = (targets: ReadonlyArray<string>): Effect.Effect<ReadonlyArray<string>, StoreError> => {
-  if (!Array.isArray(targets) || targets.length === 0) return Effect.fail(invalid("enqueue", "at least one target is required"))
+  if (!Array.isArray(targets) || targets.length === 0) {
+    return Effect.fail(invalid("enqueue", "at least one target is required"))
+  }
   const unique: Array<string> = []
   for (const target of targets) {
     if (typeof target !== "string" || target.length === 0 || target.length > 200) {
@@ -192,8 +204,12 @@ export const checkDependencies = (
   if (typeof after !== "object" || after === null) return Effect.fail(invalid("enqueue", "after must be an object"))
   const known = new Set(targets)
   for (const [target, inputs] of Object.entries(after)) {
-    if (!known.has(target)) return Effect.fail(invalid("enqueue", `after: ${JSON.stringify(target)} is not one of the targets`))
-    if (!Array.isArray(inputs)) return Effect.fail(invalid("enqueue", `after.${target} must be an array of target names`))
+    if (!known.has(target)) {
+      return Effect.fail(invalid("enqueue", `after: ${JSON.stringify(target)} is not one of the targets`))
+    }
+    if (!Array.isArray(inputs)) {
+      return Effect.fail(invalid("enqueue", `after.${target} must be an array of target names`))
+    }
     const unique: Array<string> = []
     for (const input of inputs) {
       if (typeof input !== "string" || !known.has(input)) {
@@ -239,7 +255,7 @@ export const dependentCounts = (
   keepAnswers: boolean
 ): Map<string, number> => {
   const counts = new Map<string, number>()
-  if (keepAnswers) for (const target of targets) counts.set(target, 1)
+  if (keepAnswers) { for (const target of targets) counts.set(target, 1) }
   for (const inputs of dependencies.values()) {
     for (const input of inputs) counts.set(input, (counts.get(input) ?? 0) + 1)
   }

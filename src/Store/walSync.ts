@@ -21,7 +21,11 @@ import * as fs from "node:fs"
 
 /** The part of `node:fs` the syncer uses (a test may hold a flush to observe the ordering). */
 export interface Fs {
-  readonly open: (path: string, flags: string, callback: (error: NodeJS.ErrnoException | null, fd: number) => void) => void
+  readonly open: (
+    path: string,
+    flags: string,
+    callback: (error: NodeJS.ErrnoException | null, fd: number) => void
+  ) => void
   readonly fdatasync: (fd: number, callback: (error: NodeJS.ErrnoException | null) => void) => void
   readonly closeSync: (fd: number) => void
 }

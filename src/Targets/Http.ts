@@ -32,7 +32,10 @@ export interface Options {
  * @since 0.1.0
  * @category constructors
  */
-export const make = <const Name extends string>(name: Name, options: Options): Target.Target<Name, unknown, unknown> => {
+export const make = <const Name extends string>(
+  name: Name,
+  options: Options
+): Target.Target<Name, unknown, unknown> => {
   const url = new URL(options.url).toString()
   const method = options.method ?? "POST"
   const headerEntries = Object.entries(options.headers ?? {})

@@ -5,7 +5,7 @@
  *
  * @internal
  */
-export const spanTrace = (): (() => string | undefined) => {
+export const spanTrace = (): () => string | undefined => {
   const limit = Error.stackTraceLimit
   Error.stackTraceLimit = 2
   const error = new Error()

@@ -205,7 +205,9 @@ export const rateLimited = (
   seconds: number,
   options: { readonly format?: "seconds" | "http-date"; readonly latency?: number } = {}
 ): Respond => {
-  if (!Number.isFinite(seconds) || seconds < 0) throw new RangeError(`fault: Retry-After must be >= 0 s, got ${seconds}`)
+  if (!Number.isFinite(seconds) || seconds < 0) {
+    throw new RangeError(`fault: Retry-After must be >= 0 s, got ${seconds}`)
+  }
   return respond(429, {
     retryAfter: { seconds, format: options.format ?? "seconds" },
     ...(options.latency !== undefined ? { latency: options.latency } : {})
@@ -286,7 +288,9 @@ export const random = (options: {
     throw new RangeError("fault: probabilities must each be in [0, 1] and sum to at most 1")
   }
   checkLatency(model.latency[0])
-  if (!(model.latency[1] >= model.latency[0])) throw new RangeError("fault: latency range must be [min, max] with min <= max")
+  if (!(model.latency[1] >= model.latency[0])) {
+    throw new RangeError("fault: latency range must be [min, max] with min <= max")
+  }
   return model
 }
 

@@ -162,7 +162,9 @@ type MutableReceived = {
  */
 export const make = (name: string, options: Options = {}): TestTarget => {
   if (!nameRule.test(name)) {
-    throw new TypeError(`TestTarget name must be a host label ([A-Za-z0-9_-], 1-63 characters), got ${JSON.stringify(name)}`)
+    throw new TypeError(
+      `TestTarget name must be a host label ([A-Za-z0-9_-], 1-63 characters), got ${JSON.stringify(name)}`
+    )
   }
   const choose = Fault.chooser(options.faults)
   const entries: Array<MutableReceived> = []
@@ -388,7 +390,9 @@ export const client = (targets: Iterable<TestTarget>): HttpClient.HttpClient => 
         )
       })
       return yield* serve.pipe(
-        Effect.onInterrupt(() => Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.sync(() => exchange.abort(now))))
+        Effect.onInterrupt(() =>
+          Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.sync(() => exchange.abort(now)))
+        )
       )
     })
   )

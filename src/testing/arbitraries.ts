@@ -264,7 +264,11 @@ export const policy = (options: PolicyOptions = {}): fc.Arbitrary<Policy.Input> 
       honorRetryAfter: fc.boolean()
     }),
     bulkhead: fc.record({ permits: int(options.permits ?? [1, 4]), queue: int(options.queue ?? [0, 32]) }),
-    circuitBreaker: cb === true ? breaker : cb === false ? fc.constant(false as const) : fc.oneof(fc.constant(false as const), breaker),
+    circuitBreaker: cb === true
+      ? breaker
+      : cb === false
+      ? fc.constant(false as const)
+      : fc.oneof(fc.constant(false as const), breaker),
     rateLimit: rl === true ? limit : rl === false ? fc.constant(undefined) : fc.option(limit, { nil: undefined })
   }).map(({ rateLimit, ...rest }): Policy.Input => rateLimit === undefined ? rest : { ...rest, rateLimit })
 }

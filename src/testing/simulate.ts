@@ -206,18 +206,33 @@ export const simulate = <E extends Event.Any>(options: Options<E>): Effect.Effec
         const log: Array<BreakerChange> = (breakers[target.name] = [])
         const subscribed = yield* Deferred.make<void>()
         yield* Effect.forkScoped(
-          Stream.runForEach(runtime.breaker.changes, (state) =>
-            Effect.flatMap(Clock.currentTimeMillis, (at) =>
-              Effect.sync(() => log.push({ at, state })).pipe(Effect.zipRight(Deferred.succeed(subscribed, undefined)))))
+          Stream.runForEach(
+            runtime.breaker.changes,
+            (state) =>
+              Effect.flatMap(
+                Clock.currentTimeMillis,
+                (at) =>
+                  Effect.sync(() => log.push({ at, state })).pipe(
+                    Effect.zipRight(Deferred.succeed(subscribed, undefined))
+                  )
+              )
+          )
         )
         yield* Deferred.await(subscribed)
       }
 
       const sends = yield* Effect.scoped(
         Effect.gen(function*() {
-          const sender = yield* Fanout.make(router, options.gracePeriod === undefined ? {} : {
-            gracePeriod: options.gracePeriod
-          }).pipe(Effect.provide(context as Context.Context<never>)) as Effect.Effect<Fanout.Sender<E>, never, Scope.Scope>
+          const sender = yield* Fanout.make(
+            router,
+            options.gracePeriod === undefined ? {} : {
+              gracePeriod: options.gracePeriod
+            }
+          ).pipe(Effect.provide(context as Context.Context<never>)) as Effect.Effect<
+            Fanout.Sender<E>,
+            never,
+            Scope.Scope
+          >
           return yield* Effect.forEach(events, (event) => sendOne(sender as Fanout.Sender<Event.Any>, event, mode), {
             concurrency: options.concurrency ?? "unbounded"
           })
@@ -262,7 +277,9 @@ export const simulate = <E extends Event.Any>(options: Options<E>): Effect.Effec
         reason: exit,
         message: exit === "Horizon"
           ? `simulation did not finish within its horizon of ${horizon} ms of virtual time`
-          : `simulation stalled after ${time.now() - start} ms of virtual time: a fiber waits on something that is neither time nor a TestTarget`
+          : `simulation stalled after ${
+            time.now() - start
+          } ms of virtual time: a fiber waits on something that is neither time nor a TestTarget`
       })
     }
     if (isTestClock(clock)) yield* clock.adjust(time.now() - start)

@@ -9,7 +9,11 @@ const settle = Effect.repeatN(Effect.yieldNow(), 20)
 
 describe("Bulkhead", () => {
   /** Runs every hold concurrently through the bulkhead; returns the largest number seen in flight at once. */
-  const maxConcurrent = (bulkhead: Bulkhead.Bulkhead, holds: ReadonlyArray<number>, hold: (n: number) => Effect.Effect<void>) =>
+  const maxConcurrent = (
+    bulkhead: Bulkhead.Bulkhead,
+    holds: ReadonlyArray<number>,
+    hold: (n: number) => Effect.Effect<void>
+  ) =>
     Effect.gen(function*() {
       let current = 0
       let max = 0

@@ -16,7 +16,11 @@ const takeInstants = (limiter: RateLimit.RateLimiter, n: number, advance: Durati
     const fiber = yield* Effect.fork(
       Effect.forEach(
         Array.from({ length: n }),
-        () => Effect.zipRight(limiter.take, Effect.flatMap(Clock.currentTimeMillis, (t) => Effect.sync(() => instants.push(t)))),
+        () =>
+          Effect.zipRight(
+            limiter.take,
+            Effect.flatMap(Clock.currentTimeMillis, (t) => Effect.sync(() => instants.push(t)))
+          ),
         { concurrency: "unbounded", discard: true }
       )
     )
@@ -37,7 +41,10 @@ describe("RateLimit", () => {
     Effect.gen(function*() {
       const limiter = yield* limiterOf({ limit: 2, interval: "1 second" })
       const instants: Array<number> = []
-      const takeAndRecord = Effect.zipRight(limiter.take, Effect.flatMap(Clock.currentTimeMillis, (t) => Effect.sync(() => instants.push(t))))
+      const takeAndRecord = Effect.zipRight(
+        limiter.take,
+        Effect.flatMap(Clock.currentTimeMillis, (t) => Effect.sync(() => instants.push(t)))
+      )
       const fiber = yield* Effect.fork(Effect.repeatN(takeAndRecord, 4))
       yield* TestClock.adjust("10 seconds")
       yield* Fiber.join(fiber)

@@ -63,7 +63,12 @@ describe("Retry.baseDelay / decide", () => {
       const base = { maxAttempts: 100, initialDelay: initial, factor, maxDelay, maxElapsed: "1 day" } as const
       const d = Math.min(maxDelay, initial * factor ** (attempts - 1))
       const delayOf = (jitter: "full" | "equal" | "none") => {
-        const decision = Retry.decide(retryOptions({ ...base, jitter }), { attempts, elapsed: 0, error: transient(), random })
+        const decision = Retry.decide(retryOptions({ ...base, jitter }), {
+          attempts,
+          elapsed: 0,
+          error: transient(),
+          random
+        })
         if (decision._tag !== "Retry") throw new Error(`expected a retry, got ${decision.reason}`)
         assert.isFalse(decision.honoredRetryAfter)
         return decision.delay
@@ -117,7 +122,10 @@ describe("Retry.baseDelay / decide", () => {
         reason: "Permanent"
       })
     }
-    assert.strictEqual(Retry.decide(options, { attempts: 1, elapsed: 0, error: attemptTimeout, random: 0 })._tag, "Retry")
+    assert.strictEqual(
+      Retry.decide(options, { attempts: 1, elapsed: 0, error: attemptTimeout, random: 0 })._tag,
+      "Retry"
+    )
   })
 
   it("Retry-After replaces the computed delay, capped at maxDelay; honorRetryAfter:false ignores it", () => {
@@ -125,7 +133,11 @@ describe("Retry.baseDelay / decide", () => {
     const decide = (o: Policy.RetryOptions, error: TargetError.DeliveryError) =>
       Retry.decide(o, { attempts: 1, elapsed: 0, error, random: 0.5 })
     assert.deepStrictEqual(decide(options, transient(4_000)), { _tag: "Retry", delay: 4_000, honoredRetryAfter: true })
-    assert.deepStrictEqual(decide(options, transient(60_000)), { _tag: "Retry", delay: 10_000, honoredRetryAfter: true })
+    assert.deepStrictEqual(decide(options, transient(60_000)), {
+      _tag: "Retry",
+      delay: 10_000,
+      honoredRetryAfter: true
+    })
     // Shorter than the computed delay is honoured too (the server knows best).
     assert.deepStrictEqual(decide(options, transient(20)), { _tag: "Retry", delay: 20, honoredRetryAfter: true })
     // Local refusals carry a retryAfter as well.
@@ -219,28 +231,33 @@ describe("Retry.schedule under TestClock: the instants at which attempts run", (
       maxAttempts: fc.integer({ min: 1, max: 10 })
     },
     ({ jitter, maxAttempts, seed }) => {
-        const options = retryOptions({ maxAttempts, initialDelay: 100, factor: 2, maxDelay: 3_000, jitter })
-        const outputs = Chunk.toReadonlyArray(Effect.runSync(
-          Schedule.run(Retry.schedule(options), 0, Array.from({ length: maxAttempts }, () => transient())).pipe(
-            Effect.withRandom(Random.make(seed))
-          )
-        ))
-        assert.strictEqual(outputs.length, maxAttempts)
-        assert.deepStrictEqual(outputs.at(-1), { _tag: "GiveUp", reason: "MaxAttempts" })
-        outputs.slice(0, -1).forEach((decision, i) => {
-          const d = Math.min(3_000, 100 * 2 ** i)
-          const low = jitter === "full" ? 0 : d / 2
-          if (decision._tag !== "Retry") throw new Error("expected a retry")
-          assert.isTrue(decision.delay >= low && decision.delay <= d, `${decision.delay} not in [${low}, ${d}]`)
-        })
-      },
+      const options = retryOptions({ maxAttempts, initialDelay: 100, factor: 2, maxDelay: 3_000, jitter })
+      const outputs = Chunk.toReadonlyArray(Effect.runSync(
+        Schedule.run(Retry.schedule(options), 0, Array.from({ length: maxAttempts }, () => transient())).pipe(
+          Effect.withRandom(Random.make(seed))
+        )
+      ))
+      assert.strictEqual(outputs.length, maxAttempts)
+      assert.deepStrictEqual(outputs.at(-1), { _tag: "GiveUp", reason: "MaxAttempts" })
+      outputs.slice(0, -1).forEach((decision, i) => {
+        const d = Math.min(3_000, 100 * 2 ** i)
+        const low = jitter === "full" ? 0 : d / 2
+        if (decision._tag !== "Retry") throw new Error("expected a retry")
+        assert.isTrue(decision.delay >= low && decision.delay <= d, `${decision.delay} not in [${low}, ${d}]`)
+      })
+    },
     { fastCheck: { numRuns: 200 } }
   )
 
   it.effect("the schedule's output is the decision taken (Schedule.run, no sleeping)", () =>
     Effect.gen(function*() {
       const options = retryOptions({ maxAttempts: 4, initialDelay: 100, jitter: "none" })
-      const outputs = yield* Schedule.run(Retry.schedule(options), 0, [transient(), transient(3_000), transient(), transient()])
+      const outputs = yield* Schedule.run(Retry.schedule(options), 0, [
+        transient(),
+        transient(3_000),
+        transient(),
+        transient()
+      ])
       assert.deepStrictEqual(Chunk.toReadonlyArray(outputs), [
         { _tag: "Retry", delay: 100, honoredRetryAfter: false },
         { _tag: "Retry", delay: 3_000, honoredRetryAfter: true },

@@ -9,8 +9,11 @@ import * as Fault from "../../src/testing/Fault.js"
 import * as Metrics from "../../src/Server/Metrics.js"
 import { eventually, isErrorShape, promise, start, totalDeliveries } from "./harness.js"
 
-
-const order = (extra: Record<string, unknown> = {}) => ({ type: "order.placed", payload: { sku: "s-1", qty: 2 }, ...extra })
+const order = (extra: Record<string, unknown> = {}) => ({
+  type: "order.placed",
+  payload: { sku: "s-1", qty: 2 },
+  ...extra
+})
 
 describe("POST /v1/events", () => {
   it.scopedLive("202 with the id and one pending delivery per routed target; the store has the event", () =>
@@ -19,7 +22,10 @@ describe("POST /v1/events", () => {
       const r = yield* promise(() => h.request("/v1/events", { json: order({ key: "k-1", headers: { "x-t": "1" } }) }))
       assert.strictEqual(r.status, 202)
       assert.match(r.body.id, /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/)
-      assert.deepStrictEqual(r.body.deliveries.map((d: any) => [d.target, d.status]).sort(), [["a", "pending"], ["b", "pending"]])
+      assert.deepStrictEqual(r.body.deliveries.map((d: any) => [d.target, d.status]).sort(), [["a", "pending"], [
+        "b",
+        "pending"
+      ]])
       assert.strictEqual(r.body.duplicate, false)
       assert.strictEqual(r.headers.get("location"), `/v1/events/${r.body.id}`)
       const stored = yield* h.store.status(r.body.id)
@@ -51,16 +57,24 @@ describe("POST /v1/events", () => {
       assert.strictEqual(other.headers.get("location"), "/v1/events/evt-1")
       assert.strictEqual(yield* promise(() => totalDeliveries(h.store)), 2)
 
-      const byHeader = yield* promise(() => h.request("/v1/events", { json: order(), headers: { "idempotency-key": "key-9" } }))
+      const byHeader = yield* promise(() =>
+        h.request("/v1/events", { json: order(), headers: { "idempotency-key": "key-9" } })
+      )
       assert.strictEqual(byHeader.status, 202)
       assert.strictEqual(byHeader.body.id, "key-9")
-      const repeat = yield* promise(() => h.request("/v1/events", { json: order(), headers: { "idempotency-key": "key-9" } }))
+      const repeat = yield* promise(() =>
+        h.request("/v1/events", { json: order(), headers: { "idempotency-key": "key-9" } })
+      )
       assert.strictEqual(repeat.status, 200)
       assert.strictEqual(yield* promise(() => totalDeliveries(h.store)), 4)
 
-      const same = yield* promise(() => h.request("/v1/events", { json: order({ id: "key-10" }), headers: { "idempotency-key": "key-10" } }))
+      const same = yield* promise(() =>
+        h.request("/v1/events", { json: order({ id: "key-10" }), headers: { "idempotency-key": "key-10" } })
+      )
       assert.strictEqual(same.status, 202)
-      const conflict = yield* promise(() => h.request("/v1/events", { json: order({ id: "a" }), headers: { "idempotency-key": "b" } }))
+      const conflict = yield* promise(() =>
+        h.request("/v1/events", { json: order({ id: "a" }), headers: { "idempotency-key": "b" } })
+      )
       assert.strictEqual(conflict.status, 400)
       assert.isTrue(isErrorShape(conflict.body, 400))
       assert.strictEqual(conflict.body.error.issues[0].path, "id")
@@ -95,7 +109,10 @@ describe("POST /v1/events", () => {
       assert.strictEqual(b.lastError, "http_400")
       const s = yield* promise(() => h.request("/v1/events?wait=settled", { json: order({ id: "w-3" }) }))
       assert.strictEqual(s.status, 200)
-      assert.deepStrictEqual(s.body.deliveries.map((d: any) => [d.target, d.status]).sort(), [["a", "delivered"], ["b", "dead"]])
+      assert.deepStrictEqual(s.body.deliveries.map((d: any) => [d.target, d.status]).sort(), [["a", "delivered"], [
+        "b",
+        "dead"
+      ]])
     }))
 
   it.scopedLive("?wait= gives up at the wait timeout (or Prefer: wait=N) with 202 and the current states", () =>
@@ -112,7 +129,9 @@ describe("POST /v1/events", () => {
       // Prefer bound at work; that it waited ~1 s is a lower bound of the code's own.
       const h2 = yield* start({ server: { waitTimeout: "1 hour" } })
       const t2 = Date.now()
-      const p = yield* promise(() => h2.request("/v1/events?wait=settled", { json: order(), headers: { prefer: "wait=1" } }))
+      const p = yield* promise(() =>
+        h2.request("/v1/events?wait=settled", { json: order(), headers: { prefer: "wait=1" } })
+      )
       assert.strictEqual(p.status, 202)
       assert.strictEqual(p.body.settled, false)
       assert.isAtLeast(Date.now() - t2, 900)
@@ -149,7 +168,9 @@ describe("POST /v1/events:batch", () => {
       )
       assert.strictEqual(unrouted.status, 422)
       assert.deepStrictEqual(unrouted.body.error.issues.map((i: any) => i.path), ["events[1].type"])
-      const tooMany = yield* promise(() => h.request("/v1/events:batch", { json: { events: [order(), order(), order(), order()] } }))
+      const tooMany = yield* promise(() =>
+        h.request("/v1/events:batch", { json: { events: [order(), order(), order(), order()] } })
+      )
       assert.strictEqual(tooMany.status, 400)
       assert.strictEqual(tooMany.body.error.issues[0].path, "events")
       const empty = yield* promise(() => h.request("/v1/events:batch", { json: { events: [] } }))
@@ -176,7 +197,11 @@ describe("GET /v1/events/{id}", () => {
       const b = s.body.deliveries.find((d: any) => d.target === "b")
       assert.strictEqual(b.status, "delivered")
       assert.strictEqual(b.idempotencyKey, "s-1:b")
-      assert.deepStrictEqual(b.history.map((a: any) => [a.number, a.outcome, a.status]), [[1, "http_503", 503], [2, "success", 200]])
+      assert.deepStrictEqual(b.history.map((a: any) => [a.number, a.outcome, a.status]), [[1, "http_503", 503], [
+        2,
+        "success",
+        200
+      ]])
       assert.isFalse(Number.isNaN(Date.parse(b.history[0].startedAt)))
       assert.notProperty(b.history[0], "lease")
       // Ids with reserved characters round-trip through the Location header.
@@ -208,17 +233,25 @@ describe("dead letters", () => {
         }
       })
       for (const id of ["d-1", "d-2", "d-3"]) {
-        const r = yield* promise(() => h.request("/v1/events?wait=settled", { json: order({ id, payload: id === "d-3" ? "bad-a" : 1 }) }))
+        const r = yield* promise(() =>
+          h.request("/v1/events?wait=settled", { json: order({ id, payload: id === "d-3" ? "bad-a" : 1 }) })
+        )
         assert.strictEqual(r.status, 200, r.text)
       }
       const all = yield* promise(() => h.request("/v1/dead-letters"))
       assert.strictEqual(all.status, 200)
       assert.strictEqual(all.body.items.length, 4) // b for all three, a for d-3
       const onlyA = yield* promise(() => h.request("/v1/dead-letters?target=a"))
-      assert.deepStrictEqual(onlyA.body.items.map((d: any) => [d.eventId, d.target, d.lastError]), [["d-3", "a", "http_410"]])
+      assert.deepStrictEqual(onlyA.body.items.map((d: any) => [d.eventId, d.target, d.lastError]), [[
+        "d-3",
+        "a",
+        "http_410"
+      ]])
       const byLabel = yield* promise(() => h.request("/v1/dead-letters?error=http_400"))
       assert.strictEqual(byLabel.body.items.length, 3)
-      const future = yield* promise(() => h.request(`/v1/dead-letters?from=${encodeURIComponent(new Date(Date.now() + 3_600_000).toISOString())}`))
+      const future = yield* promise(() =>
+        h.request(`/v1/dead-letters?from=${encodeURIComponent(new Date(Date.now() + 3_600_000).toISOString())}`)
+      )
       assert.strictEqual(future.body.items.length, 0)
       const past = yield* promise(() => h.request(`/v1/dead-letters?to=${Date.now() + 60_000}&from=0`))
       assert.strictEqual(past.body.items.length, 4)
@@ -362,7 +395,21 @@ describe("operations", () => {
       assert.strictEqual(r.status, 200)
       const doc = r.body
       yield* promise(() => SwaggerParser.validate(structuredClone(doc)))
-      for (const path of ["/v1/events", "/v1/events:batch", "/v1/events/{id}", "/v1/dead-letters", "/v1/dead-letters/{id}/replay", "/v1/dead-letters:replay", "/v1/dead-letters/{id}", "/v1/targets", "/healthz", "/readyz", "/metrics"]) {
+      for (
+        const path of [
+          "/v1/events",
+          "/v1/events:batch",
+          "/v1/events/{id}",
+          "/v1/dead-letters",
+          "/v1/dead-letters/{id}/replay",
+          "/v1/dead-letters:replay",
+          "/v1/dead-letters/{id}",
+          "/v1/targets",
+          "/healthz",
+          "/readyz",
+          "/metrics"
+        ]
+      ) {
         assert.property(doc.paths, path)
       }
       assert.notProperty(doc.paths, "/v1/events:{batch}")
@@ -419,7 +466,9 @@ describe("operations", () => {
   it.scopedLive("/metrics uses the MetricsRenderer when one is provided", () =>
     Effect.gen(function*() {
       const h = yield* start({
-        renderer: Layer.succeed(Metrics.MetricsRenderer, { render: Effect.succeed("# TYPE custom_total counter\ncustom_total 7\n") })
+        renderer: Layer.succeed(Metrics.MetricsRenderer, {
+          render: Effect.succeed("# TYPE custom_total counter\ncustom_total 7\n")
+        })
       })
       const r = yield* promise(() => h.request("/metrics"))
       assert.strictEqual(r.text, "# TYPE custom_total counter\ncustom_total 7\n")

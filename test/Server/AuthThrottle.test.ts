@@ -41,7 +41,11 @@ describe("AuthThrottle (the window per address)", () => {
     for (let i = 0; i < 10_000; i++) t.failed(`10.0.${i >> 8}.${i & 255}`, 1_000 + i)
     assert.strictEqual(t.size(), 3)
     // The newest three are kept; the first was forgotten.
-    assert.strictEqual(t.failed("10.0.39.15", 20_000), 51, "the newest address's 2nd failure throttles it (window opened at 10 999)")
+    assert.strictEqual(
+      t.failed("10.0.39.15", 20_000),
+      51,
+      "the newest address's 2nd failure throttles it (window opened at 10 999)"
+    )
     assert.strictEqual(t.failed("10.0.0.0", 20_000), 0, "the oldest was evicted: its count starts again")
     // Once their windows have ended, old entries are dropped as new ones open.
     t.failed("x", 200_000)
@@ -61,7 +65,10 @@ describe("Auth.makeCheck / layerCheck with the throttle", () => {
   it.effect("20 failures in a minute (the default), then 429 + Retry-After even for the right key, until the window passes; others unaffected; counted; logged by address only", () =>
     Effect.gen(function*() {
       const lines: Array<string> = []
-      const logger = Logger.replace(Logger.defaultLogger, Logger.make(({ message }) => void lines.push(String(Array.isArray(message) ? message.join(" ") : message))))
+      const logger = Logger.replace(
+        Logger.defaultLogger,
+        Logger.make(({ message }) => void lines.push(String(Array.isArray(message) ? message.join(" ") : message)))
+      )
       const context = yield* Layer.build(Auth.layerCheck(options())).pipe(Effect.provide(logger))
       const { check } = Context.get(context, Auth.AuthCheck)
       const attacker = "203.0.113.7"
@@ -82,7 +89,11 @@ describe("Auth.makeCheck / layerCheck with the throttle", () => {
         assert.strictEqual(answer.headers["retry-after"], "40")
       }
       assert.strictEqual(yield* check("Bearer k-1", "198.51.100.1"), "key-1", "a valid key from another address")
-      assert.strictEqual((yield* Effect.flip(check("Bearer nope", "198.51.100.1"))).error.status, 401, "another address's failure is a 401")
+      assert.strictEqual(
+        (yield* Effect.flip(check("Bearer nope", "198.51.100.1"))).error.status,
+        401,
+        "another address's failure is a 401"
+      )
       assert.strictEqual(yield* check("Bearer k-1", undefined), "key-1", "no address (a closed socket): not throttled")
 
       yield* TestClock.adjust("39 seconds")
@@ -120,7 +131,11 @@ describe("Auth.makeCheck / layerCheck with the throttle", () => {
 
   it.effect("options: the defaults, the JSON configuration, and bad values", () =>
     Effect.gen(function*() {
-      assert.deepStrictEqual(ServerOptions.make({}).authThrottle, { limit: 20, intervalMs: 60_000, maxAddresses: 10_000 })
+      assert.deepStrictEqual(ServerOptions.make({}).authThrottle, {
+        limit: 20,
+        intervalMs: 60_000,
+        maxAddresses: 10_000
+      })
       assert.deepStrictEqual(ServerOptions.make({ authThrottle: { interval: "5 minutes" } }).authThrottle, {
         limit: 20,
         intervalMs: 300_000,
@@ -129,15 +144,21 @@ describe("Auth.makeCheck / layerCheck with the throttle", () => {
       assert.isUndefined(ServerOptions.make({ authThrottle: false }).authThrottle)
       assert.throws(() => ServerOptions.make({ authThrottle: { limit: 0 } }), /authThrottle.limit must be positive/)
 
-      const decode = (server: unknown) => Effect.either(Config.decode("fanout.config.json", { server, targets: {}, routes: {} }))
+      const decode = (server: unknown) =>
+        Effect.either(Config.decode("fanout.config.json", { server, targets: {}, routes: {} }))
       const resolved = (server: unknown) =>
-        Effect.map(Effect.orDie(Config.decode("fanout.config.json", { server, targets: {}, routes: {} })), (config) =>
-          Either.getOrThrow(ServerOptions.fromConfig(config.server, {})).authThrottle)
-      assert.deepStrictEqual(yield* resolved({ authThrottle: { limit: 5, interval: "30 seconds", maxAddresses: 100 } }), {
-        limit: 5,
-        intervalMs: 30_000,
-        maxAddresses: 100
-      })
+        Effect.map(
+          Effect.orDie(Config.decode("fanout.config.json", { server, targets: {}, routes: {} })),
+          (config) => Either.getOrThrow(ServerOptions.fromConfig(config.server, {})).authThrottle
+        )
+      assert.deepStrictEqual(
+        yield* resolved({ authThrottle: { limit: 5, interval: "30 seconds", maxAddresses: 100 } }),
+        {
+          limit: 5,
+          intervalMs: 30_000,
+          maxAddresses: 100
+        }
+      )
       assert.isUndefined(yield* resolved({ authThrottle: false }))
       assert.deepStrictEqual(yield* resolved({}), { limit: 20, intervalMs: 60_000, maxAddresses: 10_000 })
       assert.isTrue(Either.isLeft(yield* decode({ authThrottle: { limit: -1 } })))
@@ -181,60 +202,89 @@ const exchange = (port: number, bytes: string, localAddress = "127.0.0.1"): Prom
   })
 
 const post = (path: string, body: string, authorization: string | undefined) =>
-  `POST ${path} HTTP/1.1\r\nHost: fanout.test\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
+  `POST ${path} HTTP/1.1\r\nHost: fanout.test\r\ncontent-type: application/json\r\ncontent-length: ${
+    Buffer.byteLength(body)
+  }\r\n` +
   (authorization === undefined ? "" : `authorization: ${authorization}\r\n`) + "\r\n" + body
 
-const get = (path: string, authorization: string) => `GET ${path} HTTP/1.1\r\nHost: fanout.test\r\nauthorization: ${authorization}\r\n\r\n`
+const get = (path: string, authorization: string) =>
+  `GET ${path} HTTP/1.1\r\nHost: fanout.test\r\nauthorization: ${authorization}\r\n\r\n`
 
 const statusOf = (response: string) => Number(response.split(" ", 2)[1])
 const normalise = (response: string) =>
   response.replace(/\r\nDate: [^\r]+/i, "\r\nDate: <date>").replace(/[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f-]{27}/g, "<uuid>")
 
 describe("throttled on both paths (lean ingest listener and HttpApi router), alike", () => {
-  it.scopedLive("3 failures from 127.0.0.1: then 429 + Retry-After for it on every route, whatever the key; 127.0.0.2 unaffected; the window passes", () =>
-    Effect.gen(function*() {
-      const time = manualClock(1_700_000_000_000)
-      const server = (leanIngest: boolean) =>
-        start({ server: { apiKeys: ["k-1"], authThrottle: { limit: 3, interval: "1 minute" }, leanIngest } }).pipe(Effect.withClock(time.clock))
-      const lean = yield* server(true)
-      const app = yield* server(false)
-      const event = (id: string) => JSON.stringify({ id, type: "order.placed", payload: { qty: 1 } })
+  it.scopedLive(
+    "3 failures from 127.0.0.1: then 429 + Retry-After for it on every route, whatever the key; 127.0.0.2 unaffected; the window passes",
+    () =>
+      Effect.gen(function*() {
+        const time = manualClock(1_700_000_000_000)
+        const server = (leanIngest: boolean) =>
+          start({ server: { apiKeys: ["k-1"], authThrottle: { limit: 3, interval: "1 minute" }, leanIngest } }).pipe(
+            Effect.withClock(time.clock)
+          )
+        const lean = yield* server(true)
+        const app = yield* server(false)
+        const event = (id: string) => JSON.stringify({ id, type: "order.placed", payload: { qty: 1 } })
 
-      /** The same request to both servers: the same answer, byte for byte (Date masked); its status. */
-      const both = (name: string, bytes: string, from?: string) =>
-        Effect.gen(function*() {
-          const a = normalise(yield* Effect.promise(() => exchange(lean.port, bytes, from)))
-          const b = normalise(yield* Effect.promise(() => exchange(app.port, bytes, from)))
-          assert.strictEqual(a, b, name)
-          return a
-        })
+        /** The same request to both servers: the same answer, byte for byte (Date masked); its status. */
+        const both = (name: string, bytes: string, from?: string) =>
+          Effect.gen(function*() {
+            const a = normalise(yield* Effect.promise(() => exchange(lean.port, bytes, from)))
+            const b = normalise(yield* Effect.promise(() => exchange(app.port, bytes, from)))
+            assert.strictEqual(a, b, name)
+            return a
+          })
 
-      for (let i = 0; i < 3; i++) {
-        const r = yield* both(`guess ${i}`, post("/v1/events", event(`g-${i}`), `Bearer guess-${i}`))
-        assert.strictEqual(statusOf(r), 401, `guess ${i}`)
-        time.advance(5_000)
-      }
-      // 15 s after the window opened: 45 s left.
-      const cases = [
-        ["the right key, lean route", post("/v1/events", event("t-1"), "Bearer k-1")],
-        ["no key", post("/v1/events", event("t-2"), undefined)],
-        ["a batch", post("/v1/events:batch", JSON.stringify({ events: [JSON.parse(event("t-3"))] }), "Bearer k-1")],
-        ["another route (HttpApi on both)", get("/v1/dead-letters", "Bearer k-1")]
-      ] as const
-      for (const [name, bytes] of cases) {
-        const r = yield* both(name, bytes)
-        assert.strictEqual(statusOf(r), 429, name)
-        assert.match(r, /\r\nretry-after: 45\r\n/i, name)
-        assert.include(r, "\"code\":\"too_many_auth_failures\"", name)
-      }
-      assert.strictEqual(statusOf(yield* both("another address, the right key", post("/v1/events", event("o-1"), "Bearer k-1"), "127.0.0.2")), 202)
-      assert.strictEqual(statusOf(yield* both("another address, a wrong key", post("/v1/events", event("o-2"), "Bearer nope"), "127.0.0.2")), 401)
-      assert.strictEqual((yield* lean.store.status("t-1")).pipe(Option.isNone), true, "nothing stored for a throttled request")
+        for (let i = 0; i < 3; i++) {
+          const r = yield* both(`guess ${i}`, post("/v1/events", event(`g-${i}`), `Bearer guess-${i}`))
+          assert.strictEqual(statusOf(r), 401, `guess ${i}`)
+          time.advance(5_000)
+        }
+        // 15 s after the window opened: 45 s left.
+        const cases = [
+          ["the right key, lean route", post("/v1/events", event("t-1"), "Bearer k-1")],
+          ["no key", post("/v1/events", event("t-2"), undefined)],
+          ["a batch", post("/v1/events:batch", JSON.stringify({ events: [JSON.parse(event("t-3"))] }), "Bearer k-1")],
+          ["another route (HttpApi on both)", get("/v1/dead-letters", "Bearer k-1")]
+        ] as const
+        for (const [name, bytes] of cases) {
+          const r = yield* both(name, bytes)
+          assert.strictEqual(statusOf(r), 429, name)
+          assert.match(r, /\r\nretry-after: 45\r\n/i, name)
+          assert.include(r, "\"code\":\"too_many_auth_failures\"", name)
+        }
+        assert.strictEqual(
+          statusOf(
+            yield* both("another address, the right key", post("/v1/events", event("o-1"), "Bearer k-1"), "127.0.0.2")
+          ),
+          202
+        )
+        assert.strictEqual(
+          statusOf(
+            yield* both("another address, a wrong key", post("/v1/events", event("o-2"), "Bearer nope"), "127.0.0.2")
+          ),
+          401
+        )
+        assert.strictEqual(
+          (yield* lean.store.status("t-1")).pipe(Option.isNone),
+          true,
+          "nothing stored for a throttled request"
+        )
 
-      time.advance(44_000)
-      assert.match(yield* both("1 s left", post("/v1/events", event("t-4"), "Bearer k-1")), /\r\nretry-after: 1\r\n/i)
-      time.advance(1_000)
-      assert.strictEqual(statusOf(yield* both("the window has passed", post("/v1/events", event("p-1"), "Bearer k-1"))), 202)
-      assert.strictEqual(statusOf(yield* both("a new window: 401 again", post("/v1/events", event("p-2"), "Bearer nope"))), 401)
-    }), { timeout: 30_000 })
+        time.advance(44_000)
+        assert.match(yield* both("1 s left", post("/v1/events", event("t-4"), "Bearer k-1")), /\r\nretry-after: 1\r\n/i)
+        time.advance(1_000)
+        assert.strictEqual(
+          statusOf(yield* both("the window has passed", post("/v1/events", event("p-1"), "Bearer k-1"))),
+          202
+        )
+        assert.strictEqual(
+          statusOf(yield* both("a new window: 401 again", post("/v1/events", event("p-2"), "Bearer nope"))),
+          401
+        )
+      }),
+    { timeout: 30_000 }
+  )
 })

@@ -84,7 +84,10 @@ const nearEvent = fc.record(
     type: eventType,
     key: fc.oneof(fc.string({ maxLength: 210 }), fc.integer()),
     payload: fc.jsonValue({ maxDepth: 4 }),
-    headers: fc.oneof(fc.dictionary(fc.string({ maxLength: 10 }), fc.oneof(fc.string({ maxLength: 10 }), fc.integer())), fc.string()),
+    headers: fc.oneof(
+      fc.dictionary(fc.string({ maxLength: 10 }), fc.oneof(fc.string({ maxLength: 10 }), fc.integer())),
+      fc.string()
+    ),
     createdAt: fc.string(),
     extra: fc.anything({ maxDepth: 2 })
   },
@@ -96,7 +99,10 @@ const body: fc.Arbitrary<Buffer> = fc.oneof(
   { arbitrary: fc.fullUnicodeString({ maxLength: 100 }).map((s) => Buffer.from(s)), weight: 1 },
   { arbitrary: fc.json({ maxDepth: 5 }).map((s) => Buffer.from(s)), weight: 2 },
   { arbitrary: nearEvent.map((e) => Buffer.from(JSON.stringify(e))), weight: 5 },
-  { arbitrary: fc.array(nearEvent, { maxLength: 4 }).map((events) => Buffer.from(JSON.stringify({ events }))), weight: 2 },
+  {
+    arbitrary: fc.array(nearEvent, { maxLength: 4 }).map((events) => Buffer.from(JSON.stringify({ events }))),
+    weight: 2
+  },
   { arbitrary: fc.integer({ min: 1, max: 3000 }).map((n) => Buffer.from("[".repeat(n) + "]".repeat(n))), weight: 1 },
   {
     arbitrary: fc.integer({ min: 50, max: 200 }).map((n) =>
@@ -104,8 +110,16 @@ const body: fc.Arbitrary<Buffer> = fc.oneof(
     ),
     weight: 1
   },
-  { arbitrary: fc.constant(Buffer.from("{\"type\":\"x\",\"type\":\"order.placed\",\"payload\":1,\"payload\":2}")), weight: 1 },
-  { arbitrary: fc.integer({ min: 1, max: 20_000 }).map((n) => Buffer.from(JSON.stringify({ type: "order.placed", payload: "x".repeat(n) }))), weight: 1 },
+  {
+    arbitrary: fc.constant(Buffer.from("{\"type\":\"x\",\"type\":\"order.placed\",\"payload\":1,\"payload\":2}")),
+    weight: 1
+  },
+  {
+    arbitrary: fc.integer({ min: 1, max: 20_000 }).map((n) =>
+      Buffer.from(JSON.stringify({ type: "order.placed", payload: "x".repeat(n) }))
+    ),
+    weight: 1
+  },
   { arbitrary: fc.uint8Array({ maxLength: 100 }).map((a) => Buffer.from(a)), weight: 1 },
   { arbitrary: fc.constant(Buffer.alloc(0)), weight: 1 }
 )
@@ -149,12 +163,17 @@ const mostlyValid: fc.Arbitrary<Sent> = fc.record({
   path: fc.constantFrom("/v1/events", "/v1/events", "/v1/events?wait=settled"),
   contentType: fc.constantFrom("application/json", "application/json; charset=utf-8", "text/plain"),
   authorization: fc.constantFrom(`Bearer ${KEY}`, `Bearer ${KEY}`, `Bearer ${KEY}`, "Bearer nope"),
-  idempotencyKey: fc.option(fc.string({ minLength: 1, maxLength: 220 }).map((s) => s.replace(/[^\x20-\x7e]/g, "k").trim() || "k"), { nil: undefined, freq: 3 }),
+  idempotencyKey: fc.option(
+    fc.string({ minLength: 1, maxLength: 220 }).map((s) => s.replace(/[^\x20-\x7e]/g, "k").trim() || "k"),
+    { nil: undefined, freq: 3 }
+  ),
   extra: extraHeaders,
   body: fc.oneof(
     { arbitrary: validEvent.map((e) => Buffer.from(JSON.stringify(e))), weight: 5 },
     {
-      arbitrary: fc.integer({ min: 2_000, max: 20_000 }).map((n) => Buffer.from(JSON.stringify({ type: "order.placed", payload: "y".repeat(n) }))),
+      arbitrary: fc.integer({ min: 2_000, max: 20_000 }).map((n) =>
+        Buffer.from(JSON.stringify({ type: "order.placed", payload: "y".repeat(n) }))
+      ),
       weight: 1
     }
   ),
@@ -183,48 +202,52 @@ const encode = (r: Sent): Buffer => {
 }
 
 describe("fuzzing", () => {
-  it.scopedLive("whatever is sent: never a 5xx, every error in the one shape, nothing enqueued for rejected input", () =>
-    Effect.gen(function*() {
-      const h = yield* start({
-        server: { apiKeys: [KEY], maxBodyBytes: 4 * 1024, waitTimeout: "30 millis", maxBatch: 3 }
-      })
-      const seen = new Map<number, number>()
-      yield* Effect.promise(() =>
-        fc.assert(
-          fc.asyncProperty(request, async (r) => {
-            // The router ignores repeated and trailing slashes: "//v1//events" is "/v1/events".
-            const route = r.path.replace(/\/{2,}/g, "/").replace(/(.)\/(\?|$)/, "$1$2")
-            const before = await totalDeliveries(h.store)
-            const reply = await raw(h.port, encode(r), { timeoutMs: 10_000 })
-            const after = await totalDeliveries(h.store)
-            seen.set(reply.status, (seen.get(reply.status) ?? 0) + 1)
-            const context = `${reply.status} ${reply.body.slice(0, 300)}`
-            assert.isBelow(reply.status, 500, context)
-            if (reply.status >= 400) {
-              let parsed: unknown
-              try {
-                parsed = JSON.parse(reply.body)
-              } catch {
-                assert.fail(`not JSON: ${context}`)
+  it.scopedLive(
+    "whatever is sent: never a 5xx, every error in the one shape, nothing enqueued for rejected input",
+    () =>
+      Effect.gen(function*() {
+        const h = yield* start({
+          server: { apiKeys: [KEY], maxBodyBytes: 4 * 1024, waitTimeout: "30 millis", maxBatch: 3 }
+        })
+        const seen = new Map<number, number>()
+        yield* Effect.promise(() =>
+          fc.assert(
+            fc.asyncProperty(request, async (r) => {
+              // The router ignores repeated and trailing slashes: "//v1//events" is "/v1/events".
+              const route = r.path.replace(/\/{2,}/g, "/").replace(/(.)\/(\?|$)/, "$1$2")
+              const before = await totalDeliveries(h.store)
+              const reply = await raw(h.port, encode(r), { timeoutMs: 10_000 })
+              const after = await totalDeliveries(h.store)
+              seen.set(reply.status, (seen.get(reply.status) ?? 0) + 1)
+              const context = `${reply.status} ${reply.body.slice(0, 300)}`
+              assert.isBelow(reply.status, 500, context)
+              if (reply.status >= 400) {
+                let parsed: unknown
+                try {
+                  parsed = JSON.parse(reply.body)
+                } catch {
+                  assert.fail(`not JSON: ${context}`)
+                }
+                assert.isTrue(isErrorShape(parsed, reply.status), context)
+                assert.strictEqual(after, before, `rejected but enqueued: ${context}`)
+              } else if (r.method === "POST" && /^\/v1\/events(\?|$)/.test(route)) {
+                // Accepted now (2 targets each), or a repeat of a stored id (nothing new).
+                const answer = JSON.parse(reply.body)
+                assert.strictEqual(after, answer.duplicate ? before : before + 2, context)
+              } else if (reply.status < 300 && !route.startsWith("/v1/events:batch")) {
+                assert.strictEqual(after, before, context)
               }
-              assert.isTrue(isErrorShape(parsed, reply.status), context)
-              assert.strictEqual(after, before, `rejected but enqueued: ${context}`)
-            } else if (r.method === "POST" && /^\/v1\/events(\?|$)/.test(route)) {
-              // Accepted now (2 targets each), or a repeat of a stored id (nothing new).
-              const answer = JSON.parse(reply.body)
-              assert.strictEqual(after, answer.duplicate ? before : before + 2, context)
-            } else if (reply.status < 300 && !route.startsWith("/v1/events:batch")) {
-              assert.strictEqual(after, before, context)
-            }
-          }),
-          { numRuns: 300, seed: SEED }
+            }),
+            { numRuns: 300, seed: SEED }
+          )
         )
-      )
-      // Still up, and the fuzz reached the interesting answers (not only one kind of rejection).
-      const health = yield* Effect.promise(() => h.request("/healthz"))
-      assert.strictEqual(health.status, 200)
-      for (const status of [202, 400, 401, 404, 405, 413, 415, 422]) {
-        assert.isAbove(seen.get(status) ?? 0, 0, `no ${status} in ${JSON.stringify([...seen])}`)
-      }
-    }), { timeout: 120_000 })
+        // Still up, and the fuzz reached the interesting answers (not only one kind of rejection).
+        const health = yield* Effect.promise(() => h.request("/healthz"))
+        assert.strictEqual(health.status, 200)
+        for (const status of [202, 400, 401, 404, 405, 413, 415, 422]) {
+          assert.isAbove(seen.get(status) ?? 0, 0, `no ${status} in ${JSON.stringify([...seen])}`)
+        }
+      }),
+    { timeout: 120_000 }
+  )
 })

@@ -32,7 +32,10 @@ describe("graceful shutdown", () => {
       const pending = h.request("/v1/events?wait=settled", { json: { id: "slow", type: "order.placed", payload: 1 } })
         .finally(() => (answered = true))
       // In progress: stored, and now waiting to settle (no sleep: the stored event is the signal).
-      const stored = yield* eventually(() => Effect.runPromise(Effect.map(h.store.status("slow"), Option.isSome)), (ok) => ok)
+      const stored = yield* eventually(
+        () => Effect.runPromise(Effect.map(h.store.status("slow"), Option.isSome)),
+        (ok) => ok
+      )
       assert.isTrue(stored, "the request reached the server")
       const closing = Effect.runPromise(Scope.close(scope, Exit.void))
       // New connections are refused once the close has begun (polled, not slept on) ...

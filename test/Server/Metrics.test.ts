@@ -16,7 +16,13 @@ describe("Prometheus rendering of Effect metrics", () => {
       yield* Metric.update(histogram, 0.05)
       yield* Metric.update(histogram, 0.5)
       yield* Metric.update(histogram, 5)
-      const summary = Metric.summary({ name: "srvtest_sizes", maxAge: "1 minute", maxSize: 10, error: 0.01, quantiles: [0.5] })
+      const summary = Metric.summary({
+        name: "srvtest_sizes",
+        maxAge: "1 minute",
+        maxSize: 10,
+        error: 0.01,
+        quantiles: [0.5]
+      })
       yield* Metric.update(summary, 10)
       yield* Metric.update(Metric.frequency("srvtest_kinds"), "red")
       yield* Metric.update(Metric.frequency("srvtest_kinds"), "red")

@@ -8,8 +8,13 @@ import { Effect } from "effect"
 import * as Fault from "../../src/testing/Fault.js"
 import { eventually, isErrorShape, promise, start } from "./harness.js"
 
-
-const order = (id: string) => ({ id, type: "order.placed", key: "k-1", payload: { sku: "s-1", qty: 2 }, headers: { "x-t": "1" } })
+const order = (id: string) => ({
+  id,
+  type: "order.placed",
+  key: "k-1",
+  payload: { sku: "s-1", qty: 2 },
+  headers: { "x-t": "1" }
+})
 
 const byTarget = (body: any): Record<string, any> => Object.fromEntries(body.deliveries.map((d: any) => [d.target, d]))
 
@@ -128,20 +133,28 @@ describe("durable pipelines through the API", () => {
       assert.strictEqual(all.body.error.code, "delivery_failed")
       assert.include(all.body.error.message, "Delivery to a failed")
       assert.deepStrictEqual(
-        all.body.deliveries.filter((d: any) => d.heldBy !== undefined).map((d: any) => [d.target, d.heldBy.target]).sort(),
+        all.body.deliveries.filter((d: any) => d.heldBy !== undefined).map((d: any) => [d.target, d.heldBy.target])
+          .sort(),
         [["c", "a"], ["d", "a"]]
       )
 
       // Replaying the dead input releases the chain.
       failA = false
-      const replayed = yield* promise(() => h.request(`/v1/dead-letters/${encodeURIComponent(view.a.id)}/replay`, { method: "POST" }))
+      const replayed = yield* promise(() =>
+        h.request(`/v1/dead-letters/${encodeURIComponent(view.a.id)}/replay`, { method: "POST" })
+      )
       assert.strictEqual(replayed.status, 202, replayed.text)
       const released = yield* eventually(
         () => h.request("/v1/events/f-1"),
         (r) => r.body.deliveries.every((d: any) => d.status === "delivered")
       )
       const after = byTarget(released.body)
-      assert.deepStrictEqual(["a", "b", "c", "d"].map((t) => after[t].status), ["delivered", "delivered", "delivered", "delivered"])
+      assert.deepStrictEqual(["a", "b", "c", "d"].map((t) => after[t].status), [
+        "delivered",
+        "delivered",
+        "delivered",
+        "delivered"
+      ])
       assert.isUndefined(after.c.heldBy)
       assert.deepStrictEqual(JSON.parse(h.targets.c!.target.ledger[0]!.body).inputs.a, { reservationId: "r-2" })
     }))
@@ -183,12 +196,21 @@ describe("durable pipelines through the API", () => {
       const answer = yield* promise(() => h.request("/v1/events?wait=all", { json: order("agg-1") }))
       assert.strictEqual(answer.status, 200, answer.text)
       assert.isTrue(answer.body.settled)
-      assert.deepStrictEqual(answer.body.aggregate, { orderId: "agg-1", reservation: "r-9", charge: "ch-9", tracking: "t-9" })
+      assert.deepStrictEqual(answer.body.aggregate, {
+        orderId: "agg-1",
+        reservation: "r-9",
+        charge: "ch-9",
+        tracking: "t-9"
+      })
       // Without an aggregate for the type there is none in the answer.
-      const plain = yield* promise(() => h.request("/v1/events?wait=all", { json: { ...order("agg-2"), type: "order.shipped" } }))
+      const plain = yield* promise(() =>
+        h.request("/v1/events?wait=all", { json: { ...order("agg-2"), type: "order.shipped" } })
+      )
       assert.strictEqual(plain.status, 200, plain.text)
       assert.isUndefined(plain.body.aggregate)
-      const broken = yield* promise(() => h.request("/v1/events?wait=all", { json: { ...order("agg-3"), type: "broken.x" } }))
+      const broken = yield* promise(() =>
+        h.request("/v1/events?wait=all", { json: { ...order("agg-3"), type: "broken.x" } })
+      )
       assert.strictEqual(broken.status, 500, broken.text)
       assert.isTrue(isErrorShape(broken.body, 500), broken.text)
       assert.match(broken.body.error.message, /no answer for you/)

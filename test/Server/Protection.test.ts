@@ -17,7 +17,10 @@ import * as Store from "../../src/Store.js"
 import * as Metrics from "../../src/Metrics.js"
 import { isErrorShape, raw, start, totalDeliveries } from "./harness.js"
 
-const queueFull = Effect.map(Metric.value(Metrics.ingestRefused.pipe(Metric.tagged("reason", "queue_full"))), (s) => s.count)
+const queueFull = Effect.map(
+  Metric.value(Metrics.ingestRefused.pipe(Metric.tagged("reason", "queue_full"))),
+  (s) => s.count
+)
 
 const promise = <A>(f: () => Promise<A>) => Effect.promise(f)
 const order = (extra: Record<string, unknown> = {}) => ({ type: "order.placed", payload: { qty: 1 }, ...extra })
@@ -51,17 +54,21 @@ describe("API keys", () => {
   })
 
   it("the server section resolves durations and limits; impossible timeouts are refused", () => {
-    const resolved = Either.getOrThrow(ServerOptions.fromConfig({
-      port: 9000,
-      headersTimeout: "2 seconds",
-      requestTimeout: 5000,
-      keepAliveTimeout: "3 seconds",
-      waitTimeout: "1 second",
-      keyRateLimit: { limit: 10, interval: "1 minute" },
-      maxHeaderBytes: 8192,
-      maxBodyBytes: 4096,
-      maxQueueDepth: 50
-    }, {}, { port: 0 }))
+    const resolved = Either.getOrThrow(ServerOptions.fromConfig(
+      {
+        port: 9000,
+        headersTimeout: "2 seconds",
+        requestTimeout: 5000,
+        keepAliveTimeout: "3 seconds",
+        waitTimeout: "1 second",
+        keyRateLimit: { limit: 10, interval: "1 minute" },
+        maxHeaderBytes: 8192,
+        maxBodyBytes: 4096,
+        maxQueueDepth: 50
+      },
+      {},
+      { port: 0 }
+    ))
     assert.strictEqual(resolved.port, 0)
     assert.strictEqual(resolved.headersTimeoutMs, 2000)
     assert.strictEqual(resolved.requestTimeoutMs, 5000)
@@ -78,7 +85,9 @@ describe("API keys", () => {
 
   it.scopedLive("401 without a valid key, in the one shape, nothing enqueued; operations stay open", () =>
     Effect.gen(function*() {
-      const options = Either.getOrThrow(ServerOptions.fromConfig({ apiKeys: ["k-one", { env: "K2" }] }, { K2: "k-two" }))
+      const options = Either.getOrThrow(
+        ServerOptions.fromConfig({ apiKeys: ["k-one", { env: "K2" }] }, { K2: "k-two" })
+      )
       // 24 failures from one address: past the guessing throttle's 20 (tested in AuthThrottle.test.ts); off here.
       const h = yield* start({ server: { apiKeys: options.apiKeys, authThrottle: false } })
       const headersOf: Array<Record<string, string>> = [
@@ -100,9 +109,13 @@ describe("API keys", () => {
         }
       }
       assert.strictEqual(yield* promise(() => totalDeliveries(h.store)), 0)
-      const one = yield* promise(() => h.request("/v1/events", { json: order(), headers: { authorization: "Bearer k-one" } }))
+      const one = yield* promise(() =>
+        h.request("/v1/events", { json: order(), headers: { authorization: "Bearer k-one" } })
+      )
       assert.strictEqual(one.status, 202)
-      const two = yield* promise(() => h.request("/v1/events", { json: order(), headers: { authorization: "bearer k-two" } }))
+      const two = yield* promise(() =>
+        h.request("/v1/events", { json: order(), headers: { authorization: "bearer k-two" } })
+      )
       assert.strictEqual(two.status, 202)
       for (const path of ["/healthz", "/readyz", "/metrics", "/openapi.json"]) {
         assert.strictEqual((yield* promise(() => h.request(path))).status, 200, path)
@@ -131,7 +144,8 @@ describe("per-key rate limit", () => {
       const h = yield* start({
         server: { apiKeys: ["k-1", "k-2"], keyRateLimit: { limit: 3, interval: "1 minute" } }
       })
-      const send = (key: string) => h.request("/v1/events", { json: order(), headers: { authorization: `Bearer ${key}` } })
+      const send = (key: string) =>
+        h.request("/v1/events", { json: order(), headers: { authorization: `Bearer ${key}` } })
       for (let i = 0; i < 3; i++) assert.strictEqual((yield* promise(() => send("k-1"))).status, 202)
       const limited = yield* promise(() => send("k-1"))
       assert.strictEqual(limited.status, 429)
@@ -155,7 +169,9 @@ describe("request bodies", () => {
       assert.notStrictEqual(r.headers.get("connection"), "close")
       const fits = yield* promise(() => h.request("/v1/events", { json: order({ payload: "x".repeat(900) }) }))
       assert.strictEqual(fits.status, 202)
-      const batch = yield* promise(() => h.request("/v1/events:batch", { json: { events: [order({ payload: "x".repeat(2000) })] } }))
+      const batch = yield* promise(() =>
+        h.request("/v1/events:batch", { json: { events: [order({ payload: "x".repeat(2000) })] } })
+      )
       assert.strictEqual(batch.status, 413)
       assert.strictEqual(yield* promise(() => totalDeliveries(h.store)), 2)
     }))
@@ -173,7 +189,9 @@ describe("request bodies", () => {
       let peak = 0
       const reply = yield* promise(() =>
         raw(h.port, (socket) => {
-          socket.write("POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+          socket.write(
+            "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+          )
           let sent = 0
           const pump = () => {
             while (sent < total) {
@@ -209,7 +227,9 @@ describe("request bodies", () => {
       let stop = false
       const reply = yield* promise(() =>
         raw(h.port, (socket) => {
-          socket.write("POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+          socket.write(
+            "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+          )
           socket.on("data", () => (stop = true))
           socket.on("close", () => (stop = true))
           socket.on("error", () => (stop = true))
@@ -238,7 +258,10 @@ describe("request bodies", () => {
     Effect.gen(function*() {
       const h = yield* start({ server: { maxBodyBytes: 1024 } })
       const reply = yield* promise(() =>
-        raw(h.port, "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 10000000000\r\n\r\n")
+        raw(
+          h.port,
+          "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 10000000000\r\n\r\n"
+        )
       )
       assert.strictEqual(reply.status, 413)
       assert.strictEqual(reply.headers["connection"], "close")
@@ -249,8 +272,19 @@ describe("request bodies", () => {
     Effect.gen(function*() {
       const h = yield* start()
       const body = JSON.stringify(order())
-      for (const type of ["text/plain", "application/x-www-form-urlencoded", "application/json; charset=latin1", "application/jsonx", "multipart/form-data; boundary=x", "application/xml"]) {
-        const r = yield* promise(() => h.request("/v1/events", { method: "POST", body, headers: { "content-type": type } }))
+      for (
+        const type of [
+          "text/plain",
+          "application/x-www-form-urlencoded",
+          "application/json; charset=latin1",
+          "application/jsonx",
+          "multipart/form-data; boundary=x",
+          "application/xml"
+        ]
+      ) {
+        const r = yield* promise(() =>
+          h.request("/v1/events", { method: "POST", body, headers: { "content-type": type } })
+        )
         assert.strictEqual(r.status, 415, type)
         assert.isTrue(isErrorShape(r.body, 415))
       }
@@ -258,11 +292,22 @@ describe("request bodies", () => {
         raw(h.port, `POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Length: ${body.length}\r\n\r\n${body}`)
       )
       assert.strictEqual(none.status, 415)
-      const replay = yield* promise(() => h.request("/v1/dead-letters:replay", { method: "POST", body: "{}", headers: { "content-type": "text/plain" } }))
+      const replay = yield* promise(() =>
+        h.request("/v1/dead-letters:replay", { method: "POST", body: "{}", headers: { "content-type": "text/plain" } })
+      )
       assert.strictEqual(replay.status, 415)
       assert.strictEqual(yield* promise(() => totalDeliveries(h.store)), 0)
-      for (const type of ["application/json; charset=UTF-8", "Application/JSON", "application/vnd.fanout+json", "application/json;charset=\"utf-8\""]) {
-        const r = yield* promise(() => h.request("/v1/events", { method: "POST", body, headers: { "content-type": type } }))
+      for (
+        const type of [
+          "application/json; charset=UTF-8",
+          "Application/JSON",
+          "application/vnd.fanout+json",
+          "application/json;charset=\"utf-8\""
+        ]
+      ) {
+        const r = yield* promise(() =>
+          h.request("/v1/events", { method: "POST", body, headers: { "content-type": type } })
+        )
         assert.strictEqual(r.status, 202, type)
       }
       assert.isFalse(Body.isJsonMediaType("application/json; charset=iso-8859-1"))
@@ -278,8 +323,12 @@ describe("request bodies", () => {
         ["", "invalid_json", undefined],
         ["   ", "invalid_json", undefined],
         [Buffer.from([0x7b, 0xff, 0xfe, 0x7d]), "invalid_json", undefined],
-        ["[" .repeat(100) + "]".repeat(100), "invalid_json", undefined],
-        [JSON.stringify({ type: "order.placed", payload: JSON.parse("[".repeat(70) + "]".repeat(70)) }), "invalid_json", undefined],
+        ["[".repeat(100) + "]".repeat(100), "invalid_json", undefined],
+        [
+          JSON.stringify({ type: "order.placed", payload: JSON.parse("[".repeat(70) + "]".repeat(70)) }),
+          "invalid_json",
+          undefined
+        ],
         ["[]", "invalid_request", [""]],
         ["null", "invalid_request", [""]],
         ["\"text\"", "invalid_request", [""]],
@@ -288,7 +337,9 @@ describe("request bodies", () => {
         [JSON.stringify({ type: 5, payload: 1 }), "invalid_request", ["type"]],
         [JSON.stringify({ type: "", payload: 1 }), "invalid_request", ["type"]],
         [JSON.stringify({ type: "order.placed", payload: 1, extra: true }), "invalid_request", ["extra"]],
-        [JSON.stringify({ type: "order.placed", payload: 1, headers: { "x-a": 1 } }), "invalid_request", ["headers[\"x-a\"]"]],
+        [JSON.stringify({ type: "order.placed", payload: 1, headers: { "x-a": 1 } }), "invalid_request", [
+          "headers[\"x-a\"]"
+        ]],
         [JSON.stringify({ type: "order.placed", payload: 1, id: "x".repeat(201) }), "invalid_request", ["id"]],
         [JSON.stringify({ type: "order.placed", payload: 1, key: 3, id: 4 }), "invalid_request", ["id", "key"]]
       ]
@@ -297,7 +348,9 @@ describe("request bodies", () => {
         assert.strictEqual(r.status, 400, String(body).slice(0, 80))
         assert.isTrue(isErrorShape(r.body, 400), r.text)
         assert.strictEqual(r.body.error.code, code, r.text)
-        if (paths !== undefined) assert.deepStrictEqual(r.body.error.issues.map((i: any) => i.path).sort(), paths, r.text)
+        if (paths !== undefined) {
+          assert.deepStrictEqual(r.body.error.issues.map((i: any) => i.path).sort(), paths, r.text)
+        }
       }
       const longKey = yield* promise(() => post(JSON.stringify(order()), { "idempotency-key": "k".repeat(300) }))
       assert.strictEqual(longKey.status, 400)
@@ -338,8 +391,16 @@ describe("overload", () => {
       // Counted per event refused (1 + the batch's 2); a warning at the first, then at most one per 10 s.
       assert.strictEqual((yield* queueFull) - refusedBefore, 3, "fanout_ingest_refused_total{reason=queue_full}")
       const lines = logs.filter((l) => l.includes("queue"))
-      assert.strictEqual(lines[0], "WARN fanout server: the queue is at its bound (server.maxQueueDepth); answered an event 503 queue_full")
-      assert.deepStrictEqual(lines.slice(1), lines.length > 1 ? ["WARN fanout server: the queue is at its bound (server.maxQueueDepth); answered 2 events 503 queue_full"] : [])
+      assert.strictEqual(
+        lines[0],
+        "WARN fanout server: the queue is at its bound (server.maxQueueDepth); answered an event 503 queue_full"
+      )
+      assert.deepStrictEqual(
+        lines.slice(1),
+        lines.length > 1
+          ? ["WARN fanout server: the queue is at its bound (server.maxQueueDepth); answered 2 events 503 queue_full"]
+          : []
+      )
       // Drain by hand: finish every delivery.
       const claimed = yield* h.store.claim({ workerId: "t", limit: 10, leaseMs: 60_000 })
       for (const c of claimed) {
@@ -357,7 +418,9 @@ describe("overload", () => {
           ...s,
           enqueue: (event, targets) =>
             ++calls > failAfter
-              ? Effect.fail(new Store.StoreError({ operation: "enqueue", reason: "Busy", message: "database is locked" }))
+              ? Effect.fail(
+                new Store.StoreError({ operation: "enqueue", reason: "Busy", message: "database is locked" })
+              )
               : s.enqueue(event, targets)
         })
       })
@@ -373,7 +436,10 @@ describe("overload", () => {
       )
       assert.strictEqual(batch.status, 503, batch.text)
       assert.isTrue(isErrorShape(batch.body, 503))
-      assert.deepStrictEqual(batch.body.results.map((r: any) => [r.id, r.status]), [["b-1", "accepted"], ["b-2", "failed"]])
+      assert.deepStrictEqual(batch.body.results.map((r: any) => [r.id, r.status]), [["b-1", "accepted"], [
+        "b-2",
+        "failed"
+      ]])
       assert.strictEqual(yield* promise(() => totalDeliveries(h.store)), 2)
     }))
 })
@@ -407,12 +473,21 @@ describe("below the router: Node's parser and timeouts", () => {
   it.scopedLive("400 in the one shape for malformed HTTP; 417 for unknown expectations; no Host is fine", () =>
     Effect.gen(function*() {
       const h = yield* start()
-      for (const bytes of ["GARBAGE\r\n\r\n", "GET / HTTP/9.9\r\n\r\n", "GET /healthz HTTP/1.1\r\nBad Header\r\n\r\n", "POST /v1/events HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"]) {
+      for (
+        const bytes of [
+          "GARBAGE\r\n\r\n",
+          "GET / HTTP/9.9\r\n\r\n",
+          "GET /healthz HTTP/1.1\r\nBad Header\r\n\r\n",
+          "POST /v1/events HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"
+        ]
+      ) {
         const reply = yield* promise(() => raw(h.port, bytes))
         assert.strictEqual(reply.status, 400, JSON.stringify(bytes))
         assert.isTrue(isErrorShape(JSON.parse(reply.body), 400))
       }
-      const expect = yield* promise(() => raw(h.port, "POST /v1/events HTTP/1.1\r\nHost: x\r\nExpect: teapot\r\nContent-Length: 0\r\n\r\n"))
+      const expect = yield* promise(() =>
+        raw(h.port, "POST /v1/events HTTP/1.1\r\nHost: x\r\nExpect: teapot\r\nContent-Length: 0\r\n\r\n")
+      )
       assert.strictEqual(expect.status, 417)
       assert.isTrue(isErrorShape(JSON.parse(expect.body), 417))
       const noHost = yield* promise(() => raw(h.port, "GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n"))
@@ -421,10 +496,20 @@ describe("below the router: Node's parser and timeouts", () => {
 
   it.scopedLive("408 in the one shape when the body does not arrive within requestTimeout", () =>
     Effect.gen(function*() {
-      const h = yield* start({ server: { headersTimeout: "400 millis", requestTimeout: "800 millis", connectionsCheckingInterval: "100 millis" } })
+      const h = yield* start({
+        server: {
+          headersTimeout: "400 millis",
+          requestTimeout: "800 millis",
+          connectionsCheckingInterval: "100 millis"
+        }
+      })
       const started = Date.now()
       const reply = yield* promise(() =>
-        raw(h.port, "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"ty", { timeoutMs: 15_000 })
+        raw(
+          h.port,
+          "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"ty",
+          { timeoutMs: 15_000 }
+        )
       )
       assert.strictEqual(reply.status, 408)
       assert.isTrue(isErrorShape(JSON.parse(reply.body), 408))
@@ -438,9 +523,12 @@ describe("idempotency under concurrency", () => {
     Effect.gen(function*() {
       const h = yield* start()
       const replies = yield* promise(() =>
-        Promise.all(Array.from({ length: 25 }, () => h.request("/v1/events", { json: order(), headers: { "idempotency-key": "same-key" } })))
+        Promise.all(Array.from({ length: 25 }, () =>
+          h.request("/v1/events", { json: order(), headers: { "idempotency-key": "same-key" } })))
       )
-      const statuses = replies.map((r) => r.status).sort()
+      const statuses = replies.map((r) =>
+        r.status
+      ).sort()
       assert.deepStrictEqual(statuses, [200, ...Array(24).fill(200)].slice(0, 24).concat([202]).sort())
       assert.strictEqual(replies.filter((r) => r.status === 202).length, 1)
       const ids = new Set(replies.flatMap((r) => r.body.deliveries.map((d: any) => d.id)))

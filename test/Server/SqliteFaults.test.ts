@@ -19,7 +19,17 @@
  * is on status codes, stored rows and counts.
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process"
-import { closeSync, fstatSync, ftruncateSync, mkdtempSync, openSync, rmSync, statfsSync, unlinkSync, writeSync } from "node:fs"
+import {
+  closeSync,
+  fstatSync,
+  ftruncateSync,
+  mkdtempSync,
+  openSync,
+  rmSync,
+  statfsSync,
+  unlinkSync,
+  writeSync
+} from "node:fs"
 import { createRequire } from "node:module"
 import * as net from "node:net"
 import { tmpdir } from "node:os"
@@ -35,7 +45,9 @@ import { eventually, type Harness, isErrorShape, promise, type Reply, start } fr
 const root = fileURLToPath(new URL("../..", import.meta.url))
 
 interface Db {
-  prepare(sql: string): { all(...params: ReadonlyArray<unknown>): Array<any>; get(...params: ReadonlyArray<unknown>): any }
+  prepare(
+    sql: string
+  ): { all(...params: ReadonlyArray<unknown>): Array<any>; get(...params: ReadonlyArray<unknown>): any }
   pragma(sql: string): Array<any>
   close(): void
 }
@@ -165,11 +177,15 @@ const holdLock = (filename: string) =>
         if (!out.startsWith("locked\n")) resume(Effect.fail(new Error(`locker exited ${code} before locking: ${err}`)))
       })
     }),
-    ({ child }) => Effect.sync(() => { if (child.exitCode === null && child.pid !== undefined) child.kill("SIGKILL") })
+    ({ child }) =>
+      Effect.sync(() => {
+        if (child.exitCode === null && child.pid !== undefined) child.kill("SIGKILL")
+      })
   )
 
 /** `fanout_ingest_refused_total{reason}` now (the registry is the process's). */
-const refused = (reason: string) => Effect.map(Metric.value(Metrics.ingestRefused.pipe(Metric.tagged("reason", reason))), (s) => s.count)
+const refused = (reason: string) =>
+  Effect.map(Metric.value(Metrics.ingestRefused.pipe(Metric.tagged("reason", reason))), (s) => s.count)
 
 /** Records the reason and message of every StoreError the server's enqueues fail with. */
 const recordErrors = (errors: Array<string>) => (store: Store.DeliveryStore): Store.DeliveryStore => ({
@@ -186,7 +202,11 @@ const statusOf = (replies: ReadonlyArray<Reply>) =>
 
 /** Waits until the worker has delivered every delivery of the store (and nothing is pending). */
 const drained = (h: Harness, deliveries: number) =>
-  eventually(() => Effect.runPromise(h.store.stats), (s) => s.delivered === deliveries && s.pending + s.inFlight === 0, 60_000)
+  eventually(
+    () => Effect.runPromise(h.store.stats),
+    (s) => s.delivered === deliveries && s.pending + s.inFlight === 0,
+    60_000
+  )
 
 // ---- (a) another process holds the write lock ------------------------------------------------
 
@@ -239,8 +259,13 @@ const lockScenario = (leanIngest: boolean) =>
     // line per event: the first at once, then at most one per 10 s with the count since the last.
     assert.strictEqual((yield* refused("busy")) - refusedBefore, 24, "fanout_ingest_refused_total{reason=busy}")
     const refusedLines = logs.filter((l) => l.includes("the store refused"))
-    assert.strictEqual(refusedLines[0], "WARN fanout server: the store refused an event (Busy); answering 503 store_unavailable, nothing stored for it")
-    const logged = refusedLines.slice(1).map((l) => Number(/^WARN fanout server: the store refused (\d+) events \(Busy\)/.exec(l)?.[1]))
+    assert.strictEqual(
+      refusedLines[0],
+      "WARN fanout server: the store refused an event (Busy); answering 503 store_unavailable, nothing stored for it"
+    )
+    const logged = refusedLines.slice(1).map((l) =>
+      Number(/^WARN fanout server: the store refused (\d+) events \(Busy\)/.exec(l)?.[1])
+    )
     assert.isTrue(logged.every((n) => n > 0) && 1 + logged.reduce((a, n) => a + n, 0) <= 24, refusedLines.join("\n"))
 
     // Still locked: nothing of those commits is in the file; reads are served.
@@ -273,16 +298,20 @@ const lockScenario = (leanIngest: boolean) =>
   })
 
 describe("SQLite: another process holds the write lock past the busy timeout", () => {
-  it.scopedLive("503 + Retry-After, nothing of the commit stored, reads served, recovers once released; both paths alike", () =>
-    Effect.gen(function*() {
-      const lean = yield* Effect.scoped(lockScenario(true))
-      const app = yield* Effect.scoped(lockScenario(false))
-      assert.match(lean.rawSingle, /^HTTP\/1\.1 503 /)
-      assert.match(lean.rawSingle, /\r\nretry-after: 1\r\n/i)
-      assert.match(lean.rawBatch, /^HTTP\/1\.1 503 /)
-      assert.strictEqual(lean.rawSingle, app.rawSingle)
-      assert.strictEqual(lean.rawBatch, app.rawBatch)
-    }), { timeout: 120_000 })
+  it.scopedLive(
+    "503 + Retry-After, nothing of the commit stored, reads served, recovers once released; both paths alike",
+    () =>
+      Effect.gen(function*() {
+        const lean = yield* Effect.scoped(lockScenario(true))
+        const app = yield* Effect.scoped(lockScenario(false))
+        assert.match(lean.rawSingle, /^HTTP\/1\.1 503 /)
+        assert.match(lean.rawSingle, /\r\nretry-after: 1\r\n/i)
+        assert.match(lean.rawBatch, /^HTTP\/1\.1 503 /)
+        assert.strictEqual(lean.rawSingle, app.rawSingle)
+        assert.strictEqual(lean.rawBatch, app.rawBatch)
+      }),
+    { timeout: 120_000 }
+  )
 })
 
 // ---- (b) a full disk ----------------------------------------------------------------------------
@@ -295,7 +324,9 @@ const probeTmpfs = (): { readonly ok: true } | { readonly ok: false; readonly re
     if (mounted.error !== undefined || mounted.status !== 0) {
       return {
         ok: false,
-        reason: `mount -t tmpfs is not permitted here (${mounted.error?.message || mounted.stderr.trim() || `exit ${mounted.status}`})`
+        reason: `mount -t tmpfs is not permitted here (${
+          mounted.error?.message || mounted.stderr.trim() || `exit ${mounted.status}`
+        })`
       }
     }
     spawnSync("umount", [dir])
@@ -309,7 +340,9 @@ const tmpfs = probeTmpfs()
 const requireTmpfs = process.env.FANOUT_REQUIRE_TMPFS === "1"
 if (!tmpfs.ok) {
   console.warn(
-    `SqliteFaults.test: ${tmpfs.reason}; the full-disk test is ${requireTmpfs ? "FAILED (FANOUT_REQUIRE_TMPFS=1)" : "skipped"}`
+    `SqliteFaults.test: ${tmpfs.reason}; the full-disk test is ${
+      requireTmpfs ? "FAILED (FANOUT_REQUIRE_TMPFS=1)" : "skipped"
+    }`
   )
 }
 
@@ -374,7 +407,9 @@ describe("SQLite: the database's file system fills up", () => {
           })
           const payload = (i: number) => ({ qty: i, note: "x".repeat(1500) })
           const before = Array.from({ length: 5 }, (_, i) => order(`pre-${i}`, payload(i)))
-          for (const e of before) assert.strictEqual((yield* promise(() => h.request("/v1/events", { json: e }))).status, 202)
+          for (const e of before) {
+            assert.strictEqual((yield* promise(() => h.request("/v1/events", { json: e }))).status, 202)
+          }
           yield* drained(h, 2 * before.length)
 
           const refusedBefore = yield* refused("unavailable")
@@ -410,7 +445,11 @@ describe("SQLite: the database's file system fills up", () => {
           assert.deepStrictEqual(errors.filter((e) => !e.startsWith("Unavailable: ")), [])
           assert.isTrue(errors.some((e) => e.endsWith("database or disk is full (SQLITE_FULL)")), errors.join("\n"))
           assert.isAtLeast(rejected.length, 12, `the store never refused a write (${acked.length} acknowledged)`)
-          assert.strictEqual((yield* refused("unavailable")) - refusedBefore, rejected.length, "fanout_ingest_refused_total{reason=unavailable}")
+          assert.strictEqual(
+            (yield* refused("unavailable")) - refusedBefore,
+            rejected.length,
+            "fanout_ingest_refused_total{reason=unavailable}"
+          )
 
           // Still full: everything acknowledged is stored and readable, nothing refused is.
           const everything = [...before.map((e) => e.id), ...acked]
@@ -433,7 +472,9 @@ describe("SQLite: the database's file system fills up", () => {
           )
           assert.strictEqual(again.status, 202, again.text)
           const retried: Array<Reply> = []
-          for (const id of rejected.slice(1)) retried.push(yield* promise(() => h.request("/v1/events", { json: resend(id) })))
+          for (const id of rejected.slice(1)) {
+            retried.push(yield* promise(() => h.request("/v1/events", { json: resend(id) })))
+          }
           assert.deepStrictEqual(statusOf(retried), { 202: rejected.length - 1 }, retried.map((r) => r.text).join("\n"))
           const all = [...everything, ...rejected]
           assert.deepStrictEqual(storedIds(filename, all).sort(), [...all].sort())
@@ -441,7 +482,12 @@ describe("SQLite: the database's file system fills up", () => {
           assert.strictEqual(stats.delivered, 2 * all.length)
           assert.strictEqual(stats.dead, 0)
           assert.strictEqual(integrity(filename), "ok")
-          return { ackedWhileFilling: acked.length, rejected: rejected.length, stored: all.length, storeErrors: errors.length }
+          return {
+            ackedWhileFilling: acked.length,
+            rejected: rejected.length,
+            stored: all.length,
+            storeErrors: errors.length
+          }
         }))
         // After the server closed the file, too.
         assert.strictEqual(integrity(filename), "ok")

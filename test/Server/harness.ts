@@ -99,7 +99,10 @@ export const start = (setup: Setup = {}): Effect.Effect<Harness, never, Scope.Sc
     const store = setup.wrapStore ? setup.wrapStore(rawStore) : rawStore
     const storeLayer = Layer.succeed(Store.DeliveryStore, store)
     const targetsLayer = Registry.layerTargets(targets).pipe(Layer.provide(Transport.layer()))
-    const deps = Layer.mergeAll(Outbox.layer(router, { after: setup.after, aggregates: setup.aggregates }), targetsLayer).pipe(Layer.provideMerge(storeLayer))
+    const deps = Layer.mergeAll(
+      Outbox.layer(router, { after: setup.after, aggregates: setup.aggregates }),
+      targetsLayer
+    ).pipe(Layer.provideMerge(storeLayer))
     // The worker shares the target runtimes (breakers, bulkheads) with the registry: same layers, one build.
     const targetLayers = targets.map((t) => t.layer as unknown as Layer.Layer<never, never, HttpClient.HttpClient>)
     const worker = Worker.layer({ router, pollInterval: "50 millis", workerId: "test-worker" }).pipe(
@@ -123,7 +126,9 @@ export const start = (setup: Setup = {}): Effect.Effect<Harness, never, Scope.Sc
         Logger.withMinimumLogLevel(LogLevel.Warning),
         Effect.provide(Logger.replace(
           Logger.defaultLogger,
-          Logger.make(({ logLevel, message }) => void logs.push(`${logLevel.label} ${Array.isArray(message) ? message.join(" ") : String(message)}`))
+          Logger.make(({ logLevel, message }) =>
+            void logs.push(`${logLevel.label} ${Array.isArray(message) ? message.join(" ") : String(message)}`)
+          )
         ))
       ))
     const url = yield* Http.url.pipe(Effect.provide(context))
@@ -189,7 +194,10 @@ export const raw = (
     let buffer = Buffer.alloc(0)
     let settled = false
     let parsed: { status: number; headers: Record<string, string>; bodyStart: number } | undefined
-    const timer = setTimeout(() => finish(new Error(`no response within ${options.timeoutMs ?? 10_000} ms`)), options.timeoutMs ?? 10_000)
+    const timer = setTimeout(
+      () => finish(new Error(`no response within ${options.timeoutMs ?? 10_000} ms`)),
+      options.timeoutMs ?? 10_000
+    )
     const finish = (result: RawReply | Error) => {
       if (settled) return
       settled = true
@@ -218,7 +226,12 @@ export const raw = (
       const length = parsed.headers["content-length"]
       if (length !== undefined) {
         if (body.length >= Number(length)) {
-          finish({ status: parsed.status, headers: parsed.headers, body: body.subarray(0, Number(length)).toString("utf8"), closed })
+          finish({
+            status: parsed.status,
+            headers: parsed.headers,
+            body: body.subarray(0, Number(length)).toString("utf8"),
+            closed
+          })
         } else if (closed) finish(new Error("connection closed mid-body"))
         return
       }
@@ -230,7 +243,12 @@ export const raw = (
           if (lineEnd < 0) break
           const size = parseInt(body.subarray(offset, lineEnd).toString("latin1"), 16)
           if (size === 0) {
-            return finish({ status: parsed.status, headers: parsed.headers, body: Buffer.concat(chunks).toString("utf8"), closed })
+            return finish({
+              status: parsed.status,
+              headers: parsed.headers,
+              body: Buffer.concat(chunks).toString("utf8"),
+              closed
+            })
           }
           if (body.length < lineEnd + 2 + size + 2) break
           chunks.push(body.subarray(lineEnd + 2, lineEnd + 2 + size))

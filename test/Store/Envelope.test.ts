@@ -19,7 +19,10 @@ const schemaJson = (event: unknown): string | undefined => {
 
 /** Mostly valid (weight 8), sometimes one of the invalid forms. */
 const mostly = <A>(valid: fc.Arbitrary<A>, ...invalid: ReadonlyArray<fc.Arbitrary<unknown>>) =>
-  fc.oneof({ arbitrary: valid as fc.Arbitrary<unknown>, weight: 8 }, ...invalid.map((arbitrary) => ({ arbitrary, weight: 1 })))
+  fc.oneof(
+    { arbitrary: valid as fc.Arbitrary<unknown>, weight: 8 },
+    ...invalid.map((arbitrary) => ({ arbitrary, weight: 1 }))
+  )
 
 const name = mostly(
   fc.string({ minLength: 1, maxLength: 200 }),
@@ -65,7 +68,10 @@ describe("Sql.envelopeJson", () => {
           answered++
           assert.strictEqual(fast, slow)
           // The fingerprint's content text is the one the envelope was built around.
-          assert.strictEqual(envelopeParts(e as unknown as Event.Any)!.content, Event.contentJson(e as unknown as Event.Any))
+          assert.strictEqual(
+            envelopeParts(e as unknown as Event.Any)!.content,
+            Event.contentJson(e as unknown as Event.Any)
+          )
         }
       }),
       { numRuns: 3000 }
@@ -74,23 +80,45 @@ describe("Sql.envelopeJson", () => {
   })
 
   it("answers for a plain event, with and without key", () => {
-    const base = { id: "e-1", type: "order.placed", payload: { qty: 1, lines: [{ sku: "s" }] }, headers: { "x-a": "1" }, createdAt: DateTime.unsafeMake(1_700_000_000_123) }
+    const base = {
+      id: "e-1",
+      type: "order.placed",
+      payload: { qty: 1, lines: [{ sku: "s" }] },
+      headers: { "x-a": "1" },
+      createdAt: DateTime.unsafeMake(1_700_000_000_123)
+    }
     for (const e of [base, { ...base, key: "c-1" }]) {
       assert.strictEqual(envelopeJson(e), JSON.stringify(Event.encode(e)))
     }
-    assert.strictEqual(envelopeJson(base), "{\"id\":\"e-1\",\"type\":\"order.placed\",\"payload\":{\"qty\":1,\"lines\":[{\"sku\":\"s\"}]},\"headers\":{\"x-a\":\"1\"},\"createdAt\":\"2023-11-14T22:13:20.123Z\"}")
+    assert.strictEqual(
+      envelopeJson(base),
+      "{\"id\":\"e-1\",\"type\":\"order.placed\",\"payload\":{\"qty\":1,\"lines\":[{\"sku\":\"s\"}]},\"headers\":{\"x-a\":\"1\"},\"createdAt\":\"2023-11-14T22:13:20.123Z\"}"
+    )
   })
 })
 
 /** A JSON text shaped like a stored envelope, sometimes with one field of the wrong kind. */
 const storedJson = fc.record(
   {
-    id: mostly(fc.stringMatching(/^[!-~]{1,40}$/), fc.constant(""), fc.string({ minLength: 1, maxLength: 4 }), fc.integer()),
-    type: mostly(fc.string({ minLength: 1, maxLength: 40 }), fc.constant(""), fc.string({ minLength: 201, maxLength: 202 }), fc.constant(null)),
+    id: mostly(
+      fc.stringMatching(/^[!-~]{1,40}$/),
+      fc.constant(""),
+      fc.string({ minLength: 1, maxLength: 4 }),
+      fc.integer()
+    ),
+    type: mostly(
+      fc.string({ minLength: 1, maxLength: 40 }),
+      fc.constant(""),
+      fc.string({ minLength: 201, maxLength: 202 }),
+      fc.constant(null)
+    ),
     key: mostly(fc.stringMatching(/^[!-~]{1,20}$/), fc.constant("a b"), fc.integer(), fc.constant(null)),
     payload: fc.jsonValue(),
     headers: mostly(
-      fc.dictionary(fc.oneof(fc.string(), fc.constantFrom("constructor", "toString", "1", "0", "__proto__")), fc.string()),
+      fc.dictionary(
+        fc.oneof(fc.string(), fc.constantFrom("constructor", "toString", "1", "0", "__proto__")),
+        fc.string()
+      ),
       fc.dictionary(fc.string(), fc.oneof(fc.integer(), fc.constant(null)), { minKeys: 1 }),
       fc.constant([]),
       fc.constant(null)
@@ -129,7 +157,14 @@ describe("envelopeOf (the claim's decoding shortcut)", () => {
   })
 
   it("reads an event stored before the id alphabet (a space in its id and key), on both paths", () => {
-    const old = { id: "order 1", type: "order.placed", key: "customer é", payload: { n: 1 }, headers: {}, createdAt: "2026-01-01T00:00:00.000Z" }
+    const old = {
+      id: "order 1",
+      type: "order.placed",
+      key: "customer é",
+      payload: { n: 1 },
+      headers: {},
+      createdAt: "2026-01-01T00:00:00.000Z"
+    }
     const fast = envelopeOf(old)
     assert.strictEqual(fast?.id, "order 1")
     assert.strictEqual(fast?.key, "customer é")

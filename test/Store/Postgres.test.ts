@@ -38,7 +38,10 @@ const dropAfter = (prefix: string) =>
 
 /** A store (its own pool) on `prefix`'s tables. */
 const storeOn = (prefix: string) =>
-  Effect.flatMap(Layer.build(PostgresStore.layer({ url, prefix })), (context) => Effect.provide(Store.DeliveryStore, context))
+  Effect.flatMap(
+    Layer.build(PostgresStore.layer({ url, prefix })),
+    (context) => Effect.provide(Store.DeliveryStore, context)
+  )
 
 /** Two stores (two pools, as two processes would have) on a fresh prefix, dropped when the scope closes. */
 const twoPools = Effect.gen(function*() {
@@ -91,70 +94,87 @@ const event = (id: string) => Effect.orDie(Event.make("order.placed", { id }, { 
 
 const d = skip !== undefined ? describe.skip : describe
 d(`PostgresStore${skip !== undefined ? ` (skipped: ${skip})` : ""}`, () => {
-  it.live("NOTIFY wakes an idle store in another process (another pool) on enqueue and replay", () =>
-    Effect.gen(function*() {
-      const [producer, worker] = yield* twoPools
-      const { woken, fiber } = yield* countWakeups(worker)
-      // LISTEN is set up asynchronously: keep producing until the worker hears one (at most ~10 s)
-      const waitWoken = (label: string, act: (i: number) => Effect.Effect<unknown, Store.StoreError | Store.ConflictError>) =>
-        Effect.gen(function*() {
-          const before = yield* Ref.get(woken)
-          for (let i = 0; i < 100 && (yield* Ref.get(woken)) === before; i++) {
-            yield* act(i)
-            yield* Effect.sleep("100 millis")
-          }
-          assert.isAbove(yield* Ref.get(woken), before, `woken by ${label} through NOTIFY`)
-        })
-      yield* waitWoken("enqueue", (i) => Effect.flatMap(event(`n-${i}`), (e) => producer.enqueue(e, ["a"])))
-      const claimed = yield* worker.claim({ workerId: "w", limit: 1, leaseMs: 60_000 })
-      yield* worker.finish(claimed[0]!, { startedAt: 0, durationMs: 1, outcome: "http_400" }, Store.Next.Dead({ reason: "x" }))
-      yield* waitWoken("replay", () => producer.replay(claimed[0]!.id))
-      yield* Fiber.interrupt(fiber)
-    }).pipe(Effect.scoped), { timeout: 30_000 })
+  it.live(
+    "NOTIFY wakes an idle store in another process (another pool) on enqueue and replay",
+    () =>
+      Effect.gen(function*() {
+        const [producer, worker] = yield* twoPools
+        const { woken, fiber } = yield* countWakeups(worker)
+        // LISTEN is set up asynchronously: keep producing until the worker hears one (at most ~10 s)
+        const waitWoken = (
+          label: string,
+          act: (i: number) => Effect.Effect<unknown, Store.StoreError | Store.ConflictError>
+        ) =>
+          Effect.gen(function*() {
+            const before = yield* Ref.get(woken)
+            for (let i = 0; i < 100 && (yield* Ref.get(woken)) === before; i++) {
+              yield* act(i)
+              yield* Effect.sleep("100 millis")
+            }
+            assert.isAbove(yield* Ref.get(woken), before, `woken by ${label} through NOTIFY`)
+          })
+        yield* waitWoken("enqueue", (i) => Effect.flatMap(event(`n-${i}`), (e) => producer.enqueue(e, ["a"])))
+        const claimed = yield* worker.claim({ workerId: "w", limit: 1, leaseMs: 60_000 })
+        yield* worker.finish(
+          claimed[0]!,
+          { startedAt: 0, durationMs: 1, outcome: "http_400" },
+          Store.Next.Dead({ reason: "x" })
+        )
+        yield* waitWoken("replay", () => producer.replay(claimed[0]!.id))
+        yield* Fiber.interrupt(fiber)
+      }).pipe(Effect.scoped),
+    { timeout: 30_000 }
+  )
 
-  it.live("an enqueue inside the application's transaction NOTIFYs when that transaction commits", () =>
-    Effect.gen(function*() {
-      const prefix = newPrefix()
-      yield* dropAfter(prefix)
-      const app = yield* Layer.build(
-        PostgresStore.layerClient({ prefix }).pipe(Layer.provideMerge(PgClient.layer({ url: Redacted.make(url) })))
-      )
-      const producer = yield* Effect.provide(Store.DeliveryStore, app)
-      const sql = yield* Effect.provide(PgClient.PgClient, app)
-      const worker = yield* storeOn(prefix)
-      const { woken, fiber } = yield* countWakeups(worker)
-      for (let i = 0; i < 100 && (yield* Ref.get(woken)) === 0; i++) {
-        yield* sql.withTransaction(Effect.flatMap(event(`tx-n-${i}`), (e) => producer.enqueue(e, ["a"])))
-        yield* Effect.sleep("100 millis")
-      }
-      assert.isAbove(yield* Ref.get(woken), 0, "woken through NOTIFY on the application's commit")
-      // A rolled-back transaction's NOTIFY is never delivered. A listener gets notifications in commit
-      // order: between a fence notified before the rollback and one after it, nothing else arrives.
-      const channel = `${prefix}work`
-      const heard = yield* Queue.unbounded<string>()
-      yield* Effect.forkScoped(Stream.runForEach(sql.listen(channel), (payload) => Queue.offer(heard, payload)))
-      for (let i = 0; i < 100 && (yield* Queue.size(heard)) === 0; i++) {
-        yield* sql`SELECT pg_notify(${channel}, 'ready')`
-        yield* Effect.sleep("50 millis")
-      }
-      const upTo = (fence: string) =>
-        Effect.gen(function*() {
-          const seen: Array<string> = []
-          yield* sql`SELECT pg_notify(${channel}, ${fence})`
-          for (;;) {
-            const payload = yield* Queue.take(heard)
-            if (payload === fence) return seen
-            seen.push(payload)
-          }
-        }).pipe(Effect.timeoutFail({ duration: "10 seconds", onTimeout: () => `fence ${fence} not heard` }))
-      yield* upTo("before")
-      yield* sql.withTransaction(
-        Effect.flatMap(event("tx-n-rollback"), (e) => producer.enqueue(e, ["a"])).pipe(Effect.zipRight(Effect.fail("abort")))
-      ).pipe(Effect.ignore)
-      assert.deepStrictEqual(yield* upTo("after"), [], "no NOTIFY from the rolled-back transaction")
-      assert.isTrue(Option.isNone(yield* worker.status("tx-n-rollback")))
-      yield* Fiber.interrupt(fiber)
-    }).pipe(Effect.scoped), { timeout: 30_000 })
+  it.live(
+    "an enqueue inside the application's transaction NOTIFYs when that transaction commits",
+    () =>
+      Effect.gen(function*() {
+        const prefix = newPrefix()
+        yield* dropAfter(prefix)
+        const app = yield* Layer.build(
+          PostgresStore.layerClient({ prefix }).pipe(Layer.provideMerge(PgClient.layer({ url: Redacted.make(url) })))
+        )
+        const producer = yield* Effect.provide(Store.DeliveryStore, app)
+        const sql = yield* Effect.provide(PgClient.PgClient, app)
+        const worker = yield* storeOn(prefix)
+        const { woken, fiber } = yield* countWakeups(worker)
+        for (let i = 0; i < 100 && (yield* Ref.get(woken)) === 0; i++) {
+          yield* sql.withTransaction(Effect.flatMap(event(`tx-n-${i}`), (e) => producer.enqueue(e, ["a"])))
+          yield* Effect.sleep("100 millis")
+        }
+        assert.isAbove(yield* Ref.get(woken), 0, "woken through NOTIFY on the application's commit")
+        // A rolled-back transaction's NOTIFY is never delivered. A listener gets notifications in commit
+        // order: between a fence notified before the rollback and one after it, nothing else arrives.
+        const channel = `${prefix}work`
+        const heard = yield* Queue.unbounded<string>()
+        yield* Effect.forkScoped(Stream.runForEach(sql.listen(channel), (payload) => Queue.offer(heard, payload)))
+        for (let i = 0; i < 100 && (yield* Queue.size(heard)) === 0; i++) {
+          yield* sql`SELECT pg_notify(${channel}, 'ready')`
+          yield* Effect.sleep("50 millis")
+        }
+        const upTo = (fence: string) =>
+          Effect.gen(function*() {
+            const seen: Array<string> = []
+            yield* sql`SELECT pg_notify(${channel}, ${fence})`
+            for (;;) {
+              const payload = yield* Queue.take(heard)
+              if (payload === fence) return seen
+              seen.push(payload)
+            }
+          }).pipe(Effect.timeoutFail({ duration: "10 seconds", onTimeout: () => `fence ${fence} not heard` }))
+        yield* upTo("before")
+        yield* sql.withTransaction(
+          Effect.flatMap(event("tx-n-rollback"), (e) => producer.enqueue(e, ["a"])).pipe(
+            Effect.zipRight(Effect.fail("abort"))
+          )
+        ).pipe(Effect.ignore)
+        assert.deepStrictEqual(yield* upTo("after"), [], "no NOTIFY from the rolled-back transaction")
+        assert.isTrue(Option.isNone(yield* worker.status("tx-n-rollback")))
+        yield* Fiber.interrupt(fiber)
+      }).pipe(Effect.scoped),
+    { timeout: 30_000 }
+  )
 
   it.effect("two pools on one database: concurrent claims never hand out a row twice (SKIP LOCKED)", () =>
     Effect.gen(function*() {
@@ -169,7 +189,10 @@ d(`PostgresStore${skip !== undefined ? ` (skipped: ${skip})` : ""}`, () => {
       const keys: Array<string> = []
       for (let round = 0; round < 50 && keys.length < 200; round++) {
         const claims = yield* Effect.all(
-          Array.from({ length: 20 }, (_, i) => (i % 2 ? a : b).claim({ workerId: `w${i}`, limit: 10, leaseMs: 60_000 })),
+          Array.from(
+            { length: 20 },
+            (_, i) => (i % 2 ? a : b).claim({ workerId: `w${i}`, limit: 10, leaseMs: 60_000 })
+          ),
           { concurrency: "unbounded" }
         )
         keys.push(...claims.flat().map((c) => c.idempotencyKey))
@@ -202,7 +225,10 @@ d(`PostgresStore${skip !== undefined ? ` (skipped: ${skip})` : ""}`, () => {
       // the schema as 0001 left it, with a pending delivery in it
       yield* Effect.gen(function*() {
         const sql = yield* PgClient.PgClient
-        yield* Migrator.make({})({ loader: Migrator.fromRecord({ "0001_init": init(sql, t, "pg") }), table: t.migrations })
+        yield* Migrator.make({})({
+          loader: Migrator.fromRecord({ "0001_init": init(sql, t, "pg") }),
+          table: t.migrations
+        })
         yield* sql`INSERT INTO ${sql(t.events)} (id, type, envelope, enqueued_at)
           VALUES (${old.id}, ${old.type}, ${JSON.stringify(Event.encode(old))}, 0)`
         yield* sql`INSERT INTO ${sql(t.targets)} (name) VALUES ('a')`
@@ -215,35 +241,60 @@ d(`PostgresStore${skip !== undefined ? ` (skipped: ${skip})` : ""}`, () => {
       )
       const store = yield* Effect.provide(Store.DeliveryStore, ctx)
       const sql = yield* Effect.provide(PgClient.PgClient, ctx)
-      const applied = yield* sql<{ migration_id: number }>`SELECT migration_id FROM ${sql(t.migrations)} ORDER BY migration_id`
+      const applied = yield* sql<{ migration_id: number }>`SELECT migration_id FROM ${
+        sql(t.migrations)
+      } ORDER BY migration_id`
       assert.deepStrictEqual(applied.map((row) => row.migration_id), [1, 2, 3, 4])
-      const [due] = yield* sql<{ indexdef: string }>`SELECT indexdef FROM pg_indexes WHERE indexname = ${`${t.deliveries}_due`}`
+      const [due] = yield* sql<
+        { indexdef: string }
+      >`SELECT indexdef FROM pg_indexes WHERE indexname = ${`${t.deliveries}_due`}`
       assert.include(due!.indexdef, "waiting = 0")
       const status = Option.getOrThrow(yield* store.status("from-0001"))
-      assert.deepStrictEqual(status.deliveries.map((x) => [x.target, x.status, x.after, x.waiting]), [["a", "pending", [], 0]])
+      assert.deepStrictEqual(status.deliveries.map((x) => [x.target, x.status, x.after, x.waiting]), [[
+        "a",
+        "pending",
+        [],
+        0
+      ]])
       // Migration 0003: stored before fingerprints, the event has none; any content under its id is a duplicate.
       const legacy = yield* store.enqueue({ ...old, payload: { other: true }, type: "order.other" }, ["a", "b"])
       assert.deepStrictEqual([legacy.created, legacy.deliveries.map((d) => d.target)], [false, ["a"]])
-      const fingerprints = yield* sql<{ id: string; fingerprint: string | null }>`SELECT id, fingerprint FROM ${sql(t.events)} ORDER BY id`
+      const fingerprints = yield* sql<{ id: string; fingerprint: string | null }>`SELECT id, fingerprint FROM ${
+        sql(t.events)
+      } ORDER BY id`
       assert.deepStrictEqual(fingerprints.map((r) => [r.id, r.fingerprint]), [["from-0001", null]])
 
       const ok = { startedAt: 0, durationMs: 1, outcome: "success" }
       yield* store.enqueue(yield* event("cols"), ["a", "b", "c", "d"], { after: { c: ["b", "a"], d: ["c"] } })
       const rows = () =>
-        sql<{ event_id: string; target: string; after_targets: string | null; waiting: number; dependents: number; response: string | null }>`
+        sql<
+          {
+            event_id: string
+            target: string
+            after_targets: string | null
+            waiting: number
+            dependents: number
+            response: string | null
+          }
+        >`
           SELECT event_id, target, after_targets, waiting, dependents, response FROM ${sql(t.deliveries)} ORDER BY id`
-      assert.deepStrictEqual((yield* rows()).map((r) => [r.event_id, r.target, r.after_targets, r.waiting, r.dependents]), [
-        ["from-0001", "a", null, 0, 0],
-        ["cols", "a", null, 0, 1],
-        ["cols", "b", null, 0, 1],
-        ["cols", "c", "[\"a\",\"b\"]", 2, 1],
-        ["cols", "d", "[\"c\"]", 1, 0]
-      ])
+      assert.deepStrictEqual(
+        (yield* rows()).map((r) => [r.event_id, r.target, r.after_targets, r.waiting, r.dependents]),
+        [
+          ["from-0001", "a", null, 0, 0],
+          ["cols", "a", null, 0, 1],
+          ["cols", "b", null, 0, 1],
+          ["cols", "c", "[\"a\",\"b\"]", 2, 1],
+          ["cols", "d", "[\"c\"]", 1, 0]
+        ]
+      )
       for (let round = 0; round < 4; round++) {
         const claimed = yield* store.claim({ workerId: "w", limit: 10, leaseMs: 60_000 })
         for (const c of claimed) {
           assert.deepStrictEqual(Object.keys(c.inputs), c.after)
-          assert.isTrue(yield* store.finish(c, ok, Store.Next.Delivered({ response: JSON.stringify(c.idempotencyKey) })))
+          assert.isTrue(
+            yield* store.finish(c, ok, Store.Next.Delivered({ response: JSON.stringify(c.idempotencyKey) }))
+          )
         }
       }
       assert.deepStrictEqual((yield* rows()).map((r) => [r.event_id, r.target, r.waiting, r.response]), [
@@ -256,49 +307,61 @@ d(`PostgresStore${skip !== undefined ? ` (skipped: ${skip})` : ""}`, () => {
       assert.strictEqual((yield* store.stats).delivered, 5)
     }).pipe(Effect.scoped))
 
-  it.live("dependencies: NOTIFY wakes another process when a delivery makes a dependent due", () =>
-    Effect.gen(function*() {
-      const [producer, worker, prefix] = yield* twoPools
-      const { woken, fiber } = yield* countWakeups(worker)
-      // LISTEN is set up asynchronously; from then on, every NOTIFY committed reaches the worker.
-      yield* listeningOn(prefix)
-      yield* producer.enqueue(yield* event("notify-pipe"), ["a", "b"], { after: { b: ["a"] } })
-      // exactly one NOTIFY for that enqueue; the claim sends none
-      yield* untilWoken(woken, 1)
-      const [input] = yield* producer.claim({ workerId: "w", limit: 10, leaseMs: 60_000 })
-      const before = yield* Ref.get(woken)
-      assert.isTrue(
-        yield* producer.finish(input!, { startedAt: 0, durationMs: 1, outcome: "success" }, Store.Next.Delivered({}))
-      )
-      for (let i = 0; i < 50 && (yield* Ref.get(woken)) === before; i++) yield* Effect.sleep("100 millis")
-      assert.isAbove(yield* Ref.get(woken), before, "woken through NOTIFY by the release")
-      yield* Fiber.interrupt(fiber)
-    }).pipe(Effect.scoped), { timeout: 30_000 })
+  it.live(
+    "dependencies: NOTIFY wakes another process when a delivery makes a dependent due",
+    () =>
+      Effect.gen(function*() {
+        const [producer, worker, prefix] = yield* twoPools
+        const { woken, fiber } = yield* countWakeups(worker)
+        // LISTEN is set up asynchronously; from then on, every NOTIFY committed reaches the worker.
+        yield* listeningOn(prefix)
+        yield* producer.enqueue(yield* event("notify-pipe"), ["a", "b"], { after: { b: ["a"] } })
+        // exactly one NOTIFY for that enqueue; the claim sends none
+        yield* untilWoken(woken, 1)
+        const [input] = yield* producer.claim({ workerId: "w", limit: 10, leaseMs: 60_000 })
+        const before = yield* Ref.get(woken)
+        assert.isTrue(
+          yield* producer.finish(input!, { startedAt: 0, durationMs: 1, outcome: "success" }, Store.Next.Delivered({}))
+        )
+        for (let i = 0; i < 50 && (yield* Ref.get(woken)) === before; i++) yield* Effect.sleep("100 millis")
+        assert.isAbove(yield* Ref.get(woken), before, "woken through NOTIFY by the release")
+        yield* Fiber.interrupt(fiber)
+      }).pipe(Effect.scoped),
+    { timeout: 30_000 }
+  )
 
-  it.live("dependencies: concurrent deliveries of two inputs through two pools release their dependent exactly once", () =>
-    Effect.gen(function*() {
-      const [a, b] = yield* twoPools
-      const ok = { startedAt: 0, durationMs: 1, outcome: "success" }
-      const n = 30
-      for (let i = 0; i < n; i++) {
-        yield* a.enqueue(yield* event(`fan-${i}`), ["x", "y", "z"], { after: { z: ["x", "y"] } })
-      }
-      const inputs = yield* a.claim({ workerId: "w", limit: 1_000, leaseMs: 60_000 })
-      assert.strictEqual(inputs.length, 2 * n)
-      // each event's two inputs finish at the same time, one through each pool
-      yield* Effect.forEach(inputs, (c) => (c.target === "x" ? a : b).finish(c, ok, Store.Next.Delivered({ response: `"${c.target}"` })), {
-        concurrency: "unbounded",
-        discard: true
-      })
-      const released = yield* b.claim({ workerId: "w", limit: 1_000, leaseMs: 60_000 })
-      assert.strictEqual(released.length, n)
-      for (const c of released) {
-        assert.strictEqual(c.target, "z")
-        assert.deepStrictEqual(c.inputs, { x: "\"x\"", y: "\"y\"" })
-      }
-      const status = Option.getOrThrow(yield* a.status("fan-0"))
-      assert.strictEqual(status.deliveries.find((x) => x.target === "z")!.waiting, 0)
-    }).pipe(Effect.scoped), { timeout: 30_000 })
+  it.live(
+    "dependencies: concurrent deliveries of two inputs through two pools release their dependent exactly once",
+    () =>
+      Effect.gen(function*() {
+        const [a, b] = yield* twoPools
+        const ok = { startedAt: 0, durationMs: 1, outcome: "success" }
+        const n = 30
+        for (let i = 0; i < n; i++) {
+          yield* a.enqueue(yield* event(`fan-${i}`), ["x", "y", "z"], { after: { z: ["x", "y"] } })
+        }
+        const inputs = yield* a.claim({ workerId: "w", limit: 1_000, leaseMs: 60_000 })
+        assert.strictEqual(inputs.length, 2 * n)
+        // each event's two inputs finish at the same time, one through each pool
+        yield* Effect.forEach(
+          inputs,
+          (c) => (c.target === "x" ? a : b).finish(c, ok, Store.Next.Delivered({ response: `"${c.target}"` })),
+          {
+            concurrency: "unbounded",
+            discard: true
+          }
+        )
+        const released = yield* b.claim({ workerId: "w", limit: 1_000, leaseMs: 60_000 })
+        assert.strictEqual(released.length, n)
+        for (const c of released) {
+          assert.strictEqual(c.target, "z")
+          assert.deepStrictEqual(c.inputs, { x: "\"x\"", y: "\"y\"" })
+        }
+        const status = Option.getOrThrow(yield* a.status("fan-0"))
+        assert.strictEqual(status.deliveries.find((x) => x.target === "z")!.waiting, 0)
+      }).pipe(Effect.scoped),
+    { timeout: 30_000 }
+  )
 
   // ---- group commit ------------------------------------------------------------------------
 
@@ -358,8 +421,12 @@ d(`PostgresStore${skip !== undefined ? ` (skipped: ${skip})` : ""}`, () => {
       // Another client installs a trigger that refuses one event.
       yield* sql.unsafe(`CREATE FUNCTION ${t.events}_poison() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN IF NEW.id = 'poison' THEN RAISE EXCEPTION 'poisoned'; END IF; RETURN NEW; END $$`)
-      yield* sql.unsafe(`CREATE TRIGGER poison BEFORE INSERT ON ${t.events} FOR EACH ROW EXECUTE FUNCTION ${t.events}_poison()`)
-      yield* Effect.addFinalizer(() => Effect.ignore(sql.unsafe(`DROP FUNCTION IF EXISTS ${t.events}_poison() CASCADE`)))
+      yield* sql.unsafe(
+        `CREATE TRIGGER poison BEFORE INSERT ON ${t.events} FOR EACH ROW EXECUTE FUNCTION ${t.events}_poison()`
+      )
+      yield* Effect.addFinalizer(() =>
+        Effect.ignore(sql.unsafe(`DROP FUNCTION IF EXISTS ${t.events}_poison() CASCADE`))
+      )
       const ids = Array.from({ length: 20 }, (_, i) => (i === 7 ? "poison" : `ok-${i}`))
       const events = yield* Effect.forEach(ids, event)
       const before = yield* store.diagnostics
@@ -371,7 +438,9 @@ d(`PostgresStore${skip !== undefined ? ` (skipped: ${skip})` : ""}`, () => {
       for (const [i, result] of results.entries()) {
         if (ids[i] === "poison") {
           assert.strictEqual(result._tag, "Left")
-          if (result._tag === "Left") assert.strictEqual(result.left._tag === "StoreError" && result.left.operation, "enqueue")
+          if (result._tag === "Left") {
+            assert.strictEqual(result.left._tag === "StoreError" && result.left.operation, "enqueue")
+          }
           assert.isTrue(Option.isNone(yield* store.status("poison")))
         } else {
           assert.strictEqual(result._tag, "Right", `${ids[i]}: ${JSON.stringify(result)}`)
@@ -384,20 +453,31 @@ d(`PostgresStore${skip !== undefined ? ` (skipped: ${skip})` : ""}`, () => {
   it.effect("group commit: concurrent finishes and extensions are fenced per row; a row twice in a batch applies once", () =>
     Effect.gen(function*() {
       const { store } = yield* storeAndClient
-      yield* Effect.forEach(Array.from({ length: 14 }, (_, i) => `f-${i}`), (id) => Effect.flatMap(event(id), (e) => store.enqueue(e, ["a"])), {
-        discard: true
-      })
+      yield* Effect.forEach(
+        Array.from({ length: 14 }, (_, i) => `f-${i}`),
+        (id) => Effect.flatMap(event(id), (e) => store.enqueue(e, ["a"])),
+        {
+          discard: true
+        }
+      )
       const all = yield* store.claim({ workerId: "w1", limit: 100, leaseMs: 1_000 })
       assert.strictEqual(all.length, 14)
       const claims = all.slice(0, 12)
       // stale leases: of rows finished in the same batch, and of rows still in flight (12, 13 and the extended 8)
-      const stale = [...claims.slice(0, 2), all[12]!, all[13]!, claims[8]!].map((c) => ({ id: c.id, lease: `${c.lease}-stale` }))
+      const stale = [...claims.slice(0, 2), all[12]!, all[13]!, claims[8]!].map((c) => ({
+        id: c.id,
+        lease: `${c.lease}-stale`
+      }))
       const before = yield* store.diagnostics
       const results = yield* Effect.all([
         ...claims.slice(0, 8).map((c, i) =>
-          store.finish(c, i % 2 === 0 ? ok : { startedAt: 0, durationMs: 1, outcome: "http_503", message: "m" }, i % 2 === 0
-            ? Store.Next.Delivered({})
-            : Store.Next.Retry({ at: 5_000 }))
+          store.finish(
+            c,
+            i % 2 === 0 ? ok : { startedAt: 0, durationMs: 1, outcome: "http_503", message: "m" },
+            i % 2 === 0
+              ? Store.Next.Delivered({})
+              : Store.Next.Retry({ at: 5_000 })
+          )
         ),
         ...stale.map((c) => store.finish(c, ok, Store.Next.Delivered({}))),
         ...claims.slice(8).map((c) => store.extendLease(c, 60_000)),
@@ -406,7 +486,14 @@ d(`PostgresStore${skip !== undefined ? ` (skipped: ${skip})` : ""}`, () => {
         store.extendLease(claims[1]!, 60_000),
         store.extendLease(stale[3]!, 60_000)
       ], { concurrency: "unbounded" })
-      assert.deepStrictEqual(results, [...Array(8).fill(true), ...Array(5).fill(false), ...Array(4).fill(true), false, false, false])
+      assert.deepStrictEqual(results, [
+        ...Array(8).fill(true),
+        ...Array(5).fill(false),
+        ...Array(4).fill(true),
+        false,
+        false,
+        false
+      ])
       const after = yield* store.diagnostics
       assert.isBelow(after.writeTransactions - before.writeTransactions, 20, "they shared statements")
       const byTarget = yield* store.stats

@@ -33,7 +33,10 @@ const newName = (label: string) => `${label}${runId}${(counter++).toString(36)}`
 const slowPoll = "60 seconds"
 
 /** An admin connection of the test's own (not the store's), for pg_stat_activity and pg_terminate_backend. */
-const admin = Effect.provide(PgClient.make({ url: Redacted.make(url), applicationName: "fanout-listen-test-admin" }), Reactivity.layer)
+const admin = Effect.provide(
+  PgClient.make({ url: Redacted.make(url), applicationName: "fanout-listen-test-admin" }),
+  Reactivity.layer
+)
 
 /** Drops every table with this prefix when the scope closes (after the stores using it have closed). */
 const dropAfter = (prefix: string) =>
@@ -47,7 +50,9 @@ const dropAfter = (prefix: string) =>
   )
 
 const storeOn = (options: PostgresStore.Options) =>
-  Effect.map(Layer.build(PostgresStore.layer(options)), (context) => Context.get(context, Store.DeliveryStore)).pipe(Effect.orDie)
+  Effect.map(Layer.build(PostgresStore.layer(options)), (context) => Context.get(context, Store.DeliveryStore)).pipe(
+    Effect.orDie
+  )
 
 /** Polls `predicate` every 20 ms (real time) until it holds; dies naming `what` after `timeoutMs`. */
 const eventually = <E, R>(what: string, predicate: Effect.Effect<boolean, E, R>, timeoutMs = 15_000) =>
@@ -117,7 +122,9 @@ const setup = (workerUrl: string, options: Partial<PostgresStore.Options> = {}) 
  */
 const silencingProxy = Effect.gen(function*() {
   const upstream = new URL(url)
-  const pairs = new Set<{ readonly listen: () => boolean; readonly frozen: { value: boolean }; readonly destroy: () => void }>()
+  const pairs = new Set<
+    { readonly listen: () => boolean; readonly frozen: { value: boolean }; readonly destroy: () => void }
+  >()
   const server = net.createServer((client) => {
     const db = net.connect(Number(upstream.port || 5432), upstream.hostname)
     let listen = false
@@ -172,68 +179,87 @@ const silencingProxy = Effect.gen(function*() {
 
 /** Log lines of the test (the store's warnings and infos), to check what an operator would read. */
 const captureLogs = (lines: Array<string>) =>
-  Logger.replace(Logger.defaultLogger, Logger.make(({ message }) => void lines.push(String(Array.isArray(message) ? message.join(" ") : message))))
+  Logger.replace(
+    Logger.defaultLogger,
+    Logger.make(({ message }) => void lines.push(String(Array.isArray(message) ? message.join(" ") : message)))
+  )
 
 const d = skip !== undefined ? describe.skip : describe
 d(`PostgresStore LISTEN that heals${skip !== undefined ? ` (skipped: ${skip})` : ""}`, () => {
-  it.live("after pg_terminate_backend on the store's connections, the next NOTIFY still wakes its worker within 2 s", () => {
-    const lines: Array<string> = []
-    return Effect.gen(function*() {
-      const t = yield* setup(url)
-      // Before: a NOTIFY wakes the idle worker (it polls only every 60 s).
-      const before = yield* t.enqueueAndReceive("before-kill")
-      assert.isBelow(before.latency, 2_000, `woken by NOTIFY before the kill (${before.latency} ms)`)
+  it.live(
+    "after pg_terminate_backend on the store's connections, the next NOTIFY still wakes its worker within 2 s",
+    () => {
+      const lines: Array<string> = []
+      return Effect.gen(function*() {
+        const t = yield* setup(url)
+        // Before: a NOTIFY wakes the idle worker (it polls only every 60 s).
+        const before = yield* t.enqueueAndReceive("before-kill")
+        assert.isBelow(before.latency, 2_000, `woken by NOTIFY before the kill (${before.latency} ms)`)
 
-      const listenBefore = (yield* backends(t.app)).filter((b) => b.applicationName.endsWith(":listen"))
-      assert.strictEqual(listenBefore.length, 1, "one LISTEN connection, named <app>:listen")
-      const reconnectsBefore = yield* reconnects(t.channel)
-      // Kill every connection of the worker's store: its pool's and its listener's.
-      const killed = yield* Effect.gen(function*() {
-        const sql = yield* admin
-        return yield* sql<{ pid: number }>`SELECT pid FROM pg_stat_activity
+        const listenBefore = (yield* backends(t.app)).filter((b) => b.applicationName.endsWith(":listen"))
+        assert.strictEqual(listenBefore.length, 1, "one LISTEN connection, named <app>:listen")
+        const reconnectsBefore = yield* reconnects(t.channel)
+        // Kill every connection of the worker's store: its pool's and its listener's.
+        const killed = yield* Effect.gen(function*() {
+          const sql = yield* admin
+          return yield* sql<{ pid: number }>`SELECT pid FROM pg_stat_activity
           WHERE application_name LIKE ${t.app + "%"} AND pid <> pg_backend_pid() AND pg_terminate_backend(pid)`
-      }).pipe(Effect.scoped, Effect.orDie)
-      assert.includeMembers(killed.map((k) => k.pid), [listenBefore[0]!.pid], "the listen backend was terminated")
+        }).pipe(Effect.scoped, Effect.orDie)
+        assert.includeMembers(killed.map((k) => k.pid), [listenBefore[0]!.pid], "the listen backend was terminated")
 
-      // Healed: re-listened on a new backend, counted.
-      yield* eventually(
-        "a new LISTEN backend, counted as a reconnect",
-        Effect.gen(function*() {
-          const now = (yield* backends(t.app)).filter((b) => b.applicationName.endsWith(":listen"))
-          return now.length === 1 && now[0]!.pid !== listenBefore[0]!.pid && (yield* reconnects(t.channel)) > reconnectsBefore &&
-            (yield* listening(t.channel))
-        })
-      )
-      assert.strictEqual((yield* reconnects(t.channel)) - reconnectsBefore, 1, "one reconnect for one loss")
+        // Healed: re-listened on a new backend, counted.
+        yield* eventually(
+          "a new LISTEN backend, counted as a reconnect",
+          Effect.gen(function*() {
+            const now = (yield* backends(t.app)).filter((b) => b.applicationName.endsWith(":listen"))
+            return now.length === 1 && now[0]!.pid !== listenBefore[0]!.pid &&
+              (yield* reconnects(t.channel)) > reconnectsBefore &&
+              (yield* listening(t.channel))
+          })
+        )
+        assert.strictEqual((yield* reconnects(t.channel)) - reconnectsBefore, 1, "one reconnect for one loss")
 
-      // After: the next NOTIFY (an enqueue through the other store's pool) wakes the worker.
-      const after = yield* t.enqueueAndReceive("after-kill")
-      assert.isBelow(after.latency, 2_000, `woken by NOTIFY after the kill (${after.latency} ms), not by the 60 s poll`)
-      assert.isTrue(lines.some((l) => l.includes("LISTEN connection lost")), `the loss is logged: ${JSON.stringify(lines)}`)
-      assert.isTrue(lines.some((l) => l.includes("LISTEN restored")), "the recovery is logged")
-    }).pipe(Effect.scoped, Effect.provide(captureLogs(lines)))
-  }, { timeout: 60_000 })
+        // After: the next NOTIFY (an enqueue through the other store's pool) wakes the worker.
+        const after = yield* t.enqueueAndReceive("after-kill")
+        assert.isBelow(
+          after.latency,
+          2_000,
+          `woken by NOTIFY after the kill (${after.latency} ms), not by the 60 s poll`
+        )
+        assert.isTrue(
+          lines.some((l) => l.includes("LISTEN connection lost")),
+          `the loss is logged: ${JSON.stringify(lines)}`
+        )
+        assert.isTrue(lines.some((l) => l.includes("LISTEN restored")), "the recovery is logged")
+      }).pipe(Effect.scoped, Effect.provide(captureLogs(lines)))
+    },
+    { timeout: 60_000 }
+  )
 
-  it.live("a LISTEN socket gone silent is found by the health check; the event whose NOTIFY was lost is delivered by the catch-up poll", () =>
-    Effect.gen(function*() {
-      const proxy = yield* silencingProxy
-      const t = yield* setup(proxy.url, { listenHealthCheck: "1 second" })
-      const first = yield* t.enqueueAndReceive("through-proxy")
-      assert.isBelow(first.latency, 2_000, `woken by NOTIFY through the proxy (${first.latency} ms)`)
-      const reconnectsBefore = yield* reconnects(t.channel)
+  it.live(
+    "a LISTEN socket gone silent is found by the health check; the event whose NOTIFY was lost is delivered by the catch-up poll",
+    () =>
+      Effect.gen(function*() {
+        const proxy = yield* silencingProxy
+        const t = yield* setup(proxy.url, { listenHealthCheck: "1 second" })
+        const first = yield* t.enqueueAndReceive("through-proxy")
+        assert.isBelow(first.latency, 2_000, `woken by NOTIFY through the proxy (${first.latency} ms)`)
+        const reconnectsBefore = yield* reconnects(t.channel)
 
-      assert.strictEqual(yield* proxy.freeze, 1, "the one LISTEN connection is silenced")
-      // Enqueued while the listener is deaf: its NOTIFY is lost in the silent socket.
-      const lost = yield* t.enqueueAndReceive("notify-lost")
-      const healedAt = yield* reconnects(t.channel)
-      assert.isAtLeast(healedAt - reconnectsBefore, 1, "delivered after a reconnect")
-      // Found within a health-check interval plus its timeout (1 s each) and the first backoff
-      // (at most 0.25 s), then the catch-up poll: seconds, where the worker's own poll is 60 s.
-      assert.isBelow(lost.latency, 10_000, `delivered by the catch-up poll (${lost.latency} ms), not the 60 s poll`)
-      assert.isTrue(yield* listening(t.channel))
+        assert.strictEqual(yield* proxy.freeze, 1, "the one LISTEN connection is silenced")
+        // Enqueued while the listener is deaf: its NOTIFY is lost in the silent socket.
+        const lost = yield* t.enqueueAndReceive("notify-lost")
+        const healedAt = yield* reconnects(t.channel)
+        assert.isAtLeast(healedAt - reconnectsBefore, 1, "delivered after a reconnect")
+        // Found within a health-check interval plus its timeout (1 s each) and the first backoff
+        // (at most 0.25 s), then the catch-up poll: seconds, where the worker's own poll is 60 s.
+        assert.isBelow(lost.latency, 10_000, `delivered by the catch-up poll (${lost.latency} ms), not the 60 s poll`)
+        assert.isTrue(yield* listening(t.channel))
 
-      // And the new LISTEN connection hears the next NOTIFY.
-      const next = yield* t.enqueueAndReceive("after-silence")
-      assert.isBelow(next.latency, 2_000, `woken by NOTIFY on the new connection (${next.latency} ms)`)
-    }).pipe(Effect.scoped), { timeout: 60_000 })
+        // And the new LISTEN connection hears the next NOTIFY.
+        const next = yield* t.enqueueAndReceive("after-silence")
+        assert.isBelow(next.latency, 2_000, `woken by NOTIFY on the new connection (${next.latency} ms)`)
+      }).pipe(Effect.scoped),
+    { timeout: 60_000 }
+  )
 })

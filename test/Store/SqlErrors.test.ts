@@ -13,7 +13,10 @@ import { fromSqlError } from "../../src/Store/Sql.js"
 import * as SqliteStore from "../../src/Store/Sqlite.js"
 
 const sqlError = (code: string | undefined, message = "boom") =>
-  new SqlError({ cause: Object.assign(new Error(message), code === undefined ? {} : { code }), message: "Failed to execute statement" })
+  new SqlError({
+    cause: Object.assign(new Error(message), code === undefined ? {} : { code }),
+    message: "Failed to execute statement"
+  })
 
 const cases: ReadonlyArray<readonly [string | undefined, Store.StoreErrorReason]> = [
   ["SQLITE_BUSY", "Busy"],
@@ -64,5 +67,6 @@ describe("SqliteStore busyTimeoutMs", () => {
         assert.include(error.message, "busyTimeoutMs")
       }))
   }
-  it.scoped("0 is allowed (fail Busy at once)", () => Effect.asVoid(SqliteStore.make({ filename: ":memory:", busyTimeoutMs: 0 })))
+  it.scoped("0 is allowed (fail Busy at once)", () =>
+    Effect.asVoid(SqliteStore.make({ filename: ":memory:", busyTimeoutMs: 0 })))
 })

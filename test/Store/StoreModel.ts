@@ -55,7 +55,13 @@ const TARGETS = ["a", "b", "c"] as const
 const LABELS = ["success", "http_503", "timeout", "http_400"] as const
 
 export type Command =
-  | { readonly _tag: "Enqueue"; readonly event: number; readonly variant: number; readonly targets: ReadonlyArray<string>; readonly via: Worker }
+  | {
+    readonly _tag: "Enqueue"
+    readonly event: number
+    readonly variant: number
+    readonly targets: ReadonlyArray<string>
+    readonly via: Worker
+  }
   | {
     readonly _tag: "Claim"
     readonly worker: Worker
@@ -121,7 +127,12 @@ export const command: fc.Arbitrary<Command> = fc.oneof(
   },
   {
     weight: 2,
-    arbitrary: fc.record({ _tag: fc.constant("Extend" as const), claim: index, live, leaseMs: fc.constantFrom(100, 2_000, 10_000) })
+    arbitrary: fc.record({
+      _tag: fc.constant("Extend" as const),
+      claim: index,
+      live,
+      leaseMs: fc.constantFrom(100, 2_000, 10_000)
+    })
   },
   {
     weight: 7,
@@ -134,7 +145,14 @@ export const command: fc.Arbitrary<Command> = fc.oneof(
       retryInMs: fc.constantFrom(-500, 0, 1, 700, 3_000)
     })
   },
-  { weight: 2, arbitrary: fc.record({ _tag: fc.constant("Release" as const), claims: fc.uniqueArray(index, { minLength: 1, maxLength: 3 }), live }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      _tag: fc.constant("Release" as const),
+      claims: fc.uniqueArray(index, { minLength: 1, maxLength: 3 }),
+      live
+    })
+  },
   {
     weight: 1,
     arbitrary: fc.record({
@@ -154,9 +172,15 @@ export const command: fc.Arbitrary<Command> = fc.oneof(
       )
     })
   },
-  { weight: 2, arbitrary: fc.record({ _tag: fc.constant("Replay" as const), delivery: index, dead: live, via: worker }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({ _tag: fc.constant("Replay" as const), delivery: index, dead: live, via: worker })
+  },
   { weight: 1, arbitrary: fc.record({ _tag: fc.constant("ReplayMany" as const), filter, via: worker }) },
-  { weight: 1, arbitrary: fc.record({ _tag: fc.constant("Purge" as const), delivery: index, dead: live, via: worker }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({ _tag: fc.constant("Purge" as const), delivery: index, dead: live, via: worker })
+  },
   { weight: 1, arbitrary: fc.record({ _tag: fc.constant("PurgeMany" as const), filter, via: worker }) },
   {
     weight: 2,
@@ -446,7 +470,9 @@ const checkAll = (m: Model, w: Workers, touched: ReadonlySet<string> | "all", wh
     const gauges = yield* w.b.gauges
     const gaugeTargets: Record<string, { pending: number; inFlight: number; dead: number }> = {}
     for (const [name, t] of Object.entries(c.targets)) {
-      if (t.pending + t.inFlight + t.dead > 0) gaugeTargets[name] = { pending: t.pending, inFlight: t.inFlight, dead: t.dead }
+      if (t.pending + t.inFlight + t.dead > 0) {
+        gaugeTargets[name] = { pending: t.pending, inFlight: t.inFlight, dead: t.dead }
+      }
     }
     assert.deepStrictEqual(
       gauges,
@@ -467,7 +493,9 @@ const checkAll = (m: Model, w: Workers, touched: ReadonlySet<string> | "all", wh
       `${where}: dead letters, oldest delivery first`
     )
     const ids = touched === "all" ? EVENT_IDS : Array.from(touched)
-    for (const id of ids) yield* checkStatus(m, w.b, id, where)
+    for (const id of ids) {
+      yield* checkStatus(m, w.b, id, where)
+    }
   })
 
 /** Dead letters paged two at a time: the same sequence, without gaps or repeats. */
@@ -490,7 +518,8 @@ const checkPaging = (m: Model, store: Store.DeliveryStore) =>
 const tally = new Map<string, number>()
 const seen = (what: string) => tally.set(what, (tally.get(what) ?? 0) + 1)
 
-const pick = <A>(items: ReadonlyArray<A>, i: number): A | undefined => items.length === 0 ? undefined : items[i % items.length]
+const pick = <A>(items: ReadonlyArray<A>, i: number): A | undefined =>
+  items.length === 0 ? undefined : items[i % items.length]
 
 /** The delivery ids to pick from: the dead letters (when asked and there are some), else every id ever seen. */
 const deliveriesOf = (m: Model, dead: boolean): ReadonlyArray<string> => {
@@ -526,10 +555,14 @@ export const run = (factory: Factory, cmds: ReadonlyArray<Command>) =>
           if (existing !== undefined && existing.variant !== cmd.variant) {
             seen("enqueue: conflict")
             assert.isTrue(result._tag === "Left" && result.left._tag === "ConflictError", `${where}: a ConflictError`)
-            if (result._tag === "Left" && result.left._tag === "ConflictError") assert.strictEqual(result.left.eventId, id)
+            if (result._tag === "Left" && result.left._tag === "ConflictError") {
+              assert.strictEqual(result.left.eventId, id)
+            }
             break
           }
-          if (result._tag === "Left") return assert.fail(`${where}: enqueue failed: ${result.left.message}`)
+          if (result._tag === "Left") {
+            return assert.fail(`${where}: enqueue failed: ${result.left.message}`)
+          }
           const answer = result.right
           assert.strictEqual(answer.eventId, id, where)
           const bySort = <A extends { readonly target: string }>(xs: ReadonlyArray<A>) =>
@@ -539,7 +572,13 @@ export const run = (factory: Factory, cmds: ReadonlyArray<Command>) =>
             assert.isFalse(answer.created, `${where}: a duplicate`)
             assert.deepStrictEqual(
               bySort(answer.deliveries.map((x) => ({ id: x.id, target: x.target, status: x.status }))),
-              bySort(existing.deliveries.map((x) => m.deliveries.get(x)!).map((d) => ({ id: d.id, target: d.target, status: d.status }))),
+              bySort(
+                existing.deliveries.map((x) => m.deliveries.get(x)!).map((d) => ({
+                  id: d.id,
+                  target: d.target,
+                  status: d.status
+                }))
+              ),
               `${where}: the duplicate answers the first enqueue's deliveries, with their current status`
             )
             break
@@ -548,7 +587,11 @@ export const run = (factory: Factory, cmds: ReadonlyArray<Command>) =>
           m.everStored.add(id)
           assert.isTrue(answer.created, `${where}: created`)
           const unique = Array.from(new Set(cmd.targets))
-          assert.deepStrictEqual(answer.deliveries.map((x) => [x.target, x.status]), unique.map((t) => [t, "pending"]), where)
+          assert.deepStrictEqual(
+            answer.deliveries.map((x) => [x.target, x.status]),
+            unique.map((t) => [t, "pending"]),
+            where
+          )
           const ids = answer.deliveries.map((x) => x.id)
           for (const did of ids) assert.isFalse(m.known.includes(did), `${where}: delivery id ${did} is new`)
           const deliveries: Array<string> = []
@@ -578,14 +621,20 @@ export const run = (factory: Factory, cmds: ReadonlyArray<Command>) =>
           break
         }
         case "Claim": {
-          const due = m.sorted().filter((d) => m.claimable(d) && (cmd.targets === undefined || cmd.targets.includes(d.target)))
+          const due = m.sorted().filter((d) =>
+            m.claimable(d) && (cmd.targets === undefined || cmd.targets.includes(d.target))
+          )
           const got = yield* storeOf(cmd.worker).claim({
             workerId: workerId(cmd.worker),
             limit: cmd.limit,
             leaseMs: cmd.leaseMs,
             ...(cmd.targets !== undefined ? { targets: cmd.targets } : {})
           })
-          assert.strictEqual(got.length, Math.min(cmd.limit, due.length), `${where}: how many were claimed (${due.length} due)`)
+          assert.strictEqual(
+            got.length,
+            Math.min(cmd.limit, due.length),
+            `${where}: how many were claimed (${due.length} due)`
+          )
           assert.strictEqual(new Set(got.map((c) => c.id)).size, got.length, `${where}: no delivery twice in a batch`)
           const dueIds = new Set(due.map((d) => d.id))
           for (const c of got) {
@@ -633,15 +682,35 @@ export const run = (factory: Factory, cmds: ReadonlyArray<Command>) =>
           for (const [target, { due: dueT, picked }] of byTarget) {
             const latestPicked = Math.max(...picked.map((d) => d.availableAt!))
             const earliestLeft = Math.min(...dueT.filter((d) => !picked.includes(d)).map((d) => d.availableAt!))
-            if (picked.length > 0) assert.isAtMost(latestPicked, earliestLeft, `${where}: oldest due first within ${target}`)
+            if (picked.length > 0) {
+              assert.isAtMost(latestPicked, earliestLeft, `${where}: oldest due first within ${target}`)
+            }
             if (picked.length < dueT.length) {
               for (const [other, entry] of byTarget) {
-                assert.isAtMost(entry.picked.length, picked.length + 1, `${where}: round-robin: ${other} vs ${target} (left due)`)
+                assert.isAtMost(
+                  entry.picked.length,
+                  picked.length + 1,
+                  `${where}: round-robin: ${other} vs ${target} (left due)`
+                )
               }
             }
           }
-          seen(got.length === 0 ? `claim: none (${m.sorted().some((d) => m.claimable(d)) ? "filtered" : Array.from(m.deliveries.values()).some((d) => m.active(d)) ? "active, none due" : "none active"})` : got.length < due.length ? "claim: limited" : "claim: all due")
-          if (due.some((d) => d.status === "in_flight")) seen("claim: an expired lease was due")
+          seen(
+            got.length === 0
+              ? `claim: none (${
+                m.sorted().some((d) => m.claimable(d))
+                  ? "filtered"
+                  : Array.from(m.deliveries.values()).some((d) => m.active(d))
+                  ? "active, none due"
+                  : "none active"
+              })`
+              : got.length < due.length
+              ? "claim: limited"
+              : "claim: all due"
+          )
+          if (
+            due.some((d) => d.status === "in_flight")
+          ) seen("claim: an expired lease was due")
           if (got.some((c) => m.deliveries.get(c.id)!.status === "in_flight")) seen("claim: retook an expired lease")
           if (new Set(got.map((c) => c.target)).size > 1) seen("claim: several targets")
           for (const c of got) {
@@ -674,9 +743,19 @@ export const run = (factory: Factory, cmds: ReadonlyArray<Command>) =>
           if (held === undefined) break
           const d = m.fenced(held.claim)
           const at = m.now + cmd.retryInMs
-          const applied = yield* storeOf(held.worker).finish(held.claim, attemptOf(m.now, cmd.outcome), nextOf(cmd.next, at))
-          seen(d !== undefined ? `finish: ${cmd.next}${d.availableAt! <= m.now ? " (lease expired, not retaken)" : ""}` : "finish: stale")
-          if (d === undefined && m.deliveries.get(held.claim.id)?.status === "in_flight") seen("finish: stale, retaken by another claim")
+          const applied = yield* storeOf(held.worker).finish(
+            held.claim,
+            attemptOf(m.now, cmd.outcome),
+            nextOf(cmd.next, at)
+          )
+          seen(
+            d !== undefined
+              ? `finish: ${cmd.next}${d.availableAt! <= m.now ? " (lease expired, not retaken)" : ""}`
+              : "finish: stale"
+          )
+          if (d === undefined && m.deliveries.get(held.claim.id)?.status === "in_flight") {
+            seen("finish: stale, retaken by another claim")
+          }
           assert.strictEqual(applied, d !== undefined, `${where}: finish applies only with the current lease`)
           if (d !== undefined) applyFinish(m, d, held.claim, cmd.outcome, cmd.next, at)
           const stored = m.deliveries.get(held.claim.id)
@@ -684,7 +763,9 @@ export const run = (factory: Factory, cmds: ReadonlyArray<Command>) =>
           break
         }
         case "Release": {
-          const chosen = Array.from(new Set(cmd.claims.map((i) => pick(claimsOf(m, cmd.live), i)).filter((x) => x !== undefined)))
+          const chosen = Array.from(
+            new Set(cmd.claims.map((i) => pick(claimsOf(m, cmd.live), i)).filter((x) => x !== undefined))
+          )
           if (chosen.length === 0) break
           // A release names one worker's claims; take the first one's and keep the rest that are its too.
           const by = chosen[0]!.worker
@@ -722,7 +803,9 @@ export const run = (factory: Factory, cmds: ReadonlyArray<Command>) =>
           const upcoming = Array.from(m.deliveries.values())
             .filter((d) => m.active(d) && d.availableAt !== undefined && d.availableAt > m.now)
             .map((d) => d.availableAt!)
-          const leases = Array.from(m.deliveries.values()).filter((d) => d.status === "in_flight").map((d) => d.availableAt!)
+          const leases = Array.from(m.deliveries.values()).filter((d) => d.status === "in_flight").map((d) =>
+            d.availableAt!
+          )
           const by = cmd.by === "nextDeadline"
             ? (upcoming.length > 0 ? Math.min(...upcoming) - m.now : 1)
             : cmd.by === "pastLeases"
@@ -751,7 +834,11 @@ export const run = (factory: Factory, cmds: ReadonlyArray<Command>) =>
         case "ReplayMany": {
           const selected = m.dead(cmd.filter)
           seen(selected.length > 0 ? "replayMany: some" : "replayMany: none")
-          assert.strictEqual(yield* storeOf(cmd.via).replayMany(cmd.filter), selected.length, `${where}: replayMany count`)
+          assert.strictEqual(
+            yield* storeOf(cmd.via).replayMany(cmd.filter),
+            selected.length,
+            `${where}: replayMany count`
+          )
           for (const d of selected) m.replay(d)
           all = true
           break
@@ -788,7 +875,11 @@ export const run = (factory: Factory, cmds: ReadonlyArray<Command>) =>
           )
           let events = 0
           for (const d of selected) if (m.remove(d)) events++
-          seen(selected.length > 0 ? (events > 0 ? "retention: deliveries and events" : "retention: deliveries") : "retention: none")
+          seen(
+            selected.length > 0
+              ? (events > 0 ? "retention: deliveries and events" : "retention: deliveries")
+              : "retention: none"
+          )
           const removed = yield* storeOf(cmd.via).retention(olderThanMs)
           assert.deepStrictEqual(removed, { deliveries: selected.length, events }, `${where}: retention`)
           all = true

@@ -105,7 +105,14 @@ export const suite = (name: string, layer: StoreLayer, options: SuiteOptions = {
       Effect.gen(function*() {
         const store = yield* Store.DeliveryStore
         const empty = yield* store.gauges
-        assert.deepStrictEqual(empty, { pending: 0, inFlight: 0, dead: 0, depth: 0, oldestPendingAgeMs: 0, targets: {} })
+        assert.deepStrictEqual(empty, {
+          pending: 0,
+          inFlight: 0,
+          dead: 0,
+          depth: 0,
+          oldestPendingAgeMs: 0,
+          targets: {}
+        })
         yield* store.enqueue(yield* makeEvent("g-1"), ["a", "b"])
         yield* TestClock.adjust(1_000)
         yield* store.enqueue(yield* makeEvent("g-2"), ["a", "b"])
@@ -119,10 +126,26 @@ export const suite = (name: string, layer: StoreLayer, options: SuiteOptions = {
         const stats = yield* store.stats
         const gauges = yield* store.gauges
         assert.deepStrictEqual(
-          { pending: gauges.pending, inFlight: gauges.inFlight, dead: gauges.dead, depth: gauges.depth, oldest: gauges.oldestPendingAgeMs },
-          { pending: stats.pending, inFlight: stats.inFlight, dead: stats.dead, depth: stats.depth, oldest: stats.oldestPendingAgeMs }
+          {
+            pending: gauges.pending,
+            inFlight: gauges.inFlight,
+            dead: gauges.dead,
+            depth: gauges.depth,
+            oldest: gauges.oldestPendingAgeMs
+          },
+          {
+            pending: stats.pending,
+            inFlight: stats.inFlight,
+            dead: stats.dead,
+            depth: stats.depth,
+            oldest: stats.oldestPendingAgeMs
+          }
         )
-        assert.deepStrictEqual({ pending: gauges.pending, inFlight: gauges.inFlight, dead: gauges.dead }, { pending: 2, inFlight: 1, dead: 1 })
+        assert.deepStrictEqual({ pending: gauges.pending, inFlight: gauges.inFlight, dead: gauges.dead }, {
+          pending: 2,
+          inFlight: 1,
+          dead: 1
+        })
         assert.strictEqual(gauges.oldestPendingAgeMs, 1_500, "g-1 → a, enqueued 1.5 s ago, is the oldest")
         assert.deepStrictEqual(gauges.targets, {
           a: { pending: 2, inFlight: 0, dead: 1 },
@@ -136,7 +159,10 @@ export const suite = (name: string, layer: StoreLayer, options: SuiteOptions = {
         const first = yield* store.enqueue(yield* makeEvent("dup", { v: 1 }), ["a", "b"])
         yield* TestClock.adjust(5_000)
         // Another createdAt and other headers (a new traceparent on a retry): still the same event.
-        const retry = { ...(yield* makeEvent("dup", { v: 1 })), headers: { traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01" } }
+        const retry = {
+          ...(yield* makeEvent("dup", { v: 1 })),
+          headers: { traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01" }
+        }
         const again = yield* store.enqueue(retry, ["a", "b", "c"])
         assert.isTrue(first.created)
         assert.isFalse(again.created)
@@ -178,7 +204,10 @@ export const suite = (name: string, layer: StoreLayer, options: SuiteOptions = {
         // Nothing changed: the stored event, its deliveries; and the same content is still a duplicate.
         const after = yield* getStatus("cf")
         assert.deepStrictEqual(encode(after.event), encode(before.event))
-        assert.deepStrictEqual(after.deliveries.map((d) => [d.id, d.target, d.status]), before.deliveries.map((d) => [d.id, d.target, d.status]))
+        assert.deepStrictEqual(
+          after.deliveries.map((d) => [d.id, d.target, d.status]),
+          before.deliveries.map((d) => [d.id, d.target, d.status])
+        )
         assert.strictEqual((yield* store.stats).pending, 2)
         const again = yield* store.enqueue(original, ["a"])
         assert.deepStrictEqual([again.created, again.deliveries], [false, first.deliveries])
@@ -190,7 +219,9 @@ export const suite = (name: string, layer: StoreLayer, options: SuiteOptions = {
         const a = yield* makeEvent("race", { v: "a" })
         const b = yield* makeEvent("race", { v: "b" })
         const events = Array.from({ length: 20 }, (_, i) => (i % 2 === 0 ? a : b))
-        const results = yield* Effect.all(events.map((e) => Effect.either(store.enqueue(e, ["a", "b"]))), { concurrency: "unbounded" })
+        const results = yield* Effect.all(events.map((e) => Effect.either(store.enqueue(e, ["a", "b"]))), {
+          concurrency: "unbounded"
+        })
         const created = results.flatMap((r, i) => (r._tag === "Right" && r.right.created ? [events[i]!] : []))
         assert.strictEqual(created.length, 1)
         const winner = created[0]!
@@ -229,7 +260,12 @@ export const suite = (name: string, layer: StoreLayer, options: SuiteOptions = {
         const emptyId = yield* storeError(store.enqueue({ ...event, id: "" }, ["a"]))
         assert.strictEqual(emptyId.reason, "InvalidInput")
         // The id alphabet (printable ASCII 0x21-0x7E) for ids and keys: the store refuses what Event.make refuses.
-        for (const bad of [{ ...event, id: "a\nb" }, { ...event, id: "a b" }, { ...event, id: "café" }, { ...event, key: "k\r1" }, { ...event, key: "" }]) {
+        for (
+          const bad of [{ ...event, id: "a\nb" }, { ...event, id: "a b" }, { ...event, id: "café" }, {
+            ...event,
+            key: "k\r1"
+          }, { ...event, key: "" }]
+        ) {
           const refused = yield* storeError(store.enqueue(bad, ["a"]))
           assert.strictEqual(refused.reason, "InvalidInput", JSON.stringify(bad.id))
           assert.match(refused.message, /Invalid character at index \d+ \(char code \d+\)|at least 1 character/)
@@ -318,7 +354,10 @@ export const suite = (name: string, layer: StoreLayer, options: SuiteOptions = {
         assert.strictEqual(count("big"), 2)
         // within a target, the oldest due comes first
         assert.deepStrictEqual(claimed.filter((c) => c.target === "big").map((c) => c.eventId), ["big-0", "big-1"])
-        assert.deepStrictEqual(claimed.filter((c) => c.target === "small1").map((c) => c.eventId), ["small-0", "small-1"])
+        assert.deepStrictEqual(claimed.filter((c) => c.target === "small1").map((c) => c.eventId), [
+          "small-0",
+          "small-1"
+        ])
       }))
 
     test("an expired lease is reclaimed (a crashed worker's deliveries come back), with a new lease", () =>
@@ -432,7 +471,11 @@ export const suite = (name: string, layer: StoreLayer, options: SuiteOptions = {
         const attempt = failed("http_429", { startedAt: 100, durationMs: 12, status: 429, retryAfterMs: 2_000 })
         assert.isTrue(yield* store.finish(a, attempt, Store.Next.Retry({ at: 2_100 })))
         assert.isTrue(
-          yield* store.finish(b, failed("http_400", { startedAt: 100, status: 400, errorTag: "PermanentError" }), Store.Next.Dead({ reason: "permanent" }))
+          yield* store.finish(
+            b,
+            failed("http_400", { startedAt: 100, status: 400, errorTag: "PermanentError" }),
+            Store.Next.Dead({ reason: "permanent" })
+          )
         )
         let status = yield* getStatus("f-1")
         const pa = deliveryOf(status, "a")
@@ -471,7 +514,11 @@ export const suite = (name: string, layer: StoreLayer, options: SuiteOptions = {
         assert.strictEqual(da.status, "delivered")
         assert.strictEqual(da.finishedAt, 2_100)
         assert.strictEqual(da.attempts, 2)
-        assert.deepStrictEqual(da.history.map((h) => [h.number, h.outcome, h.workerId]), [[1, "http_429", "w-1"], [2, "success", "w-2"]])
+        assert.deepStrictEqual(da.history.map((h) => [h.number, h.outcome, h.workerId]), [[1, "http_429", "w-1"], [
+          2,
+          "success",
+          "w-2"
+        ]])
         assert.strictEqual(da.lastError, "http_429", "a success keeps the last error for the record")
       }))
 
@@ -512,13 +559,16 @@ export const suite = (name: string, layer: StoreLayer, options: SuiteOptions = {
         const finishedCount = yield* Ref.make(0)
         const produce = (p: number) =>
           Effect.forEach(Array.from({ length: perProducer }, (_, i) => i), (i) =>
-            Effect.flatMap(makeEvent(`p${p}-${String(i).padStart(3, "0")}`), (event) => store.enqueue(event, targets)), {
+            Effect.flatMap(makeEvent(`p${p}-${String(i).padStart(3, "0")}`), (event) =>
+              store.enqueue(event, targets)), {
             discard: true
           })
         const consume = (worker: number) =>
           Effect.gen(function*() {
             for (let spins = 0; spins < 200_000; spins++) {
-              if ((yield* Ref.get(finishedCount)) >= expected) return
+              if ((yield* Ref.get(finishedCount)) >= expected) {
+                return
+              }
               const batch = yield* store.claim({ workerId: `c${worker}`, limit: 5, leaseMs: 60_000 })
               if (batch.length === 0) {
                 yield* Effect.yieldNow()
@@ -528,18 +578,23 @@ export const suite = (name: string, layer: StoreLayer, options: SuiteOptions = {
                 yield* Ref.update(seen, (all) => [...all, `${claim.eventId}:${claim.target}`])
                 const applied = yield* store.finish(claim, ok, Store.Next.Delivered({}))
                 assert.isTrue(applied, `finish of ${claim.idempotencyKey}`)
-                yield* Ref.update(finishedCount, (n) => n + 1)
+                yield* Ref.update(finishedCount, (n) =>
+                  n + 1)
               }
             }
             assert.fail(`consumer ${worker} gave up`)
           })
         yield* Effect.all([
-          ...Array.from({ length: producers }, (_, p) => produce(p)),
+          ...Array.from({ length: producers }, (_, p) =>
+            produce(p)),
           ...Array.from({ length: 4 }, (_, c) => consume(c))
         ], { concurrency: "unbounded", discard: true })
         const keys = (yield* Ref.get(seen)).slice().sort()
         const enqueued = Array.from({ length: producers }, (_, p) =>
-          Array.from({ length: perProducer }, (_, i) => targets.map((t) => `p${p}-${String(i).padStart(3, "0")}:${t}`))).flat(2)
+          Array.from({ length: perProducer }, (_, i) =>
+            targets.map((t) =>
+              `p${p}-${String(i).padStart(3, "0")}:${t}`
+            ))).flat(2)
           .sort()
         assert.deepStrictEqual(keys, enqueued)
         const stats = yield* store.stats
@@ -578,12 +633,29 @@ export const suite = (name: string, layer: StoreLayer, options: SuiteOptions = {
         assert.strictEqual(d2a.deadAt, 2_000)
         assert.strictEqual(d2a.enqueuedAt, 0)
         const pairs = (page: Store.DeadLetterPage) => page.items.map((x) => `${x.eventId}:${x.target}`).sort()
-        assert.deepStrictEqual(pairs(yield* store.deadLetters({ limit: 100, target: "a" })), ["d-1:a", "d-2:a", "d-3:a"])
-        assert.deepStrictEqual(pairs(yield* store.deadLetters({ limit: 100, errorLabel: "http_400" })), ["d-1:a", "d-2:a", "d-3:a"])
-        assert.deepStrictEqual(pairs(yield* store.deadLetters({ limit: 100, target: "b", errorLabel: "timeout" })), ["d-2:b"])
-        assert.deepStrictEqual(pairs(yield* store.deadLetters({ limit: 100, from: 2_000 })), ["d-2:a", "d-2:b", "d-3:a"])
+        assert.deepStrictEqual(pairs(yield* store.deadLetters({ limit: 100, target: "a" })), [
+          "d-1:a",
+          "d-2:a",
+          "d-3:a"
+        ])
+        assert.deepStrictEqual(pairs(yield* store.deadLetters({ limit: 100, errorLabel: "http_400" })), [
+          "d-1:a",
+          "d-2:a",
+          "d-3:a"
+        ])
+        assert.deepStrictEqual(pairs(yield* store.deadLetters({ limit: 100, target: "b", errorLabel: "timeout" })), [
+          "d-2:b"
+        ])
+        assert.deepStrictEqual(pairs(yield* store.deadLetters({ limit: 100, from: 2_000 })), [
+          "d-2:a",
+          "d-2:b",
+          "d-3:a"
+        ])
         assert.deepStrictEqual(pairs(yield* store.deadLetters({ limit: 100, to: 1_000 })), ["d-1:a", "d-1:b"])
-        assert.deepStrictEqual(pairs(yield* store.deadLetters({ limit: 100, from: 1_500, to: 2_500 })), ["d-2:a", "d-2:b"])
+        assert.deepStrictEqual(pairs(yield* store.deadLetters({ limit: 100, from: 1_500, to: 2_500 })), [
+          "d-2:a",
+          "d-2:b"
+        ])
         assert.deepStrictEqual(pairs(yield* store.deadLetters({ limit: 100, errorLabel: "nope" })), [])
         // paging
         const pages: Array<Store.DeadLetterPage> = []
@@ -683,8 +755,11 @@ export const suite = (name: string, layer: StoreLayer, options: SuiteOptions = {
     // ---- dependencies (durable pipelines) --------------------------------------------------
 
     const claimAll = (targets?: ReadonlyArray<string>) =>
-      Effect.flatMap(Store.DeliveryStore, (store) =>
-        store.claim({ workerId: "w", limit: 100, leaseMs: 60_000, ...(targets !== undefined ? { targets } : {}) }))
+      Effect.flatMap(
+        Store.DeliveryStore,
+        (store) =>
+          store.claim({ workerId: "w", limit: 100, leaseMs: 60_000, ...(targets !== undefined ? { targets } : {}) })
+      )
     const keysOf = (claimed: ReadonlyArray<Store.Claimed>) => claimed.map((c) => c.idempotencyKey).sort()
     const delivered = (response?: string) => Store.Next.Delivered(response === undefined ? {} : { response })
 
@@ -694,10 +769,14 @@ export const suite = (name: string, layer: StoreLayer, options: SuiteOptions = {
         yield* TestClock.adjust(1_000)
         const result = yield* store.enqueue(yield* makeEvent("pipe"), ["a", "b", "c"], { after: { c: ["a", "b"] } })
         assert.isTrue(result.created)
-        assert.deepStrictEqual(result.deliveries.map((x) => [x.target, x.status]), [["a", "pending"], ["b", "pending"], [
-          "c",
-          "pending"
-        ]])
+        assert.deepStrictEqual(result.deliveries.map((x) => [x.target, x.status]), [
+          ["a", "pending"],
+          ["b", "pending"],
+          [
+            "c",
+            "pending"
+          ]
+        ])
         let status = yield* getStatus("pipe")
         assert.deepStrictEqual(status.deliveries.map((x) => [x.target, x.after, x.waiting]), [
           ["a", [], 0],
@@ -747,7 +826,11 @@ export const suite = (name: string, layer: StoreLayer, options: SuiteOptions = {
         assert.strictEqual(c!.inputs.a, JSON.stringify({ stock: 7 }))
         assert.strictEqual(c!.inputs.b, "\"b-answer\"")
         assert.isTrue(yield* store.finish(c!, ok, delivered("\"ignored: no dependents\"")))
-        assert.deepStrictEqual((yield* getStatus("pipe")).deliveries.map((x) => x.status), ["delivered", "delivered", "delivered"])
+        assert.deepStrictEqual((yield* getStatus("pipe")).deliveries.map((x) => x.status), [
+          "delivered",
+          "delivered",
+          "delivered"
+        ])
       }))
 
     test("dependencies: held deliveries take no claim slots and do not count as due work", () =>
@@ -907,7 +990,10 @@ export const suite = (name: string, layer: StoreLayer, options: SuiteOptions = {
         // the id is still free; an empty after is a plain enqueue
         const plain = yield* store.enqueue(event, ["a", "b"], { after: {} })
         assert.isTrue(plain.created)
-        assert.deepStrictEqual((yield* getStatus("bad-after")).deliveries.map((x) => [x.after, x.waiting]), [[[], 0], [[], 0]])
+        assert.deepStrictEqual((yield* getStatus("bad-after")).deliveries.map((x) => [x.after, x.waiting]), [[[], 0], [
+          [],
+          0
+        ]])
         const empty = yield* store.enqueue(yield* makeEvent("empty-inputs"), ["a", "b"], { after: { b: [] } })
         assert.isTrue(empty.created)
         assert.strictEqual((yield* claimAll()).length, 4)
@@ -918,7 +1004,9 @@ export const suite = (name: string, layer: StoreLayer, options: SuiteOptions = {
         const store = yield* Store.DeliveryStore
         const first = yield* store.enqueue(yield* makeEvent("dup-pipe", { v: 1 }), ["a", "b"], { after: { b: ["a"] } })
         const before = yield* getStatus("dup-pipe")
-        const again = yield* store.enqueue(yield* makeEvent("dup-pipe", { v: 1 }), ["a", "b", "c"], { after: { a: ["b", "c"] } })
+        const again = yield* store.enqueue(yield* makeEvent("dup-pipe", { v: 1 }), ["a", "b", "c"], {
+          after: { a: ["b", "c"] }
+        })
         const plain = yield* store.enqueue(yield* makeEvent("dup-pipe", { v: 1 }), ["a", "b"])
         assert.isTrue(first.created)
         assert.isFalse(again.created)
@@ -1013,7 +1101,10 @@ export const suite = (name: string, layer: StoreLayer, options: SuiteOptions = {
         const a = deliveryOf(yield* getStatus("cascade"), "a")
         // a, and c and d which could never run without it; b (delivered) stays
         assert.strictEqual(yield* store.purge(a.id), 3)
-        assert.deepStrictEqual((yield* getStatus("cascade")).deliveries.map((x) => [x.target, x.status]), [["b", "delivered"]])
+        assert.deepStrictEqual((yield* getStatus("cascade")).deliveries.map((x) => [x.target, x.status]), [[
+          "b",
+          "delivered"
+        ]])
         const stats = yield* store.stats
         assert.strictEqual(stats.depth, 0)
       }))
@@ -1127,10 +1218,16 @@ export const suite = (name: string, layer: StoreLayer, options: SuiteOptions = {
         const removed = yield* store.retention("1 minute")
         assert.deepStrictEqual(removed, { deliveries: 2, events: 1 })
         assert.isTrue(Option.isNone(yield* store.status("old-1")))
-        assert.deepStrictEqual((yield* getStatus("old-2")).deliveries.map((x) => [x.target, x.status]), [["b", "pending"]])
+        assert.deepStrictEqual((yield* getStatus("old-2")).deliveries.map((x) => [x.target, x.status]), [[
+          "b",
+          "pending"
+        ]])
         assert.strictEqual(deliveryOf(yield* getStatus("new-1"), "a").status, "delivered")
         const stuck = yield* getStatus("stuck")
-        assert.deepStrictEqual(stuck.deliveries.map((x) => [x.target, x.status]), [["a", "dead"], ["b", "in_flight"], ["c", "pending"]])
+        assert.deepStrictEqual(stuck.deliveries.map((x) => [x.target, x.status]), [["a", "dead"], ["b", "in_flight"], [
+          "c",
+          "pending"
+        ]])
         assert.deepStrictEqual(yield* store.retention("1 minute"), { deliveries: 0, events: 0 })
         yield* TestClock.adjust(1)
         assert.deepStrictEqual(yield* store.retention(0), { deliveries: 1, events: 1 })
@@ -1145,9 +1242,12 @@ export const suite = (name: string, layer: StoreLayer, options: SuiteOptions = {
         let finished = 0
         while (finished < n) {
           const batch = yield* store.claim({ workerId: "w", limit: 200, leaseMs: 60_000 })
-          yield* Effect.forEach(batch, (c) => store.finish(c, ok, Store.Next.Delivered({})), { concurrency: 16, discard: true })
+          yield* Effect.forEach(batch, (c) =>
+            store.finish(c, ok, Store.Next.Delivered({})), { concurrency: 16, discard: true })
           finished += batch.length
-          if (batch.length === 0) assert.fail("ran dry")
+          if (batch.length === 0) {
+            assert.fail("ran dry")
+          }
         }
         yield* TestClock.adjust(10)
         assert.deepStrictEqual(yield* store.retention(5), { deliveries: n, events: n })
@@ -1200,7 +1300,12 @@ export const suite = (name: string, layer: StoreLayer, options: SuiteOptions = {
 
     if (options.outbox !== undefined) {
       const outbox = options.outbox
-      const withApp = <A, E>(body: (sql: SqlClient.SqlClient, table: string) => Effect.Effect<A, E, Store.DeliveryStore | SqlClient.SqlClient>) =>
+      const withApp = <A, E>(
+        body: (
+          sql: SqlClient.SqlClient,
+          table: string
+        ) => Effect.Effect<A, E, Store.DeliveryStore | SqlClient.SqlClient>
+      ) =>
         Effect.gen(function*() {
           const sql = yield* SqlClient.SqlClient
           const table = `app_orders_${Math.random().toString(36).slice(2, 10)}`
@@ -1229,7 +1334,11 @@ export const suite = (name: string, layer: StoreLayer, options: SuiteOptions = {
             assert.strictEqual((yield* store.stats).depth, 0)
             assert.deepStrictEqual(yield* store.claim({ workerId: "w", limit: 10, leaseMs: 1_000 }), [])
             const after = yield* store.diagnostics
-            assert.strictEqual(after.writeTransactions, before.writeTransactions + 1, "only the claim committed on its own")
+            assert.strictEqual(
+              after.writeTransactions,
+              before.writeTransactions + 1,
+              "only the claim committed on its own"
+            )
             // the event id is free again
             assert.isTrue((yield* store.enqueue(event, ["a"])).created)
           })
@@ -1249,11 +1358,18 @@ export const suite = (name: string, layer: StoreLayer, options: SuiteOptions = {
             }))
             assert.isTrue(results[0].created)
             assert.isFalse(results[1].created)
-            assert.strictEqual((yield* store.diagnostics).writeTransactions, before.writeTransactions, "no transaction of its own")
+            assert.strictEqual(
+              (yield* store.diagnostics).writeTransactions,
+              before.writeTransactions,
+              "no transaction of its own"
+            )
             const rows = yield* sql<{ id: string }>`SELECT id FROM ${sql(table)}`
             assert.deepStrictEqual(rows.map((r) => r.id), ["o-2"])
             const status = yield* getStatus("tx-ok")
-            assert.deepStrictEqual(status.deliveries.map((x) => [x.target, x.status]), [["a", "pending"], ["b", "pending"]])
+            assert.deepStrictEqual(status.deliveries.map((x) => [x.target, x.status]), [["a", "pending"], [
+              "b",
+              "pending"
+            ]])
             const claimed = yield* store.claim({ workerId: "w", limit: 10, leaseMs: 1_000 })
             assert.deepStrictEqual(claimed.map((c) => c.idempotencyKey).sort(), ["tx-ok:a", "tx-ok:b"])
           })

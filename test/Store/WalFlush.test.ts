@@ -116,8 +116,10 @@ describe("SQLite FULL, WAL flushed off the event loop", () => {
       const dir = yield* tempDir
       const { io, held } = heldFs()
       const store = yield* storeWith(join(dir, "outbox.db"), io)
-      const fibers = yield* Effect.forEach(["f-1", "f-2", "f-3"], (id) =>
-        Effect.flatMap(event(id), (e) => Effect.fork(Effect.either(store.enqueue(e, ["a"])))))
+      const fibers = yield* Effect.forEach(
+        ["f-1", "f-2", "f-3"],
+        (id) => Effect.flatMap(event(id), (e) => Effect.fork(Effect.either(store.enqueue(e, ["a"]))))
+      )
       yield* until(() => held.length === 1)
       const eio = Object.assign(new Error("EIO: i/o error, fdatasync"), { code: "EIO" })
       held.shift()!(eio)

@@ -26,7 +26,9 @@ export const reachable: string | undefined = await Effect.runPromise(
  */
 export const skipReason = (file: string, suite: string): string | undefined => {
   const skip = reachable !== undefined && !required
-    ? `PostgreSQL unreachable at ${url.replace(/\/\/[^@]*@/, "//")} (${reachable}); set FANOUT_REQUIRE_POSTGRES=1 to fail instead`
+    ? `PostgreSQL unreachable at ${
+      url.replace(/\/\/[^@]*@/, "//")
+    } (${reachable}); set FANOUT_REQUIRE_POSTGRES=1 to fail instead`
     : undefined
   if (skip !== undefined) console.warn(`[${file}] skipped: ${skip}`)
   if (reachable !== undefined && required) {

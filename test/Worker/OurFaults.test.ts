@@ -35,7 +35,9 @@ const build = (url: string) => (event: Event.Event<string, typeof Note.payload.T
       return Effect.die(new Error("the builder died"))
     case "unencodable":
       // An encode failure in the builder's effect (not a typed PermanentError/ParseError).
-      return HttpClientRequest.bodyJson(base, { n: 1n }) as unknown as Effect.Effect<HttpClientRequest.HttpClientRequest>
+      return HttpClientRequest.bodyJson(base, { n: 1n }) as unknown as Effect.Effect<
+        HttpClientRequest.HttpClientRequest
+      >
     case "client-dies":
       return HttpClientRequest.setHeader(base, "x-explode", "1")
     default:
@@ -73,61 +75,81 @@ const expected: Record<(typeof faults)[number], RegExp> = {
 
 for (const [clientName, client] of clients) {
   describe(`faults we cause are ours (${clientName}, durable worker, SQLite)`, () => {
-    it.scopedLive("each bad request is dead-lettered at once with the reason; the breaker stays closed; good events still go", () =>
-      Effect.gen(function*() {
-        const server = yield* startServer((_req, res) => reply(res, 200))
-        const target = Target.make("a", {
-          request: build(`${server.url}/a`),
-          policy: { circuitBreaker: { failureThreshold: 3, resetAfter: "1 minute" }, retry: { maxAttempts: 5, initialDelay: "10 millis" } }
-        })
-        const dir = mkdtempSync(join(tmpdir(), "fanout-ours-"))
-        yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(dir, { recursive: true, force: true })))
-        const context = yield* Layer.build(
-          Layer.merge(
-            (target.layer as Layer.Layer<never, never, HttpClient.HttpClient>).pipe(Layer.provide(Layer.provide(exploding, client))),
-            SqliteStore.layer({ filename: join(dir, "fanout.db") })
-          )
-        ).pipe(Effect.orDie)
-        const store = Context.get(context as Context.Context<Store.DeliveryStore>, Store.DeliveryStore)
-        const runtime = Context.get(context as Context.Context<any>, target.tag) as Target.Runtime
-        const scope = yield* Scope.make()
-        yield* Worker.make({ targets: [target] as ReadonlyArray<Target.Any>, workerId: "w", pollInterval: "20 millis" }).pipe(
-          Scope.extend(scope),
-          Effect.provide(context as Context.Context<never>)
-        ) as Effect.Effect<Worker.Service>
-        yield* Effect.addFinalizer(() => Scope.close(scope, Exit.void))
-
-        const ids: Array<string> = []
-        for (let i = 0; i < 5; i++) {
-          for (const fault of faults) {
-            const event = yield* Note.make(
-              fault === "header-value" ? { note: `line\n${i}` } : { note: "ok", fault },
-              { id: `${fault}-${i}` }
+    it.scopedLive(
+      "each bad request is dead-lettered at once with the reason; the breaker stays closed; good events still go",
+      () =>
+        Effect.gen(function*() {
+          const server = yield* startServer((_req, res) => reply(res, 200))
+          const target = Target.make("a", {
+            request: build(`${server.url}/a`),
+            policy: {
+              circuitBreaker: { failureThreshold: 3, resetAfter: "1 minute" },
+              retry: { maxAttempts: 5, initialDelay: "10 millis" }
+            }
+          })
+          const dir = mkdtempSync(join(tmpdir(), "fanout-ours-"))
+          yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(dir, { recursive: true, force: true })))
+          const context = yield* Layer.build(
+            Layer.merge(
+              (target.layer as Layer.Layer<never, never, HttpClient.HttpClient>).pipe(
+                Layer.provide(Layer.provide(exploding, client))
+              ),
+              SqliteStore.layer({ filename: join(dir, "fanout.db") })
             )
-            yield* store.enqueue(event, ["a"])
-            ids.push(event.id)
+          ).pipe(Effect.orDie)
+          const store = Context.get(context as Context.Context<Store.DeliveryStore>, Store.DeliveryStore)
+          const runtime = Context.get(context as Context.Context<any>, target.tag) as Target.Runtime
+          const scope = yield* Scope.make()
+          yield* Worker.make({
+            targets: [target] as ReadonlyArray<Target.Any>,
+            workerId: "w",
+            pollInterval: "20 millis"
+          }).pipe(
+            Scope.extend(scope),
+            Effect.provide(context as Context.Context<never>)
+          ) as Effect.Effect<Worker.Service>
+          yield* Effect.addFinalizer(() => Scope.close(scope, Exit.void))
+
+          const ids: Array<string> = []
+          for (let i = 0; i < 5; i++) {
+            for (const fault of faults) {
+              const event = yield* Note.make(
+                fault === "header-value" ? { note: `line\n${i}` } : { note: "ok", fault },
+                { id: `${fault}-${i}` }
+              )
+              yield* store.enqueue(event, ["a"])
+              ids.push(event.id)
+            }
           }
-        }
-        yield* eventually("every bad event dead", Effect.map(store.stats, (s) => s.dead === ids.length), 20_000)
-        // In the DLQ with the reason: one attempt each (never retried), permanent, what went wrong.
-        const page = yield* store.deadLetters({ limit: 100 })
-        assert.strictEqual(page.items.length, ids.length)
-        for (const dead of page.items) {
-          const fault = faults.find((f) => dead.eventId.startsWith(`${f}-`))!
-          const context = `${clientName}: ${dead.eventId}: ${dead.lastErrorMessage}`
-          assert.deepStrictEqual([dead.reason, dead.lastError, dead.attempts], ["permanent", "invalidrequest", 1], context)
-          assert.match(dead.lastErrorMessage ?? "", expected[fault], context)
-          const [delivery] = Option.getOrThrow(yield* store.status(dead.eventId)).deliveries
-          assert.deepStrictEqual(delivery!.history.map((a) => [a.outcome, a.errorTag]), [["invalidrequest", "PermanentError"]], context)
-        }
-        // The breaker (threshold 3) never heard of them: closed, no failure counted.
-        assert.deepStrictEqual(yield* runtime.breaker.state, { _tag: "Closed", consecutiveFailures: 0 })
-        // None reached the target; the next good event goes through at once.
-        assert.strictEqual(server.received.length, 0)
-        yield* store.enqueue(yield* Note.make({ note: "fine" }, { id: "good" }), ["a"])
-        yield* eventually("the good event delivered", Effect.map(store.stats, (s) => s.delivered === 1), 10_000)
-        assert.strictEqual(server.received.length, 1)
-        assert.strictEqual(server.received[0]!.headers["x-note"], "fine")
-      }), { timeout: 60_000 })
+          yield* eventually("every bad event dead", Effect.map(store.stats, (s) => s.dead === ids.length), 20_000)
+          // In the DLQ with the reason: one attempt each (never retried), permanent, what went wrong.
+          const page = yield* store.deadLetters({ limit: 100 })
+          assert.strictEqual(page.items.length, ids.length)
+          for (const dead of page.items) {
+            const fault = faults.find((f) => dead.eventId.startsWith(`${f}-`))!
+            const context = `${clientName}: ${dead.eventId}: ${dead.lastErrorMessage}`
+            assert.deepStrictEqual(
+              [dead.reason, dead.lastError, dead.attempts],
+              ["permanent", "invalidrequest", 1],
+              context
+            )
+            assert.match(dead.lastErrorMessage ?? "", expected[fault], context)
+            const [delivery] = Option.getOrThrow(yield* store.status(dead.eventId)).deliveries
+            assert.deepStrictEqual(delivery!.history.map((a) => [a.outcome, a.errorTag]), [[
+              "invalidrequest",
+              "PermanentError"
+            ]], context)
+          }
+          // The breaker (threshold 3) never heard of them: closed, no failure counted.
+          assert.deepStrictEqual(yield* runtime.breaker.state, { _tag: "Closed", consecutiveFailures: 0 })
+          // None reached the target; the next good event goes through at once.
+          assert.strictEqual(server.received.length, 0)
+          yield* store.enqueue(yield* Note.make({ note: "fine" }, { id: "good" }), ["a"])
+          yield* eventually("the good event delivered", Effect.map(store.stats, (s) => s.delivered === 1), 10_000)
+          assert.strictEqual(server.received.length, 1)
+          assert.strictEqual(server.received[0]!.headers["x-note"], "fine")
+        }),
+      { timeout: 60_000 }
+    )
   })
 }

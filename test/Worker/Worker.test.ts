@@ -21,11 +21,12 @@ const post = (url: string) => (event: Event.Event<string, unknown>) =>
   HttpClientRequest.post(url).pipe(HttpClientRequest.bodyUnsafeJson(event.payload))
 
 const enqueueN = (store: Store.DeliveryStore, n: number, targets: ReadonlyArray<string>) =>
-  Effect.forEach(Array.from({ length: n }, (_, i) => i), (i) =>
-    Effect.flatMap(Ping.make({ n: i }), (event) => Effect.as(store.enqueue(event, targets), event.id)))
+  Effect.forEach(
+    Array.from({ length: n }, (_, i) => i),
+    (i) => Effect.flatMap(Ping.make({ n: i }), (event) => Effect.as(store.enqueue(event, targets), event.id))
+  )
 
-const statusOf = (store: Store.DeliveryStore, id: string) =>
-  Effect.map(store.status(id), Option.getOrThrow)
+const statusOf = (store: Store.DeliveryStore, id: string) => Effect.map(store.status(id), Option.getOrThrow)
 
 describe("Worker (memory store, loopback HTTP)", () => {
   it.scopedLive("delivers every (event, target) once, with the idempotency key and the attempt history", () =>
@@ -139,7 +140,11 @@ describe("Worker (memory store, loopback HTTP)", () => {
       yield* eventually("both in flight", Effect.map(worker.state, (s) => s.inFlight === 2))
       const started = Date.now()
       yield* stop
-      assert.isAtLeast(Date.now() - started, 900, "waited for the 1 s grace period (less 100 ms of timer and clock rounding)")
+      assert.isAtLeast(
+        Date.now() - started,
+        900,
+        "waited for the 1 s grace period (less 100 ms of timer and clock rounding)"
+      )
       const status = yield* statusOf(env.store, id!)
       const quick = status.deliveries.find((d) => d.target === "quick")!
       const hang = status.deliveries.find((d) => d.target === "hang")!
@@ -227,8 +232,7 @@ describe("Worker (memory store, loopback HTTP)", () => {
         new Store.StoreError({ operation, reason: "Unavailable", message: `${operation}: connection terminated` })
       const flaky: Store.DeliveryStore = {
         ...memory,
-        claim: (options) =>
-          claimFailures++ < 3 ? Effect.fail(unavailable("claim")) : memory.claim(options),
+        claim: (options) => claimFailures++ < 3 ? Effect.fail(unavailable("claim")) : memory.claim(options),
         finish: (claim, attempt, next) =>
           // every delivery's first two finishes fail (after its HTTP attempt succeeded)
           finishFailures++ % 3 < 2 ? Effect.fail(unavailable("finish")) : memory.finish(claim, attempt, next)

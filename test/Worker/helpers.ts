@@ -14,7 +14,9 @@ export interface Env {
   readonly context: Context.Context<any>
   readonly store: Store.DeliveryStore
   /** Starts a worker in a scope of its own; `stop` closes it (graceful shutdown) and waits. */
-  readonly start: (options: Worker.Tuning) => Effect.Effect<{ readonly worker: Worker.Service; readonly stop: Effect.Effect<void> }>
+  readonly start: (
+    options: Worker.Tuning
+  ) => Effect.Effect<{ readonly worker: Worker.Service; readonly stop: Effect.Effect<void> }>
 }
 
 /** Builds the targets' runtimes over one undici client and a store, in the caller's scope. */
@@ -24,7 +26,10 @@ export const makeEnv = (
 ): Effect.Effect<Env, never, Scope.Scope> =>
   Effect.gen(function*() {
     const layers = targets.map((t) => t.layer) as ReadonlyArray<Layer.Layer<never, never, HttpClient.HttpClient>>
-    const merged = layers.reduce((acc, l) => Layer.merge(acc, l), Layer.empty as Layer.Layer<never, never, HttpClient.HttpClient>)
+    const merged = layers.reduce(
+      (acc, l) => Layer.merge(acc, l),
+      Layer.empty as Layer.Layer<never, never, HttpClient.HttpClient>
+    )
     const context = yield* Layer.build(
       Layer.merge(merged.pipe(Layer.provide(Transport.layer())), store)
     ).pipe(Effect.orDie)

@@ -55,11 +55,18 @@ describe("crash (SQLite, real processes)", () => {
     const ids = Array.from({ length: N }, (_, i) => `crash-${seed}-${i}`)
     const enqueue = (from: number, to: number) =>
       store.run((s) =>
-        Effect.forEach(ids.slice(from, to), (id, i) =>
-          Effect.flatMap(Event.make("order.placed", { n: from + i }, { id }), (event) => s.enqueue(event, ["a", "b"])), {
-          concurrency: 20,
-          discard: true
-        })
+        Effect.forEach(
+          ids.slice(from, to),
+          (id, i) =>
+            Effect.flatMap(
+              Event.make("order.placed", { n: from + i }, { id }),
+              (event) => s.enqueue(event, ["a", "b"])
+            ),
+          {
+            concurrency: 20,
+            discard: true
+          }
+        )
       )
     await enqueue(0, N / 2)
 
@@ -103,13 +110,22 @@ describe("crash (SQLite, real processes)", () => {
       console.log(`kill ${k + 1}: ready in ${readyIn} ms, killed after ${w.state()?.delivered ?? 0} deliveries`)
     }
     const progressAtLastKill = await store.run((s) => s.stats)
-    console.log(`after ${kills} kills: delivered ${progressAtLastKill.delivered}/${2 * N}, in flight ${progressAtLastKill.inFlight}`)
+    console.log(
+      `after ${kills} kills: delivered ${progressAtLastKill.delivered}/${
+        2 * N
+      }, in flight ${progressAtLastKill.inFlight}`
+    )
 
     const last = spawnWorker(config(kills))
     workers.push(last)
     await last.ready
     const drainStart = Date.now()
-    await waitFor("every delivery delivered", async () => (await store.run((s) => s.stats)).delivered === 2 * N, 90_000, 200)
+    await waitFor(
+      "every delivery delivered",
+      async () => (await store.run((s) => s.stats)).delivered === 2 * N,
+      90_000,
+      200
+    )
     console.log(`last worker drained the rest in ${Date.now() - drainStart} ms`)
     last.signal("SIGTERM")
     await last.exited

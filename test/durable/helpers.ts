@@ -64,7 +64,13 @@ export const startReceiver = async (
       const path = req.url ?? "/"
       const answer = choose(path, key, req)
       const worker = req.headers["x-worker"]
-      const receipt: Receipt = { key, path, worker: typeof worker === "string" ? worker : undefined, answer, at: Date.now() }
+      const receipt: Receipt = {
+        key,
+        path,
+        worker: typeof worker === "string" ? worker : undefined,
+        answer,
+        at: Date.now()
+      }
       receipts.push(receipt)
       let list = byKey.get(key)
       if (list === undefined) byKey.set(key, list = [])
@@ -238,7 +244,12 @@ export const killAll = async (workers: ReadonlyArray<WorkerProcess>) => {
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
 /** Polls `predicate` until it holds; throws `what` after `timeoutMs`. */
-export const waitFor = async (what: string, predicate: () => boolean | Promise<boolean>, timeoutMs = 30_000, every = 50) => {
+export const waitFor = async (
+  what: string,
+  predicate: () => boolean | Promise<boolean>,
+  timeoutMs = 30_000,
+  every = 50
+) => {
   const deadline = Date.now() + timeoutMs
   while (!(await predicate())) {
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for: ${what}`)
@@ -264,7 +275,8 @@ export const openStore = (layer: Layer.Layer<Store.DeliveryStore, Store.StoreErr
 export const sqliteStore = (filename: string, synchronous: "FULL" | "NORMAL" = "FULL") =>
   openStore(Sqlite.layer({ filename, synchronous }))
 
-export const pgStore = (prefix: string) => openStore(Postgres.layer({ url: PG_URL, prefix, applicationName: "fanout-test" }))
+export const pgStore = (prefix: string) =>
+  openStore(Postgres.layer({ url: PG_URL, prefix, applicationName: "fanout-test" }))
 
 // ---- PostgreSQL ------------------------------------------------------------------------------------
 
@@ -288,8 +300,7 @@ export const pgQuery = <R extends object = Record<string, unknown>>(
   )
 
 /** Whether PostgreSQL answers at PG_URL (within a few seconds). */
-export const postgresAvailable = (): Promise<boolean> =>
-  pgQuery("select 1 as one", 5_000).then(() => true, () => false)
+export const postgresAvailable = (): Promise<boolean> => pgQuery("select 1 as one", 5_000).then(() => true, () => false)
 
 /** Whether PostgreSQL tests must run (fail instead of skip when it is down). */
 export const requirePostgres = process.env.FANOUT_REQUIRE_POSTGRES === "1"
@@ -393,7 +404,10 @@ export interface Oracle {
   readonly duplicatesAfterSuccess: Array<string>
 }
 
-export const oracle = (eventIds: ReadonlyArray<string>, targets: ReadonlyArray<readonly [string, Receiver]>): Oracle => {
+export const oracle = (
+  eventIds: ReadonlyArray<string>,
+  targets: ReadonlyArray<readonly [string, Receiver]>
+): Oracle => {
   const lost: Array<string> = []
   const dup: Array<string> = []
   let repeats = 0

@@ -18,11 +18,20 @@
 import { assert, describe, it } from "@effect/vitest"
 import { type IsolationOptions, type IsolationRun, runIsolation } from "../../bench/durable/isolation.js"
 
-const options: IsolationOptions = { store: "sqlite", synchronous: "FULL", events: 400, latencyEvents: 200, rate: 100, timeoutMs: 1_000 }
+const options: IsolationOptions = {
+  store: "sqlite",
+  synchronous: "FULL",
+  events: 400,
+  latencyEvents: 200,
+  rate: 100,
+  timeoutMs: 1_000
+}
 
 const show = (label: string, r: IsolationRun) =>
   `${label}: B ${r.rateB.toFixed(0)} delivered/s, latency p50 ${r.p50B.toFixed(1)} ms p95 ${r.p95B.toFixed(1)} ms` +
-  ` p99 ${r.p99B.toFixed(1)} ms max ${r.maxB.toFixed(1)} ms; A received ${r.receivedA}, held at most ${r.maxHeldA} of its limit ${r.limitA}`
+  ` p99 ${r.p99B.toFixed(1)} ms max ${
+    r.maxB.toFixed(1)
+  } ms; A received ${r.receivedA}, held at most ${r.maxHeldA} of its limit ${r.limitA}`
 
 describe("isolation (SQLite, loopback)", () => {
   it("a hung target does not slow the other target's deliveries", { timeout: 180_000 }, async () => {
@@ -32,13 +41,17 @@ describe("isolation (SQLite, loopback)", () => {
     // Breaker off and attempts that outlast the run: A holds its whole share until the worker stops.
     const worst = await runIsolation("hung", { ...options, breaker: false, timeoutMs: 600_000 })
     const ratios = (r: IsolationRun) =>
-      `rate ×${(r.rateB / healthy.rateB).toFixed(2)}, p50 ×${(r.p50B / healthy.p50B).toFixed(2)}, p95 ×${(r.p95B / healthy.p95B).toFixed(2)}`
+      `rate ×${(r.rateB / healthy.rateB).toFixed(2)}, p50 ×${(r.p50B / healthy.p50B).toFixed(2)}, p95 ×${
+        (r.p95B / healthy.p95B).toFixed(2)
+      }`
     console.log(
       `isolation\n  ${show("A healthy", healthy)}\n  ${show("A hung, default policy", breaker)}\n` +
         `  ${show("A hung, breaker off", worst)}\n  default policy: ${ratios(breaker)}\n  breaker off: ${ratios(worst)}`
     )
     const total = options.events + options.latencyEvents
-    for (const run of [healthy, breaker, worst]) assert.strictEqual(run.uniqueB, total, `${run.mode}: B received every event`)
+    for (const run of [healthy, breaker, worst]) {
+      assert.strictEqual(run.uniqueB, total, `${run.mode}: B received every event`)
+    }
     assert.isAtMost(healthy.maxHeldA, healthy.limitA)
 
     // Default policy: A's breaker opened after its first share timed out, so A costs next to nothing.

@@ -19,7 +19,15 @@ import * as Postgres from "../../src/Store/Postgres.js"
 import * as Sqlite from "../../src/Store/Sqlite.js"
 import * as Store from "../../src/Store.js"
 import { Event, Router, Target, Worker } from "../../src/index.js"
-import { dropPrefix, PG_URL, postgresAvailable, requirePostgres, startReceiver, uniquePrefix, waitFor } from "./helpers.js"
+import {
+  dropPrefix,
+  PG_URL,
+  postgresAvailable,
+  requirePostgres,
+  startReceiver,
+  uniquePrefix,
+  waitFor
+} from "./helpers.js"
 
 const OrderPlaced = Event.define("order.placed", Schema.Struct({ orderId: Schema.String, total: Schema.Number }))
 
@@ -38,7 +46,9 @@ const scenario = async (
 ) => {
   const receiver = await startReceiver(() => "ok")
   const post = (path: string) => (event: Event.Event<string, { readonly orderId: string }>) =>
-    HttpClientRequest.post(`${receiver.url}/${path}`).pipe(HttpClientRequest.bodyUnsafeJson({ order: event.payload.orderId }))
+    HttpClientRequest.post(`${receiver.url}/${path}`).pipe(
+      HttpClientRequest.bodyUnsafeJson({ order: event.payload.orderId })
+    )
   const Inventory = Target.make("inventory", { request: post("inventory") })
   const Email = Target.make("email", { request: post("email") })
   const router = Router.make(OrderPlaced).route(OrderPlaced, [Inventory, Email])
@@ -51,7 +61,10 @@ const scenario = async (
     const store = yield* Store.DeliveryStore
     const worker = yield* Worker.Worker
     yield* sql.unsafe(`CREATE TABLE ${table} (id TEXT PRIMARY KEY)`)
-    const count = Effect.map(sql.unsafe<{ n: number | string }>(`SELECT COUNT(*) AS n FROM ${table}`), (r) => Number(r[0]!.n))
+    const count = Effect.map(
+      sql.unsafe<{ n: number | string }>(`SELECT COUNT(*) AS n FROM ${table}`),
+      (r) => Number(r[0]!.n)
+    )
 
     // Rollback: the order and its event go together.
     const declined = yield* OrderPlaced.make({ orderId: "o-1", total: 10 }, { id: `${run}-declined` })
@@ -83,8 +96,14 @@ const scenario = async (
     // stored, see above), so the receipts are final: no sleep needed before reading them. The
     // worker counts a delivery just after the store has recorded it, so wait for both.
     yield* Effect.promise(() =>
-      waitFor("recorded", () =>
-        Effect.runPromise(Effect.zipWith(store.stats, worker.state, (s, w) => s.delivered === 2 && w.delivered === 2)), 20_000)
+      waitFor(
+        "recorded",
+        () =>
+          Effect.runPromise(
+            Effect.zipWith(store.stats, worker.state, (s, w) => s.delivered === 2 && w.delivered === 2)
+          ),
+        20_000
+      )
     )
     assert.deepStrictEqual(
       receiver.receipts.map((r) => r.key).sort(),
@@ -104,24 +123,34 @@ const scenario = async (
     Worker.layer({ router, pollInterval: "100 millis", workerId: `outbox-${dialect}` })
   ).pipe(Layer.provideMerge(Layer.merge(storeAndClient, targets)))
   try {
-    await Effect.runPromise(program.pipe(Effect.provide(app as Layer.Layer<any, any, never>)) as Effect.Effect<void, unknown>)
+    await Effect.runPromise(
+      program.pipe(Effect.provide(app as Layer.Layer<any, any, never>)) as Effect.Effect<void, unknown>
+    )
   } finally {
     await receiver.close()
   }
 }
 
 describe("transactional outbox (library level)", () => {
-  it("SQLite: enqueue joins the app's transaction on the same file; rollback leaves nothing, commit one event, delivered", {
-    timeout: 60_000
-  }, async () => {
-    const filename = join(dir, "app.db")
-    await scenario("sqlite", SqliteClient.layer({ filename }), Sqlite.layerClient({ synchronous: "FULL" }))
-  })
+  it(
+    "SQLite: enqueue joins the app's transaction on the same file; rollback leaves nothing, commit one event, delivered",
+    {
+      timeout: 60_000
+    },
+    async () => {
+      const filename = join(dir, "app.db")
+      await scenario("sqlite", SqliteClient.layer({ filename }), Sqlite.layerClient({ synchronous: "FULL" }))
+    }
+  )
 
-  it.runIf(pgUp || requirePostgres)("PostgreSQL: the same through the app's PgClient", { timeout: 60_000 }, async () => {
-    assert.isTrue(pgUp, `PostgreSQL must be reachable at ${PG_URL}`)
-    const prefix = uniquePrefix("outbox")
-    prefixes.push(prefix)
-    await scenario("pg", PgClient.layer({ url: Redacted.make(PG_URL) }), Postgres.layerClient({ prefix }))
-  })
+  it.runIf(pgUp || requirePostgres)(
+    "PostgreSQL: the same through the app's PgClient",
+    { timeout: 60_000 },
+    async () => {
+      assert.isTrue(pgUp, `PostgreSQL must be reachable at ${PG_URL}`)
+      const prefix = uniquePrefix("outbox")
+      prefixes.push(prefix)
+      await scenario("pg", PgClient.layer({ url: Redacted.make(PG_URL) }), Postgres.layerClient({ prefix }))
+    }
+  )
 })

@@ -38,7 +38,9 @@ const isRoot = process.getuid?.() === 0
 const postgresUser = (): { readonly uid: number; readonly gid: number } | string => {
   const uid = spawnSync("id", ["-u", "postgres"], { encoding: "utf8" })
   const gid = spawnSync("id", ["-g", "postgres"], { encoding: "utf8" })
-  if (uid.status !== 0 || gid.status !== 0) return `no postgres user (${(uid.stderr || uid.error?.message || "").trim()})`
+  if (uid.status !== 0 || gid.status !== 0) {
+    return `no postgres user (${(uid.stderr || uid.error?.message || "").trim()})`
+  }
   return { uid: Number(uid.stdout.trim()), gid: Number(gid.stdout.trim()) }
 }
 
@@ -46,7 +48,9 @@ const postgresUser = (): { readonly uid: number; readonly gid: number } | string
 const unavailable = ((): string | undefined => {
   for (const tool of ["initdb", "pg_ctl"]) if (!existsSync(join(BIN, tool))) return `${join(BIN, tool)} not found`
   if (isRoot) {
-    if (spawnSync("runuser", ["--help"]).error !== undefined) return "runuser not found (needed to run PostgreSQL as postgres)"
+    if (spawnSync("runuser", ["--help"]).error !== undefined) {
+      return "runuser not found (needed to run PostgreSQL as postgres)"
+    }
     const user = postgresUser()
     if (typeof user === "string") return user
   }
@@ -55,7 +59,9 @@ const unavailable = ((): string | undefined => {
 
 if (unavailable !== undefined) {
   console.warn(
-    `[durable/pg-outage.test] ${required ? "FAILED" : "skipped"}: cannot start a PostgreSQL cluster of its own: ${unavailable}` +
+    `[durable/pg-outage.test] ${
+      required ? "FAILED" : "skipped"
+    }: cannot start a PostgreSQL cluster of its own: ${unavailable}` +
       (required ? " (FANOUT_REQUIRE_POSTGRES=1)" : "; set FANOUT_REQUIRE_POSTGRES=1 to fail instead")
   )
 }
@@ -113,11 +119,15 @@ const pgTool = (dir: string, tool: string, args: ReadonlyArray<string>, timeoutM
 
 /** The same, synchronously (teardown on exit only). */
 const pgToolSync = (dir: string, tool: string, args: ReadonlyArray<string>) =>
-  spawnSync(isRoot ? "runuser" : join(BIN, tool), isRoot ? ["-u", "postgres", "--", join(BIN, tool), ...args] : [...args], {
-    cwd: dir,
-    timeout: 60_000,
-    stdio: "ignore"
-  })
+  spawnSync(
+    isRoot ? "runuser" : join(BIN, tool),
+    isRoot ? ["-u", "postgres", "--", join(BIN, tool), ...args] : [...args],
+    {
+      cwd: dir,
+      timeout: 60_000,
+      stdio: "ignore"
+    }
+  )
 
 const makeCluster = async (dir: string): Promise<Cluster> => {
   if (isRoot) {
@@ -126,7 +136,18 @@ const makeCluster = async (dir: string): Promise<Cluster> => {
   }
   const data = join(dir, "data")
   const logFile = join(dir, "postgres.log")
-  const init = await pgTool(dir, "initdb", ["-D", data, "-A", "trust", "-U", "postgres", "-E", "UTF8", "--locale=C", "--no-sync"])
+  const init = await pgTool(dir, "initdb", [
+    "-D",
+    data,
+    "-A",
+    "trust",
+    "-U",
+    "postgres",
+    "-E",
+    "UTF8",
+    "--locale=C",
+    "--no-sync"
+  ])
   if (init.status !== 0) throw new Error(`initdb failed (${init.status}): ${init.stderr}${init.stdout}`)
   const port = await freePort()
   // Its own port, its own socket directory (never /var/run/postgresql), loopback only.
@@ -250,7 +271,9 @@ const run = async () => {
         partial = partial.slice(i + 1)
         try {
           const parsed = JSON.parse(line) as { message?: unknown; logLevel?: unknown }
-          const message = `${parsed.logLevel} ${Array.isArray(parsed.message) ? parsed.message.join(" ") : String(parsed.message)}`
+          const message = `${parsed.logLevel} ${
+            Array.isArray(parsed.message) ? parsed.message.join(" ") : String(parsed.message)
+          }`
             .replace(/\b\d+ ms\b/g, "<n> ms")
             .replace(/127\.0\.0\.1:\d+/g, "<host:port>")
           messages.set(message, (messages.get(message) ?? 0) + 1)
@@ -271,9 +294,11 @@ const run = async () => {
     throw new Error(`${e.message}\n${serve.stderr().slice(-3000)}`)
   })
   // Both running before the outage (a process that cannot reach its store at start exits: another scenario).
-  await waitFor("fanout worker running", () => worker.stderr().includes("fanout: workers running"), 60_000, 50).catch((e) => {
-    throw new Error(`${e.message}\n${worker.stderr().slice(-3000)}`)
-  })
+  await waitFor("fanout worker running", () => worker.stderr().includes("fanout: workers running"), 60_000, 50).catch(
+    (e) => {
+      throw new Error(`${e.message}\n${worker.stderr().slice(-3000)}`)
+    }
+  )
 
   // ---- producers: 8 loops, each id sent again after a 503 until it is acknowledged ----
   const acked = new Set<string>()
@@ -333,9 +358,19 @@ const run = async () => {
   const loops = Array.from({ length: 8 }, (_, i) => producer(i))
 
   // ---- before: progress, both processes delivering ----
-  await waitFor(`200 acknowledgements before the outage\n${serve.stderr().slice(-2000)}`, () => acked.size >= 200, 60_000, 10)
+  await waitFor(
+    `200 acknowledgements before the outage\n${serve.stderr().slice(-2000)}`,
+    () => acked.size >= 200,
+    60_000,
+    10
+  )
   const delivered = (r: Receiver, name: string) => [...acked].filter((id) => r.okCount(`${id}:${name}`) > 0).length
-  await waitFor("some deliveries to both targets before the outage", () => delivered(a, "a") >= 50 && delivered(b, "b") >= 50, 60_000, 10)
+  await waitFor(
+    "some deliveries to both targets before the outage",
+    () => delivered(a, "a") >= 50 && delivered(b, "b") >= 50,
+    60_000,
+    10
+  )
   const ackedBefore = acked.size
 
   // ---- the outage ----
@@ -348,31 +383,55 @@ const run = async () => {
   })()
   await waitFor("a producer got a 503", () => unavailable503 > 0, 60_000, 10)
   const claimFailed = /worker: store claim failed \(Unavailable\), will retry/
-  await waitFor("fanout worker logs its failed claims", () => [...worker.messages.keys()].some((m) => claimFailed.test(m)), 60_000, 50).catch((e) => {
+  await waitFor(
+    "fanout worker logs its failed claims",
+    () => [...worker.messages.keys()].some((m) => claimFailed.test(m)),
+    60_000,
+    50
+  ).catch((e) => {
     throw new Error(`${e.message}\n${worker.stderr().slice(-3000)}`)
   })
-  await waitFor("fanout serve's worker logs its failed claims", () => [...serve.messages.keys()].some((m) => claimFailed.test(m)), 60_000, 50).catch((e) => {
+  await waitFor(
+    "fanout serve's worker logs its failed claims",
+    () => [...serve.messages.keys()].some((m) => claimFailed.test(m)),
+    60_000,
+    50
+  ).catch((e) => {
     throw new Error(`${e.message}\n${serve.stderr().slice(-3000)}`)
   })
   // The fault's length (the only timed wait): the database stays down for FANOUT_PG_OUTAGE_MS.
   await sleep(Math.max(0, OUTAGE_MS - (Date.now() - stoppedAt)))
   const ackedDuringOutage = acked.size - ackedBefore
   const notReadyAtEnd = await readyz(url)
-  const healthz = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(5_000) }).then((r) => r.status, () => "error")
+  const healthz = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(5_000) }).then(
+    (r) => r.status,
+    () => "error"
+  )
   const aliveDuringOutage = [serve, worker].map((p) => p.exit() ?? "running")
   const outageMs = Date.now() - stoppedAt
 
   // ---- back ----
   await cluster.start()
   const startedAgainAt = Date.now()
-  await waitFor(`/readyz ready again\n${serve.stderr().slice(-2000)}`, async () => (await readyz(url)).status === 200, 120_000, 50)
+  await waitFor(
+    `/readyz ready again\n${serve.stderr().slice(-2000)}`,
+    async () => (await readyz(url)).status === 200,
+    120_000,
+    50
+  )
   const ackedAtRecovery = acked.size
   await waitFor("200 more acknowledgements after the outage", () => acked.size >= ackedAtRecovery + 200, 120_000, 10)
   // Both processes' workers deliver again: each has sent a request that a target answered after
   // the database came back (the producers keep posting until then).
   const deliveredAfter = (name: string) =>
-    [...a.receipts, ...b.receipts].filter((r) => r.worker === name && r.answer === "ok" && r.at >= startedAgainAt).length
-  await waitFor("both workers deliver after the outage", () => deliveredAfter("serve") > 0 && deliveredAfter("worker") > 0, 120_000, 10)
+    [...a.receipts, ...b.receipts].filter((r) => r.worker === name && r.answer === "ok" && r.at >= startedAgainAt)
+      .length
+  await waitFor(
+    "both workers deliver after the outage",
+    () => deliveredAfter("serve") > 0 && deliveredAfter("worker") > 0,
+    120_000,
+    10
+  )
   alive = false
   await Promise.all(loops)
 
@@ -417,7 +476,9 @@ const run = async () => {
   assert.deepStrictEqual(others, [])
   assert.isAbove(unavailable503, 0)
   assert.isTrue(
-    [...serve.messages.keys()].some((m) => /^WARN fanout server: the store refused (an event|\d+ events) \(Unavailable\)/.test(m)),
+    [...serve.messages.keys()].some((m) =>
+      /^WARN fanout server: the store refused (an event|\d+ events) \(Unavailable\)/.test(m)
+    ),
     "fanout serve logs the refused enqueues"
   )
   assert.strictEqual(notReady.code, "not_ready")

@@ -18,7 +18,16 @@ import { afterAll, assert, describe, it } from "@effect/vitest"
 import { Effect, Option } from "effect"
 import { Event } from "../../src/index.js"
 import type { Config } from "../fixtures/durable-worker.js"
-import { integrityCheck, killAll, prng, sleep, spawnWorker, sqliteStore, waitFor, type WorkerProcess } from "./helpers.js"
+import {
+  integrityCheck,
+  killAll,
+  prng,
+  sleep,
+  spawnWorker,
+  sqliteStore,
+  waitFor,
+  type WorkerProcess
+} from "./helpers.js"
 
 interface Reception {
   readonly target: string
@@ -86,7 +95,9 @@ const TARGETS = ["a", "b", "c", "d"] as const
 const AFTER = { c: ["a", "b"], d: ["c"] } as const
 
 describe("durable pipelines: crash (SQLite, real processes)", () => {
-  it("SIGKILLed 5 times while graphs are in flight: every graph completes with the inputs as answered", { timeout: 150_000 }, async () => {
+  it("SIGKILLed 5 times while graphs are in flight: every graph completes with the inputs as answered", {
+    timeout: 150_000
+  }, async () => {
     const seed = Number(process.env.FANOUT_SEED ?? Date.now() % 1_000_000)
     console.log(`pipeline crash test seed=${seed} (FANOUT_SEED=${seed} to replay the fault choices)`)
     const random = prng(seed)
@@ -139,7 +150,12 @@ describe("durable pipelines: crash (SQLite, real processes)", () => {
     const last = spawnWorker(config(kills))
     workers.push(last)
     await last.ready
-    await waitFor("every graph complete", async () => (await store.run((s) => s.stats)).delivered === 4 * N, 90_000, 200)
+    await waitFor(
+      "every graph complete",
+      async () => (await store.run((s) => s.stats)).delivered === 4 * N,
+      90_000,
+      200
+    )
     last.signal("SIGTERM")
     await last.exited
 
@@ -179,7 +195,9 @@ describe("durable pipelines: crash (SQLite, real processes)", () => {
         assert.strictEqual(new Set(sent.map((r) => JSON.stringify(r.body.payload.inputs))).size, 1)
       }
     }
-    console.log(`pipeline crash: ${N} graphs × ${TARGETS.length} steps complete; ${repeats} 2xx answers repeated (crash or lease expiry after an answer)`)
+    console.log(
+      `pipeline crash: ${N} graphs × ${TARGETS.length} steps complete; ${repeats} 2xx answers repeated (crash or lease expiry after an answer)`
+    )
     await store.dispose()
     assert.strictEqual(await integrityCheck(filename), "ok")
   })

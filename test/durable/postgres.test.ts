@@ -39,8 +39,10 @@ import {
 
 const available = await postgresAvailable()
 if (!available) {
-  console.warn(`PostgreSQL is not reachable at ${PG_URL}: the PostgreSQL durable tests are skipped` +
-    (requirePostgres ? " — but FANOUT_REQUIRE_POSTGRES=1, so they fail" : ""))
+  console.warn(
+    `PostgreSQL is not reachable at ${PG_URL}: the PostgreSQL durable tests are skipped` +
+      (requirePostgres ? " — but FANOUT_REQUIRE_POSTGRES=1, so they fail" : "")
+  )
 }
 
 const workers: Array<WorkerProcess> = []
@@ -52,7 +54,7 @@ afterAll(async () => {
   await killAll(workers)
   await Promise.all(receivers.map((r) => r.close()))
   await Promise.all(stores.map((s) => s.dispose().catch(() => {})))
-  if (available) for (const p of prefixes) await dropPrefix(p).catch(() => {})
+  if (available) { for (const p of prefixes) await dropPrefix(p).catch(() => {}) }
 })
 
 const setup = (label: string) => {
@@ -65,13 +67,22 @@ const setup = (label: string) => {
 
 const enqueue = (store: StoreHandle, ids: ReadonlyArray<string>, targets: ReadonlyArray<string>) =>
   store.run((s) =>
-    Effect.forEach(ids, (id, n) => Effect.flatMap(Event.make("order.placed", { n }, { id }), (e) => s.enqueue(e, targets)), {
-      concurrency: 10,
-      discard: true
-    })
+    Effect.forEach(
+      ids,
+      (id, n) => Effect.flatMap(Event.make("order.placed", { n }, { id }), (e) => s.enqueue(e, targets)),
+      {
+        concurrency: 10,
+        discard: true
+      }
+    )
   )
 
-const pgConfig = (prefix: string, workerId: string, targets: Config["targets"], worker: Partial<Config["worker"]> = {}): Config => ({
+const pgConfig = (
+  prefix: string,
+  workerId: string,
+  targets: Config["targets"],
+  worker: Partial<Config["worker"]> = {}
+): Config => ({
   store: { kind: "pg", url: PG_URL, prefix, applicationName: workerId },
   targets,
   worker: { workerId, concurrency: 20, batchSize: 10, leaseMs: 2_000, pollIntervalMs: 250, ...worker },
@@ -110,7 +121,12 @@ describe.runIf(available || requirePostgres)("durable delivery on PostgreSQL (re
     )
     victim.signal("SIGKILL")
     await victim.exited
-    await waitFor("every delivery delivered", async () => (await store.run((s) => s.stats)).delivered === 2 * N, 90_000, 200)
+    await waitFor(
+      "every delivery delivered",
+      async () => (await store.run((s) => s.stats)).delivered === 2 * N,
+      90_000,
+      200
+    )
     for (const w of [ws[0]!, ws[2]!]) w.signal("SIGTERM")
     await Promise.all([ws[0]!.exited, ws[2]!.exited])
 
@@ -166,7 +182,9 @@ describe.runIf(available || requirePostgres)("durable delivery on PostgreSQL (re
     // Stopped while none of its sessions is inside a statement or a transaction (a worker stopped
     // holding a row lock is another scenario); p1 can write nothing more, so this is its stored lease.
     await stopOutsideTransactions(p1, () => pgSessionsIdle("p1"))
-    const [held] = await pgQuery<{ status: string; lease: string | null; worker_id: string | null; available_at: string }>(
+    const [held] = await pgQuery<
+      { status: string; lease: string | null; worker_id: string | null; available_at: string }
+    >(
       `select status, lease, worker_id, available_at from ${prefix}deliveries where event_id = '${id}'`
     )
     assert.strictEqual(held?.status, "in_flight")
@@ -175,10 +193,15 @@ describe.runIf(available || requirePostgres)("durable delivery on PostgreSQL (re
     const p2 = spawnWorker(pgConfig(prefix, "p2", targets, { leaseMs: 1_500, pollIntervalMs: 100 }))
     workers.push(p2)
     await p2.ready
-    await waitFor("p2 delivers it", async () => {
-      const s = await store.run((st) => st.status(id))
-      return Option.getOrThrow(s).deliveries[0]!.status === "delivered"
-    }, 30_000, 50)
+    await waitFor(
+      "p2 delivers it",
+      async () => {
+        const s = await store.run((st) => st.status(id))
+        return Option.getOrThrow(s).deliveries[0]!.status === "delivered"
+      },
+      30_000,
+      50
+    )
     // Taken over only after the stored lease expired: p2's recorded attempt start and the instant its
     // request reached the target are both at or after the expiry p1's claim left in the database.
     const taken = Option.getOrThrow(await store.run((s) => s.status(id))).deliveries[0]!.history
@@ -235,11 +258,18 @@ describe.runIf(available || requirePostgres)("durable delivery on PostgreSQL (re
       )
       terminated += rows.filter((r) => r.ok).length
     }
-    await waitFor("every delivery delivered", async () => (await store.run((s) => s.stats)).delivered === 2 * N, 60_000, 200)
+    await waitFor(
+      "every delivery delivered",
+      async () => (await store.run((s) => s.stats)).delivered === 2 * N,
+      60_000,
+      200
+    )
     assert.isNull(w.child.exitCode, "the worker is still running")
     const state = w.state()!
-    console.log(`reconnect: terminated ${terminated} backend connections; the worker saw ${state.storeErrors} store errors` +
-      ` (last: ${state.lastError?.operation}: ${state.lastError?.message}) and delivered ${state.delivered}`)
+    console.log(
+      `reconnect: terminated ${terminated} backend connections; the worker saw ${state.storeErrors} store errors` +
+        ` (last: ${state.lastError?.operation}: ${state.lastError?.message}) and delivered ${state.delivered}`
+    )
     assert.isAbove(terminated, 0)
     const result = oracle(ids, [["a", a], ["b", b]])
     assert.deepStrictEqual(result.lost, [])

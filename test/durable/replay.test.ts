@@ -15,7 +15,15 @@ import * as Postgres from "../../src/Store/Postgres.js"
 import * as Sqlite from "../../src/Store/Sqlite.js"
 import type * as Store from "../../src/Store.js"
 import { Event, Router, Target, Worker } from "../../src/index.js"
-import { dropPrefix, PG_URL, postgresAvailable, requirePostgres, startReceiver, uniquePrefix, waitFor } from "./helpers.js"
+import {
+  dropPrefix,
+  PG_URL,
+  postgresAvailable,
+  requirePostgres,
+  startReceiver,
+  uniquePrefix,
+  waitFor
+} from "./helpers.js"
 
 const Refund = Event.define("refund.issued", Schema.Struct({ n: Schema.Number }))
 const dir = mkdtempSync(join(tmpdir(), "fanout-replay-"))
@@ -53,7 +61,11 @@ const scenario = async (label: string, storeLayer: Layer.Layer<Store.DeliverySto
       assert.strictEqual(item.lastError, "http_400")
       assert.strictEqual(item.attempts, 1)
     }
-    assert.strictEqual(receiver.receipts.filter((r) => r.path === "/ledger").length, N, "one attempt each: 400 is not retried")
+    assert.strictEqual(
+      receiver.receipts.filter((r) => r.path === "/ledger").length,
+      N,
+      "one attempt each: 400 is not retried"
+    )
 
     fixed = true
     const replayed = yield* outbox.replayMany({ target: "ledger" })

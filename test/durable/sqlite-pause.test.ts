@@ -92,10 +92,15 @@ describe("fencing on SQLite (real processes)", () => {
     const p2 = spawnWorker(config("p2"))
     workers.push(p2)
     await p2.ready
-    await waitFor("p2 delivers it", async () => {
-      const s = await store.run((st) => st.status(id))
-      return Option.getOrThrow(s).deliveries[0]!.status === "delivered"
-    }, 30_000, 50)
+    await waitFor(
+      "p2 delivers it",
+      async () => {
+        const s = await store.run((st) => st.status(id))
+        return Option.getOrThrow(s).deliveries[0]!.status === "delivered"
+      },
+      30_000,
+      50
+    )
 
     const taken = Option.getOrThrow(await store.run((s) => s.status(id))).deliveries[0]!
     assert.strictEqual(taken.history.length, 1)
@@ -120,7 +125,11 @@ describe("fencing on SQLite (real processes)", () => {
     assert.strictEqual(d.history.length, 1)
     assert.strictEqual(d.history[0]!.workerId, "p2")
     assert.strictEqual(d.history[0]!.outcome, "success")
-    assert.deepStrictEqual(a.byKey.get(`${id}:a`)?.map((r) => r.worker), ["p1", "p2"], "both requests bore the same idempotency key")
+    assert.deepStrictEqual(
+      a.byKey.get(`${id}:a`)?.map((r) => r.worker),
+      ["p1", "p2"],
+      "both requests bore the same idempotency key"
+    )
     assert.strictEqual(p1.state()?.delivered, 0)
     assert.strictEqual(p2.state()?.delivered, 1)
     assert.match(p1.stderr(), /lease lost/)
@@ -137,8 +146,10 @@ describe("fencing on SQLite (real processes)", () => {
       [id]
     )
     assert.deepStrictEqual(attempts.map((r) => r.worker_id), ["p2"], "the attempt ledger holds p2's attempt only")
-    console.log(`sqlite pause: p1 stopped after ${tries} tr${tries === 1 ? "y" : "ies"}; stored expiry ${expiry};` +
-      ` p2's attempt started ${attempt.startedAt - expiry} ms after it`)
+    console.log(
+      `sqlite pause: p1 stopped after ${tries} tr${tries === 1 ? "y" : "ies"}; stored expiry ${expiry};` +
+        ` p2's attempt started ${attempt.startedAt - expiry} ms after it`
+    )
     await store.dispose()
     assert.strictEqual(await integrityCheck(filename), "ok")
   })

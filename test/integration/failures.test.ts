@@ -26,7 +26,8 @@ const single = (url: string, policy: Target.Options<{ readonly n: number }, unkn
   Effect.gen(function*() {
     const T = Target.make("t", { request: post(url), ...(policy !== undefined ? { policy } : {}) })
     const sender = yield* makeSender(Router.make(Ping).route(Ping, [T]))
-    return (n: number) => Effect.flatMap(Ping.make({ n }), (event) => Effect.map(sender.send(event), (r) => r.outcomes.t))
+    return (n: number) =>
+      Effect.flatMap(Ping.make({ n }), (event) => Effect.map(sender.send(event), (r) => r.outcomes.t))
   })
 
 describe("timeouts over loopback HTTP", () => {

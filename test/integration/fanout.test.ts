@@ -66,7 +66,11 @@ describe("fan-out over loopback HTTP", () => {
         assert.deepStrictEqual(new Set([first!.path, second!.path]), new Set(["/a", "/b"]))
         // Both requests were on the wire at once: the second arrived before the first was answered.
         assert.isDefined(answeredAt.get(first!))
-        assert.isAtMost(second!.at, answeredAt.get(first!)!, `slow-${i}: the second request arrived after the first answer`)
+        assert.isAtMost(
+          second!.at,
+          answeredAt.get(first!)!,
+          `slow-${i}: the second request arrived after the first answer`
+        )
       }
       assert.strictEqual(fallbacks, 0, "no request waited for its partner until the fallback timer")
     }))

@@ -122,7 +122,9 @@ export const makeSender = <E extends Event.Any, T extends Target.Any>(
   router: Router.Router<E, T>
 ): Effect.Effect<Fanout.Sender<E>, never, Scope.Scope> =>
   Effect.gen(function*() {
-    const targets = router.targets.map((t) => t.layer) as ReadonlyArray<Layer.Layer<never, never, HttpClient.HttpClient>>
+    const targets = router.targets.map((t) => t.layer) as ReadonlyArray<
+      Layer.Layer<never, never, HttpClient.HttpClient>
+    >
     const merged = targets.reduce((acc, layer) => Layer.merge(acc, layer), Layer.empty) as Layer.Layer<
       Target.Requirements<T>,
       never,

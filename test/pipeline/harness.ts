@@ -57,7 +57,9 @@ export const simulatePipeline = <Pl extends Pipeline.Any>(options: {
       )
     const impl = options.pipeline as unknown as {
       readonly steps: ReadonlyArray<{ readonly target: { readonly layer: Layer.Layer<any, never, any> } }>
-      readonly enrichers: ReadonlyArray<{ readonly _tag: string; readonly target?: { readonly layer: Layer.Layer<any, never, any> } }>
+      readonly enrichers: ReadonlyArray<
+        { readonly _tag: string; readonly target?: { readonly layer: Layer.Layer<any, never, any> } }
+      >
     }
     const layers: Array<Layer.Layer<any, never, any>> = [
       ...impl.enrichers.flatMap((e) => (e.target !== undefined ? [e.target.layer] : [])),
@@ -69,11 +71,12 @@ export const simulatePipeline = <Pl extends Pipeline.Any>(options: {
     const mode = options.mode ?? "settled"
     const program = Effect.gen(function*() {
       const startedAt = yield* Clock.currentTimeMillis
-      const result = yield* (Pipeline.run(options.pipeline as Pipeline.Any, options.event, { mode: mode as "all" }) as Effect.Effect<
-        any,
-        Pipeline.PipelineFailed | Pipeline.EnrichFailed,
-        any
-      >).pipe(Effect.either)
+      const result =
+        yield* (Pipeline.run(options.pipeline as Pipeline.Any, options.event, { mode: mode as "all" }) as Effect.Effect<
+          any,
+          Pipeline.PipelineFailed | Pipeline.EnrichFailed,
+          any
+        >).pipe(Effect.either)
       const finishedAt = yield* Clock.currentTimeMillis
       return { result, startedAt, finishedAt }
     }).pipe(

@@ -28,7 +28,10 @@ describe("graph validation", () => {
 
   it("a step after itself is a cycle of one", () => {
     const result = Pipeline.validateGraph({ steps: [{ name: "a", after: ["a"] }] })
-    assert.deepStrictEqual(Either.getLeft(result).pipe((o) => o._tag === "Some" ? o.value.message : ""), "pipeline: cycle a → a (each step runs after the next one)")
+    assert.deepStrictEqual(
+      Either.getLeft(result).pipe((o) => o._tag === "Some" ? o.value.message : ""),
+      "pipeline: cycle a → a (each step runs after the next one)"
+    )
   })
 
   it("unknown references and duplicates", () => {
@@ -58,14 +61,17 @@ describe("graph validation", () => {
     const result = Pipeline.validateGraph({
       steps: [{ name: "c", after: ["a", "b", "a"] }, { name: "b", after: ["a"] }, { name: "a" }, { name: "d" }]
     })
-    assert.deepStrictEqual(result, Either.right({
-      enrich: [],
-      steps: [{ name: "c", after: ["a", "b"] }, { name: "b", after: ["a"] }, { name: "a", after: [] }, {
-        name: "d",
-        after: []
-      }],
-      order: ["a", "b", "c", "d"]
-    }))
+    assert.deepStrictEqual(
+      result,
+      Either.right({
+        enrich: [],
+        steps: [{ name: "c", after: ["a", "b"] }, { name: "b", after: ["a"] }, { name: "a", after: [] }, {
+          name: "d",
+          after: []
+        }],
+        order: ["a", "b", "c", "d"]
+      })
+    )
   })
 
   it("fromSteps (the untyped form) validates too", () => {
@@ -98,7 +104,8 @@ const Customer = Target.make("customer", {
 })
 const Inventory = Target.make("inventory", {
   accepts: Schema.Struct({ orderId: Schema.String, country: Schema.String }),
-  request: (e) => HttpClientRequest.post(`${url("inventory")}/reservations`).pipe(HttpClientRequest.bodyUnsafeJson(e.payload)),
+  request: (e) =>
+    HttpClientRequest.post(`${url("inventory")}/reservations`).pipe(HttpClientRequest.bodyUnsafeJson(e.payload)),
   response: Schema.Struct({ reservationId: Schema.String }),
   compensate: ({ response }) => HttpClientRequest.del(`${url("inventory")}/reservations/${response.reservationId}`),
   policy: fast
@@ -112,7 +119,8 @@ const Payment = Target.make("payment", {
 })
 const Shipping = Target.make("shipping", {
   accepts: Schema.Struct({ orderId: Schema.String, reservationId: Schema.String, chargeId: Schema.String }),
-  request: (e) => HttpClientRequest.post(`${url("shipping")}/shipments`).pipe(HttpClientRequest.bodyUnsafeJson(e.payload)),
+  request: (e) =>
+    HttpClientRequest.post(`${url("shipping")}/shipments`).pipe(HttpClientRequest.bodyUnsafeJson(e.payload)),
   response: Schema.Struct({ trackingId: Schema.String }),
   policy: fast
 })
@@ -160,7 +168,10 @@ describe("stepEvent (shared with the durable mode)", () => {
       const inventory = Either.getOrThrow(Pipeline.stepEvent(order, "inventory", enriched, {}))
       assert.strictEqual(inventory, enriched, "a step without inputs gets the enriched event itself")
       const shipping = Either.getOrThrow(
-        Pipeline.stepEvent(order, "shipping", enriched, { inventory: { reservationId: "r" }, payment: { chargeId: "c" } })
+        Pipeline.stepEvent(order, "shipping", enriched, {
+          inventory: { reservationId: "r" },
+          payment: { chargeId: "c" }
+        })
       )
       assert.deepStrictEqual(shipping.payload, { orderId: "o-1", reservationId: "r", chargeId: "c" })
       assert.deepStrictEqual([shipping.id, shipping.type, shipping.key, shipping.createdAt], [
@@ -285,7 +296,9 @@ describe("direct mode", () => {
         event,
         testTargets: apis({ customer: [Fault.status(404)] })
       })
-      const e1 = Either.getLeft(notFound.result).pipe((o) => o._tag === "Some" ? o.value : undefined) as Pipeline.EnrichFailed
+      const e1 = Either.getLeft(notFound.result).pipe((o) =>
+        o._tag === "Some" ? o.value : undefined
+      ) as Pipeline.EnrichFailed
       assert.strictEqual(e1._tag, "EnrichFailed")
       assert.isFalse(e1.transient)
       assert.strictEqual(e1.error._tag, "PermanentError")
@@ -295,7 +308,9 @@ describe("direct mode", () => {
         throw new Error("no country")
       }).step(Payment)
       const threw = yield* simulatePipeline({ pipeline: throwing, event, testTargets: apis() })
-      const e2 = Either.getLeft(threw.result).pipe((o) => o._tag === "Some" ? o.value : undefined) as Pipeline.EnrichFailed
+      const e2 = Either.getLeft(threw.result).pipe((o) =>
+        o._tag === "Some" ? o.value : undefined
+      ) as Pipeline.EnrichFailed
       assert.strictEqual(e2.error._tag, "PermanentError")
       assert.include(e2.error.message, "no country")
       assert.strictEqual(threw.testTargets.payment!.ledger.length, 0)
@@ -306,7 +321,10 @@ describe("direct mode", () => {
       class Rates extends Context.Tag("test/Rates")<Rates, { readonly eur: (amount: number) => number }>() {}
       const event = yield* placeOrder
       const pipeline = Pipeline.make(OrderPlaced)
-        .enrichWith("rates", (e) => Effect.map(Rates, (rates) => ({ ...e.payload, amount: rates.eur(e.payload.amount) })))
+        .enrichWith(
+          "rates",
+          (e) => Effect.map(Rates, (rates) => ({ ...e.payload, amount: rates.eur(e.payload.amount) }))
+        )
         .step(Payment)
       const run = yield* simulatePipeline({
         pipeline,
@@ -318,11 +336,15 @@ describe("direct mode", () => {
       assert.deepStrictEqual(pipeline.graph.enrich, ["rates"])
 
       const failing = Pipeline.make(OrderPlaced)
-        .enrichWith("fx", () =>
-          Effect.fail(new TargetError.TransientError({ target: "fx", reason: "Custom", message: "fx down" })))
+        .enrichWith(
+          "fx",
+          () => Effect.fail(new TargetError.TransientError({ target: "fx", reason: "Custom", message: "fx down" }))
+        )
         .step(Payment)
       const failed = yield* simulatePipeline({ pipeline: failing, event, testTargets: apis() })
-      const error = Either.getLeft(failed.result).pipe((o) => o._tag === "Some" ? o.value : undefined) as Pipeline.EnrichFailed
+      const error = Either.getLeft(failed.result).pipe((o) =>
+        o._tag === "Some" ? o.value : undefined
+      ) as Pipeline.EnrichFailed
       assert.strictEqual(error.step, "fx")
       assert.isTrue(error.transient)
       assert.strictEqual(failed.testTargets.payment!.ledger.length, 0)
@@ -374,7 +396,9 @@ describe("direct mode", () => {
         mode: "all",
         testTargets: apis({ audit: [Fault.status(422, { latency: 10 })] })
       })
-      const error = Either.getLeft(run.result).pipe((o) => o._tag === "Some" ? o.value : undefined) as Pipeline.PipelineFailed
+      const error = Either.getLeft(run.result).pipe((o) =>
+        o._tag === "Some" ? o.value : undefined
+      ) as Pipeline.PipelineFailed
       assert.strictEqual(error._tag, "PipelineFailed")
       assert.strictEqual(error.step, "audit")
       assert.strictEqual(error.error._tag, "PermanentError")
@@ -415,7 +439,9 @@ describe("direct mode", () => {
           later: undefined
         }
       })
-      const error = Either.getLeft(run.result).pipe((o) => o._tag === "Some" ? o.value : undefined) as Pipeline.PipelineFailed
+      const error = Either.getLeft(run.result).pipe((o) =>
+        o._tag === "Some" ? o.value : undefined
+      ) as Pipeline.PipelineFailed
       const o = error.outcomes
       assert.strictEqual(o.fails!._tag, "Failed")
       assert.strictEqual(o.slow!._tag, "Cancelled")

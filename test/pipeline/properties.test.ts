@@ -72,7 +72,9 @@ const nameOf = (i: number) => `s${i}`
 /** Step n of a script; past its end, "ok" answers 200 after the step's own latency. */
 const faultsOf = (script: Fault.FaultScript, latency: number): Fault.Faults => (request) => {
   if (request.method === "DELETE") return Fault.ok() // compensations always succeed
-  if (request.attempt <= script.steps.length || script.then === "repeat") return Fault.scriptStep(script, request.attempt)
+  if (request.attempt <= script.steps.length || script.then === "repeat") {
+    return Fault.scriptStep(script, request.attempt)
+  }
   return Fault.ok({ latency })
 }
 
@@ -133,13 +135,18 @@ describe("pipeline properties", () => {
         w.steps.forEach((s, i) => (testTargets[nameOf(i)] = faultsOf(s.script, s.latency)))
         if (w.enrich !== undefined) testTargets["enrich"] = faultsOf(w.enrich.script, w.enrich.latency)
         const run = yield* simulatePipeline({ pipeline, event, mode: w.mode, testTargets })
-        const context = (extra: string) => `${extra}\nworld: ${JSON.stringify(w)}\nresult: ${JSON.stringify(run.result)}`
+        const context = (extra: string) =>
+          `${extra}\nworld: ${JSON.stringify(w)}\nresult: ${JSON.stringify(run.result)}`
 
         if (Either.isLeft(run.result) && run.result.left._tag === "EnrichFailed") {
           // The enrich stage failed: nothing else was sent.
           assert.isDefined(w.enrich, context("EnrichFailed without an enrich stage"))
           for (let i = 0; i < w.steps.length; i++) {
-            assert.strictEqual(run.testTargets[nameOf(i)]!.ledger.length, 0, context(`${nameOf(i)} sent after enrich failed`))
+            assert.strictEqual(
+              run.testTargets[nameOf(i)]!.ledger.length,
+              0,
+              context(`${nameOf(i)} sent after enrich failed`)
+            )
           }
           return
         }
@@ -186,7 +193,11 @@ describe("pipeline properties", () => {
           }
 
           // A delivered step's API did accept it: its last request was answered with that status.
-          const delivered = outcome._tag === "Delivered" ? outcome : outcome._tag === "Compensated" ? outcome.delivered : undefined
+          const delivered = outcome._tag === "Delivered"
+            ? outcome
+            : outcome._tag === "Compensated"
+            ? outcome.delivered
+            : undefined
           if (delivered !== undefined) {
             const last = sent[sent.length - 1]
             assert.strictEqual(last?.result, "answered", ctx)
@@ -199,7 +210,9 @@ describe("pipeline properties", () => {
         if (w.mode === "settled" || Either.isRight(run.result)) {
           w.steps.forEach((_, i) => assert.strictEqual(undo(i).length, 0, context(`${nameOf(i)} compensated`)))
           if (w.mode === "all") {
-            w.steps.forEach((_, i) => assert.strictEqual(outcomes[nameOf(i)]!._tag, "Delivered", context("all: success")))
+            w.steps.forEach((_, i) =>
+              assert.strictEqual(outcomes[nameOf(i)]!._tag, "Delivered", context("all: success"))
+            )
           }
           return
         }
@@ -284,7 +297,13 @@ describe("pipeline properties", () => {
 
   // Arbitrary graphs over 1..8 names, with or without cycles.
   const anyGraph = fc.integer({ min: 1, max: 8 }).chain((n) =>
-    fc.tuple(...Array.from({ length: n }, () => fc.subarray(Array.from({ length: n }, (_, j) => j), { maxLength: Math.min(3, n) })))
+    fc.tuple(
+      ...Array.from({ length: n }, () =>
+        fc.subarray(
+          Array.from({ length: n }, (_, j) => j),
+          { maxLength: Math.min(3, n) }
+        ))
+    )
   )
 
   it.prop(

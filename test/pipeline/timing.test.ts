@@ -19,7 +19,8 @@ const api = <const N extends string>(name: N, latency: number) =>
   Effect.map(TestTarget.serve(TestTarget.make(name, { faults: () => Fault.ok({ latency }) })), (loopback) => ({
     loopback,
     target: Target.make(name, {
-      request: (e) => HttpClientRequest.post(`${loopback.url}/${name}`).pipe(HttpClientRequest.bodyUnsafeJson(e.payload)),
+      request: (e) =>
+        HttpClientRequest.post(`${loopback.url}/${name}`).pipe(HttpClientRequest.bodyUnsafeJson(e.payload)),
       policy: { retry: { maxAttempts: 1 }, circuitBreaker: false }
     })
   }))
@@ -34,7 +35,8 @@ describe("pipeline timing on loopback HTTP", () => {
       // ordering assertions below fail. Nothing is timed. (The wall-clock critical path, about
       // max(A + C, B) rather than A + B + C, is measured by `npm run bench -- pipeline`.)
       let seq = 0
-      const log: Array<{ readonly step: string; readonly key: string; readonly arrived: number; answered?: number }> = []
+      const log: Array<{ readonly step: string; readonly key: string; readonly arrived: number; answered?: number }> =
+        []
       const heldB = new Map<string, () => void>()
       const arrivedC = new Set<string>()
       let fallbacks = 0
@@ -65,7 +67,8 @@ describe("pipeline timing on loopback HTTP", () => {
       })
       yield* Effect.acquireRelease(
         Effect.async<void>((resume) => void server.listen(0, "127.0.0.1", () => resume(Effect.void))),
-        () => Effect.async<void>((resume) => (server.closeAllConnections(), void server.close(() => resume(Effect.void))))
+        () =>
+          Effect.async<void>((resume) => (server.closeAllConnections(), void server.close(() => resume(Effect.void))))
       )
       const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
       const step = <const N extends string>(name: N) =>

@@ -121,26 +121,28 @@ export const wrongEvent = Pipeline.run(order, { ...event, type: "order.cancelled
 // What must not type-check.
 
 // A mapper reading a field the input's response lacks (`inventory` has no chargeId).
-export const badField = () => enriched.step(Inventory).step(Payment).step(Shipping, {
-  after: [Inventory, Payment],
-  input: ({ event, inputs }) => ({
-    orderId: event.payload.orderId,
-    reservationId: inputs.inventory.reservationId,
-    // @ts-expect-error `inventory` answers { reservationId } only
-    chargeId: inputs.inventory.chargeId
+export const badField = () =>
+  enriched.step(Inventory).step(Payment).step(Shipping, {
+    after: [Inventory, Payment],
+    input: ({ event, inputs }) => ({
+      orderId: event.payload.orderId,
+      reservationId: inputs.inventory.reservationId,
+      // @ts-expect-error `inventory` answers { reservationId } only
+      chargeId: inputs.inventory.chargeId
+    })
   })
-})
 
 // A mapper reading an input the step does not run after.
-export const notAnInput = () => enriched.step(Inventory).step(Payment).step(Shipping, {
-  after: [Inventory],
-  input: ({ event, inputs }) => ({
-    orderId: event.payload.orderId,
-    reservationId: inputs.inventory.reservationId,
-    // @ts-expect-error payment is a step, but not an input of this one
-    chargeId: inputs.payment.chargeId
+export const notAnInput = () =>
+  enriched.step(Inventory).step(Payment).step(Shipping, {
+    after: [Inventory],
+    input: ({ event, inputs }) => ({
+      orderId: event.payload.orderId,
+      reservationId: inputs.inventory.reservationId,
+      // @ts-expect-error payment is a step, but not an input of this one
+      chargeId: inputs.payment.chargeId
+    })
   })
-})
 
 // @ts-expect-error `after` must name a step already added (payment is not)
 export const unknownAfter = () => enriched.step(Inventory).step(Log, { after: [Inventory, Payment] })
@@ -148,14 +150,16 @@ export const unknownAfter = () => enriched.step(Inventory).step(Log, { after: [I
 // @ts-expect-error also by name
 export const unknownAfterName = () => enriched.step(Inventory).step(Log, { after: ["inventory", "payment"] })
 
-// @ts-expect-error the mapped input lacks `chargeId`, which Shipping requires
-export const notAccepted = () => enriched.step(Inventory).step(Payment).step(Shipping, {
-  after: [Inventory, Payment],
-  input: ({ event, inputs }) => ({ orderId: event.payload.orderId, reservationId: inputs.inventory.reservationId })
-})
+export const notAccepted = () =>
+  // @ts-expect-error the mapped input lacks `chargeId`, which Shipping requires
+  enriched.step(Inventory).step(Payment).step(Shipping, {
+    after: [Inventory, Payment],
+    input: ({ event, inputs }) => ({ orderId: event.payload.orderId, reservationId: inputs.inventory.reservationId })
+  })
 
-// @ts-expect-error Shipping does not accept the default `{ event, inputs }` input
-export const defaultNotAccepted = () => enriched.step(Inventory).step(Payment).step(Shipping, { after: [Inventory, Payment] })
+export const defaultNotAccepted = () =>
+  // @ts-expect-error Shipping does not accept the default `{ event, inputs }` input
+  enriched.step(Inventory).step(Payment).step(Shipping, { after: [Inventory, Payment] })
 
 // The default input fits a target that declares it.
 export const defaultAccepted = enriched.step(Inventory).step(Audit, { after: [Inventory] })
@@ -178,8 +182,9 @@ export const duplicate = () => enriched.step(Inventory).step(Inventory)
 // @ts-expect-error enrich stages come before the first step
 export const enrichLate = () => enriched.step(Inventory).enrich(Customer, (e) => e.payload)
 
-// @ts-expect-error `unknown` answers (no response schema) cannot be read as objects
-export const readUnknown = () => enriched.step(Log).step(Payment, { after: [Log], input: ({ inputs }) => inputs.log.amount })
+export const readUnknown = () =>
+  // @ts-expect-error `unknown` answers (no response schema) cannot be read as objects
+  enriched.step(Log).step(Payment, { after: [Log], input: ({ inputs }) => inputs.log.amount })
 
 // @ts-expect-error aggregate sees only the steps of the pipeline
 export const badAggregate = () => enriched.step(Inventory).aggregate(({ responses }) => responses.payment.chargeId)

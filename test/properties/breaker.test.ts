@@ -83,7 +83,13 @@ describe("property: circuit breaker", () => {
       assert.strictEqual(windows.length, 1)
       // e1, e2 fail and open it; e3..e5 are skipped locally (no request), within the window.
       assert.deepStrictEqual(sim.testTargets.a!.ledger.map((r) => r.key), ["e1:a", "e2:a"])
-      assert.deepStrictEqual(sim.sends.map((s) => s.outcomes.a?._tag), ["Failed", "Failed", "Skipped", "Skipped", "Skipped"])
+      assert.deepStrictEqual(sim.sends.map((s) => s.outcomes.a?._tag), [
+        "Failed",
+        "Failed",
+        "Skipped",
+        "Skipped",
+        "Skipped"
+      ])
       assert.deepStrictEqual(violations(sim, "a"), [])
     }))
 })

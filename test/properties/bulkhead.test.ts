@@ -49,7 +49,7 @@ describe("property: bulkhead", () => {
           ]).sort((x, y) => x[0] - y[0])
           let inFlight = 0
           let max = 0
-          for (const [, delta] of points) max = Math.max(max, (inFlight += delta))
+          for (const [, delta] of points) max = Math.max(max, inFlight += delta)
           assert.strictEqual(max, stats.maxInFlight, name)
         }
       }),

@@ -54,7 +54,9 @@ describe("property: idempotency key", () => {
             const slot = `${r.method} ${id}`
             byEvent.set(slot, (byEvent.get(slot) ?? new Set()).add(r.key))
           }
-          for (const [slot, keys] of byEvent) assert.strictEqual(keys.size, 1, `${name} ${slot}: ${[...keys].join(", ")}`)
+          for (const [slot, keys] of byEvent) {
+            assert.strictEqual(keys.size, 1, `${name} ${slot}: ${[...keys].join(", ")}`)
+          }
         }
       }),
     { timeout: 180_000, fastCheck: { numRuns: RUNS, seed: SEED } }

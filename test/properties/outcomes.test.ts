@@ -16,7 +16,9 @@ const names = ["a", "b", "c"] as const
 const world = fc.record({
   events: arbitraries.events(arbitraries.event({ type: "order.placed" }), { maxLength: 3 }),
   targets: fc.tuple(
-    ...names.map(() => fc.record({ policy: arbitraries.policy({ rateLimit: "maybe" }), script: arbitraries.faultScript() }))
+    ...names.map(() =>
+      fc.record({ policy: arbitraries.policy({ rateLimit: "maybe" }), script: arbitraries.faultScript() })
+    )
   ),
   mode: fc.constantFrom("settled" as const, "background" as const),
   concurrency: fc.constantFrom(1, "unbounded" as const)
@@ -48,7 +50,9 @@ describe("property: every routed target has an outcome", () => {
             const policy = sim.policies[name]!
             const maxAttempts = policy.retry.maxAttempts
             const received = sim.testTargets[name]!.requestsFor(keyOf(sent.event, name))
-            const context = `${name}: ${JSON.stringify(outcome)} / ${JSON.stringify(received.map((r) => [r.step, r.result]))}`
+            const context = `${name}: ${JSON.stringify(outcome)} / ${
+              JSON.stringify(received.map((r) => [r.step, r.result]))
+            }`
             assert.include(["Delivered", "Failed", "Skipped"], outcome._tag, context)
             if (outcome._tag === "Cancelled" || outcome._tag === "Compensated") continue
             assert.isAtMost(outcome.attempts, maxAttempts, context)
@@ -62,7 +66,11 @@ describe("property: every routed target has an outcome", () => {
             } else if (outcome._tag === "Skipped") {
               // Nothing reached the target; every attempt was refused locally.
               assert.strictEqual(received.length, 0, context)
-              assert.include(["CircuitOpenError", "BulkheadRejectedError", "RateLimitedError"], outcome.error._tag, context)
+              assert.include(
+                ["CircuitOpenError", "BulkheadRejectedError", "RateLimitedError"],
+                outcome.error._tag,
+                context
+              )
             } else {
               const error = outcome.error
               if (TargetError.isTransient(error)) {

@@ -56,7 +56,9 @@ describe("property: saga compensation in all mode", () => {
             const accepted = fake.requestsFor(key).filter(is2xx)
             const undo = fake.requestsFor(`${key}:compensate`)
             const outcome = sent.outcomes[name]
-            const context = `${name}: ${JSON.stringify(outcome)} undo=${JSON.stringify(undo.map((r) => [r.step, r.result]))}`
+            const context = `${name}: ${JSON.stringify(outcome)} undo=${
+              JSON.stringify(undo.map((r) => [r.step, r.result]))
+            }`
             assert.isDefined(outcome, context)
             assert.isAtMost(accepted.length, 1, `a delivery stops at its first success: ${context}`)
             if (!failed || !w.targets[i]!.compensate || accepted.length === 0) {
@@ -75,7 +77,8 @@ describe("property: saga compensation in all mode", () => {
             succeeded.push({ name, at: accepted[0]!.completedAt! })
           }
           // Reverse order of success (where the successes happened at different times).
-          const firstUndo = (name: string) => sim.testTargets[name]!.requestsFor(`${keyOf(sent.event, name)}:compensate`)[0]!.order
+          const firstUndo = (name: string) =>
+            sim.testTargets[name]!.requestsFor(`${keyOf(sent.event, name)}:compensate`)[0]!.order
           for (const x of succeeded) {
             for (const y of succeeded) {
               if (x.at < y.at) assert.isTrue(firstUndo(y.name) < firstUndo(x.name), `${y.name} undone before ${x.name}`)

@@ -15,5 +15,9 @@ if (seed !== undefined && seed !== "") {
   const value = Number(seed)
   if (!Number.isInteger(value)) throw new Error(`FANOUT_PROP_SEED must be an integer, got ${seed}`)
   const path = process.env.FANOUT_PROP_PATH
-  fc.configureGlobal({ ...fc.readConfigureGlobal(), seed: value, ...(path !== undefined && path !== "" ? { path } : {}) })
+  fc.configureGlobal({
+    ...fc.readConfigureGlobal(),
+    seed: value,
+    ...(path !== undefined && path !== "" ? { path } : {})
+  })
 }

@@ -17,8 +17,7 @@ import { Fault, TestTarget } from "../../src/testing.js"
 const runtimeFor = (url: string, policy: Policy.Input) =>
   Effect.gen(function*() {
     const T = Target.make("orders", {
-      request: (event) =>
-        HttpClientRequest.post(`${url}/orders`).pipe(HttpClientRequest.bodyUnsafeJson(event.payload)),
+      request: (event) => HttpClientRequest.post(`${url}/orders`).pipe(HttpClientRequest.bodyUnsafeJson(event.payload)),
       policy
     })
     const context = yield* Layer.build(T.layer.pipe(Layer.provide(NodeHttpClient.layerUndici)))
@@ -56,7 +55,9 @@ describe("TestTarget.serve (loopback HTTP)", () => {
 
   it.scopedLive("resets: the socket is destroyed; the target sees a transient network error and retries", () =>
     Effect.gen(function*() {
-      const server = yield* TestTarget.serve(TestTarget.make("orders", { faults: [Fault.reset(), Fault.reset({ latency: 50 })] }))
+      const server = yield* TestTarget.serve(
+        TestTarget.make("orders", { faults: [Fault.reset(), Fault.reset({ latency: 50 })] })
+      )
       const runtime = yield* runtimeFor(server.url, { retry: { maxAttempts: 3, initialDelay: "10 millis" } })
       const outcome = yield* runtime.deliver(yield* event)
       assert.strictEqual(outcome.attempts, 3)
@@ -79,7 +80,10 @@ describe("TestTarget.serve (loopback HTTP)", () => {
       const outcome = yield* runtime.deliver(yield* event)
       assert.strictEqual(outcome.attempts, 2)
       assert.isAtLeast(outcome.durationMs, 195)
-      yield* eventually(() => server.target.ledger[0]?.result === "aborted", "the hung request is aborted by the client")
+      yield* eventually(
+        () => server.target.ledger[0]?.result === "aborted",
+        "the hung request is aborted by the client"
+      )
       assert.deepStrictEqual(server.target.ledger.map((r) => r.result), ["aborted", "answered"])
     }))
 
@@ -116,7 +120,9 @@ describe("TestTarget.serve (loopback HTTP)", () => {
   it.live("closing the scope closes the server, hung connections included", () =>
     Effect.gen(function*() {
       const scope = yield* Scope.make()
-      const server = yield* TestTarget.serve(TestTarget.make("orders", { faults: [Fault.hang] })).pipe(Scope.extend(scope))
+      const server = yield* TestTarget.serve(TestTarget.make("orders", { faults: [Fault.hang] })).pipe(
+        Scope.extend(scope)
+      )
       const hung = yield* Effect.fork(
         Effect.flatMap(HttpClient.HttpClient, (client) => client.post(`${server.url}/x`)).pipe(
           Effect.exit,

@@ -9,7 +9,9 @@ import { Fault, TestTarget } from "../../src/testing.js"
 import { parseRetryAfter } from "../../src/internal/retryAfter.js"
 
 const post = (target: TestTarget.TestTarget, key: string | undefined, body = "{}") => {
-  let request = HttpClientRequest.post(`${target.url}/things?x=1`).pipe(HttpClientRequest.bodyText(body, "application/json"))
+  let request = HttpClientRequest.post(`${target.url}/things?x=1`).pipe(
+    HttpClientRequest.bodyText(body, "application/json")
+  )
   if (key !== undefined) request = HttpClientRequest.setHeader(request, "idempotency-key", key)
   return Effect.flatMap(HttpClient.HttpClient, (client) => client.execute(request))
 }
@@ -21,7 +23,9 @@ describe("TestTarget (simulated client)", () => {
   it.effect("a script applies per idempotency key; after it, 200 (then: ok) or the last step again (then: repeat)", () =>
     Effect.gen(function*() {
       const ok = TestTarget.make("scripted", { faults: Fault.script([Fault.unavailable(), Fault.status(500)]) })
-      const repeat = TestTarget.make("repeating", { faults: Fault.script([Fault.ok(), Fault.status(502)], { then: "repeat" }) })
+      const repeat = TestTarget.make("repeating", {
+        faults: Fault.script([Fault.ok(), Fault.status(502)], { then: "repeat" })
+      })
       const statuses = yield* Effect.all([
         status(ok, "k1"),
         status(ok, "k1"),
@@ -53,12 +57,21 @@ describe("TestTarget (simulated client)", () => {
       const target = TestTarget.make("recorder", { faults: [Fault.ok({ latency: 40, status: 201 })] })
       yield* TestClock.adjust("1 second")
       const fiber = yield* Effect.fork(
-        post(target, "evt-1:recorder", "{\"n\":1}").pipe(Effect.withSpan("test"), Effect.provide(TestTarget.layer(target)))
+        post(target, "evt-1:recorder", "{\"n\":1}").pipe(
+          Effect.withSpan("test"),
+          Effect.provide(TestTarget.layer(target))
+        )
       )
       yield* TestClock.adjust("40 millis")
       const response = yield* Fiber.join(fiber)
       assert.strictEqual(response.status, 201)
-      assert.deepStrictEqual(yield* response.json, { ok: true, target: "recorder", key: "evt-1:recorder", attempt: 1, seq: 1 })
+      assert.deepStrictEqual(yield* response.json, {
+        ok: true,
+        target: "recorder",
+        key: "evt-1:recorder",
+        attempt: 1,
+        seq: 1
+      })
       const [r] = target.ledger
       assert.isDefined(r)
       assert.strictEqual(r!.method, "POST")
@@ -68,7 +81,13 @@ describe("TestTarget (simulated client)", () => {
       assert.strictEqual(r!.headers["content-type"], "application/json")
       assert.strictEqual(r!.key, "evt-1:recorder")
       assert.match(r!.traceparent ?? "", /^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$/)
-      assert.deepStrictEqual([r!.receivedAt, r!.completedAt, r!.result, r!.status, r!.seq], [1000, 1040, "answered", 201, 1])
+      assert.deepStrictEqual([r!.receivedAt, r!.completedAt, r!.result, r!.status, r!.seq], [
+        1000,
+        1040,
+        "answered",
+        201,
+        1
+      ])
     }))
 
   it.effect("latency is exact under TestClock", () =>
@@ -121,13 +140,24 @@ describe("TestTarget (simulated client)", () => {
     Effect.gen(function*() {
       const target = TestTarget.make("hung", { faults: [Fault.hang] })
       const fiber = yield* Effect.fork(
-        post(target, "k").pipe(Effect.timeout(Duration.seconds(5)), Effect.exit, Effect.provide(TestTarget.layer(target)))
+        post(target, "k").pipe(
+          Effect.timeout(Duration.seconds(5)),
+          Effect.exit,
+          Effect.provide(TestTarget.layer(target))
+        )
       )
       yield* TestClock.adjust("1 hour")
       const exit = yield* Fiber.join(fiber)
       assert.isTrue(Exit.isFailure(exit), "timed out")
       assert.deepStrictEqual(target.ledger.map((r) => [r.result, r.completedAt]), [["aborted", 5000]])
-      assert.deepStrictEqual(target.stats, { received: 1, inFlight: 0, maxInFlight: 1, answered: 0, resets: 0, aborted: 1 })
+      assert.deepStrictEqual(target.stats, {
+        received: 1,
+        inFlight: 0,
+        maxInFlight: 1,
+        answered: 0,
+        resets: 0,
+        aborted: 1
+      })
     }))
 
   it.effect("maxInFlight counts overlapping requests", () =>
@@ -162,10 +192,13 @@ describe("TestTarget (simulated client)", () => {
       const one = TestTarget.make("r1", { faults: model })
       const two = TestTarget.make("r2", { faults: model })
       const run = (target: TestTarget.TestTarget) =>
-        Effect.forEach(Array.from({ length: 100 }, (_, i) => i), (i) =>
-          Effect.either(status(target, `k${i}`).pipe(Effect.timeout("1 second"))), { concurrency: "unbounded" }).pipe(
-            Effect.provide(TestTarget.layer(target))
-          )
+        Effect.forEach(
+          Array.from({ length: 100 }, (_, i) => i),
+          (i) => Effect.either(status(target, `k${i}`).pipe(Effect.timeout("1 second"))),
+          { concurrency: "unbounded" }
+        ).pipe(
+          Effect.provide(TestTarget.layer(target))
+        )
       const f1 = yield* Effect.fork(run(one))
       const f2 = yield* Effect.fork(run(two))
       yield* TestClock.adjust("1 second")
@@ -178,9 +211,26 @@ describe("TestTarget (simulated client)", () => {
 
   it("a random model follows its probabilities and latency range", () => {
     const choose = Fault.chooser(
-      Fault.random({ seed: 7, serverError: 0.3, rateLimited: 0.1, clientError: 0.05, reset: 0.1, hang: 0.05, latency: [10, 50] })
+      Fault.random({
+        seed: 7,
+        serverError: 0.3,
+        rateLimited: 0.1,
+        clientError: 0.05,
+        reset: 0.1,
+        hang: 0.05,
+        latency: [10, 50]
+      })
     )
-    const incoming = { method: "POST", url: "http://x.test/", path: "/", headers: {}, body: "", key: "k", attempt: 1, receivedAt: 0 }
+    const incoming = {
+      method: "POST",
+      url: "http://x.test/",
+      path: "/",
+      headers: {},
+      body: "",
+      key: "k",
+      attempt: 1,
+      receivedAt: 0
+    }
     const steps = Array.from({ length: 4000 }, () => choose(incoming))
     const share = (p: (s: Fault.Step) => boolean) => steps.filter(p).length / steps.length
     const near = (actual: number, expected: number) =>
@@ -201,6 +251,9 @@ describe("TestTarget (simulated client)", () => {
     assert.throws(() => Fault.rateLimited(-1), RangeError)
     assert.throws(() => Fault.random({ seed: 1, serverError: 0.8, reset: 0.5 }), RangeError)
     assert.throws(() => TestTarget.make("no spaces"), TypeError)
-    assert.strictEqual(Fault.describe(Fault.rateLimited(2, { format: "http-date", latency: 5 })), "429 (Retry-After 2 s as http-date) after 5 ms")
+    assert.strictEqual(
+      Fault.describe(Fault.rateLimited(2, { format: "http-date", latency: 5 })),
+      "429 (Retry-After 2 s as http-date) after 5 ms"
+    )
   })
 })

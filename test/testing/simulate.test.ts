@@ -18,7 +18,17 @@ const events = Effect.all([1, 2, 3].map((i) => Event.make("order.placed", { i },
 /** The parts of a run that must repeat exactly (global arrival counters and span ids aside). */
 const fingerprint = (sim: Simulation.Simulation<Event.Any>) => ({
   outcomes: sim.sends.map((s) => s.outcomes),
-  ledger: sim.ledger.map((r) => [r.target, r.key, r.attempt, r.receivedAt - sim.startedAt, r.result, r.status, (r.completedAt ?? 0) - sim.startedAt]),
+  ledger: sim.ledger.map((
+    r
+  ) => [
+    r.target,
+    r.key,
+    r.attempt,
+    r.receivedAt - sim.startedAt,
+    r.result,
+    r.status,
+    (r.completedAt ?? 0) - sim.startedAt
+  ]),
   breakers: Object.fromEntries(Object.entries(sim.breakers).map(([k, v]) => [k, v.map((c) => c.state)])),
   elapsed: sim.finishedAt - sim.startedAt
 })
@@ -108,7 +118,9 @@ describe("simulate", () => {
 
   it.effect("records breaker transitions; openWindows gives each open period", () =>
     Effect.gen(function*() {
-      const C = webhook("c", { policy: { circuitBreaker: { failureThreshold: 1, resetAfter: "1 second" }, retry: { maxAttempts: 3 } } })
+      const C = webhook("c", {
+        policy: { circuitBreaker: { failureThreshold: 1, resetAfter: "1 second" }, retry: { maxAttempts: 3 } }
+      })
       const sim = yield* simulate({
         router: Router.make().route("*", [C]),
         testTargets: { c: Fault.script([Fault.unavailable()], { then: "repeat" }) },
@@ -132,27 +144,35 @@ describe("arbitraries", () => {
     arbitraries.event(Event.define("order.placed", Schema.Struct({ orderId: Schema.String, qty: Schema.Int })))
   ], ([many, typed]) => {
     assert.strictEqual(new Set(many.map((e) => e.id)).size, many.length)
-    for (const e of [...many, typed]) assert.doesNotThrow(() => Schema.decodeUnknownSync(Event.Envelope)(Event.encode(e)))
+    for (const e of [...many, typed]) {
+      assert.doesNotThrow(() => Schema.decodeUnknownSync(Event.Envelope)(Event.encode(e)))
+    }
     assert.strictEqual(typed.type, "order.placed")
     assert.isTrue(Number.isInteger(typed.payload.qty))
   })
 
-  it.prop("policies are accepted by Policy.make and stay within their bounds", [arbitraries.policy({ rateLimit: "maybe" })], ([input]) => {
+  it.prop("policies are accepted by Policy.make and stay within their bounds", [
+    arbitraries.policy({ rateLimit: "maybe" })
+  ], ([input]) => {
     const policy = Policy.make(input)
     assert.isTrue(policy.retry.maxAttempts >= 1 && policy.retry.maxAttempts <= 5)
     assert.isTrue(policy.bulkhead.permits >= 1 && policy.bulkhead.permits <= 4)
   })
 
-  it.prop("fault scripts only hold steps a server can send", [arbitraries.faultScript(), arbitraries.randomFaults()], ([script, random]) => {
-    for (const step of script.steps) {
-      if (step._tag === "Respond") {
-        assert.doesNotThrow(() => Fault.status(step.status, { latency: step.latency }))
-      } else if (step._tag === "Reset") {
-        assert.isAtLeast(step.latency, 0)
+  it.prop(
+    "fault scripts only hold steps a server can send",
+    [arbitraries.faultScript(), arbitraries.randomFaults()],
+    ([script, random]) => {
+      for (const step of script.steps) {
+        if (step._tag === "Respond") {
+          assert.doesNotThrow(() => Fault.status(step.status, { latency: step.latency }))
+        } else if (step._tag === "Reset") {
+          assert.isAtLeast(step.latency, 0)
+        }
       }
+      assert.doesNotThrow(() => Fault.random(random))
     }
-    assert.doesNotThrow(() => Fault.random(random))
-  })
+  )
 
   it("step kinds can be restricted", () => {
     const steps = fc.sample(arbitraries.step({ kinds: ["reset", "hang"] }), { numRuns: 50, seed: 1 })

@@ -47,7 +47,10 @@ describe("simulateDurable", () => {
     [world],
     ([w]) =>
       Effect.gen(function*() {
-        const router = Router.make().route("order.*", names.map((name, i) => webhook(name, { policy: w.targets[i]!.policy })))
+        const router = Router.make().route(
+          "order.*",
+          names.map((name, i) => webhook(name, { policy: w.targets[i]!.policy }))
+        )
         const run = simulateDurable({
           router,
           testTargets: Object.fromEntries(names.map((name, i) => [name, w.targets[i]!.script])),
@@ -85,7 +88,9 @@ describe("simulateDurable", () => {
           assert.strictEqual(r.key, `${id}:${r.target}`)
         }
         for (const d of sim.deliveries) {
-          const sent = sim.requests.filter((r) => r.target === d.target && r.path === `/events/${encodeURIComponent(d.event.id)}`)
+          const sent = sim.requests.filter((r) =>
+            r.target === d.target && r.path === `/events/${encodeURIComponent(d.event.id)}`
+          )
           assert.deepStrictEqual(sent, d.requests)
           assert.isTrue(d.requests.every((r) => r.key === d.idempotencyKey))
         }
@@ -128,11 +133,20 @@ describe("simulateDurable", () => {
       assert.strictEqual(crash!.restartedAs, "worker-0#1")
       assert.strictEqual(crash!.restartedAt, 1_500)
       // The lease taken at 0 for 12 s was not released by the crash.
-      assert.deepStrictEqual(crash!.leases, [{ deliveryId: d!.deliveryId, eventId: "e1", target: "a", leaseExpiresAt: 12_000 }])
+      assert.deepStrictEqual(crash!.leases, [{
+        deliveryId: d!.deliveryId,
+        eventId: "e1",
+        target: "a",
+        leaseExpiresAt: 12_000
+      }])
 
       // Two claims: the crashed worker's at 0, the restart's once the lease had expired (its poll
       // runs every second from its start at 1.5 s, so the first one at or after 12 s: 12.5 s).
-      assert.deepStrictEqual(d!.claims.map((c) => [c.worker, c.at, c.attempts]), [["worker-0", 0, 0], ["worker-0#1", 12_500, 0]])
+      assert.deepStrictEqual(d!.claims.map((c) => [c.worker, c.at, c.attempts]), [["worker-0", 0, 0], [
+        "worker-0#1",
+        12_500,
+        0
+      ]])
       assert.isAtLeast(d!.claims[1]!.at, crash!.leases[0]!.leaseExpiresAt)
 
       // The target saw the first request aborted at the crash, then the retaken one, with one key.
@@ -145,7 +159,12 @@ describe("simulateDurable", () => {
 
       // The crashed attempt was never recorded: one attempt in the history, by the restart, after the expiry.
       assert.strictEqual(d!.status, "delivered")
-      assert.deepStrictEqual(d!.history.map((a) => [a.number, a.worker, a.startedAt, a.outcome]), [[1, "worker-0#1", 12_500, "success"]])
+      assert.deepStrictEqual(d!.history.map((a) => [a.number, a.worker, a.startedAt, a.outcome]), [[
+        1,
+        "worker-0#1",
+        12_500,
+        "success"
+      ]])
       assert.strictEqual(d!.finishedAt, 12_500)
       assert.strictEqual(sim.finishedAt, 12_500)
       assert.deepStrictEqual(
