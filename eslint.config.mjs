@@ -71,7 +71,6 @@ export default tseslint.config(
       "src/Store/**",
       "test/Store/Sqlite.test.ts",
       // Under edit by others while this config landed.
-      "bench/store-ops.ts",
       "src/testing/simulateDurable.ts"
     ],
     ignores: [

@@ -132,7 +132,9 @@ export const main = async (args: ReadonlyArray<string>): Promise<void> => {
         perEvent.get(client)!.push(total)
         console.log(
           `round ${r}${clients.length > 1 ? ` (${client})` : ""}: enqueue ${x.enqueue.toFixed(0)} µs CPU/event, ` +
-            `claim ${x.claim.toFixed(0)} µs/delivery, finish ${x.finish.toFixed(0)} µs/delivery (${x.deliveries} deliveries); ` +
+            `claim ${x.claim.toFixed(0)} µs/delivery, finish ${
+              x.finish.toFixed(0)
+            } µs/delivery (${x.deliveries} deliveries); ` +
             `per event (enqueue + 2 × (claim + finish)): ${total.toFixed(0)} µs`
         )
       }
