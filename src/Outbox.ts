@@ -6,7 +6,7 @@
  *
  * @since 0.1.0
  */
-import { Context, Effect, Either, Layer, Option } from "effect"
+import { Context, Data, Effect, Either, Layer, Option } from "effect"
 import * as TargetError from "./TargetError.js"
 import type * as Event from "./Event.js"
 import { NoRouteError } from "./Fanout.js"
@@ -102,37 +102,81 @@ export type AggregateFunction = (context: {
 }) => unknown
 
 /**
- * Typed pipelines by event type, each with its durable plan; throws {@link Pipeline.NotDurable}
- * for a pipeline with an effect enrich stage, or an Error for one without an event type or two
- * for one type.
+ * The typed pipelines given to {@link make} cannot be told apart by event type: one has no event
+ * type, or two have the same.
  *
- * @internal
+ * @since 0.1.0
+ * @category errors
  */
-export const plans = (
-  pipelines: ReadonlyArray<Pipeline.Any>
-): ReadonlyMap<string, { readonly pipeline: Pipeline.Any; readonly plan: Pipeline.DurablePlan }> => {
-  const out = new Map<string, { readonly pipeline: Pipeline.Any; readonly plan: Pipeline.DurablePlan }>()
-  for (const pipeline of pipelines) {
-    const type = pipeline.graph.event
-    if (type === undefined) throw new Error("Outbox: a durable pipeline needs an event type (Pipeline.make(EventDefinition))")
-    if (out.has(type)) throw new Error(`Outbox: two pipelines for event type ${type}`)
-    out.set(type, { pipeline, plan: Either.getOrThrow(Pipeline.durablePlan(pipeline)) })
-  }
-  return out
+export class PipelinesError extends Data.TaggedError("PipelinesError")<{ readonly message: string }> {}
+
+/**
+ * Why {@link make} cannot take its typed pipelines: {@link PipelinesError}, or
+ * {@link Pipeline.NotDurable} for a pipeline with an effect enrich stage.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export type PlanError = PipelinesError | Pipeline.NotDurable
+
+interface Planned {
+  readonly pipeline: Pipeline.Any
+  readonly plan: Pipeline.DurablePlan
 }
 
 /**
+ * Typed pipelines by event type, each with its durable plan, or the {@link PlanError}.
+ *
+ * @internal
+ */
+export const plans = (pipelines: ReadonlyArray<Pipeline.Any>): Either.Either<ReadonlyMap<string, Planned>, PlanError> => {
+  const out = new Map<string, Planned>()
+  for (const pipeline of pipelines) {
+    const type = pipeline.graph.event
+    if (type === undefined) {
+      return Either.left(
+        new PipelinesError({ message: "Outbox: a durable pipeline needs an event type (Pipeline.make(EventDefinition))" })
+      )
+    }
+    if (out.has(type)) return Either.left(new PipelinesError({ message: `Outbox: two pipelines for event type ${type}` }))
+    const plan = Pipeline.durablePlan(pipeline)
+    if (Either.isLeft(plan)) return Either.left(plan.left)
+    out.set(type, { pipeline, plan: plan.right })
+  }
+  return Either.right(out)
+}
+
+/**
+ * The outbox over a router. With typed `pipelines` it fails with a {@link PlanError} when they
+ * cannot be enqueued durably (checked when the outbox is built); without, it cannot fail.
+ *
  * @since 0.1.0
  * @category constructors
  */
-export const make = <E extends Event.Any>(
+export function make<E extends Event.Any>(
+  router: Router.Router<E, any>,
+  options?: Options & { readonly pipelines?: undefined }
+): Effect.Effect<Service, never, Store.DeliveryStore>
+export function make<E extends Event.Any>(
+  router: Router.Router<E, any>,
+  options?: Options
+): Effect.Effect<Service, PlanError, Store.DeliveryStore>
+export function make<E extends Event.Any>(
   router: Router.Router<E, any>,
   options: Options = {}
+): Effect.Effect<Service, PlanError, Store.DeliveryStore> {
+  return options.pipelines === undefined
+    ? build(router, options, new Map())
+    : Effect.flatMap(plans(options.pipelines), (byType) => build(router, options, byType))
+}
+
+const build = <E extends Event.Any>(
+  router: Router.Router<E, any>,
+  options: Options,
+  byType: ReadonlyMap<string, Planned>
 ): Effect.Effect<Service, never, Store.DeliveryStore> =>
   Effect.gen(function*() {
     const store = yield* Store.DeliveryStore
-    // Checked when the outbox is built: a pipeline that cannot run durably is a programming error.
-    const byType = plans(options.pipelines ?? [])
     const after = options.after
     const aggregates = new Map(Object.entries(options.aggregates ?? {}))
     const place = (event: Event.Any): Effect.Effect<Store.Enqueued, NoRouteError | Store.StoreError | Store.ConflictError> => {
@@ -190,16 +234,28 @@ export const make = <E extends Event.Any>(
       purge: store.purge,
       stats: store.stats,
       gauges: store.gauges,
-      router: router as unknown as Router.Router<Event.Any, Target.Any>,
+      router,
       aggregate
     } satisfies Service
   })
 
 /**
+ * The {@link Outbox} service ({@link make}: without typed `pipelines` it cannot fail).
+ *
  * @since 0.1.0
  * @category layers
  */
-export const layer = <E extends Event.Any>(
+export function layer<E extends Event.Any>(
+  router: Router.Router<E, any>,
+  options?: Options & { readonly pipelines?: undefined }
+): Layer.Layer<Outbox, never, Store.DeliveryStore>
+export function layer<E extends Event.Any>(
+  router: Router.Router<E, any>,
+  options?: Options
+): Layer.Layer<Outbox, PlanError, Store.DeliveryStore>
+export function layer<E extends Event.Any>(
   router: Router.Router<E, any>,
   options: Options = {}
-): Layer.Layer<Outbox, never, Store.DeliveryStore> => Layer.effect(Outbox, make(router, options))
+): Layer.Layer<Outbox, PlanError, Store.DeliveryStore> {
+  return Layer.effect(Outbox, make(router, options))
+}
