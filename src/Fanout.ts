@@ -159,12 +159,19 @@ const concurrently = <A>(effects: ReadonlyArray<Effect.Effect<A>>): Effect.Effec
  * @since 0.1.0
  * @category constructors
  */
-export const make = <E extends Event.Any, T extends Target.Any>(
+export const make: <E extends Event.Any, T extends Target.Any>(
   router: Router.Router<E, T>,
+  options?: Options
+) => Effect.Effect<Sender<E>, never, Target.Requirements<T> | Scope.Scope> = (router, options) => makeAny(router, options)
+
+/** {@link make}; its sender takes any event (one without a route fails with `NoRouteError`). */
+const makeAny = <T extends Target.Any>(
+  router: Router.Router<Event.Any, T>,
   options: Options = {}
-): Effect.Effect<Sender<E>, never, Target.Requirements<T> | Scope.Scope> =>
+): Effect.Effect<Sender<Event.Any>, never, Target.Requirements<T> | Scope.Scope> =>
   Effect.gen(function*() {
-    const runtimes = yield* Registry.make(router.targets)
+    // `Router.targets` is typed `Target.Any`; they are the router's `T` (every target its routes name).
+    const runtimes = yield* Registry.make(router.targets as ReadonlyArray<T>)
     const background = yield* FiberSet.make<unknown, never>()
     const grace = Duration.decode(options.gracePeriod ?? "5 seconds")
     // Finalizers are uninterruptible: without `interruptible`, the timeout could not cut the wait
@@ -287,9 +294,15 @@ export const make = <E extends Event.Any, T extends Target.Any>(
 
     // The span's stack line, taken once (`Effect.withSpan` would create an `Error` per send).
     const sendTrace = spanTrace()
-    const send = (event: Event.Any, sendOptions?: { readonly mode?: Mode }): Effect.Effect<unknown, unknown> => {
+    function send(event: Event.Any, sendOptions: { readonly mode: "all" }): Effect.Effect<AllDelivered, FanoutFailed | NoRouteError>
+    function send(event: Event.Any, sendOptions: { readonly mode: "background" }): Effect.Effect<Background, NoRouteError>
+    function send(event: Event.Any, sendOptions?: { readonly mode?: "settled" }): Effect.Effect<Settled, NoRouteError>
+    function send(
+      event: Event.Any,
+      sendOptions?: { readonly mode?: Mode }
+    ): Effect.Effect<AllDelivered | Background | Settled, FanoutFailed | NoRouteError> {
       const mode = sendOptions?.mode ?? "settled"
-      const run: Effect.Effect<unknown, unknown> = mode === "all" ? sendAll(event) : mode === "background" ? sendBackground(event) : sendSettled(event)
+      const run: Effect.Effect<AllDelivered | Background | Settled, FanoutFailed | NoRouteError> = mode === "all" ? sendAll(event) : mode === "background" ? sendBackground(event) : sendSettled(event)
       // No span when tracing is off; no log annotation around the fan-out (a fiber's annotations
       // are copied at every fork below it): Fanout's own log lines name their event.
       // The deliveries run on the I/O-friendly scheduler (see internal/scheduler).
@@ -302,9 +315,9 @@ export const make = <E extends Event.Any, T extends Target.Any>(
           : run))
     }
 
-    const sender: Sender<E> = { send: send as Sender<E>["send"], targets: runtimes, router }
+    const sender: Sender<Event.Any> = { send, targets: runtimes, router }
     return sender
-  }) as Effect.Effect<Sender<E>, never, Target.Requirements<T> | Scope.Scope>
+  })
 
 /**
  * The {@link Fanout} service for a router: requires each routed target's layer.
@@ -316,7 +329,7 @@ export const layer = <E extends Event.Any, T extends Target.Any>(
   router: Router.Router<E, T>,
   options?: Options
 ): Layer.Layer<Fanout, never, Target.Requirements<T>> =>
-  Layer.scoped(Fanout, make(router, options) as Effect.Effect<Sender<any>, never, Target.Requirements<T> | Scope.Scope>)
+  Layer.scoped(Fanout, makeAny(router, options))
 
 /**
  * Sends through the {@link Fanout} service.
@@ -324,5 +337,29 @@ export const layer = <E extends Event.Any, T extends Target.Any>(
  * @since 0.1.0
  * @category accessors
  */
-export const send: Sender<Event.Any>["send"] = ((event: Event.Any, options?: { readonly mode?: Mode }) =>
-  Effect.flatMap(Fanout, (fanout) => fanout.send(event, options as { readonly mode: "all" }))) as any
+export function send(event: Event.Any, options: { readonly mode: "all" }): Effect.Effect<AllDelivered, FanoutFailed | NoRouteError, Fanout>
+export function send(event: Event.Any, options: { readonly mode: "background" }): Effect.Effect<Background, NoRouteError, Fanout>
+export function send(event: Event.Any, options?: { readonly mode?: "settled" }): Effect.Effect<Settled, NoRouteError, Fanout>
+export function send(
+  event: Event.Any,
+  options?: { readonly mode?: Mode }
+): Effect.Effect<AllDelivered | Background | Settled, FanoutFailed | NoRouteError, Fanout> {
+  return Effect.flatMap(Fanout, (fanout) => sendWith(fanout, event, options))
+}
+
+/** One call of the overloaded `send` for any mode. */
+const sendWith = (
+  fanout: Sender<Event.Any>,
+  event: Event.Any,
+  options: { readonly mode?: Mode } | undefined
+): Effect.Effect<AllDelivered | Background | Settled, FanoutFailed | NoRouteError> => {
+  const mode = options?.mode
+  return mode === "all"
+    ? fanout.send(event, allMode)
+    : mode === "background"
+    ? fanout.send(event, backgroundMode)
+    : fanout.send(event)
+}
+
+const allMode = { mode: "all" } as const
+const backgroundMode = { mode: "background" } as const
