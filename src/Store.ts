@@ -217,6 +217,11 @@ export interface Claimed extends Claim {
   readonly firstAttemptAt: number | undefined
   readonly leaseExpiresAt: number
   readonly enqueuedAt: number
+  /**
+   * When the delivery was last replayed, if ever: its retry budget (`retry.maxAge`) counts from
+   * then instead of from `enqueuedAt`, as its attempts count from the replay.
+   */
+  readonly replayedAt: number | undefined
   readonly workerId: string
   /** The targets this delivery runs after (empty for a plain delivery), in enqueue order. */
   readonly after: ReadonlyArray<string>

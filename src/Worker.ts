@@ -563,7 +563,8 @@ export const make = <T extends Target.Any>(
           yield* lane.attemptCounter(label)
           const decision = Delivery.decide(lane.runtime.policy, {
             attempts: number,
-            elapsed: now - claimed.enqueuedAt,
+            // The budget counts from the last replay (which also reset the attempts), else from the enqueue.
+            elapsed: now - (claimed.replayedAt ?? claimed.enqueuedAt),
             now,
             error,
             random: yield* Random.next,

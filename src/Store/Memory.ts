@@ -36,6 +36,7 @@ interface Row {
   lastErrorMessage: string | undefined
   deadReason: string | undefined
   readonly enqueuedAt: number
+  replayedAt: number | undefined
   finishedAt: number | undefined
   readonly history: Array<Store.Attempt>
   /** Its inputs (durable pipelines). */
@@ -137,6 +138,7 @@ export const make: Effect.Effect<Store.DeliveryStore> = Effect.gen(function*() {
     row.status = "pending"
     row.attempts = 0
     row.firstAttemptAt = undefined
+    row.replayedAt = now
     row.availableAt = now
     row.lease = undefined
     row.deadReason = undefined
@@ -187,6 +189,7 @@ export const make: Effect.Effect<Store.DeliveryStore> = Effect.gen(function*() {
             lastErrorMessage: undefined,
             deadReason: undefined,
             enqueuedAt: now,
+            replayedAt: undefined,
             finishedAt: undefined,
             history: [],
             after: dependencies.get(target) ?? [],
@@ -248,6 +251,7 @@ export const make: Effect.Effect<Store.DeliveryStore> = Effect.gen(function*() {
             firstAttemptAt: row.firstAttemptAt,
             leaseExpiresAt: row.availableAt,
             enqueuedAt: row.enqueuedAt,
+            replayedAt: row.replayedAt,
             workerId: options.workerId,
             after: row.after,
             inputs: row.after.length === 0 ? {} : inputsOf(row),

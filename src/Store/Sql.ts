@@ -231,6 +231,7 @@ interface ClaimRow {
   readonly target: string
   readonly attempts: unknown
   readonly first_attempt_at: unknown
+  readonly replayed_at: unknown
   readonly enqueued_at: unknown
   readonly envelope: string
   readonly lease: string
@@ -385,7 +386,7 @@ export const make = (
       existing: `SELECT e.fingerprint, d.id, d.target, d.status
         FROM ${Q.events} e LEFT JOIN ${Q.deliveries} d ON d.event_id = e.id WHERE e.id = ? ORDER BY d.id`,
       allTargets: `SELECT name FROM ${Q.targets} ORDER BY name`,
-      due: `SELECT d.id, d.event_id, d.target, d.attempts, d.first_attempt_at, d.enqueued_at,
+      due: `SELECT d.id, d.event_id, d.target, d.attempts, d.first_attempt_at, d.enqueued_at, d.replayed_at,
           d.after_targets, d.dependents, e.envelope
         FROM ${Q.deliveries} d JOIN ${Q.events} e ON e.id = d.event_id
         WHERE d.target = ? AND d.status IN ('pending', 'in_flight') AND d.waiting = 0 AND d.available_at <= ?
@@ -1016,7 +1017,7 @@ export const make = (
           SET status = 'in_flight', lease = ${token}::text || ':' || d.id::text, available_at = ${now + options.leaseMs},
               worker_id = ${options.workerId}, updated_at = ${now}
           FROM picked WHERE d.id = picked.id
-          RETURNING d.id, d.event_id, d.target, d.attempts, d.first_attempt_at, d.enqueued_at, d.lease, d.available_at,
+          RETURNING d.id, d.event_id, d.target, d.attempts, d.first_attempt_at, d.enqueued_at, d.replayed_at, d.lease, d.available_at,
             d.after_targets, d.dependents
         )
         SELECT claimed.*, e.envelope FROM claimed JOIN ${T.events} e ON e.id = claimed.event_id
@@ -1070,6 +1071,7 @@ export const make = (
             firstAttemptAt: optNum(row.first_attempt_at),
             leaseExpiresAt: num(row.available_at),
             enqueuedAt: num(row.enqueued_at),
+            replayedAt: optNum(row.replayed_at),
             workerId: options.workerId,
             after,
             inputs,
@@ -1831,7 +1833,7 @@ export const make = (
       Effect.gen(function*() {
         const now = yield* Clock.currentTimeMillis
         const update = sql`UPDATE ${T.deliveries}
-          SET status = 'pending', attempts = 0, first_attempt_at = NULL, available_at = ${now}, lease = NULL,
+          SET status = 'pending', attempts = 0, first_attempt_at = NULL, replayed_at = ${now}, available_at = ${now}, lease = NULL,
               dead_reason = NULL, finished_at = NULL, updated_at = ${now}
           WHERE ${where} RETURNING id`
         const rows = yield* run(

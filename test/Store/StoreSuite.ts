@@ -696,6 +696,9 @@ export const suite = (name: string, layer: StoreLayer, options: SuiteOptions = {
         assert.strictEqual(claim!.idempotencyKey, "r-1:a")
         assert.strictEqual(claim!.attempts, 0)
         assert.strictEqual(claim!.firstAttemptAt, undefined)
+        // The retry budget's age counts from the replay (the worker's maxAge), not from the enqueue.
+        assert.strictEqual(claim!.replayedAt, 5_000)
+        assert.strictEqual(claim!.enqueuedAt, 0)
         assert.isTrue(yield* store.finish(claim!, { ...ok, startedAt: 5_000 }, Store.Next.Delivered({})))
         const after = deliveryOf(yield* getStatus("r-1"), "a")
         assert.deepStrictEqual(after.history.map((h) => h.number), [1, 2, 3])
@@ -719,8 +722,16 @@ export const suite = (name: string, layer: StoreLayer, options: SuiteOptions = {
         const left = (yield* store.deadLetters({ limit: 10 })).items.map((x) => `${x.eventId}:${x.target}`).sort()
         assert.deepStrictEqual(left, ["m-2:b", "m-3:a"])
         assert.strictEqual(deliveryOf(yield* getStatus("m-1"), "a").status, "pending")
+        yield* TestClock.adjust(7_000)
+        assert.strictEqual(yield* store.replayMany({ target: "b" }), 1)
+        const replayed = yield* store.claim({ workerId: "w", limit: 10, leaseMs: 1_000 })
+        assert.deepStrictEqual(
+          replayed.map((c) => [`${c.eventId}:${c.target}`, c.replayedAt]).sort(),
+          [["m-1:a", 0], ["m-1:b", undefined], ["m-2:a", 0], ["m-2:b", 7_000], ["m-3:b", undefined]]
+        )
+        yield* store.release(replayed)
         assert.strictEqual(yield* store.replayMany({ target: "nobody" }), 0)
-        assert.strictEqual(yield* store.replayMany({}), 2)
+        assert.strictEqual(yield* store.replayMany({}), 1)
         assert.strictEqual((yield* store.stats).dead, 0)
       }))
 

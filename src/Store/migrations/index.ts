@@ -11,6 +11,7 @@ import init from "./0001_init.js"
 import dependencies from "./0002_dependencies.js"
 import fingerprint from "./0003_fingerprint.js"
 import leanIndexes from "./0004_lean_indexes.js"
+import replayedAt from "./0005_replayed_at.js"
 
 /**
  * Table names (plain lower-case identifiers: `<prefix>events`, …).
@@ -43,5 +44,6 @@ export const migrations = (
   "0001_init": init(sql, t, dialect),
   "0002_dependencies": dependencies(sql, t, dialect),
   "0003_fingerprint": fingerprint(sql, t, dialect),
-  "0004_lean_indexes": leanIndexes(sql, t, dialect)
+  "0004_lean_indexes": leanIndexes(sql, t, dialect),
+  "0005_replayed_at": replayedAt(sql, t, dialect)
 })
