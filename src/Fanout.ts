@@ -288,7 +288,7 @@ const makeAny = <T extends Target.Any>(
           eventId: event.id,
           targets: resolution.targets.map((t) => t.name),
           shadow: resolution.shadow.map((t) => t.name),
-          await: Fiber.join(fiber) as Effect.Effect<Settled>
+          await: Fiber.join(fiber)
         }
       })
 
