@@ -13,8 +13,8 @@ import {
   type AggregateOf,
   type Any,
   type EncodedEvent,
-  type Enricher,
   type EnrichedEventOf,
+  type Enricher,
   type EventOf,
   PipelineImpl,
   type RequirementsOf,
@@ -22,7 +22,14 @@ import {
   type StepsOf,
   targetsOf
 } from "./builder.js"
-import { type AllDelivered, EnrichFailed, PipelineFailed, type Settled, type StepOutcome, type Timing } from "./model.js"
+import {
+  type AllDelivered,
+  EnrichFailed,
+  PipelineFailed,
+  type Settled,
+  type StepOutcome,
+  type Timing
+} from "./model.js"
 
 /**
  * @since 0.1.0
