@@ -368,7 +368,9 @@ export const makeRuntime = <P, A, PI>(
     const lean = Transport.isLean(client)
     const decodePayload = options.accepts ? Schema.decodeUnknown(options.accepts) : undefined
     const decodeResponse = options.response ? Schema.decodeUnknown(options.response) : undefined
-    const signingKey = options.signingSecret !== undefined ? Signing.keyOf(options.signingSecret) : undefined
+    const signingKeys = options.signingSecret !== undefined ? Signing.keyring(options.signingSecret) : undefined
+    // Every secret past its `until`: signing goes on with the newest, and this is logged once.
+    let warnedExpired = false
     const timeoutMs = Duration.toMillis(policy.timeout)
     const deadlineMs = Duration.toMillis(policy.deadline)
     const maxDelayMs = Duration.toMillis(policy.retry.maxDelay)
@@ -461,7 +463,8 @@ export const makeRuntime = <P, A, PI>(
         const onTimeout = left < timeoutMs ? deadlinePassed : attemptTimedOut
         const limit = Math.min(left, timeoutMs)
         let req = HttpClientRequest.setHeader(request, "idempotency-key", key)
-        if (signingKey !== undefined) {
+        let warn: Effect.Effect<void> | undefined
+        if (signingKeys !== undefined) {
           const body = request.body
           const bytes = body._tag === "Uint8Array" ? body.body : body._tag === "Empty" ? "" : undefined
           if (bytes === undefined) {
@@ -473,7 +476,14 @@ export const makeRuntime = <P, A, PI>(
               })
             )
           }
-          req = HttpClientRequest.setHeaders(req, Signing.sign(signingKey, key, Math.floor(started / 1000), bytes))
+          const live = Signing.liveKeys(signingKeys, started)
+          if (live.allExpired && !warnedExpired) {
+            warnedExpired = true
+            warn = Effect.logWarning(
+              `${name}: every signing secret is past its "until"; signing with the newest until the configuration has a live one`
+            ).pipe(Effect.annotateLogs({ target: name }))
+          }
+          req = HttpClientRequest.setHeaders(req, Signing.sign(live.keys, key, Math.floor(started / 1000), bytes))
         }
         const options = { timeoutMs: lean ? limit : Infinity, maxResponseBytes }
         // The generic client opens its own client span and propagates it; on the lean transport
@@ -502,8 +512,8 @@ export const makeRuntime = <P, A, PI>(
               : Effect.succeed(answer(loose))
           }
         )
-        if (limit <= 0) return Effect.fail(onTimeout())
-        return lean ? answered : timeoutFail(answered, limit, onTimeout)
+        const run = limit <= 0 ? Effect.fail(onTimeout()) : lean ? answered : timeoutFail(answered, limit, onTimeout)
+        return warn === undefined ? run : Effect.zipRight(warn, run)
       })
 
     // The request as a client span (only with tracing on): the attributes the platform's client

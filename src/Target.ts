@@ -18,7 +18,7 @@ import type * as Bulkhead from "./Resilience/Bulkhead.js"
 import type * as CircuitBreaker from "./Resilience/CircuitBreaker.js"
 import * as Policy from "./Resilience/Policy.js"
 import type * as RateLimit from "./Resilience/RateLimit.js"
-import type * as Signing from "./Signing.js"
+import * as Signing from "./Signing.js"
 import type * as TargetError from "./TargetError.js"
 
 /**
@@ -85,8 +85,13 @@ export interface Options<P, A, PI = P> {
   readonly policy?: Policy.Input
   /** Undoes a delivered event in a saga (`all` mode), given the event and this target's answer. */
   readonly compensate?: RequestBuilder<{ readonly event: Event.Event<string, P>; readonly response: A }>
-  /** Signs every request per Standard Webhooks with this secret. */
-  readonly signingSecret?: Signing.Secret
+  /**
+   * Signs every request per Standard Webhooks with this secret, or with each secret of a list
+   * (newest first; `{ secret, until }` is no longer used after `until`): one `v1,…` signature per
+   * live secret in `webhook-signature`. An empty list or an `until` that is not an instant throws
+   * a `TypeError` here, at declaration.
+   */
+  readonly signingSecret?: Signing.Secrets
 }
 
 /**
@@ -225,6 +230,7 @@ export const make = <const Name extends string, P = unknown, A = unknown, PI = P
     throw new TypeError(`target name must be 1-100 characters of [A-Za-z0-9_.-], got ${JSON.stringify(name)}`)
   }
   const policy = Policy.make(options.policy)
+  if (options.signingSecret !== undefined) Signing.keyring(options.signingSecret)
   const tag = Context.GenericTag<Id<Name>, Runtime<A>>(`fanout/Target/${name}`)
   const layer = Layer.effect(
     tag,

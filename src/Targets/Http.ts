@@ -24,7 +24,8 @@ export interface Options {
   /** The JSON body for an event. Default: the encoded envelope `{ id, type, key?, payload, headers, createdAt }`. */
   readonly body?: (event: Event.Any) => unknown
   readonly policy?: Policy.Input
-  readonly signingSecret?: Signing.Secret
+  /** One secret, or a list newest first (see `Target.Options.signingSecret`). */
+  readonly signingSecret?: Signing.Secrets
   readonly classify?: Target.Options<unknown, unknown>["classify"]
 }
 
