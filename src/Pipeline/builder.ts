@@ -439,7 +439,7 @@ export const fromSteps = <const Specs extends ReadonlyArray<StepSpec>, const En 
   ) as any
 
 /** @internal */
-export const targetsOf = (pipeline: PipelineImpl): ReadonlyArray<Target.Any> => [
+export const targetsOf = (pipeline: Pick<PipelineImpl, "enrichers" | "steps">): ReadonlyArray<Target.Any> => [
   ...pipeline.enrichers.flatMap((e) => (e._tag === "Target" ? [e.target] : [])),
   ...pipeline.steps.map((s) => s.target)
 ]

@@ -9,7 +9,7 @@ import type * as Event from "../Event.js"
 import type * as Outcome from "../Outcome.js"
 import type * as Target from "../Target.js"
 import * as TargetError from "../TargetError.js"
-import { type AggregateContext, type Any, type PipelineImpl, targetsOf } from "./builder.js"
+import { type AggregateContext, type Any, targetsOf } from "./builder.js"
 import { describeDefect, encodeEvent, eventFor } from "./run.js"
 
 /**
@@ -47,7 +47,7 @@ export class NotDurable extends Data.TaggedError("NotDurable")<{
  * @category durable
  */
 export const durablePlan = (pipeline: Any): Either.Either<DurablePlan, NotDurable> => {
-  const impl = pipeline as unknown as PipelineImpl
+  const impl = pipeline
   const effect = impl.enrichers.find((e) => e._tag === "Effect")
   if (effect !== undefined) return Either.left(new NotDurable({ step: effect.name }))
   const enrich = impl.enrichers.map((e) => e.name)
@@ -104,7 +104,7 @@ export const parseStored = (
 
 /** Parses and decodes stored answers with their targets' `response` schemas. */
 const decodeStored = (
-  impl: PipelineImpl,
+  impl: Any,
   target: string,
   stored: Readonly<Record<string, string | undefined>>
 ): Effect.Effect<Record<string, unknown>, TargetError.PermanentError> =>
@@ -129,7 +129,7 @@ const decodeStored = (
 
 /** Applies the enrich stages before `target` (all of them when it is not one) to the event. */
 const enrichStored = (
-  impl: PipelineImpl,
+  impl: Any,
   target: string,
   event: Event.Any,
   decoded: Readonly<Record<string, unknown>>
@@ -183,7 +183,7 @@ export const durableAggregate = (
   }
 ): Effect.Effect<Option.Option<unknown>, TargetError.PermanentError> =>
   Effect.gen(function*() {
-    const impl = pipeline as unknown as PipelineImpl
+    const impl = pipeline
     if (impl.aggregator === undefined) return Option.none()
     if (status.deliveries.some((d) => d.status !== "delivered")) return Option.none()
     const stored: Record<string, string | undefined> = {}
@@ -236,7 +236,7 @@ export const durableEvent = (
   stored: Readonly<Record<string, string | undefined>>
 ): Effect.Effect<Event.Any, TargetError.PermanentError> =>
   Effect.gen(function*() {
-    const impl = pipeline as unknown as PipelineImpl
+    const impl = pipeline
     const decoded = yield* decodeStored(impl, target, stored)
     const enriched = yield* enrichStored(impl, target, event, decoded)
     if (impl.enrichers.some((e) => e.name === target)) return enriched
@@ -281,4 +281,4 @@ export const defaultDependentEvent = (
  * @since 0.1.0
  * @category durable
  */
-export const targets = (pipeline: Any): ReadonlyArray<Target.Any> => targetsOf(pipeline as unknown as PipelineImpl)
+export const targets = (pipeline: Any): ReadonlyArray<Target.Any> => targetsOf(pipeline)

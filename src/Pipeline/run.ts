@@ -149,7 +149,7 @@ export const stepEvent = (
   event: Event.Any,
   inputs: Readonly<Record<string, unknown>>
 ): Either.Either<Event.Any, TargetError.PermanentError> => {
-  const def = (pipeline as unknown as PipelineImpl).steps.find((s) => s.name === step)
+  const def = pipeline.steps.find((s) => s.name === step)
   if (def === undefined) {
     return Either.left(
       new TargetError.PermanentError({ target: step, reason: "InvalidRequest", message: `${step}: not a step of this pipeline` })
