@@ -21,7 +21,7 @@
  *
  * @since 0.1.0
  */
-import { Args, Command, Options, ValidationError } from "@effect/cli"
+import { Args, Command, HelpDoc, Options, ValidationError } from "@effect/cli"
 import { HttpClient, HttpClientRequest } from "@effect/platform"
 import type { Teardown } from "@effect/platform/Runtime"
 import { resolve } from "node:path"
@@ -30,6 +30,7 @@ import {
   Config as EffectConfig,
   Console,
   Data,
+  Duration,
   Effect,
   Exit,
   FiberRef,
@@ -40,6 +41,7 @@ import {
 import * as Config from "./Config.js"
 import * as Demo from "./Demo.js"
 import * as Main from "./Main.js"
+import * as Retention from "./Retention.js"
 import * as Graph from "./Server/Graph.js"
 import * as Store from "./Store.js"
 import * as Telemetry from "./Telemetry.js"
@@ -801,6 +803,42 @@ const dlqPurge = Command.make("purge", selection, (options) =>
     )
   )
 
+const pruneAge = (name: string, description: string) =>
+  Options.text(name).pipe(
+    Options.mapEffect((text) =>
+      Option.match(Duration.decodeUnknown(text), {
+        onNone: () =>
+          Effect.fail(ValidationError.invalidValue(HelpDoc.p(
+            `--${name}: expected a duration like "7 days" or "12 hours", got ${JSON.stringify(text)}`
+          ))),
+        onSome: Effect.succeed
+      })
+    ),
+    Options.optional,
+    Options.withDescription(description)
+  )
+
+const prune = Command.make("prune", {
+  config: configFile,
+  olderThan: pruneAge("older-than", "Delete delivered deliveries that finished longer ago (default: store.retention.delivered, 7 days)"),
+  deadOlderThan: pruneAge("dead-older-than", "Purge dead letters that died longer ago (default: store.retention.dead, 30 days)")
+}, (options) =>
+  Effect.gen(function*() {
+    const config = yield* Config.load(options.config)
+    const configured = Main.retentionOf(config)
+    const base = configured === false ? { delivered: false as const, dead: false as const } : configured
+    const pass = yield* withStore(options.config, (store) =>
+      Retention.runOnce({
+        delivered: Option.getOrElse(options.olderThan, () => base.delivered),
+        dead: Option.getOrElse(options.deadOlderThan, () => base.dead)
+      }).pipe(Effect.provideService(Store.DeliveryStore, store)))
+    yield* printJson(pass)
+  })).pipe(
+    Command.withDescription(
+      "One retention pass on the store of a configuration: delete old delivered deliveries and dead letters (fanout serve runs this every minute)"
+    )
+  )
+
 const dlq = Command.make("dlq", {}, () => usageHint("dlq ")).pipe(
   Command.withDescription("Dead letters: list, replay, purge (through the API, or the store with --config)"),
   Command.withSubcommands([dlqList, dlqReplay, dlqPurge])
@@ -826,7 +864,8 @@ export const command = Command.make("fanout").pipe(
     send,
     status,
     targets,
-    dlq
+    dlq,
+    prune
   ])
 )
 

@@ -15,6 +15,7 @@ import type * as Outbox from "./Outbox.js"
 import * as Pipeline from "./Pipeline.js"
 import type * as Policy from "./Resilience/Policy.js"
 import * as Router from "./Router.js"
+import * as Signing from "./Signing.js"
 import type * as Store from "./Store.js"
 import type * as Target from "./Target.js"
 import * as Http from "./Targets/Http.js"
@@ -80,6 +81,72 @@ export const Secret = Schema.Union(
   Schema.Struct({ env: Schema.String.pipe(Schema.pattern(/^[A-Za-z_][A-Za-z0-9_]*$/)) })
 ).annotations({ identifier: "Secret" })
 
+/**
+ * `Secret`, failing with `expected` and never with the value (a list of secrets, a literal secret
+ * in the wrong place): only an `{ "env": … }` whose name is invalid is quoted.
+ */
+const secretExpecting = (expected: string) =>
+  Secret.annotations({
+    message: (issue) => {
+      const actual = issue.actual
+      const env = typeof actual === "object" && actual !== null && !Array.isArray(actual) &&
+          Object.keys(actual).length === 1 && "env" in actual
+        ? (actual as { readonly env: unknown }).env
+        : undefined
+      return {
+        message: env !== undefined
+          ? `Expected { "env": "NAME" } with NAME matching ^[A-Za-z_][A-Za-z0-9_]*$, got ${JSON.stringify(env)}`
+          : expected,
+        override: true
+      }
+    }
+  })
+
+/**
+ * An instant: ISO 8601 with its offset, like `"2026-12-31T00:00:00Z"`.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const Instant = Schema.String.pipe(
+  Schema.filter((s) => Signing.isInstant(s), {
+    message: (issue) =>
+      `Expected an ISO 8601 instant with its offset like "2026-12-31T00:00:00Z", got ${JSON.stringify(issue.actual)}`
+  })
+)
+
+/**
+ * A target's signing secret: a secret, or a non-empty list (newest first) whose entries are a
+ * secret or `{ "secret": …, "until": "<ISO instant>" }` (not used after `until`).
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const SigningSecret = Schema.Union(
+  secretExpecting(
+    "Expected a secret (a string or { \"env\": \"NAME\" }), or a non-empty list of them, newest first"
+  ),
+  Schema.NonEmptyArray(
+    Schema.Union(
+      secretExpecting(
+        "Expected a secret (a string or { \"env\": \"NAME\" }) or { \"secret\": <a secret>, \"until\": \"<ISO instant>\" }"
+      ),
+      Schema.Struct({ secret: secretExpecting("Expected a secret: a string or { \"env\": \"NAME\" }"), until: Instant })
+        .annotations({
+          message: (issue) => ({
+            message: "Expected { \"secret\": <a secret>, \"until\": \"<ISO instant>\" }",
+            override: typeof issue.actual !== "object" || issue.actual === null || Array.isArray(issue.actual)
+          })
+        })
+    )
+  ).annotations({
+    message: (issue) =>
+      Array.isArray(issue.actual) && issue.actual.length === 0
+        ? { message: "Expected at least one secret, got an empty list", override: true }
+        : { message: "Expected a list of secrets", override: false }
+  })
+).annotations({ identifier: "SigningSecret" })
+
 const Func = Schema.declare((u: unknown): u is (...args: Array<any>) => any => typeof u === "function", {
   identifier: "function"
 })
@@ -128,7 +195,7 @@ export const TargetConfig = Schema.Struct({
       }))
     })
   )),
-  signingSecret: Schema.optional(Secret),
+  signingSecret: Schema.optional(SigningSecret),
   /**
    * Durable pipelines: the targets this one runs after. Its delivery is held until each of them is
    * delivered, and its default body is then `{ event, inputs }` (the original envelope and each
@@ -153,15 +220,32 @@ const RouteConfig = Schema.Union(
  * @since 0.1.0
  * @category schemas
  */
+export const RetentionConfig = Schema.Union(
+  Schema.Literal(false),
+  Schema.Struct({
+    /** Keep delivered (and compensated) deliveries this long after they finished; `false`: forever. Default 7 days. */
+    delivered: Schema.optional(Schema.Union(DurationInput, Schema.Literal(false))),
+    /** Keep dead letters this long after they died; `false`: until purged. Default 30 days. */
+    dead: Schema.optional(Schema.Union(DurationInput, Schema.Literal(false))),
+    /** How often `fanout serve` runs a pass (the first at start). Default 1 minute. */
+    every: Schema.optional(DurationInput)
+  })
+).annotations({ identifier: "Retention" })
+
+/**
+ * @since 0.1.0
+ * @category schemas
+ */
 export const StoreConfig = Schema.Union(
   Schema.Struct({
     sqlite: Schema.String,
     synchronous: Schema.optional(Schema.Literal("FULL", "NORMAL")),
     /** How long a write waits for another connection's lock before failing `Busy` (`503`); default 5 seconds. */
-    busyTimeout: Schema.optional(DurationInput)
+    busyTimeout: Schema.optional(DurationInput),
+    retention: Schema.optional(RetentionConfig)
   }),
-  Schema.Struct({ postgres: Schema.String }),
-  Schema.Struct({ memory: Schema.Literal(true) })
+  Schema.Struct({ postgres: Schema.String, retention: Schema.optional(RetentionConfig) }),
+  Schema.Struct({ memory: Schema.Literal(true), retention: Schema.optional(RetentionConfig) })
 )
 
 /**
@@ -491,6 +575,36 @@ export const resolveSecret = (
     : Redacted.make(value)
 }
 
+/**
+ * Resolves a target's signing secret (one, or each of a list) from the environment: the
+ * `Redacted` secrets (right), or every issue (left).
+ *
+ * @since 0.1.0
+ * @category secrets
+ */
+export const resolveSigningSecret = (
+  secret: typeof SigningSecret.Type,
+  path: string,
+  env: Readonly<Record<string, string | undefined>>
+): Either.Either<Signing.Secrets, ReadonlyArray<Issue>> => {
+  if (!Array.isArray(secret)) {
+    const resolved = resolveSecret(secret as typeof Secret.Type, path, env)
+    return isIssue(resolved) ? Either.left([resolved]) : Either.right(resolved)
+  }
+  const issues: Array<Issue> = []
+  const entries: Array<Signing.SecretEntry> = []
+  ;(secret as ReadonlyArray<typeof Secret.Type | { readonly secret: typeof Secret.Type; readonly until: string }>)
+    .forEach((entry, i) => {
+      const dated = typeof entry === "object" && "secret" in entry
+      const resolved = dated
+        ? resolveSecret(entry.secret, `${path}[${i}].secret`, env)
+        : resolveSecret(entry, `${path}[${i}]`, env)
+      if (isIssue(resolved)) issues.push(resolved)
+      else entries.push(dated ? { secret: resolved, until: entry.until } : resolved)
+    })
+  return issues.length > 0 ? Either.left(issues) : Either.right(entries)
+}
+
 const isIssue = (u: unknown): u is Issue => typeof u === "object" && u !== null && "path" in u && "message" in u
 
 /**
@@ -581,15 +695,17 @@ export const build = (
         if (isIssue(resolved)) issues.push(resolved)
         else headers[header] = resolved
       }
-      const signing = t.signingSecret === undefined ? undefined : resolveSecret(t.signingSecret, `${path}.signingSecret`, env)
-      if (isIssue(signing)) issues.push(signing)
+      const signing = t.signingSecret === undefined
+        ? undefined
+        : resolveSigningSecret(t.signingSecret, `${path}.signingSecret`, env)
+      if (signing !== undefined && Either.isLeft(signing)) issues.push(...signing.left)
       try {
         targets.set(name, Http.make(name, {
           url: t.url,
           ...(t.method !== undefined ? { method: t.method } : {}),
           headers,
           policy: policyOf(t),
-          ...(signing !== undefined && !isIssue(signing) ? { signingSecret: signing } : {}),
+          ...(signing !== undefined && Either.isRight(signing) ? { signingSecret: signing.right } : {}),
           ...(t.body !== undefined
             ? { body: t.body as (event: Event.Any) => unknown }
             : t.after !== undefined && t.after.length > 0

@@ -21,6 +21,7 @@ import { Config as EffectConfig, ConfigError as EffectConfigError, Duration, Eff
 import * as Config from "./Config.js"
 import * as Outbox from "./Outbox.js"
 import * as Registry from "./Registry.js"
+import * as Retention from "./Retention.js"
 import * as Http from "./Server/Http.js"
 import * as ServerOptions from "./Server/Options.js"
 import * as Store from "./Store.js"
@@ -237,6 +238,8 @@ export interface App {
   readonly built: Config.Built
   readonly server: ServerOptions.Options
   readonly store: StoreSpec
+  /** `store.retention` (defaults filled in by `Retention`), or `false`: keep everything. */
+  readonly retention: Retention.Options | false
   readonly otlpEndpoint: string | undefined
   /** Header names whose values come from the configuration (redacted from spans). */
   readonly secretHeaders: ReadonlyArray<string>
@@ -272,10 +275,29 @@ export const prepare = (
       built,
       server: server.right,
       store: storeOf(file, config, over.store),
+      retention: retentionOf(config),
       otlpEndpoint: Option.getOrUndefined(over.otlpEndpoint),
       secretHeaders: [...secretHeaders]
     }
   })
+
+/**
+ * The retention of a configuration (`store.retention`): its durations, or `false`.
+ *
+ * @since 0.1.0
+ * @category store
+ */
+export const retentionOf = (config: Config.FanoutConfig): Retention.Options | false => {
+  const input = config.store?.retention
+  if (input === false) return false
+  const duration = (value: Duration.DurationInput | string | number | false | undefined) =>
+    value === undefined || value === false ? value : Duration.decode(value as Duration.DurationInput)
+  return {
+    delivered: duration(input?.delivered),
+    dead: duration(input?.dead),
+    every: input?.every === undefined ? undefined : Duration.decode(input.every as Duration.DurationInput)
+  }
+}
 
 /**
  * Loads, validates and resolves a configuration file.
@@ -345,6 +367,8 @@ export const layer = (
   const WorkerLive = options.workers === false
     ? Layer.empty
     : Worker.layer({ router: app.built.router, ...options.worker })
+  // Retention runs where the API runs (`fanout serve`, with or without `--api-only`), not in `fanout worker`.
+  const RetentionLive = options.api === false || app.retention === false ? Layer.empty : Retention.layer(app.retention)
   const ApiLive = options.api === false
     ? Layer.empty
     : Http.layer(app.server).pipe(
@@ -356,7 +380,7 @@ export const layer = (
     )
   // Narrowed: with `api: false` / `workers: false` the layer lacks `HttpServer` / `Worker` (a type
   // cannot follow these run-time options); `run` and `provide`'s callers only use what they enabled.
-  return Layer.mergeAll(ApiLive, WorkerLive).pipe(
+  return Layer.mergeAll(ApiLive, WorkerLive, RetentionLive).pipe(
     Layer.provideMerge(Core),
     Layer.provide(TelemetryLive)
   ) as Layer.Layer<HttpServer.HttpServer | Worker.Worker | Store.DeliveryStore | Registry.Registry, StartError>

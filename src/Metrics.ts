@@ -155,3 +155,10 @@ export const ingestRefused = Metric.counter("fanout_ingest_refused_total", {
     "Events POSTed to /v1/events or /v1/events:batch that were not stored because of the store or the queue bound (answered 503 or 500), by reason: busy, unavailable, closed, corrupt, … or queue_full",
   incremental: true
 })
+
+/** @since 0.1.0 */
+export const retentionRemoved = Metric.counter("fanout_retention_removed_total", {
+  description:
+    "Rows removed by retention passes (store.retention), by kind: deliveries (delivered or compensated, past retention.delivered), dead (dead letters past retention.dead), events (left without deliveries)",
+  incremental: true
+})

@@ -11,6 +11,9 @@ import { NodeContext } from "@effect/platform-node"
 import { afterAll, assert, describe, it, vi } from "@effect/vitest"
 import { ConfigProvider, Effect, Exit } from "effect"
 import * as Cli from "../src/Cli.js"
+import * as Event from "../src/Event.js"
+import * as Store from "../src/Store.js"
+import * as SqliteStore from "../src/Store/Sqlite.js"
 import { reply, startServer } from "./integration/helpers.js"
 import { prepare, runFanout, start } from "./Main.helpers.js"
 
@@ -284,6 +287,40 @@ describe("Cli", () => {
       }),
     { timeout: 60_000 }
   )
+
+  it.scopedLive("prune: one retention pass on the store of a configuration; a bad duration is a usage error", () =>
+    Effect.gen(function*() {
+      const filename = join(dir, "prune.db")
+      const file = write("prune.json", {
+        store: { sqlite: filename, retention: { dead: false } },
+        targets: { a: { url: "http://127.0.0.1:9/a" }, b: { url: "http://127.0.0.1:9/b" } },
+        routes: { "order.*": ["a", "b"] }
+      })
+      // An event delivered to a, dead at b, written straight into the file.
+      yield* Effect.gen(function*() {
+        const store = yield* Store.DeliveryStore
+        yield* store.enqueue(yield* Event.make("order.placed", {}, { id: "old-1" }), ["a", "b"])
+        for (const c of yield* store.claim({ workerId: "t", limit: 10, leaseMs: 60_000 })) {
+          yield* store.finish(
+            c,
+            { startedAt: 0, durationMs: 1, outcome: c.target === "a" ? "success" : "http_500" },
+            c.target === "a" ? Store.Next.Delivered() : Store.Next.Dead({ reason: "max_attempts" })
+          )
+        }
+      }).pipe(Effect.provide(SqliteStore.layer({ filename })))
+
+      const kept = yield* cli(["prune", "--config", file])
+      assert.strictEqual(kept.code, 0, kept.stderr)
+      assert.deepStrictEqual(JSON.parse(kept.stdout), { deliveries: 0, dead: 0, events: 0 }, "nothing is 7 days old")
+      const pruned = yield* cli(["prune", "--config", file, "--older-than", "0 millis"])
+      assert.strictEqual(pruned.code, 0, pruned.stderr)
+      assert.deepStrictEqual(JSON.parse(pruned.stdout), { deliveries: 1, dead: 0, events: 0 }, "store.retention.dead: false")
+      const dead = yield* cli(["prune", "--config", file, "--dead-older-than", "0 millis"])
+      assert.deepStrictEqual(JSON.parse(dead.stdout), { deliveries: 0, dead: 1, events: 0 })
+      const bad = yield* cli(["prune", "--config", file, "--older-than", "a while"])
+      assert.strictEqual(bad.code, 2)
+      assert.include(bad.stderr + bad.stdout, "--older-than: expected a duration")
+    }))
 
   describe("the real executable", () => {
     it.scopedLive(
