@@ -820,8 +820,14 @@ const pruneAge = (name: string, description: string) =>
 
 const prune = Command.make("prune", {
   config: configFile,
-  olderThan: pruneAge("older-than", "Delete delivered deliveries that finished longer ago (default: store.retention.delivered, 7 days)"),
-  deadOlderThan: pruneAge("dead-older-than", "Purge dead letters that died longer ago (default: store.retention.dead, 30 days)")
+  olderThan: pruneAge(
+    "older-than",
+    "Delete delivered deliveries that finished longer ago (default: store.retention.delivered, 7 days)"
+  ),
+  deadOlderThan: pruneAge(
+    "dead-older-than",
+    "Purge dead letters that died longer ago (default: store.retention.dead, 30 days)"
+  )
 }, (options) =>
   Effect.gen(function*() {
     const config = yield* Config.load(options.config)

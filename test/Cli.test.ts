@@ -314,7 +314,11 @@ describe("Cli", () => {
       assert.deepStrictEqual(JSON.parse(kept.stdout), { deliveries: 0, dead: 0, events: 0 }, "nothing is 7 days old")
       const pruned = yield* cli(["prune", "--config", file, "--older-than", "0 millis"])
       assert.strictEqual(pruned.code, 0, pruned.stderr)
-      assert.deepStrictEqual(JSON.parse(pruned.stdout), { deliveries: 1, dead: 0, events: 0 }, "store.retention.dead: false")
+      assert.deepStrictEqual(
+        JSON.parse(pruned.stdout),
+        { deliveries: 1, dead: 0, events: 0 },
+        "store.retention.dead: false"
+      )
       const dead = yield* cli(["prune", "--config", file, "--dead-older-than", "0 millis"])
       assert.deepStrictEqual(JSON.parse(dead.stdout), { deliveries: 0, dead: 1, events: 0 })
       const bad = yield* cli(["prune", "--config", file, "--older-than", "a while"])

@@ -43,15 +43,27 @@ describe("Main", () => {
           synchronous: undefined,
           busyTimeoutMs: 250
         })
-        assert.deepStrictEqual(busy.retention, { delivered: undefined, dead: undefined, every: undefined }, "retention: the defaults")
-        const kept = yield* prepare({ ...base, store: { sqlite: "x.db", retention: false } }, {}, "/etc/fanout/fanout.json")
+        assert.deepStrictEqual(
+          busy.retention,
+          { delivered: undefined, dead: undefined, every: undefined },
+          "retention: the defaults"
+        )
+        const kept = yield* prepare(
+          { ...base, store: { sqlite: "x.db", retention: false } },
+          {},
+          "/etc/fanout/fanout.json"
+        )
         assert.strictEqual(kept.retention, false)
         const custom = yield* prepare(
           { ...base, store: { memory: true, retention: { delivered: "1 day", dead: false, every: 5000 } } },
           {},
           "/etc/fanout/fanout.json"
         )
-        assert.deepStrictEqual(custom.retention, { delivered: Duration.days(1), dead: false, every: Duration.seconds(5) })
+        assert.deepStrictEqual(custom.retention, {
+          delivered: Duration.days(1),
+          dead: false,
+          every: Duration.seconds(5)
+        })
         const noStore = yield* prepare({ ...base, store: undefined }, {}, "/srv/app/fanout.json")
         assert.deepStrictEqual(noStore.store, { _tag: "Sqlite", filename: "/srv/app/fanout.db" })
       }))

@@ -14,7 +14,8 @@ import * as MemoryStore from "../src/Store/Memory.js"
 
 const day = 24 * 60 * 60 * 1000
 const ok: Store.AttemptInput = { startedAt: 0, durationMs: 1, outcome: "success", status: 200 }
-const removed = (kind: string) => Effect.map(Metric.value(Metrics.retentionRemoved.pipe(Metric.tagged("kind", kind))), (s) => s.count)
+const removed = (kind: string) =>
+  Effect.map(Metric.value(Metrics.retentionRemoved.pipe(Metric.tagged("kind", kind))), (s) => s.count)
 
 /** Enqueues `id` to a and b; a is delivered, b dead-lettered, both now. */
 const settle = (id: string) =>
@@ -32,10 +33,15 @@ const settle = (id: string) =>
     }
   })
 
-const exists = (id: string) => Effect.flatMap(Store.DeliveryStore, (store) => Effect.map(store.status(id), Option.isSome))
+const exists = (id: string) =>
+  Effect.flatMap(Store.DeliveryStore, (store) => Effect.map(store.status(id), Option.isSome))
 const targetsOf = (id: string) =>
-  Effect.flatMap(Store.DeliveryStore, (store) =>
-    Effect.map(store.status(id), (s) => Option.match(s, { onNone: () => [], onSome: (s) => s.deliveries.map((d) => `${d.target}:${d.status}`) })))
+  Effect.flatMap(
+    Store.DeliveryStore,
+    (store) =>
+      Effect.map(store.status(id), (s) =>
+        Option.match(s, { onNone: () => [], onSome: (s) => s.deliveries.map((d) => `${d.target}:${d.status}`) }))
+  )
 
 describe("Retention", () => {
   it.effect("a pass deletes delivered rows past `delivered` and dead letters past `dead`; pending rows stay", () =>
@@ -44,7 +50,11 @@ describe("Retention", () => {
       yield* settle("old")
       yield* store.enqueue(yield* Event.make("order.placed", {}, { id: "waiting" }), ["c"])
       yield* TestClock.adjust(6 * day)
-      assert.deepStrictEqual(yield* Retention.runOnce(), { deliveries: 0, dead: 0, events: 0 }, "nothing is 7 days old yet")
+      assert.deepStrictEqual(
+        yield* Retention.runOnce(),
+        { deliveries: 0, dead: 0, events: 0 },
+        "nothing is 7 days old yet"
+      )
       yield* TestClock.adjust(2 * day)
       const before = { deliveries: yield* removed("deliveries"), dead: yield* removed("dead") }
       assert.deepStrictEqual(yield* Retention.runOnce(), { deliveries: 1, dead: 0, events: 0 })
@@ -61,9 +71,17 @@ describe("Retention", () => {
     Effect.gen(function*() {
       yield* settle("kept")
       yield* TestClock.adjust(400 * day)
-      assert.deepStrictEqual(yield* Retention.runOnce({ delivered: false, dead: false }), { deliveries: 0, dead: 0, events: 0 })
+      assert.deepStrictEqual(yield* Retention.runOnce({ delivered: false, dead: false }), {
+        deliveries: 0,
+        dead: 0,
+        events: 0
+      })
       assert.deepStrictEqual(yield* targetsOf("kept"), ["a:delivered", "b:dead"])
-      assert.deepStrictEqual(yield* Retention.runOnce({ delivered: "1 hour", dead: false }), { deliveries: 1, dead: 0, events: 0 })
+      assert.deepStrictEqual(yield* Retention.runOnce({ delivered: "1 hour", dead: false }), {
+        deliveries: 1,
+        dead: 0,
+        events: 0
+      })
       assert.deepStrictEqual(yield* targetsOf("kept"), ["b:dead"])
     }).pipe(Effect.provide(MemoryStore.layer)))
 
@@ -72,7 +90,9 @@ describe("Retention", () => {
       const context = yield* Layer.build(MemoryStore.layer)
       yield* Effect.provide(settle("e-1"), context)
       yield* TestClock.adjust(2 * day)
-      yield* Layer.build(Retention.layer({ delivered: "1 day", dead: "10 days", every: "1 hour" })).pipe(Effect.provide(context))
+      yield* Layer.build(Retention.layer({ delivered: "1 day", dead: "10 days", every: "1 hour" })).pipe(
+        Effect.provide(context)
+      )
       // The pass at start (forked): once it has run, e-1's delivered row is gone, its dead letter kept.
       yield* TestClock.adjust(0)
       assert.deepStrictEqual(yield* Effect.provide(targetsOf("e-1"), context), ["b:dead"])

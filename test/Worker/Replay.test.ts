@@ -39,7 +39,10 @@ describe("replay starts the retry budget over", () => {
       const T = Target.make("t", {
         request: (event: Event.Event<string, unknown>) =>
           HttpClientRequest.post(`${server.url}/t`).pipe(HttpClientRequest.bodyUnsafeJson(event.payload)),
-        policy: { retry: { maxAttempts: 5, maxAge: "1 day", initialDelay: "10 millis", jitter: "none" }, circuitBreaker: false }
+        policy: {
+          retry: { maxAttempts: 5, maxAge: "1 day", initialDelay: "10 millis", jitter: "none" },
+          circuitBreaker: false
+        }
       })
       const env = yield* makeEnv([T], SqliteStore.layer({ filename }))
       const event = yield* Ping.make({ n: 1 })
@@ -56,7 +59,10 @@ describe("replay starts the retry budget over", () => {
       assert.deepStrictEqual(dead.history.map((h) => h.outcome), ["http_503"])
 
       assert.isTrue(yield* env.store.replay(dead.id))
-      yield* eventually("delivered after the replay", Effect.map(status(), (d) => d.status !== "pending" && d.status !== "in_flight"))
+      yield* eventually(
+        "delivered after the replay",
+        Effect.map(status(), (d) => d.status !== "pending" && d.status !== "in_flight")
+      )
       const after = yield* status()
       assert.strictEqual(after.status, "delivered", `after the replay: ${after.status} (${after.deadReason})`)
       assert.deepStrictEqual(after.history.map((h) => h.outcome), ["http_503", "http_503", "success"])
