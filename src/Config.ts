@@ -9,7 +9,8 @@
 import { readFile } from "node:fs/promises"
 import { extname, resolve } from "node:path"
 import { pathToFileURL } from "node:url"
-import { Data, Duration, Effect, Either, Option, ParseResult, Redacted, Schema } from "effect"
+import { HttpClientRequest } from "@effect/platform"
+import { Data, DateTime, Duration, Effect, Either, Option, ParseResult, Redacted, Schema } from "effect"
 import type * as Event from "./Event.js"
 import type * as Outbox from "./Outbox.js"
 import * as Pipeline from "./Pipeline.js"
@@ -17,7 +18,7 @@ import type * as Policy from "./Resilience/Policy.js"
 import * as Router from "./Router.js"
 import * as Signing from "./Signing.js"
 import type * as Store from "./Store.js"
-import type * as Target from "./Target.js"
+import * as Target from "./Target.js"
 import * as Http from "./Targets/Http.js"
 
 /**
@@ -464,7 +465,7 @@ const checkRoutedInputs = (config: FanoutConfig): Array<Issue> => {
   const issues: Array<Issue> = []
   for (const route of routes) {
     const type = witnessOf(route.pattern, patterns)
-    const resolved = router.resolve({ id: "", type, payload: null, headers: {}, createdAt: null as any })
+    const resolved = router.resolve({ id: "", type, payload: null, headers: {}, createdAt: witnessCreatedAt })
     const sent = new Set([...resolved.targets, ...resolved.shadow].map((t) => t.name))
     const lists: Array<readonly [string, ReadonlyArray<string>]> = route.object
       ? [[".targets", route.targets], [".shadow", route.shadow]]
@@ -502,7 +503,11 @@ const routeSpec = (route: typeof RouteConfig.Type): {
       object: true
     }
 
-const standIn = (name: string): Target.Any => ({ name }) as unknown as Target.Any
+/** A target that is never run: only its name matters to the router's resolution. */
+const standIn = (name: string): Target.Any => Target.make(name, { request: () => HttpClientRequest.get("http://stand-in.invalid/") })
+
+/** The creation time of the witness events (resolution ignores it). */
+const witnessCreatedAt = DateTime.unsafeMake(0)
 
 /**
  * The dependencies of a configuration (durable pipelines): target name → the targets it runs after,
@@ -652,8 +657,16 @@ const duration = (input: string | number | undefined): Duration.Duration | undef
   input === undefined ? undefined : Duration.decode(input as Duration.DurationInput)
 
 /** Drops the keys whose value is undefined (exactOptionalPropertyTypes). */
-const defined = <T extends Record<string, unknown>>(record: T): { [K in keyof T]?: Exclude<T[K], undefined> } =>
-  Object.fromEntries(Object.entries(record).filter(([, v]) => v !== undefined)) as any
+const defined = <T extends Record<string, unknown>>(record: T): { [K in keyof T]?: Exclude<T[K], undefined> } => {
+  const out: { [K in keyof T]?: Exclude<T[K], undefined> } = {}
+  for (const key in record) {
+    const value = record[key]
+    if (Object.hasOwn(record, key) && isDefined(value)) out[key] = value
+  }
+  return out
+}
+
+const isDefined = <A>(value: A): value is Exclude<A, undefined> => value !== undefined
 
 /**
  * What a configuration builds: the targets (by name) and the untyped router.
