@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { assert, describe, it } from "@effect/vitest"
-import { DateTime, Duration, Effect, Either, Layer, Redacted } from "effect"
+import { DateTime, Duration, Effect, Either, Layer, Logger, Redacted } from "effect"
 import * as Config from "../src/Config.js"
 import * as Event from "../src/Event.js"
 import * as Policy from "../src/Resilience/Policy.js"
@@ -123,6 +123,93 @@ describe("Config", () => {
     assert.isTrue(Redacted.isRedacted(secret))
     assert.notInclude(String(secret), "hunter2")
     assert.notInclude(JSON.stringify(secret), "hunter2")
+  })
+
+  it("signingSecret as a list (newest first): literal, { env } and { secret, until } entries decode and build, redacted", () => {
+    const config = Effect.runSync(Config.decode(
+      "fanout.config.json",
+      withTarget({
+        signingSecret: [
+          { env: "INVENTORY_SIGNING_NEXT" },
+          { secret: { env: "INVENTORY_SIGNING_SECRET" }, until: "2026-12-31T00:00:00Z" },
+          { secret: "whsec_bGl0ZXJhbC1vbGQ=", until: "2026-06-30T12:00:00+02:00" }
+        ]
+      })
+    ))
+    const env = {
+      INVENTORY_KEY: "k",
+      INVENTORY_SIGNING_SECRET: "current-hunter2",
+      INVENTORY_SIGNING_NEXT: "next-hunter3"
+    }
+    const built = Effect.runSync(Config.build("fanout.config.json", config, env))
+    const secrets = built.targets.get("inventory")!.options.signingSecret as ReadonlyArray<any>
+    assert.strictEqual(secrets.length, 3)
+    assert.isTrue(Redacted.isRedacted(secrets[0]))
+    assert.strictEqual(Redacted.value(secrets[0]), "next-hunter3")
+    assert.isTrue(Redacted.isRedacted(secrets[1].secret))
+    assert.strictEqual(Redacted.value(secrets[1].secret), "current-hunter2")
+    assert.strictEqual(secrets[1].until, "2026-12-31T00:00:00Z")
+    assert.isTrue(Redacted.isRedacted(secrets[2].secret))
+    // What a log line of them shows (logfmt and JSON loggers).
+    const logged: Array<string> = []
+    for (const logger of [Logger.logfmtLogger, Logger.jsonLogger]) {
+      Effect.runSync(
+        Effect.logInfo("secrets", secrets).pipe(
+          Effect.provide(Logger.replace(Logger.defaultLogger, Logger.map(logger, (line) => void logged.push(line))))
+        )
+      )
+    }
+    assert.strictEqual(logged.length, 2)
+    for (const line of logged) assert.include(line, "redacted")
+    for (const shown of [String(secrets), JSON.stringify(secrets), String(secrets[1].secret), ...logged]) {
+      for (const value of ["next-hunter3", "current-hunter2", "whsec_bGl0ZXJhbC1vbGQ="]) assert.notInclude(shown, value)
+    }
+    // The single form still decodes and builds as before.
+    const single = Effect.runSync(
+      Config.build("fanout.config.json", Effect.runSync(Config.decode("fanout.config.json", valid)), env)
+    )
+    assert.isTrue(Redacted.isRedacted(single.targets.get("inventory")!.options.signingSecret))
+  })
+
+  it("signingSecret lists: every unset variable by path, a bad until or an empty list by path, never a secret's value", () => {
+    const config = Effect.runSync(Config.decode(
+      "fanout.config.json",
+      withTarget({
+        signingSecret: ["whsec_TElURVJBTA==", { env: "UNSET_NEXT" }, {
+          secret: { env: "UNSET_OLD" },
+          until: "2026-12-31T00:00:00Z"
+        }]
+      })
+    ))
+    const result = Effect.runSync(Effect.either(Config.build("fanout.config.json", config, { INVENTORY_KEY: "k" })))
+    assert.isTrue(Either.isLeft(result))
+    const error = Either.isLeft(result) ? result.left : assert.fail("expected a ConfigError")
+    assert.deepStrictEqual(error.issues.map((i) => i.path), [
+      "targets.inventory.signingSecret[1].env",
+      "targets.inventory.signingSecret[2].secret.env"
+    ])
+    assert.include(error.message, "environment variable UNSET_OLD is not set")
+    assert.notInclude(error.message, "whsec_TElURVJBTA==")
+
+    const badUntil = issuesOf(
+      withTarget({ signingSecret: ["whsec_TElURVJBTA==", { secret: "whsec_T0xE", until: "2026-12-31" }] })
+    )
+    assert.include(badUntil.message, "targets.inventory.signingSecret[1].until: Expected an ISO 8601 instant")
+    const wrongShape = issuesOf(
+      withTarget({ signingSecret: ["whsec_TElURVJBTA==", { secret: "whsec_T0xE" }, ["whsec_TkVTVA=="], 7] })
+    )
+    assert.include(wrongShape.message, "targets.inventory.signingSecret[1].until: is missing")
+    assert.include(wrongShape.message, "targets.inventory.signingSecret[2]: Expected")
+    assert.include(wrongShape.message, "targets.inventory.signingSecret[3]: Expected")
+    for (const error of [badUntil, wrongShape]) {
+      for (const value of ["whsec_TElURVJBTA==", "whsec_T0xE", "whsec_TkVTVA=="]) {
+        assert.notInclude(error.message, value)
+      }
+    }
+    assert.include(
+      issuesOf(withTarget({ signingSecret: [] })).message,
+      "Expected at least one secret, got an empty list"
+    )
   })
 
   it.effect("loads JSON and TypeScript files, and names the file on errors", () =>
