@@ -538,11 +538,36 @@ export const TargetView = Schema.Struct({
  * @since 0.1.0
  * @category groups
  */
+export const OrphanView = Schema.Struct({
+  name: Schema.String,
+  queue: Counts
+}).annotations({
+  identifier: "Orphan",
+  description:
+    "A target the store holds deliveries for that this server's configuration no longer names: its pending deliveries are held (no worker claims them) until the target is configured again"
+})
+
+/**
+ * @since 0.1.0
+ * @category schemas
+ */
+export const TargetsView = Schema.Struct({
+  targets: Schema.Array(TargetView),
+  orphans: Schema.Array(OrphanView)
+}).annotations({ identifier: "Targets" })
+
+/**
+ * @since 0.1.0
+ * @category groups
+ */
 export class Targets extends HttpApiGroup.make("targets")
   .add(
     HttpApiEndpoint.get("list", "/v1/targets")
-      .addSuccess(Schema.Struct({ targets: Schema.Array(TargetView) }).annotations({ identifier: "Targets" }))
-      .annotate(OpenApi.Summary, "Every target: policy, circuit state, in flight, queue, recent rate and latency")
+      .addSuccess(TargetsView)
+      .annotate(
+        OpenApi.Summary,
+        "Every target: policy, circuit state, in flight, queue, recent rate and latency; and the orphans, targets no longer configured that still hold deliveries"
+      )
   )
 {}
 

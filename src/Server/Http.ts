@@ -326,7 +326,17 @@ const TargetsLive = HttpApiBuilder.group(Api.Api, "targets", (handlers) =>
             }
             return view
           }))
-        return json(Schema.Struct({ targets: Schema.Array(Api.TargetView) }), { targets })
+        // Targets the store holds deliveries for that are not configured here (removed from the
+        // configuration): nothing claims them, so they are shown rather than left silent.
+        const orphans = Option.match(queue, {
+          onNone: () => [],
+          onSome: (q) =>
+            Object.entries(q.targets)
+              .filter(([name, counts]) => !registry.has(name) && counts.pending + counts.inFlight + counts.dead > 0)
+              .map(([name, counts]) => ({ name, queue: counts }))
+              .sort((a, b) => a.name.localeCompare(b.name))
+        })
+        return json(Api.TargetsView, { targets, orphans })
       })))
   }))
 

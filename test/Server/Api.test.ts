@@ -5,6 +5,7 @@
 import SwaggerParser from "@apidevtools/swagger-parser"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Layer, Option } from "effect"
+import * as Event from "../../src/Event.js"
 import * as Fault from "../../src/testing/Fault.js"
 import * as Metrics from "../../src/Server/Metrics.js"
 import { eventually, isErrorShape, promise, start, totalDeliveries } from "./harness.js"
@@ -350,6 +351,30 @@ describe("GET /v1/targets", () => {
       assert.notInclude(r.text, "c2lnbmluZy1zZWNyZXQtNDU2")
       // The targets did get the secret header (so its absence above means something).
       assert.strictEqual(h.targets.a!.target.ledger[0]!.headers["authorization"], "Bearer target-secret-123")
+    }))
+
+  it.scopedLive("orphans: deliveries to a target no longer configured are listed apart, held, not claimed", () =>
+    Effect.gen(function*() {
+      const h = yield* start({ worker: true })
+      // Stored when the configuration still named `retired` (the store takes any target name).
+      const old = yield* Event.make("order.placed", { qty: 1 }, { id: "orphan-1" })
+      yield* h.store.enqueue(old, ["a", "retired"])
+      yield* eventually(
+        () => h.request("/v1/targets"),
+        (r) => r.body.targets.find((t: any) => t.name === "a")?.queue?.delivered === 1
+      )
+      const r = yield* promise(() => h.request("/v1/targets"))
+      assert.strictEqual(r.status, 200)
+      assert.deepStrictEqual(r.body.targets.map((t: any) => t.name).sort(), ["a", "b"])
+      assert.deepStrictEqual(r.body.orphans, [{
+        name: "retired",
+        queue: { pending: 1, inFlight: 0, delivered: 0, dead: 0, compensated: 0 }
+      }])
+      const status = yield* promise(() => h.request("/v1/events/orphan-1"))
+      assert.deepStrictEqual(
+        status.body.deliveries.map((d: any) => [d.target, d.status]).sort(),
+        [["a", "delivered"], ["retired", "pending"]]
+      )
     }))
 
   it.scopedLive("shows an open circuit", () =>
