@@ -233,7 +233,7 @@ export const simulate = <E extends Event.Any>(options: Options<E>): Effect.Effec
             never,
             Scope.Scope
           >
-          return yield* Effect.forEach(events, (event) => sendOne(sender as Fanout.Sender<Event.Any>, event, mode), {
+          return yield* Effect.forEach(events, (event) => sendOne(sender, event, mode), {
             concurrency: options.concurrency ?? "unbounded"
           })
         })
@@ -250,7 +250,7 @@ export const simulate = <E extends Event.Any>(options: Options<E>): Effect.Effec
       }
       const finishedAt = yield* Clock.currentTimeMillis
       return {
-        sends: sends as unknown as ReadonlyArray<Sent<E>>,
+        sends,
         breakers,
         policies,
         startedAt,
@@ -289,7 +289,7 @@ export const simulate = <E extends Event.Any>(options: Options<E>): Effect.Effec
     return simulation
   })
 
-const sendOne = (sender: Fanout.Sender<Event.Any>, event: Event.Any, mode: Fanout.Mode) =>
+const sendOne = <E extends Event.Any>(sender: Fanout.Sender<E>, event: E, mode: Fanout.Mode): Effect.Effect<Sent<E>> =>
   Effect.gen(function*() {
     const startedAt = yield* Clock.currentTimeMillis
     let outcomes: Readonly<Record<string, Outcome.Outcome>> = {}
@@ -323,7 +323,7 @@ const sendOne = (sender: Fanout.Sender<Event.Any>, event: Event.Any, mode: Fanou
       }
     }
     const finishedAt = yield* Clock.currentTimeMillis
-    const sent: Sent<Event.Any> = { event, mode, outcomes, shadow, error, startedAt, finishedAt }
+    const sent: Sent<E> = { event, mode, outcomes, shadow, error, startedAt, finishedAt }
     return sent
   })
 
