@@ -9,7 +9,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { NodeContext } from "@effect/platform-node"
 import { afterAll, assert, describe, it, vi } from "@effect/vitest"
-import { ConfigProvider, Effect, Exit } from "effect"
+import { ConfigProvider, Effect, Exit, Logger, LogLevel } from "effect"
 import * as Cli from "../src/Cli.js"
 import * as Event from "../src/Event.js"
 import * as Store from "../src/Store.js"
@@ -211,7 +211,11 @@ describe("Cli", () => {
         }
         const file = write("client.json", config)
         const env = { FANOUT_CLI_KEY: "cli-key-123" }
-        const url = yield* start(yield* prepare(config, env, file), { worker: { pollInterval: "50 millis" } })
+        // The server runs in this process: its log lines (written as the worker finishes, at any
+        // moment) would land in the output the commands' console spies capture. Silenced here.
+        const url = yield* start(yield* prepare(config, env, file), { worker: { pollInterval: "50 millis" } }).pipe(
+          Logger.withMinimumLogLevel(LogLevel.None)
+        )
         const remote = ["--url", url]
 
         // Without the key: refused, exit 1, with the server's message.
