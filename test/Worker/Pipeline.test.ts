@@ -176,14 +176,17 @@ for (const [name, storeLayer] of stores) {
           const router = Router.make(Ping).route(Ping, [A, B, C])
           const env = yield* makeEnv([A, B, C], storeLayer())
           const outbox = yield* Outbox.make(router, { after: { c: ["a", "b"] } }).pipe(Effect.provide(env.context))
-          yield* env.start({ pollInterval: "2 seconds", targets: [A, B, C] } as any)
+          const { worker } = yield* env.start({ pollInterval: "2 seconds" })
           const event = yield* Ping.make({ n: 7 })
           yield* outbox.enqueue(event)
           yield* eventually(
             "a dead, b delivered",
             Effect.map(env.store.stats, (s) => s.dead === 1 && s.delivered === 1)
           )
-          yield* Effect.sleep("200 millis")
+          // A fence instead of a pause: the worker claims again for every lane (its next poll) after
+          // a died, and still leaves c alone.
+          const claimsBefore = (yield* worker.state).claims
+          yield* eventually("claims after a died", Effect.map(worker.state, (s) => s.claims >= claimsBefore + 3))
           let status = yield* statusOf(env.store, event.id)
           const c = status.deliveries.find((d) => d.target === "c")!
           assert.strictEqual(c.status, "pending")
