@@ -101,6 +101,10 @@ export const describeError = (error: unknown): { readonly code: number; readonly
     }
   }
   if (error instanceof UsageError) return { code: exitCodes.usage, message: error.message }
+  // A bad worker option (`--concurrency 0`) is a usage error like a bad flag.
+  if (isTagged(error, "WorkerOptionsError")) {
+    return { code: exitCodes.usage, message: String((error as { message: unknown }).message) }
+  }
   if (error instanceof CommandFailed) return { code: exitCodes.failure, message: error.message }
   if (error instanceof Store.StoreError) return { code: exitCodes.failure, message: `store: ${error.message}` }
   if (isTagged(error, "ServeError")) {

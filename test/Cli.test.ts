@@ -292,6 +292,18 @@ describe("Cli", () => {
     { timeout: 60_000 }
   )
 
+  it.scopedLive("a bad worker option (--concurrency 0) is a usage error: exit 2, the option named", () =>
+    Effect.gen(function*() {
+      const file = write("worker-options.json", {
+        store: { sqlite: join(dir, "worker-options.db") },
+        targets: { a: { url: "http://127.0.0.1:9/a" } },
+        routes: { "order.*": ["a"] }
+      })
+      const out = yield* cli(["worker", "--config", file, "--concurrency", "0", "--log-format", "none"])
+      assert.strictEqual(out.code, 2, out.stderr + out.stdout)
+      assert.include(out.stderr, "concurrency must be an integer >= 1, got 0")
+    }))
+
   it.scopedLive("prune: one retention pass on the store of a configuration; a bad duration is a usage error", () =>
     Effect.gen(function*() {
       const filename = join(dir, "prune.db")
