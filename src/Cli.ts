@@ -569,10 +569,12 @@ const send = Command.make(
       const answer = yield* call(options, "POST", `/v1/events${options.wait ? "?wait=settled" : ""}`, body)
       yield* printJson(answer.body)
       const deliveries = (answer.body as {
-        deliveries?: ReadonlyArray<{ target: string; status: string; heldBy?: unknown }>
+        deliveries?: ReadonlyArray<{ target: string; status: string; heldBy?: unknown; shadow?: boolean }>
       }).deliveries ?? []
-      const dead = deliveries.filter((d) => d.status === "dead")
-      const held = deliveries.filter((d) => d.heldBy !== undefined)
+      // Shadow deliveries are observers: their failures never make `send --wait` fail.
+      const primary = deliveries.filter((d) => d.shadow !== true)
+      const dead = primary.filter((d) => d.status === "dead")
+      const held = primary.filter((d) => d.heldBy !== undefined)
       if (options.wait && dead.length > 0) {
         return yield* new CommandFailed({
           message: `dead-lettered: ${dead.map((d) => d.target).join(", ")}${

@@ -207,7 +207,12 @@ describe("Cli", () => {
             inventory: { url: `${targets.url}/inventory` },
             billing: { url: `${targets.url}/billing` }
           },
-          routes: { "order.*": ["inventory"], "invoice.*": ["billing"] }
+          routes: {
+            "order.*": ["inventory"],
+            "invoice.*": ["billing"],
+            // billing mirrors audit events as a shadow (and refuses them: a dead shadow letter)
+            "audit.*": { targets: ["inventory"], shadow: ["billing"] }
+          }
         }
         const file = write("client.json", config)
         const env = { FANOUT_CLI_KEY: "cli-key-123" }
@@ -288,6 +293,24 @@ describe("Cli", () => {
         const live = yield* cli(["targets", ...remote, "--api-key", env.FANOUT_CLI_KEY])
         assert.strictEqual(live.code, 0, live.stderr)
         assert.include(live.stdout, "\"inventory\"")
+
+        // A shadow's dead letter does not make `send --wait` fail: exit 0, the shadow marked.
+        const mirrored = yield* cli([
+          "send",
+          "audit.logged",
+          "{}",
+          "--wait",
+          "--id",
+          "ev-cli-3",
+          ...remote,
+          "--api-key",
+          env.FANOUT_CLI_KEY
+        ])
+        assert.strictEqual(mirrored.code, 0, mirrored.stderr)
+        const mirroredAnswer = JSON.parse(mirrored.stdout)
+        assert.strictEqual(mirroredAnswer.settled, true)
+        assert.strictEqual(mirroredAnswer.deliveries.find((d: any) => d.target === "inventory").status, "delivered")
+        assert.strictEqual(mirroredAnswer.deliveries.find((d: any) => d.target === "billing").shadow, true)
       }),
     { timeout: 60_000 }
   )

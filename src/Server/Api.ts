@@ -179,7 +179,11 @@ export const DeliverySummary = Schema.Struct({
   attempts: Schema.optional(Schema.Int),
   lastError: Schema.optional(Schema.String),
   lastErrorMessage: Schema.optional(Schema.String),
-  heldBy: Schema.optional(HeldBy)
+  heldBy: Schema.optional(HeldBy),
+  shadow: Schema.optional(Schema.Literal(true)).annotations({
+    description:
+      "A shadow delivery (mirrored traffic): an observer, whose outcome never changes the answer of ?wait= (it is not waited for, and its dead letter is no 502)"
+  })
 }).annotations({ identifier: "DeliverySummary" })
 
 /**

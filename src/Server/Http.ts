@@ -27,6 +27,7 @@ import {
 import { NodeHttpServer } from "@effect/platform-node"
 import { Cause, DateTime, Duration, Effect, Layer, Option, Schema } from "effect"
 import type { Scope } from "effect"
+import type * as Event from "../Event.js"
 import * as Outbox from "../Outbox.js"
 import * as Registry from "../Registry.js"
 import * as Policy from "../Resilience/Policy.js"
@@ -164,13 +165,29 @@ const EventsLive = (options: ServerOptions.Options) =>
       const limits: Body.Limits = options
       const { location, summaries } = ingest
 
+      /** The shadow targets of the event (its routes' mirrored traffic): observers, never waited on. */
+      const shadowsOf = (event: Event.Any): ReadonlySet<string> =>
+        new Set(outbox.router.resolve(event).shadow.map((t) => t.name))
+      const primaries = (status: Store.EventStatus) => {
+        const shadows = shadowsOf(status.event)
+        return shadows.size === 0 ? status.deliveries : status.deliveries.filter((d) => !shadows.has(d.target))
+      }
+      const summariesOf = (status: Store.EventStatus) => {
+        const shadows = shadowsOf(status.event)
+        return summariesOfStatus(status.deliveries).map((d) =>
+          shadows.has(d.target) ? { ...d, shadow: true as const } : d
+        )
+      }
+
       const waitFor = (enqueued: Store.Enqueued, mode: "all" | "settled", waitMs: number) =>
         Effect.gen(function*() {
-          // Settled: every delivery finished, or held for good by a dead input (pipelines) — a
-          // blocked dependent never moves until an operator replays that input, so never wait on it.
-          const done = (status: Store.EventStatus) =>
-            Graph.isSettled(status.deliveries) ||
-            (mode === "all" && status.deliveries.some((d) => d.status === "dead"))
+          // Settled: every primary delivery finished, or held for good by a dead input (pipelines) —
+          // a blocked dependent never moves until an operator replays that input, so never wait on
+          // it. Shadow deliveries are observers: neither waited for nor a reason for a 502.
+          const done = (status: Store.EventStatus) => {
+            const deliveries = primaries(status)
+            return Graph.isSettled(deliveries) || (mode === "all" && deliveries.some((d) => d.status === "dead"))
+          }
           const pollMs = options.waitPollMs
           const poll = Effect.gen(function*() {
             let delay = Math.min(10, pollMs)
@@ -192,14 +209,14 @@ const EventsLive = (options: ServerOptions.Options) =>
             const latest = yield* outbox.status(enqueued.eventId).pipe(Effect.option, Effect.map(Option.flatten))
             const deliveries = Option.match(latest, {
               onNone: () => summaries(enqueued),
-              onSome: (s) => summariesOfStatus(s.deliveries)
+              onSome: summariesOf
             })
             return json(Api.EventAccepted, { ...base, settled: false, deliveries }, 202, location(enqueued.eventId))
           }
-          const deliveries = summariesOfStatus(settled.value.deliveries)
-          const dead = settled.value.deliveries.find((d) => d.status === "dead")
+          const deliveries = summariesOf(settled.value)
+          const dead = primaries(settled.value).find((d) => d.status === "dead")
           if (mode === "all" && dead !== undefined) {
-            const held = deliveries.filter((d) => d.heldBy !== undefined).map((d) => d.target)
+            const held = deliveries.filter((d) => d.heldBy !== undefined && d.shadow !== true).map((d) => d.target)
             return Errors.toResponse(
               Errors.make(
                 502,

@@ -116,6 +116,33 @@ describe("POST /v1/events", () => {
       ]])
     }))
 
+  it.scopedLive("a shadow delivery is an observer: its dead letter is no 502, ?wait= does not wait for it, it is marked", () =>
+    Effect.gen(function*() {
+      // `s` mirrors the traffic and always refuses (dead at once); `h` is a shadow that hangs.
+      const h = yield* start({
+        worker: true,
+        targets: { a: undefined, s: () => Fault.status(400), h: () => Fault.hang },
+        routes: [["order.*", ["a"], ["s", "h"]]]
+      })
+      const r = yield* promise(() => h.request("/v1/events?wait=all", { json: order({ id: "sh-1" }) }))
+      assert.strictEqual(r.status, 200, r.text)
+      assert.strictEqual(r.body.settled, true)
+      const byTarget = Object.fromEntries(r.body.deliveries.map((d: any) => [d.target, d]))
+      assert.strictEqual(byTarget.a.status, "delivered")
+      assert.strictEqual(byTarget.a.shadow, undefined)
+      assert.strictEqual(byTarget.s.shadow, true)
+      assert.strictEqual(byTarget.h.shadow, true)
+      assert.include(["pending", "in_flight"], byTarget.h.status, "the hanging shadow was not waited for")
+      // The shadow that refuses is dead-lettered all the same (visible), without failing the answer.
+      yield* eventually(
+        () => h.request("/v1/events/sh-1"),
+        (s) => s.body.deliveries.some((d: any) => d.target === "s" && d.status === "dead")
+      )
+      const settled = yield* promise(() => h.request("/v1/events?wait=settled", { json: order({ id: "sh-2" }) }))
+      assert.strictEqual(settled.status, 200, settled.text)
+      assert.strictEqual(settled.body.settled, true)
+    }))
+
   it.scopedLive("?wait= gives up at the wait timeout (or Prefer: wait=N) with 202 and the current states", () =>
     Effect.gen(function*() {
       // No worker: nothing is ever delivered.

@@ -40,8 +40,10 @@ export interface Harness {
 export interface Setup {
   /** Target name → its faults (default: always 200). Default: `a` and `b`. */
   readonly targets?: Readonly<Record<string, Fault.Faults | undefined>>
-  /** Pattern → target names. Default: `order.*` → every target. */
-  readonly routes?: ReadonlyArray<readonly [string, ReadonlyArray<string>]>
+  /** Pattern → target names (and, third, shadow target names). Default: `order.*` → every target. */
+  readonly routes?: ReadonlyArray<
+    readonly [string, ReadonlyArray<string>] | readonly [string, ReadonlyArray<string>, ReadonlyArray<string>]
+  >
   readonly server?: ServerOptions.Input
   readonly store?: Layer.Layer<Store.DeliveryStore, Store.StoreError>
   /** Wraps the store the server sees (fault injection). */
@@ -90,8 +92,12 @@ export const start = (setup: Setup = {}): Effect.Effect<Harness, never, Scope.Sc
     }
     let router: Router.Router<any, any> = Router.make()
     const byName = new Map(targets.map((t) => [t.name, t]))
-    for (const [pattern, names] of setup.routes ?? [["order.*", Object.keys(targetSpecs)]]) {
-      router = router.route(pattern, names.map((n) => byName.get(n)!))
+    for (const [pattern, names, shadow] of setup.routes ?? [["order.*", Object.keys(targetSpecs)] as const]) {
+      router = router.route(
+        pattern,
+        names.map((n) => byName.get(n)!),
+        shadow === undefined ? {} : { shadow: shadow.map((n) => byName.get(n)!) }
+      )
     }
 
     const storeContext = yield* Layer.build(setup.store ?? MemoryStore.layer).pipe(Effect.orDie)
