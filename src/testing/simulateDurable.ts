@@ -290,7 +290,9 @@ interface Incarnation {
  * which runs on another fiber, falls between two waits of the worker, never between a store
  * operation (one synchronous step of the memory store) and what the simulation records of it.
  */
-const freezable = (base: Scheduler.Scheduler): { readonly scheduler: Scheduler.Scheduler; readonly freeze: () => void } => {
+const freezable = (
+  base: Scheduler.Scheduler
+): { readonly scheduler: Scheduler.Scheduler; readonly freeze: () => void } => {
   let alive = true
   return {
     scheduler: {
@@ -402,10 +404,23 @@ export const simulateDurable = <E extends Event.Any>(
             Effect.flatMap(Clock.currentTimeMillis, (now) =>
               Effect.sync(() => {
                 for (const c of claimed) {
-                  const record = { worker: claimOptions.workerId, at: now, leaseExpiresAt: c.leaseExpiresAt, attempts: c.attempts }
-                  holders.set(c.id, { lease: c.lease, worker: claimOptions.workerId, record, eventId: c.eventId, target: c.target })
+                  const record = {
+                    worker: claimOptions.workerId,
+                    at: now,
+                    leaseExpiresAt: c.leaseExpiresAt,
+                    attempts: c.attempts
+                  }
+                  holders.set(c.id, {
+                    lease: c.lease,
+                    worker: claimOptions.workerId,
+                    record,
+                    eventId: c.eventId,
+                    target: c.target
+                  })
                   let list = claims.get(c.id)
-                  if (list === undefined) claims.set(c.id, list = [])
+                  if (list === undefined) {
+                    claims.set(c.id, list = [])
+                  }
                   list.push(record)
                 }
               }))),
@@ -414,22 +429,36 @@ export const simulateDurable = <E extends Event.Any>(
             Effect.flatMap(Clock.currentTimeMillis, (now) =>
               Effect.sync(() => {
                 const holder = holders.get(claim.id)
-                if (extended && holder !== undefined && holder.lease === claim.lease) holder.record.leaseExpiresAt = now + leaseMs
+                if (extended && holder !== undefined && holder.lease === claim.lease) {
+                  holder.record.leaseExpiresAt = now + leaseMs
+                }
               }))),
         release: (released) =>
           Effect.tap(base.release(released), () =>
             Effect.sync(() => {
-              for (const claim of released) if (holders.get(claim.id)?.lease === claim.lease) holders.delete(claim.id)
+              for (const claim of released) {
+                if (holders.get(claim.id)?.lease === claim.lease) {
+                  holders.delete(claim.id)
+                }
+              }
             })),
         finish: (claim, attempt, next) =>
           Effect.tap(base.finish(claim, attempt, next), (written) =>
             Effect.sync(() => {
-              if (!written) return
-              if (holders.get(claim.id)?.lease === claim.lease) holders.delete(claim.id)
-              if (next._tag === "Retry") return
+              if (!written) {
+                return
+              }
+              if (holders.get(claim.id)?.lease === claim.lease) {
+                holders.delete(claim.id)
+              }
+              if (next._tag === "Retry") {
+                return
+              }
               if (next._tag === "Dead") {
                 const key = keyOfDelivery.get(claim.id)
-                if (key !== undefined) deadAfter.set(claim.id, requestsWithKey(key))
+                if (key !== undefined) {
+                  deadAfter.set(claim.id, requestsWithKey(key))
+                }
               }
               settle(claim.id)
             }))
@@ -438,7 +467,9 @@ export const simulateDurable = <E extends Event.Any>(
       // ---- enqueue -----------------------------------------------------------------------------
       const outbox = yield* Outbox.make(router).pipe(Effect.provideService(Store.DeliveryStore, store))
       const rejected: Array<Rejected<E>> = []
-      const enqueued: Array<{ readonly event: E; readonly deliveries: ReadonlyArray<{ readonly id: string; readonly target: string }> }> = []
+      const enqueued: Array<
+        { readonly event: E; readonly deliveries: ReadonlyArray<{ readonly id: string; readonly target: string }> }
+      > = []
       const seen = new Set<string>()
       for (const event of events) {
         const result = yield* Effect.either(outbox.enqueue(event))
@@ -446,22 +477,32 @@ export const simulateDurable = <E extends Event.Any>(
           rejected.push({ event, error: result.left })
           continue
         }
-        const fresh = result.right.deliveries.filter((d) => !seen.has(d.id))
+        const fresh = result.right.deliveries.filter((d) =>
+          !seen.has(d.id)
+        )
         for (const d of fresh) {
           seen.add(d.id)
           keyOfDelivery.set(d.id, Store.idempotencyKey(event.id, d.target))
-          if (d.status === "pending" || d.status === "in_flight") open.add(d.id)
+          if (d.status === "pending" || d.status === "in_flight") {
+            open.add(d.id)
+          }
         }
-        if (fresh.length > 0) enqueued.push({ event, deliveries: fresh })
+        if (fresh.length > 0) {
+          enqueued.push({ event, deliveries: fresh })
+        }
       }
-      if (open.size === 0) Deferred.unsafeDone(allSettled, Exit.void)
+      if (open.size === 0) {
+        Deferred.unsafeDone(allSettled, Exit.void)
+      }
 
       // ---- workers -----------------------------------------------------------------------------
       const running: Array<Incarnation | undefined> = []
       const restarts: Array<number> = []
       const runs: Array<WorkerRun> = []
       const crashes: Array<Crash> = []
-      const layers = router.targets.map((t) => t.layer as Layer.Layer<unknown, never, HttpClient.HttpClient>)
+      const layers = router.targets.map((t) =>
+        t.layer as Layer.Layer<unknown, never, HttpClient.HttpClient>
+      )
 
       const startWorker = (index: number): Effect.Effect<Incarnation> =>
         Effect.gen(function*() {
@@ -527,20 +568,35 @@ export const simulateDurable = <E extends Event.Any>(
         Effect.gen(function*() {
           yield* Effect.sleep(Duration.millis(point.at))
           const incarnation = running[point.worker]
-          if (incarnation === undefined) return
+          if (incarnation === undefined) {
+            return
+          }
           const now = yield* Clock.currentTimeMillis
           const state = yield* incarnation.service.state
           incarnation.freeze()
           running[point.worker] = undefined
-          const abortedBefore = fakes.reduce((n, fake) => n + fake.stats.aborted, 0)
+          const abortedBefore = fakes.reduce((n, fake) =>
+            n + fake.stats.aborted, 0)
           for (const exchange of incarnation.exchanges) exchange.abort(now)
           const aborted = fakes.reduce((n, fake) => n + fake.stats.aborted, 0) - abortedBefore
           incarnation.exchanges.length = 0
           const leases = [...holders.entries()]
             .filter(([, h]) => h.worker === incarnation.workerId)
-            .map(([deliveryId, h]) => ({ deliveryId, eventId: h.eventId, target: h.target, leaseExpiresAt: h.record.leaseExpiresAt }))
+            .map(([deliveryId, h]) => ({
+              deliveryId,
+              eventId: h.eventId,
+              target: h.target,
+              leaseExpiresAt: h.record.leaseExpiresAt
+            }))
             .sort((a, b) => Number(a.deliveryId) - Number(b.deliveryId) || (a.deliveryId < b.deliveryId ? -1 : 1))
-          runs.push({ worker: point.worker, workerId: incarnation.workerId, startedAt: incarnation.startedAt, endedAt: now, end: "crashed", state })
+          runs.push({
+            worker: point.worker,
+            workerId: incarnation.workerId,
+            startedAt: incarnation.startedAt,
+            endedAt: now,
+            end: "crashed",
+            state
+          })
           const record: { -readonly [K in keyof Crash]: Crash[K] } = {
             worker: point.worker,
             workerId: incarnation.workerId,
@@ -586,7 +642,9 @@ export const simulateDurable = <E extends Event.Any>(
       runs.sort((a, b) => a.startedAt - b.startedAt || a.worker - b.worker)
 
       // ---- the report ----------------------------------------------------------------------------
-      const requests: Array<Request> = fakes.flatMap((fake) => fake.ledger).sort((a, b) => a.order - b.order).map((r) => ({
+      const requests: Array<Request> = fakes.flatMap((fake) => fake.ledger).sort((a, b) => a.order - b.order).map((
+        r
+      ) => ({
         target: r.target,
         seq: r.seq,
         worker: senders.get(`${r.target}#${r.seq}`) ?? "(outside the simulation)",
@@ -672,7 +730,9 @@ export const simulateDurable = <E extends Event.Any>(
         reason: exit,
         message: exit === "Horizon"
           ? `durable simulation did not stop its workers within a day of virtual time after its horizon of ${horizon} ms`
-          : `durable simulation stalled after ${time.now() - start} ms of virtual time: a fiber waits on something that is neither time nor a TestTarget`
+          : `durable simulation stalled after ${
+            time.now() - start
+          } ms of virtual time: a fiber waits on something that is neither time nor a TestTarget`
       })
     }
     if (isTestClock(clock)) yield* clock.adjust(time.now() - start)
