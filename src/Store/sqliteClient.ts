@@ -93,7 +93,8 @@ export const make = (filename: string): Effect.Effect<Client.SqlClient, SqlError
       return raw ? info : []
     }
 
-    const run = (sql: string, params: ReadonlyArray<unknown>, raw: boolean) =>
+    /** Runs `use` on the prepared statement of `sql`, in one suspend: prepare and execute failures typed. */
+    const withStatement = <A>(sql: string, use: (statement: SqliteStatement) => A): Effect.Effect<A, SqlError> =>
       Effect.suspend(() => {
         let statement: SqliteStatement
         try {
@@ -102,41 +103,33 @@ export const make = (filename: string): Effect.Effect<Client.SqlClient, SqlError
           return Effect.fail(prepareFailed(cause))
         }
         try {
-          return Effect.succeed(runNow(statement, params, raw))
+          return Effect.succeed(use(statement))
         } catch (cause) {
           return Effect.fail(executeFailed(cause))
         }
       })
 
+    /** The rows as arrays of values (better-sqlite3's raw mode, switched back off after). */
+    const values = (statement: SqliteStatement, params: ReadonlyArray<unknown>): ReadonlyArray<ReadonlyArray<unknown>> => {
+      if (!statement.reader) {
+        statement.run(...params)
+        return []
+      }
+      statement.raw(true)
+      try {
+        return statement.all(...params) as ReadonlyArray<ReadonlyArray<unknown>>
+      } finally {
+        statement.raw(false)
+      }
+    }
+
     const connection: Connection = {
       execute: (sql, params, transformRows) => {
-        const rows = run(sql, params, false) as Effect.Effect<ReadonlyArray<any>, SqlError>
+        const rows = withStatement(sql, (statement) => runNow(statement, params, false) as ReadonlyArray<any>)
         return transformRows ? Effect.map(rows, transformRows) : rows
       },
-      executeRaw: (sql, params) => run(sql, params, true),
-      executeValues: (sql, params) =>
-        Effect.suspend(() => {
-          let statement: SqliteStatement
-          try {
-            statement = prepared(sql)
-          } catch (cause) {
-            return Effect.fail(prepareFailed(cause))
-          }
-          try {
-            if (!statement.reader) {
-              statement.run(...params)
-              return Effect.succeed([])
-            }
-            statement.raw(true)
-            try {
-              return Effect.succeed(statement.all(...params) as ReadonlyArray<ReadonlyArray<unknown>>)
-            } finally {
-              statement.raw(false)
-            }
-          } catch (cause) {
-            return Effect.fail(executeFailed(cause))
-          }
-        }),
+      executeRaw: (sql, params) => withStatement(sql, (statement) => runNow(statement, params, true)),
+      executeValues: (sql, params) => withStatement(sql, (statement) => values(statement, params)),
       executeUnprepared: (sql, params, transformRows) => {
         const rows = Effect.suspend(() => {
           try {
