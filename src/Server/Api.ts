@@ -332,6 +332,10 @@ export const DeliveryView = Schema.Struct({
     description: "Inputs not delivered yet; while > 0 a pending delivery is held (not attempted)"
   }),
   heldBy: Schema.optional(HeldBy),
+  unconfigured: Schema.optional(Schema.Literal(true)).annotations({
+    description:
+      "The target is not in this server's configuration (removed since): no worker claims the delivery; it is held until the target is configured again"
+  }),
   history: Schema.Array(AttemptView)
 }).annotations({ identifier: "Delivery" })
 

@@ -162,6 +162,7 @@ const EventsLive = (options: ServerOptions.Options) =>
     Effect.gen(function*() {
       const outbox = yield* Outbox.Outbox
       const ingest = yield* Ingest.Ingest
+      const registry = yield* Registry.Registry
       const limits: Body.Limits = options
       const { location, summaries } = ingest
 
@@ -262,7 +263,12 @@ const EventsLive = (options: ServerOptions.Options) =>
             if (Option.isNone(status)) {
               return yield* Effect.fail(Errors.notFound(`No event with id ${JSON.stringify(path.id)}`))
             }
-            return json(Api.EventView, eventView(status.value))
+            const view = eventView(status.value)
+            // A delivery to a target this configuration no longer names is held, not failed: say so.
+            const deliveries = view.deliveries.map((d) =>
+              registry.has(d.target) ? d : { ...d, unconfigured: true as const }
+            )
+            return json(Api.EventView, { ...view, deliveries })
           })))
     }))
 

@@ -399,8 +399,8 @@ describe("GET /v1/targets", () => {
       }])
       const status = yield* promise(() => h.request("/v1/events/orphan-1"))
       assert.deepStrictEqual(
-        status.body.deliveries.map((d: any) => [d.target, d.status]).sort(),
-        [["a", "delivered"], ["retired", "pending"]]
+        status.body.deliveries.map((d: any) => [d.target, d.status, d.unconfigured]).sort(),
+        [["a", "delivered", undefined], ["retired", "pending", true]]
       )
     }))
 
