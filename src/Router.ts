@@ -141,6 +141,20 @@ export class Router<E extends Event.Any, T extends Target.Any> {
     return { targets: [...targets.values()], shadow: [...shadow.values()] }
   }
 
+  /**
+   * Whether `target` only mirrors events of this type: a shadow in some route matching the type
+   * and a primary in none (filters aside, since only the type is known — e.g. for a dead letter).
+   */
+  isShadowOf(type: string, target: string): boolean {
+    let shadow = false
+    for (const route of this.routes) {
+      if (!route.matches(type)) continue
+      if (route.targets.some((t) => t.name === target)) return false
+      if (route.shadow.some((t) => t.name === target)) shadow = true
+    }
+    return shadow
+  }
+
   /** Does any route match this event type (filters aside)? */
   hasRoute(type: string): boolean {
     return this.routes.some((route) => route.matches(type))

@@ -79,6 +79,11 @@ describe("Router", () => {
     const cancelled = r.resolve(eventOf("order.cancelled"))
     assert.deepStrictEqual(names(cancelled.targets), ["billing"])
     assert.deepStrictEqual(names(cancelled.shadow), ["audit"])
+    // By type alone (a dead letter's): audit only mirrors; billing is primary for every order type.
+    assert.isTrue(r.isShadowOf("order.placed", "audit"))
+    assert.isFalse(r.isShadowOf("order.placed", "billing"))
+    assert.isFalse(r.isShadowOf("order.placed", "inventory"))
+    assert.isFalse(r.isShadowOf("user.created", "audit"), "no route matches")
     // Shadow-only routing is allowed.
     const shadowOnly = Router.make().route("x", [], { shadow: [Audit] }).resolve(eventOf("x"))
     assert.deepStrictEqual({ targets: names(shadowOnly.targets), shadow: names(shadowOnly.shadow) }, {

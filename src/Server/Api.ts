@@ -419,7 +419,10 @@ export const DeadLetterView = Schema.Struct({
   attempts: Schema.Int,
   totalAttempts: Schema.Int,
   deadAt: Instant,
-  enqueuedAt: Instant
+  enqueuedAt: Instant,
+  shadow: Schema.optional(Schema.Literal(true)).annotations({
+    description: "A shadow delivery's dead letter (mirrored traffic): listed apart from the ones that failed a primary"
+  })
 }).annotations({ identifier: "DeadLetter" })
 
 /**

@@ -288,7 +288,10 @@ const DeadLettersLive = (options: ServerOptions.Options) =>
               cursor: urlParams.cursor
             }))
             return json(Api.DeadLetterPage, {
-              items: page.items.map(deadLetterView),
+              items: page.items.map((item) => {
+                const view = deadLetterView(item)
+                return outbox.router.isShadowOf(item.eventType, item.target) ? { ...view, shadow: true as const } : view
+              }),
               ...(page.next !== undefined ? { next: page.next } : {})
             })
           })))

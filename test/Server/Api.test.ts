@@ -108,6 +108,12 @@ describe("POST /v1/events", () => {
       const b = r.body.deliveries.find((d: any) => d.target === "b")
       assert.strictEqual(b.status, "dead")
       assert.strictEqual(b.lastError, "http_400")
+      const dead = yield* promise(() => h.request("/v1/dead-letters"))
+      assert.deepStrictEqual(
+        dead.body.items.map((d: any) => [d.target, d.shadow]),
+        [["b", undefined]],
+        "a primary's dead letter is not marked"
+      )
       const s = yield* promise(() => h.request("/v1/events?wait=settled", { json: order({ id: "w-3" }) }))
       assert.strictEqual(s.status, 200)
       assert.deepStrictEqual(s.body.deliveries.map((d: any) => [d.target, d.status]).sort(), [["a", "delivered"], [
@@ -141,6 +147,11 @@ describe("POST /v1/events", () => {
       const settled = yield* promise(() => h.request("/v1/events?wait=settled", { json: order({ id: "sh-2" }) }))
       assert.strictEqual(settled.status, 200, settled.text)
       assert.strictEqual(settled.body.settled, true)
+      // Its dead letters are listed apart: marked `shadow: true`.
+      const dead = yield* promise(() => h.request("/v1/dead-letters?target=s"))
+      assert.strictEqual(dead.status, 200, dead.text)
+      assert.isAtLeast(dead.body.items.length, 1)
+      assert.isTrue(dead.body.items.every((d: any) => d.target === "s" && d.shadow === true), dead.text)
     }))
 
   it.scopedLive("?wait= gives up at the wait timeout (or Prefer: wait=N) with 202 and the current states", () =>
