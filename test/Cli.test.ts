@@ -311,6 +311,33 @@ describe("Cli", () => {
         assert.strictEqual(mirroredAnswer.settled, true)
         assert.strictEqual(mirroredAnswer.deliveries.find((d: any) => d.target === "inventory").status, "delivered")
         assert.strictEqual(mirroredAnswer.deliveries.find((d: any) => d.target === "billing").shadow, true)
+        // Once the shadow is dead for sure, the same send again (a duplicate, waited on) still exits 0.
+        yield* targets.until(() => targets.on("/billing").length === 3, "10 seconds")
+        const statusOf = () => cli(["status", "ev-cli-3", ...remote, "--api-key", env.FANOUT_CLI_KEY])
+        let shadowDead = false
+        for (let i = 0; i < 200 && !shadowDead; i++) {
+          const s = yield* statusOf()
+          shadowDead = JSON.parse(s.stdout).deliveries.some((d: any) => d.target === "billing" && d.status === "dead")
+          if (!shadowDead) yield* Effect.sleep("25 millis")
+        }
+        assert.isTrue(shadowDead, "the shadow delivery was dead-lettered")
+        const again = yield* cli([
+          "send",
+          "audit.logged",
+          "{}",
+          "--wait",
+          "--id",
+          "ev-cli-3",
+          ...remote,
+          "--api-key",
+          env.FANOUT_CLI_KEY
+        ])
+        assert.strictEqual(again.code, 0, again.stderr)
+        const againAnswer = JSON.parse(again.stdout)
+        assert.deepStrictEqual(
+          againAnswer.deliveries.map((d: any) => [d.target, d.status, d.shadow]).sort(),
+          [["billing", "dead", true], ["inventory", "delivered", undefined]]
+        )
       }),
     { timeout: 60_000 }
   )
