@@ -9,7 +9,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { NodeContext } from "@effect/platform-node"
 import { afterAll, assert, describe, it, vi } from "@effect/vitest"
-import { ConfigProvider, Effect, Exit, Logger, LogLevel } from "effect"
+import { ConfigProvider, Effect, Exit, Logger, LogLevel, Schedule } from "effect"
 import * as Cli from "../src/Cli.js"
 import * as Event from "../src/Event.js"
 import * as Store from "../src/Store.js"
@@ -295,7 +295,7 @@ describe("Cli", () => {
         assert.include(live.stdout, "\"inventory\"")
 
         // A shadow's dead letter does not make `send --wait` fail: exit 0, the shadow marked.
-        const mirrored = yield* cli([
+        const sendAudit = cli([
           "send",
           "audit.logged",
           "{}",
@@ -306,6 +306,7 @@ describe("Cli", () => {
           "--api-key",
           env.FANOUT_CLI_KEY
         ])
+        const mirrored = yield* sendAudit
         assert.strictEqual(mirrored.code, 0, mirrored.stderr)
         const mirroredAnswer = JSON.parse(mirrored.stdout)
         assert.strictEqual(mirroredAnswer.settled, true)
@@ -313,25 +314,16 @@ describe("Cli", () => {
         assert.strictEqual(mirroredAnswer.deliveries.find((d: any) => d.target === "billing").shadow, true)
         // Once the shadow is dead for sure, the same send again (a duplicate, waited on) still exits 0.
         yield* targets.until(() => targets.on("/billing").length === 3, "10 seconds")
-        const statusOf = () => cli(["status", "ev-cli-3", ...remote, "--api-key", env.FANOUT_CLI_KEY])
-        let shadowDead = false
-        for (let i = 0; i < 200 && !shadowDead; i++) {
-          const s = yield* statusOf()
-          shadowDead = JSON.parse(s.stdout).deliveries.some((d: any) => d.target === "billing" && d.status === "dead")
-          if (!shadowDead) yield* Effect.sleep("25 millis")
-        }
-        assert.isTrue(shadowDead, "the shadow delivery was dead-lettered")
-        const again = yield* cli([
-          "send",
-          "audit.logged",
-          "{}",
-          "--wait",
-          "--id",
-          "ev-cli-3",
-          ...remote,
-          "--api-key",
-          env.FANOUT_CLI_KEY
-        ])
+        const shadowDead = (s: Outcome): boolean =>
+          JSON.parse(s.stdout).deliveries.some((d: any) => d.target === "billing" && d.status === "dead")
+        yield* cli(["status", "ev-cli-3", ...remote, "--api-key", env.FANOUT_CLI_KEY]).pipe(
+          Effect.repeat({ schedule: Schedule.spaced("25 millis"), until: shadowDead }),
+          Effect.timeoutFail({
+            duration: "10 seconds",
+            onTimeout: () => new Error("the shadow delivery was never dead-lettered")
+          })
+        )
+        const again = yield* sendAudit
         assert.strictEqual(again.code, 0, again.stderr)
         const againAnswer = JSON.parse(again.stdout)
         assert.deepStrictEqual(
