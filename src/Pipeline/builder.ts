@@ -308,6 +308,7 @@ const graphOf = (
 
 /** @internal */
 export class PipelineImpl {
+  // A phantom marker: the variance struct exists only in the types, so it has no value to hold.
   readonly [TypeId] = undefined as any
   constructor(
     readonly eventType: string | undefined,
@@ -377,7 +378,9 @@ export class PipelineImpl {
 export const make: {
   <T extends string, P, I>(definition: Event.Definition<T, P, I>): Start<Event.Event<T, P>, P, never>
   (): Start<Event.Any, unknown, never>
-} = ((definition?: Event.Definition<string, unknown, unknown>) =>
+} = // One untyped implementation behind the overloads: each overload's return type carries what it
+  // infers from `definition`, which TypeScript cannot relate to a single function body.
+  ((definition?: Event.Definition<string, unknown, unknown>) =>
   new PipelineImpl(definition?.type, [], [], undefined, {
     ...(definition !== undefined ? { event: definition.type } : {}),
     enrich: [],
@@ -436,6 +439,7 @@ export const fromSteps = <const Specs extends ReadonlyArray<StepSpec>, const En 
     (options.enrich ?? []).map(({ f, target }) => ({ _tag: "Target", name: target.name, target, f })),
     steps.map((s) => ({ name: s.target.name, target: s.target, after: s.after ?? [], input: s.input })),
     options.aggregate as PipelineImpl["aggregator"]
+    // The step and aggregate types are inferred from `steps`/`options` at the call; the built value is untyped.
   ) as any
 
 /** @internal */

@@ -401,6 +401,8 @@ const effectStages = (pipeline: PipelineImpl) => pipeline.enrichers.filter((e) =
  */
 export const runner = <Pl extends Any>(pipeline: Pl): Effect.Effect<Runner<Pl>, never, RequirementsOf<Pl>> =>
   Effect.gen(function*() {
+    // Every Pipeline is a PipelineImpl (only `make`/`fromSteps` build them); the public interface
+    // leaves out the event type and the builder internals the runner reads.
     const impl = pipeline as unknown as PipelineImpl
     const runtimes = new Map<string, Target.Runtime<unknown>>()
     for (const target of targetsOf(impl)) {
@@ -452,5 +454,6 @@ export const run: {
     EnrichFailed,
     RequirementsOf<Pl>
   >
-} = ((pipeline: Any, event: Event.Any, options?: { readonly mode?: Mode }) =>
+} = // One implementation behind both overloads, whose result types differ by mode.
+  ((pipeline: Any, event: Event.Any, options?: { readonly mode?: Mode }) =>
   Effect.flatMap(runner(pipeline), (r) => r.run(event, options as { readonly mode: "all" }))) as any
