@@ -19,7 +19,7 @@
  *
  * @since 0.1.0
  */
-import { Duration, Effect, Layer, MetricLabel, Schedule } from "effect"
+import { Clock, Duration, Effect, Layer, MetricLabel, Schedule } from "effect"
 import * as Metrics from "./Metrics.js"
 import * as Store from "./Store.js"
 
@@ -83,7 +83,7 @@ export const runOnce = (options: Options = {}): Effect.Effect<Pass, Store.StoreE
     const removed = delivered === false ? { deliveries: 0, events: 0 } : yield* store.retention(delivered)
     let purged = 0
     if (dead !== false) {
-      const now = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
+      const now = yield* Clock.currentTimeMillis
       purged = yield* store.purge({ to: now - Duration.toMillis(Duration.decode(dead)) })
     }
     countDeliveries(removed.deliveries)

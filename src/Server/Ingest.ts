@@ -266,14 +266,15 @@ const makeRefusals = () => {
       return line(since)
     })
   return {
-    refused: (error: Store.StoreError) =>
+    /** Counts and logs `error`, which the producer is answered with `answer`. */
+    refused: (error: Store.StoreError, answer: Errors.ApiFailure) =>
       count(error.reason.toLowerCase(), 1, (since) =>
         Effect.logWarning(
           `fanout server: the store refused ${
             since === 1 ? "an event" : `${since} events`
-          } (${error.reason}); answering ${Errors.fromStoreError(error).error.status} ${
-            Errors.fromStoreError(error).error.code
-          }, nothing stored for ${since === 1 ? "it" : "them"}`
+          } (${error.reason}); answering ${answer.error.status} ${answer.error.code}, nothing stored for ${
+            since === 1 ? "it" : "them"
+          }`
         ).pipe(Effect.annotateLogs({ reason: error.reason, operation: error.operation, error: error.message }))),
     full: (events: number) =>
       count("queue_full", events, (since) =>
@@ -338,7 +339,10 @@ export const make = (
             ? Effect.fail(Errors.noRoute([noRouteIssue(error.type, "type")]))
             : error._tag === "ConflictError"
             ? Effect.fail(Errors.conflict(error.eventId))
-            : Effect.zipRight(refusals.refused(error), Effect.fail(Errors.fromStoreError(error)))
+            : Effect.suspend(() => {
+              const answer = Errors.fromStoreError(error)
+              return Effect.zipRight(refusals.refused(error, answer), Effect.fail(answer))
+            })
         )
       )
 
