@@ -374,6 +374,73 @@ export interface DeadLetterPage {
 }
 
 /**
+ * A search over stored events (newest first: by enqueue time, then id, both descending). Every
+ * field narrows; `since`/`until` bound the enqueue time (inclusive, epoch ms).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface EventQuery {
+  /** The event type (exact). */
+  readonly type?: string | undefined
+  /** Events with a delivery in this status (to `target`, when it is set too). */
+  readonly status?: Status | undefined
+  /** Events with a delivery to this target. */
+  readonly target?: string | undefined
+  readonly since?: number | undefined
+  readonly until?: number | undefined
+  readonly limit: number
+  /** The `next` of the previous page: opaque. */
+  readonly cursor?: string | undefined
+}
+
+/**
+ * One event of an {@link EventPage}: its envelope's type and id, and each delivery's state.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface EventSummary {
+  readonly id: string
+  readonly type: string
+  readonly enqueuedAt: number
+  readonly deliveries: ReadonlyArray<{ readonly id: string; readonly target: string; readonly status: Status }>
+}
+
+/**
+ * One page of {@link DeliveryStore.events}; `next` is set when more may follow.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface EventPage {
+  readonly items: ReadonlyArray<EventSummary>
+  readonly next: string | undefined
+}
+
+/**
+ * The opaque cursor of an event page: the enqueue time and id of the page's last event.
+ *
+ * @internal
+ */
+export const eventCursor = {
+  encode: (enqueuedAt: number, id: string): string =>
+    Buffer.from(JSON.stringify([enqueuedAt, id]), "utf8").toString("base64url"),
+  decode: (cursor: string): readonly [number, string] | undefined => {
+    if (!/^[A-Za-z0-9_-]{1,600}$/.test(cursor)) return undefined
+    try {
+      const parsed: unknown = JSON.parse(Buffer.from(cursor, "base64url").toString("utf8"))
+      return Array.isArray(parsed) && parsed.length === 2 && Number.isSafeInteger(parsed[0]) &&
+          typeof parsed[1] === "string"
+        ? [parsed[0] as number, parsed[1] as string]
+        : undefined
+    } catch {
+      return undefined
+    }
+  }
+}
+
+/**
  * The state of one delivery, with its full attempt history (oldest first).
  *
  * @since 0.1.0
@@ -547,6 +614,14 @@ export interface DeliveryStore {
   readonly replayMany: (filter: DeadLetterFilter) => Effect.Effect<number, StoreError>
   /** Deletes one dead letter (by id) or every dead letter matching a filter, with their history; answers how many. */
   readonly purge: (selection: string | DeadLetterFilter) => Effect.Effect<number, StoreError>
+  /**
+   * A page of events matching the query, newest first (enqueue time, then id), each with its
+   * deliveries' states. SQL stores read indexes only: the events' `(enqueued_at, id)` and
+   * `(type, enqueued_at, id)` indexes (migration 0006), or, with `status` pending, in_flight or dead,
+   * the partial index of those rows; `target` and the other statuses are checked per event on its
+   * `(event_id, target)` index. A bad cursor or limit is `InvalidInput`.
+   */
+  readonly events: (query: EventQuery) => Effect.Effect<EventPage, StoreError>
   /** The event with each delivery's state and attempt history; none when the id is unknown. */
   readonly status: (eventId: string) => Effect.Effect<Option.Option<EventStatus>, StoreError>
   /**

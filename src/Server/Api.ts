@@ -354,6 +354,54 @@ export const EventView = Schema.Struct({
   deliveries: Schema.Array(DeliveryView)
 }).annotations({ identifier: "EventStatus" })
 
+/**
+ * The query of `GET /v1/events` (every field narrows; `since`/`until` bound the enqueue time).
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const EventSearchParams = Schema.Struct({
+  type: Schema.optional(Schema.String.pipe(Schema.minLength(1), Schema.maxLength(200))).annotations({
+    description: "The event type (exact)"
+  }),
+  status: Schema.optional(DeliveryState).annotations({
+    description: "Events with a delivery in this state (to `target`, when given too)"
+  }),
+  target: Schema.optional(Schema.String.pipe(Schema.minLength(1), Schema.maxLength(200))).annotations({
+    description: "Events with a delivery to this target"
+  }),
+  since: Schema.optional(TimeParam).annotations({ description: "Enqueued at or after" }),
+  until: Schema.optional(TimeParam).annotations({ description: "Enqueued at or before" }),
+  cursor: Schema.optional(Schema.String.pipe(Schema.maxLength(600))).annotations({
+    description: "The `next` of the previous page (opaque)"
+  }),
+  limit: Schema.optional(Schema.NumberFromString.pipe(Schema.int(), Schema.between(1, 1000))).annotations({
+    description: "1–1000, default 50"
+  })
+})
+
+/**
+ * One event of a search page: its id, type, when it was enqueued, and each delivery's state.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const EventListItem = Schema.Struct({
+  id: Schema.String,
+  type: Schema.String,
+  enqueuedAt: Instant,
+  deliveries: Schema.Array(Schema.Struct({ id: Schema.String, target: Schema.String, status: DeliveryState }))
+}).annotations({ identifier: "EventListItem" })
+
+/**
+ * @since 0.1.0
+ * @category schemas
+ */
+export const EventPage = Schema.Struct({
+  items: Schema.Array(EventListItem),
+  next: Schema.optional(Schema.String).annotations({ description: "Pass as `cursor` for the next page; absent on the last" })
+}).annotations({ identifier: "EventPage" })
+
 const IdPath = Schema.Struct({ id: PathId })
 
 /**
@@ -388,6 +436,17 @@ export class Events extends HttpApiGroup.make("events")
       .addError(NoRoute)
       .addError(BatchUnavailable)
       .annotate(OpenApi.Summary, "Send several events (all or nothing on validation)")
+  )
+  .add(
+    HttpApiEndpoint.get("search", "/v1/events")
+      .setUrlParams(EventSearchParams)
+      .addSuccess(EventPage)
+      .addError(BadRequest)
+      .addError(Unavailable)
+      .annotate(
+        OpenApi.Summary,
+        "Find events, newest first: by type, delivery status, target, enqueue time; page with cursor"
+      )
   )
   .add(
     HttpApiEndpoint.get("status", "/v1/events/:id")

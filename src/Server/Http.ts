@@ -163,6 +163,7 @@ const EventsLive = (options: ServerOptions.Options) =>
       const outbox = yield* Outbox.Outbox
       const ingest = yield* Ingest.Ingest
       const registry = yield* Registry.Registry
+      const store = yield* Store.DeliveryStore
       const limits: Body.Limits = options
       const { location, summaries } = ingest
 
@@ -257,6 +258,22 @@ const EventsLive = (options: ServerOptions.Options) =>
         .handleRaw("sendBatch", ({ request }) =>
           respond(Effect.flatMap(Body.readJson(request, limits), (body) =>
             Effect.map(ingest.acceptBatch(body), Ingest.toResponse))))
+        .handleRaw("search", ({ urlParams }) =>
+          respond(Effect.gen(function*() {
+            const page = yield* fromStore(store.events({
+              limit: urlParams.limit ?? 50,
+              type: urlParams.type,
+              status: urlParams.status,
+              target: urlParams.target,
+              since: urlParams.since,
+              until: urlParams.until,
+              cursor: urlParams.cursor
+            }))
+            return json(Api.EventPage, {
+              items: page.items.map((item) => ({ ...item, enqueuedAt: iso(item.enqueuedAt) })),
+              ...(page.next !== undefined ? { next: page.next } : {})
+            })
+          })))
         .handleRaw("status", ({ path }) =>
           respond(Effect.gen(function*() {
             const status = yield* fromStore(outbox.status(path.id))

@@ -395,6 +395,53 @@ export const make: Effect.Effect<Store.DeliveryStore> = Effect.gen(function*() {
       }))
     )
 
+  const events_: Store.DeliveryStore["events"] = (query) =>
+    Effect.gen(function*() {
+      yield* checkPositiveInt("events", "limit", query.limit)
+      const after = query.cursor !== undefined ? Store.eventCursor.decode(query.cursor) : undefined
+      if (query.cursor !== undefined && after === undefined) {
+        return yield* Effect.fail(invalid("events", `bad cursor ${JSON.stringify(query.cursor)}`))
+      }
+      const before = (e: EventRow) =>
+        after === undefined || e.enqueuedAt < after[0] || (e.enqueuedAt === after[0] && e.event.id < after[1])
+      const found: Array<EventRow> = []
+      for (const e of events.values()) {
+        if (query.type !== undefined && e.event.type !== query.type) continue
+        if (query.since !== undefined && e.enqueuedAt < query.since) continue
+        if (query.until !== undefined && e.enqueuedAt > query.until) continue
+        if (!before(e)) continue
+        if (query.status !== undefined || query.target !== undefined) {
+          const hit = e.deliveries.some((id) => {
+            const row = rows.get(id)!
+            return (query.target === undefined || row.target === query.target) &&
+              (query.status === undefined || row.status === query.status)
+          })
+          if (!hit) continue
+        }
+        found.push(e)
+      }
+      found.sort((a, b) =>
+        b.enqueuedAt - a.enqueuedAt || (a.event.id < b.event.id ? 1 : a.event.id > b.event.id ? -1 : 0)
+      )
+      const page = found.slice(0, query.limit)
+      const items = page.map((e): Store.EventSummary => ({
+        id: e.event.id,
+        type: e.event.type,
+        enqueuedAt: e.enqueuedAt,
+        deliveries: e.deliveries.map((id) => {
+          const row = rows.get(id)!
+          return { id, target: row.target, status: row.status }
+        })
+      }))
+      const last = page[page.length - 1]
+      return {
+        items,
+        next: found.length > query.limit && last !== undefined
+          ? Store.eventCursor.encode(last.enqueuedAt, last.event.id)
+          : undefined
+      }
+    })
+
   const replay: Store.DeliveryStore["replay"] = (id) =>
     Effect.tap(
       write((now) => {
@@ -555,6 +602,7 @@ export const make: Effect.Effect<Store.DeliveryStore> = Effect.gen(function*() {
     replayMany,
     purge,
     status,
+    events: events_,
     stats,
     gauges,
     retention,

@@ -1998,6 +1998,105 @@ export const make = (
         })
       })
 
+    // ---- event search ------------------------------------------------------------------------
+
+    /**
+     * `d.status` with the status as literal text (it is one of five names), so SQLite can prove a
+     * partial index's predicate: `pending`/`in_flight` read `_open`, `dead` reads `_dead`.
+     */
+    const drivingStatus: Partial<Record<Store.Status, Fragment>> = {
+      pending: sql.literal("d.status IN ('pending', 'in_flight') AND d.status = 'pending'"),
+      in_flight: sql.literal("d.status IN ('pending', 'in_flight') AND d.status = 'in_flight'"),
+      dead: sql.literal("d.status = 'dead'")
+    }
+    const statuses: ReadonlySet<string> = new Set(["pending", "in_flight", "delivered", "dead", "compensated"])
+
+    const events_: Store.DeliveryStore["events"] = (query) =>
+      Effect.gen(function*() {
+        yield* checkPositiveInt("events", "limit", query.limit)
+        const after = query.cursor !== undefined ? Store.eventCursor.decode(query.cursor) : undefined
+        if (query.cursor !== undefined && after === undefined) {
+          return yield* Effect.fail(invalid("events", `bad cursor ${JSON.stringify(query.cursor)}`))
+        }
+        if (query.status !== undefined && !statuses.has(query.status)) {
+          return yield* Effect.fail(invalid("events", `unknown status ${JSON.stringify(query.status)}`))
+        }
+        const clauses: Array<Fragment> = []
+        if (query.type !== undefined) clauses.push(sql`e.type = ${query.type}`)
+        if (query.since !== undefined) clauses.push(sql`e.enqueued_at >= ${query.since}`)
+        if (query.until !== undefined) clauses.push(sql`e.enqueued_at <= ${query.until}`)
+        if (after !== undefined) clauses.push(sql`(e.enqueued_at, e.id) < (${after[0]}, ${after[1]})`)
+        const driving = query.status !== undefined ? drivingStatus[query.status] : undefined
+        const limit = query.limit + 1
+        const rows = yield* run(
+          "events",
+          "read",
+          Effect.gen(function*() {
+            const found = driving !== undefined
+              // A small set (the queue or the dead letters): from its partial index to the events.
+              ? yield* sql<{ id: string; type: string; enqueued_at: unknown }>`SELECT e.id, e.type, e.enqueued_at
+                  FROM ${T.deliveries} d CROSS JOIN ${T.events} e
+                  WHERE ${
+                sql.and([
+                  driving,
+                  ...(query.target !== undefined ? [sql`d.target = ${query.target}`] : []),
+                  sql`e.id = d.event_id`,
+                  ...clauses
+                ])
+              }
+                  GROUP BY e.id, e.type, e.enqueued_at
+                  ORDER BY e.enqueued_at DESC, e.id DESC LIMIT ${limit}`
+              // Newest first on an events index; a target or a finished status is checked per event
+              // on its (event_id, target) index (on SQLite the unary + keeps the planner off the status indexes).
+              : yield* sql<{ id: string; type: string; enqueued_at: unknown }>`SELECT e.id, e.type, e.enqueued_at
+                  FROM ${T.events} e
+                  WHERE ${
+                sql.and([
+                  ...clauses,
+                  ...(query.target !== undefined || query.status !== undefined
+                    ? [sql`EXISTS (SELECT 1 FROM ${T.deliveries} d WHERE ${
+                      sql.and([
+                        sql`d.event_id = e.id`,
+                        ...(query.target !== undefined ? [sql`d.target = ${query.target}`] : []),
+                        ...(query.status !== undefined ? [pg ? sql`d.status = ${query.status}` : sql`+d.status = ${query.status}`] : [])
+                      ])
+                    })`]
+                    : [sql`1 = 1`])
+                ])
+              }
+                  ORDER BY e.enqueued_at DESC, e.id DESC LIMIT ${limit}`
+            const page = found.slice(0, query.limit)
+            const deliveries = page.length === 0 ? [] : yield* sql<{
+              id: unknown
+              event_id: string
+              target: string
+              status: Store.Status
+            }>`SELECT id, event_id, target, status FROM ${T.deliveries}
+              WHERE event_id IN ${sql.in(page.map((row) => row.id))} ORDER BY id`
+            return { found, page, deliveries }
+          })
+        )
+        const byEvent = new Map<string, Array<{ id: string; target: string; status: Store.Status }>>()
+        for (const d of rows.deliveries) {
+          let list = byEvent.get(d.event_id)
+          if (list === undefined) byEvent.set(d.event_id, list = [])
+          list.push({ id: String(d.id), target: d.target, status: d.status })
+        }
+        const items = rows.page.map((row): Store.EventSummary => ({
+          id: row.id,
+          type: row.type,
+          enqueuedAt: num(row.enqueued_at),
+          deliveries: byEvent.get(row.id) ?? []
+        }))
+        const last = items[items.length - 1]
+        return {
+          items,
+          next: rows.found.length > query.limit && last !== undefined
+            ? Store.eventCursor.encode(last.enqueuedAt, last.id)
+            : undefined
+        }
+      })
+
     interface CountRow {
       readonly target: string
       readonly status: Store.Status
@@ -2081,6 +2180,7 @@ export const make = (
       replayMany,
       purge,
       status,
+      events: events_,
       stats,
       gauges,
       retention,

@@ -545,7 +545,7 @@ describe("routing errors", () => {
       const cases: Array<[string, string, number, string | null]> = [
         ["GET", "/nope", 404, null],
         ["GET", "/v1/events:batch", 405, "POST"],
-        ["DELETE", "/v1/events", 405, "POST"],
+        ["DELETE", "/v1/events", 405, "POST, GET"],
         ["PUT", "/v1/events/abc", 405, "GET"],
         ["GET", "/v1/dead-letters:replay", 405, "POST"],
         ["GET", "/v1/dead-letters/x/replay", 405, "POST"],

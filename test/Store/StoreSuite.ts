@@ -1307,6 +1307,121 @@ export const suite = (name: string, layer: StoreLayer, options: SuiteOptions = {
         assert.isAtMost(after.writeTransactions - before.writeTransactions, 3)
       }))
 
+    // ---- event search ----------------------------------------------------------------------
+
+    const typed = (type: string, id: string) => Effect.orDie(Event.make(type, { id }, { id }))
+    const ids = (page: Store.EventPage) => page.items.map((item) => item.id)
+    /** Every page of a query, in order, with its size. */
+    const allPages = (query: Omit<Store.EventQuery, "cursor">) =>
+      Effect.gen(function*() {
+        const store = yield* Store.DeliveryStore
+        const pages: Array<Array<string>> = []
+        let cursor: string | undefined
+        do {
+          const page = yield* store.events({ ...query, cursor })
+          pages.push(ids(page))
+          cursor = page.next
+          assert.isAtMost(pages.length, 50, "the cursor makes progress")
+        } while (cursor !== undefined)
+        return pages
+      })
+
+    test("events: newest first (enqueue time, then id), paged by an opaque cursor, none skipped or repeated", () =>
+      Effect.gen(function*() {
+        const store = yield* Store.DeliveryStore
+        // Two at the same instant (ordered by id between them), the others 10 ms apart.
+        for (const [i, id] of ["ev-1", "ev-2", "ev-3", "ev-4", "ev-5", "ev-6", "ev-7"].entries()) {
+          if (i !== 3) yield* TestClock.adjust(10)
+          yield* store.enqueue(yield* typed("order.placed", id), ["a"])
+        }
+        const expected = ["ev-7", "ev-6", "ev-5", "ev-4", "ev-3", "ev-2", "ev-1"]
+        const first = yield* store.events({ limit: 100 })
+        assert.deepStrictEqual(ids(first), expected)
+        assert.isUndefined(first.next)
+        assert.deepStrictEqual(first.items[0]!.deliveries.map((d) => [d.target, d.status]), [["a", "pending"]])
+        assert.strictEqual(first.items[0]!.type, "order.placed")
+        assert.strictEqual(first.items[6]!.enqueuedAt, 10)
+        assert.deepStrictEqual(yield* allPages({ limit: 3 }), [["ev-7", "ev-6", "ev-5"], ["ev-4", "ev-3", "ev-2"], [
+          "ev-1"
+        ]])
+        // A page exactly full says no more only when nothing follows.
+        assert.deepStrictEqual(yield* allPages({ limit: 7 }), [expected])
+        // An event enqueued after a page was read does not shift the next page.
+        const page = yield* store.events({ limit: 2 })
+        yield* TestClock.adjust(10)
+        yield* store.enqueue(yield* typed("order.placed", "ev-8"), ["a"])
+        assert.deepStrictEqual(ids(yield* store.events({ limit: 2, cursor: page.next })), ["ev-5", "ev-4"])
+      }))
+
+    test("events: type, target, status and time range narrow, alone and together", () =>
+      Effect.gen(function*() {
+        const store = yield* Store.DeliveryStore
+        yield* TestClock.adjust(100)
+        yield* store.enqueue(yield* typed("order.placed", "o-1"), ["a", "b"]) // t=100
+        yield* TestClock.adjust(100)
+        yield* store.enqueue(yield* typed("user.created", "u-1"), ["b"]) // t=200
+        yield* TestClock.adjust(100)
+        yield* store.enqueue(yield* typed("order.placed", "o-2"), ["a"]) // t=300
+        yield* TestClock.adjust(100)
+        yield* store.enqueue(yield* typed("order.placed", "o-3"), ["c"]) // t=400
+        yield* killDelivery("a", "o-1", "http_400")
+        // o-2 → a delivered; o-3 → c in flight.
+        const claims = yield* store.claim({ workerId: "w", limit: 10, leaseMs: 60_000, targets: ["a"] })
+        const o2 = claims.find((c) => c.eventId === "o-2")!
+        assert.isTrue(yield* store.finish(o2, ok, Store.Next.Delivered({})))
+        yield* store.release(claims.filter((c) => c !== o2))
+        yield* store.claim({ workerId: "w", limit: 10, leaseMs: 60_000, targets: ["c"] })
+
+        const find = (query: Omit<Store.EventQuery, "limit">) => Effect.map(store.events({ limit: 100, ...query }), ids)
+        assert.deepStrictEqual(yield* find({ type: "order.placed" }), ["o-3", "o-2", "o-1"])
+        assert.deepStrictEqual(yield* find({ type: "user.created" }), ["u-1"])
+        assert.deepStrictEqual(yield* find({ type: "nope" }), [])
+        assert.deepStrictEqual(yield* find({ target: "b" }), ["u-1", "o-1"])
+        assert.deepStrictEqual(yield* find({ status: "dead" }), ["o-1"])
+        assert.deepStrictEqual(yield* find({ status: "delivered" }), ["o-2"])
+        assert.deepStrictEqual(yield* find({ status: "in_flight" }), ["o-3"])
+        assert.deepStrictEqual(yield* find({ status: "pending" }), ["u-1", "o-1"])
+        assert.deepStrictEqual(yield* find({ status: "compensated" }), [])
+        // Status and target together: a delivery to that target in that status.
+        assert.deepStrictEqual(yield* find({ status: "pending", target: "b" }), ["u-1", "o-1"])
+        assert.deepStrictEqual(yield* find({ status: "pending", target: "a" }), [])
+        assert.deepStrictEqual(yield* find({ status: "dead", target: "b" }), [])
+        assert.deepStrictEqual(yield* find({ status: "delivered", target: "a", type: "order.placed" }), ["o-2"])
+        // Time range, inclusive.
+        assert.deepStrictEqual(yield* find({ since: 200, until: 300 }), ["o-2", "u-1"])
+        assert.deepStrictEqual(yield* find({ since: 301 }), ["o-3"])
+        assert.deepStrictEqual(yield* find({ until: 100, type: "order.placed" }), ["o-1"])
+        assert.deepStrictEqual(yield* find({ since: 100, status: "pending", type: "user.created" }), ["u-1"])
+        // Each item carries its deliveries' states.
+        const [o1] = (yield* store.events({ limit: 1, status: "dead" })).items
+        assert.deepStrictEqual(
+          o1!.deliveries.map((d) => [d.target, d.status]).sort(),
+          [["a", "dead"], ["b", "pending"]]
+        )
+        // Filtered pages page too, on the driving index of each kind.
+        assert.deepStrictEqual(yield* allPages({ limit: 1, status: "pending" }), [["u-1"], ["o-1"]])
+        assert.deepStrictEqual(yield* allPages({ limit: 2, type: "order.placed" }), [["o-3", "o-2"], ["o-1"]])
+        assert.deepStrictEqual(yield* allPages({ limit: 1, target: "a" }), [["o-2"], ["o-1"]])
+      }))
+
+    test("events: a bad cursor or limit is InvalidInput; purged events are gone from the search", () =>
+      Effect.gen(function*() {
+        const store = yield* Store.DeliveryStore
+        for (const cursor of ["not a cursor", "bm9wZQ", Buffer.from(JSON.stringify(["x", 1])).toString("base64url")]) {
+          const error = yield* Effect.flip(store.events({ limit: 10, cursor }))
+          assert.strictEqual(error.reason, "InvalidInput", cursor)
+        }
+        for (const limit of [0, -1, 1.5]) {
+          const error = yield* Effect.flip(store.events({ limit }))
+          assert.strictEqual(error.reason, "InvalidInput", String(limit))
+        }
+        yield* store.enqueue(yield* typed("order.placed", "p-1"), ["a"])
+        yield* killDelivery("a", "p-1", "http_400")
+        assert.deepStrictEqual(ids(yield* store.events({ limit: 10 })), ["p-1"])
+        assert.strictEqual(yield* store.purge({ target: "a" }), 1)
+        assert.deepStrictEqual(ids(yield* store.events({ limit: 10 })), [])
+      }))
+
     // ---- transactional outbox (SQL stores) -------------------------------------------------
 
     if (options.outbox !== undefined) {

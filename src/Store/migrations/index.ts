@@ -12,6 +12,7 @@ import dependencies from "./0002_dependencies.js"
 import fingerprint from "./0003_fingerprint.js"
 import leanIndexes from "./0004_lean_indexes.js"
 import replayedAt from "./0005_replayed_at.js"
+import eventSearch from "./0006_event_search.js"
 
 /**
  * Table names (plain lower-case identifiers: `<prefix>events`, …).
@@ -45,5 +46,6 @@ export const migrations = (
   "0002_dependencies": dependencies(sql, t, dialect),
   "0003_fingerprint": fingerprint(sql, t, dialect),
   "0004_lean_indexes": leanIndexes(sql, t, dialect),
-  "0005_replayed_at": replayedAt(sql, t, dialect)
+  "0005_replayed_at": replayedAt(sql, t, dialect),
+  "0006_event_search": eventSearch(sql, t, dialect)
 })
