@@ -574,13 +574,53 @@ export const makeRuntime = <P, A, PI>(
     // A bulkhead permit, then a rate-limit token, then breaker admission right before the
     // exchange: admitted first, a request that waited in the queue or for a token could go
     // through a breaker that opened meanwhile.
-    const guarded = <X>(effect: Effect.Effect<X, TargetError.DeliveryError>, protect: boolean, deadlineAt: number) =>
+    const guardedSlow = <X>(
+      effect: Effect.Effect<X, TargetError.DeliveryError>,
+      protect: boolean,
+      deadlineAt: number
+    ) =>
       bulkhead.run(
         Effect.zipRight(
           token(deadlineAt),
           breaker.run(inFlight(protect ? finishOnInterrupt(effect) : effect), isBreakerFailure)
         ),
         queueUntil(deadlineAt)
+      )
+
+    // The same three gates as plain calls when each lets the call through at once (a free permit
+    // with nobody waiting, a free token, a closed breaker: the usual case), with one finalizer for
+    // all of them; any gate that would wait, refuse or probe sends the call the `guardedSlow` way.
+    const guarded = <X>(effect: Effect.Effect<X, TargetError.DeliveryError>, protect: boolean, deadlineAt: number) =>
+      Effect.uninterruptibleMask((restore) =>
+        Effect.withFiberRuntime<X, TargetError.DeliveryError>((fiber) => {
+          if (!bulkhead.tryAcquireNow()) return restore(guardedSlow(effect, protect, deadlineAt))
+          const clock = clockOf(fiber)
+          if (!breaker.closedNow() || !limiter.tryTakeNow(clock.unsafeCurrentTimeMillis())) {
+            bulkhead.releaseNow()
+            return restore(guardedSlow(effect, protect, deadlineAt))
+          }
+          const labels = metricLabels(fiber)
+          inFlightMetric.unsafeModify(1, labels)
+          return Effect.matchCauseEffect(restore(protect ? finishOnInterrupt(effect) : effect), {
+            onFailure: (cause) => {
+              inFlightMetric.unsafeModify(-1, labels)
+              bulkhead.releaseNow()
+              const outcome = cause._tag === "Fail"
+                ? isBreakerFailure(cause.error) ? "failure" : "ignored"
+                : "ignored"
+              const recorded = breaker.recordClosed(outcome, clock.unsafeCurrentTimeMillis())
+              return recorded === undefined
+                ? Effect.failCause(cause)
+                : Effect.zipRight(recorded, Effect.failCause(cause))
+            },
+            onSuccess: (value) => {
+              inFlightMetric.unsafeModify(-1, labels)
+              bulkhead.releaseNow()
+              const recorded = breaker.recordClosed("success", clock.unsafeCurrentTimeMillis())
+              return recorded === undefined ? Effect.succeed(value) : Effect.as(recorded, value)
+            }
+          })
+        })
       )
 
     // The attempts of one delivery: the first, then retries as `decide` says, all under the
@@ -660,8 +700,10 @@ export const makeRuntime = <P, A, PI>(
       Effect.flatMap(toEvent(event), (typed) => buildWith(name, options.request, typed))
 
     const attempt = (event: Event.Any, _n: number) =>
-      Effect.flatMap(prepare(event), (request) =>
-        guarded(exchange(request, idempotencyKey(event), true, never), false, never))
+      Effect.flatMap(
+        prepare(event),
+        (request) => guarded(exchange(request, idempotencyKey(event), true, never), false, never)
+      )
 
     const deliver = (
       event: Event.Any,
@@ -688,8 +730,7 @@ export const makeRuntime = <P, A, PI>(
           onDelivered === undefined
             ? Effect.map(
               runAttempts(
-                (_, deadlineAt) =>
-                  guarded(exchange(request, key, true, deadlineAt), protect, deadlineAt),
+                (_, deadlineAt) => guarded(exchange(request, key, true, deadlineAt), protect, deadlineAt),
                 "fanout.deliver",
                 key
               ),

@@ -29,7 +29,7 @@
  */
 import { hostname } from "node:os"
 import { Headers, HttpTraceContext } from "@effect/platform"
-import type { Scope, Tracer } from "effect"
+import type { MetricLabel, Scope, Tracer } from "effect"
 import { Cause, Clock, Context, Data, Duration, Effect, Either, Fiber, FiberRef, FiberSet, Layer, Metric, Queue, Random, Stream } from "effect"
 import * as Delivery from "./Delivery.js"
 import type * as Event from "./Event.js"
@@ -195,10 +195,11 @@ interface Lane {
   readonly wakeTimes: Array<number>
   /** Not before this time (breaker open, no rate-limit token). */
   blockedUntil: number
-  readonly attemptCounter: (outcome: string) => Effect.Effect<void>
-  readonly deliveryCounter: (outcome: string) => Effect.Effect<void>
+  /** Counts one attempt (or delivery) of the target by outcome, with the fiber's metric labels (plain calls). */
+  readonly attemptCounter: (outcome: string, labels: ReadonlyArray<MetricLabel.MetricLabel>) => void
+  readonly deliveryCounter: (outcome: string, labels: ReadonlyArray<MetricLabel.MetricLabel>) => void
   /** Increments the retries counter of the target. */
-  readonly retriesMetric: Effect.Effect<void>
+  readonly retriesMetric: Metrics.Labelled<number>
 }
 
 interface Entry {
@@ -224,22 +225,19 @@ const positiveInt = (name: string, value: number): Effect.Effect<number, WorkerO
     : Effect.fail(new WorkerOptionsError({ message: `Worker: ${name} must be an integer >= 1, got ${value}` }))
 
 /**
- * `Metric.increment` of a counter with labels fixed once (`Metrics.labelled`: no `MetricKey` built,
- * hashed and looked up per update, as `Metric.tagged` would); the fiber's metric labels still apply.
+ * A counter by outcome with its labels fixed once (`Metrics.labelled`: no `MetricKey` built, hashed
+ * and looked up per update, as `Metric.tagged` would); the caller passes the fiber's metric labels.
  */
-const incrementOf = (metric: Metrics.Labelled<number>): Effect.Effect<void> =>
-  FiberRef.getWith(FiberRef.currentMetricLabels, (labels) => Effect.sync(() => metric.unsafeUpdate(1, labels)))
-
 const counterBy = (metric: Metric.Metric.Counter<number>, target: string) => {
   const byTarget = Metrics.labelled(metric, "target", target)
-  const increments = new Map<string, Effect.Effect<void>>()
-  return (outcome: string) => {
-    let increment = increments.get(outcome)
-    if (increment === undefined) {
-      increment = incrementOf(byTarget.tagged("outcome", outcome))
-      increments.set(outcome, increment)
+  const counters = new Map<string, Metrics.Labelled<number>>()
+  return (outcome: string, labels: ReadonlyArray<MetricLabel.MetricLabel>): void => {
+    let counter = counters.get(outcome)
+    if (counter === undefined) {
+      counter = byTarget.tagged("outcome", outcome)
+      counters.set(outcome, counter)
     }
-    return increment
+    counter.unsafeUpdate(1, labels)
   }
 }
 
@@ -349,7 +347,7 @@ export const make = <T extends Target.Any>(
         blockedUntil: 0,
         attemptCounter: counterBy(Metrics.attempts, target.name),
         deliveryCounter: counterBy(Metrics.deliveries, target.name),
-        retriesMetric: incrementOf(Metrics.labelled(Metrics.retries, "target", target.name))
+        retriesMetric: Metrics.labelled(Metrics.retries, "target", target.name)
       }
       lanes.push(lane)
     }
@@ -508,118 +506,159 @@ export const make = <T extends Target.Any>(
       attempt: claimed.attempts + 1
     })
 
+    /**
+     * One delivery: the attempt, then what follows it (`settle`). One fiber, one finalizer: the
+     * clock, the tracer switch and the metric labels are read from the fiber once, the counters
+     * are plain calls, and the lane's bookkeeping runs in the single uninterruptible exit below
+     * (DESIGN §8).
+     */
     const deliver = (lane: Lane, claimed: Store.Claimed, entry: Entry): Effect.Effect<void> =>
-      Effect.gen(function*() {
-        const number = claimed.attempts + 1
-        const startedAt = yield* Clock.currentTimeMillis
-        lane.inFlight++
-        const send = claimed.after.length === 0 && pipelines.size === 0
-          ? lane.runtime.attempt(claimed.event, number)
-          : Effect.flatMap(
-            Effect.annotateLogs(eventOf(claimed), ofDelivery(claimed)),
-            (event) => lane.runtime.attempt(event, number)
-          )
-        const counted = Effect.ensuring(send, Effect.sync(() => lane.inFlight--))
-        // No span at all when tracing is off (see Delivery).
-        const traced = (yield* FiberRef.get(FiberRef.currentTracerEnabled))
-          ? Effect.withSpan(counted, "fanout.attempt", {
-            captureStackTrace: attemptTrace,
-            attributes: {
-              "fanout.target": lane.name,
-              "fanout.attempt": number,
-              "fanout.delivery.id": claimed.id,
-              "fanout.event.id": claimed.eventId,
-              "fanout.idempotency_key": claimed.idempotencyKey,
-              "fanout.worker.id": workerId
-            },
-            ...enqueuedUnder(claimed.event)
-          })
-          : counted
-        const result = yield* Effect.either(traced)
-        entry.phase = "finish"
-        const now = yield* Clock.currentTimeMillis
-        const durationMs = now - startedAt
-        let record: Store.AttemptInput
-        let next: Store.Next
-        if (result._tag === "Right") {
-          record = { startedAt, durationMs, outcome: "success", status: result.right.status }
-          next = claimed.dependents > 0
-            ? Store.Next.Delivered({ response: storedAnswer(result.right.body) })
-            : Store.Next.Delivered()
-          yield* lane.attemptCounter("success")
-        } else {
-          const error = result.left
-          const label = TargetError.label(error)
-          const retryAfterMs = TargetError.retryAfter(error)
-          record = {
-            startedAt,
-            durationMs,
-            outcome: label,
-            status: statusOf(error),
-            errorTag: error._tag,
-            message: error.message,
-            retryAfterMs
+      Effect.uninterruptibleMask((restore) =>
+        Effect.withFiberRuntime<void>((fiber) => {
+          const clock = Context.get(fiber.currentDefaultServices, Clock.Clock)
+          const labels = fiber.getFiberRef(FiberRef.currentMetricLabels)
+          const number = claimed.attempts + 1
+          const startedAt = clock.unsafeCurrentTimeMillis()
+          lane.inFlight++
+          let counted = true
+          const uncount = () => {
+            if (counted) {
+              counted = false
+              lane.inFlight--
+            }
           }
-          yield* lane.attemptCounter(label)
-          const decision = Delivery.decide(lane.runtime.policy, {
-            attempts: number,
-            // The budget counts from the last replay (which also reset the attempts), else from the enqueue.
-            elapsed: now - (claimed.replayedAt ?? claimed.enqueuedAt),
-            now,
-            error,
-            random: yield* Random.next,
-            budget: Duration.toMillis(lane.runtime.policy.retry.maxAge)
+          const send = claimed.after.length === 0 && pipelines.size === 0
+            ? lane.runtime.attempt(claimed.event, number)
+            : Effect.flatMap(
+              Effect.annotateLogs(eventOf(claimed), ofDelivery(claimed)),
+              (event) => lane.runtime.attempt(event, number)
+            )
+          // No span at all when tracing is off (see Delivery).
+          const traced = fiber.getFiberRef(FiberRef.currentTracerEnabled)
+            ? Effect.withSpan(send, "fanout.attempt", {
+              captureStackTrace: attemptTrace,
+              attributes: {
+                "fanout.target": lane.name,
+                "fanout.attempt": number,
+                "fanout.delivery.id": claimed.id,
+                "fanout.event.id": claimed.eventId,
+                "fanout.idempotency_key": claimed.idempotencyKey,
+                "fanout.worker.id": workerId
+              },
+              ...enqueuedUnder(claimed.event)
+            })
+            : send
+          const attempted = Effect.matchEffect(traced, {
+            onSuccess: (answer) => {
+              uncount()
+              return settle(lane, claimed, entry, labels, startedAt, clock.unsafeCurrentTimeMillis(), answer, undefined, 0)
+            },
+            onFailure: (error) => {
+              uncount()
+              return Effect.flatMap(Random.next, (random) =>
+                settle(lane, claimed, entry, labels, startedAt, clock.unsafeCurrentTimeMillis(), undefined, error, random))
+            }
           })
-          next = decision._tag === "RetryAt"
-            ? Store.Next.Retry({ at: decision.at })
-            : Store.Next.Dead({ reason: deadReason(decision.reason) })
+          const done = () => {
+            uncount()
+            entry.phase = "done"
+            entries.delete(claimed.id)
+            if (!entry.settled && !entry.lost && !running) toRelease.push(entry.claim)
+            lane.held--
+            held--
+            return kick
+          }
+          return Effect.matchCauseEffect(restore(attempted), {
+            onSuccess: done,
+            onFailure: (cause) =>
+              Cause.isInterruptedOnly(cause)
+                ? Effect.zipRight(done(), Effect.failCause(cause))
+                : Effect.zipRight(
+                  Effect.logError("worker: delivery failed unexpectedly", cause).pipe(
+                    Effect.annotateLogs({ workerId, deliveryId: claimed.id, ...ofDelivery(claimed) })
+                  ),
+                  done()
+                )
+          })
+        })
+      )
+
+    /** What follows an attempt: the record and what is next (delivered, retry at a time, dead), written durably. */
+    const settle = (
+      lane: Lane,
+      claimed: Store.Claimed,
+      entry: Entry,
+      labels: ReadonlyArray<MetricLabel.MetricLabel>,
+      startedAt: number,
+      now: number,
+      answer: Target.Answer<unknown> | undefined,
+      error: TargetError.DeliveryError | undefined,
+      random: number
+    ): Effect.Effect<void> => {
+      entry.phase = "finish"
+      const durationMs = now - startedAt
+      let record: Store.AttemptInput
+      let next: Store.Next
+      if (error === undefined) {
+        record = { startedAt, durationMs, outcome: "success", status: answer?.status }
+        next = claimed.dependents > 0
+          ? Store.Next.Delivered({ response: storedAnswer(answer?.body) })
+          : Store.Next.Delivered()
+        lane.attemptCounter("success", labels)
+      } else {
+        const label = TargetError.label(error)
+        const retryAfterMs = TargetError.retryAfter(error)
+        record = {
+          startedAt,
+          durationMs,
+          outcome: label,
+          status: statusOf(error),
+          errorTag: error._tag,
+          message: error.message,
+          retryAfterMs
         }
-        const written = yield* finishDurably(entry, record, next, claimed)
+        lane.attemptCounter(label, labels)
+        const decision = Delivery.decide(lane.runtime.policy, {
+          attempts: claimed.attempts + 1,
+          // The budget counts from the last replay (which also reset the attempts), else from the enqueue.
+          elapsed: now - (claimed.replayedAt ?? claimed.enqueuedAt),
+          now,
+          error,
+          random,
+          budget: Duration.toMillis(lane.runtime.policy.retry.maxAge)
+        })
+        next = decision._tag === "RetryAt"
+          ? Store.Next.Retry({ at: decision.at })
+          : Store.Next.Dead({ reason: deadReason(decision.reason) })
+      }
+      return Effect.flatMap(finishDurably(entry, record, next, claimed), (written): Effect.Effect<void> => {
         entry.settled = true
-        if (written === "abandoned") return
+        if (written === "abandoned") return Effect.void
         if (written === "fenced") {
           entry.lost = true
           counts.lostLeases++
-          yield* Effect.logWarning("worker: lease lost before the attempt was recorded; its result is discarded").pipe(
+          return Effect.logWarning("worker: lease lost before the attempt was recorded; its result is discarded").pipe(
             Effect.annotateLogs({ workerId, deliveryId: claimed.id, ...ofDelivery(claimed) })
           )
-          return
         }
-        switch (next._tag) {
-          case "Delivered":
-            counts.delivered++
-            yield* lane.deliveryCounter("delivered")
-            break
-          case "Retry":
-            counts.retried++
-            yield* lane.retriesMetric
-            yield* wakeAt(lane, next.at)
-            break
-          case "Dead":
-            counts.dead++
-            yield* lane.deliveryCounter("dead")
-            yield* Effect.logInfo(`worker: delivery dead-lettered (${next.reason})`).pipe(
-              Effect.annotateLogs({ workerId, deliveryId: claimed.id, ...ofDelivery(claimed), error: record.outcome })
-            )
-            break
+        if (next._tag === "Delivered") {
+          counts.delivered++
+          lane.deliveryCounter("delivered", labels)
+          return Effect.void
         }
-      }).pipe(
-        Effect.catchAllCause((cause) =>
-          Cause.isInterruptedOnly(cause)
-            ? Effect.interrupt
-            : Effect.logError("worker: delivery failed unexpectedly", cause).pipe(
-              Effect.annotateLogs({ workerId, deliveryId: claimed.id, ...ofDelivery(claimed) })
-            )
-        ),
-        Effect.ensuring(Effect.suspend(() => {
-          entry.phase = "done"
-          entries.delete(claimed.id)
-          if (!entry.settled && !entry.lost && !running) toRelease.push(entry.claim)
-          lane.held--
-          held--
-          return kick
-        }))
-      )
+        if (next._tag === "Retry") {
+          counts.retried++
+          lane.retriesMetric.unsafeUpdate(1, labels)
+          return wakeAt(lane, next.at)
+        }
+        if (next._tag !== "Dead") return Effect.void
+        counts.dead++
+        lane.deliveryCounter("dead", labels)
+        return Effect.logInfo(`worker: delivery dead-lettered (${next.reason})`).pipe(
+          Effect.annotateLogs({ workerId, deliveryId: claimed.id, ...ofDelivery(claimed), error: record.outcome })
+        )
+      })
+    }
 
     // ---- claiming ----------------------------------------------------------------------------------
 

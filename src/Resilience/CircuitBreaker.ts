@@ -35,6 +35,21 @@ export interface CircuitBreaker {
   ) => Effect.Effect<A, E | CircuitOpenError, R>
   readonly state: Effect.Effect<State>
   readonly changes: Stream.Stream<State>
+  /**
+   * The hot path's admission, a plain call: true when the breaker is closed (a call admitted
+   * so is an ordinary one, not a probe); false when a call must go through {@link CircuitBreaker.run}.
+   *
+   * @internal
+   */
+  readonly closedNow: () => boolean
+  /**
+   * Records the result of a call admitted by {@link CircuitBreaker.closedNow} at `now`: undefined
+   * when that changes nothing (a success of a closed breaker with no failures counted, the usual
+   * case), else the Effect that records it.
+   *
+   * @internal
+   */
+  readonly recordClosed: (outcome: "success" | "failure" | "ignored", now: number) => Effect.Effect<void> | undefined
 }
 
 const closed: State = { _tag: "Closed", consecutiveFailures: 0 }
@@ -48,7 +63,9 @@ const closed: State = { _tag: "Closed", consecutiveFailures: 0 }
 export const disabled: CircuitBreaker = {
   run: (effect) => effect,
   state: Effect.succeed(closed),
-  changes: Stream.make(closed)
+  changes: Stream.make(closed),
+  closedNow: () => true,
+  recordClosed: () => undefined
 }
 
 /**
@@ -134,27 +151,33 @@ export const make = (target: string, options: CircuitBreakerOptions | undefined)
       return { _tag: "Closed", consecutiveFailures }
     }
 
-    const record = (kind: "closed" | "probe", outcome: "success" | "failure" | "ignored"): Effect.Effect<void> => {
+    const recordAt = (
+      kind: "closed" | "probe",
+      outcome: "success" | "failure" | "ignored",
+      now: number
+    ): Effect.Effect<void> | undefined => {
       // Changes nothing: an ignored result of a non-probe.
-      if (kind === "closed" && outcome === "ignored") return Effect.void
-      return Effect.clockWith((clock) => {
-        const now = clock.unsafeCurrentTimeMillis()
-        // Fast path: a success while closed with no failures counted leaves the state as it is.
-        if (
-          kind === "closed" && outcome === "success" && current._tag === "Closed" && current.consecutiveFailures === 0
-        ) {
-          if (ratio) sample(now, false)
-          return Effect.void
+      if (kind === "closed" && outcome === "ignored") return undefined
+      // Fast path: a success while closed with no failures counted leaves the state as it is.
+      if (
+        kind === "closed" && outcome === "success" && current._tag === "Closed" && current.consecutiveFailures === 0
+      ) {
+        if (ratio) sample(now, false)
+        return undefined
+      }
+      return SubscriptionRef.update(ref, (state): State => {
+        if (outcome === "ignored") {
+          // Only probes get here: give the probe's slot back.
+          return (current = state._tag === "HalfOpen" ? { ...state, probes: state.probes - 1 } : state)
         }
-        return SubscriptionRef.update(ref, (state): State => {
-          if (outcome === "ignored") {
-            // Only probes get here: give the probe's slot back.
-            return (current = state._tag === "HalfOpen" ? { ...state, probes: state.probes - 1 } : state)
-          }
-          return (current = next(kind, outcome, state, now))
-        })
+        return (current = next(kind, outcome, state, now))
       })
     }
+
+    const record = (kind: "closed" | "probe", outcome: "success" | "failure" | "ignored"): Effect.Effect<void> =>
+      kind === "closed" && outcome === "ignored"
+        ? Effect.void
+        : Effect.clockWith((clock) => recordAt(kind, outcome, clock.unsafeCurrentTimeMillis()) ?? Effect.void)
 
     return {
       run: <A, E, R>(effect: Effect.Effect<A, E, R>, isFailure: (error: E) => boolean) =>
@@ -173,6 +196,8 @@ export const make = (target: string, options: CircuitBreakerOptions | undefined)
               )))
         ),
       state: SubscriptionRef.get(ref),
-      changes: ref.changes
+      changes: ref.changes,
+      closedNow: () => current._tag === "Closed",
+      recordClosed: (outcome, now) => recordAt("closed", outcome, now)
     } satisfies CircuitBreaker
   })

@@ -23,6 +23,13 @@ export interface RateLimiter {
   readonly pauseFor: (millis: number) => Effect.Effect<void>
   /** When the next request could go, in epoch milliseconds (0 when now). */
   readonly nextFreeAt: Effect.Effect<number>
+  /**
+   * The hot path's token, a plain call: takes one and gives true when it is free at `now` (no
+   * wait); false otherwise, and nothing taken (the caller then goes through {@link RateLimiter.take}).
+   *
+   * @internal
+   */
+  readonly tryTakeNow: (now: number) => boolean
 }
 
 /**
@@ -67,6 +74,12 @@ export const make = (
       nextFreeAt: Effect.map(Clock.currentTimeMillis, (now) => {
         const at = tat - tolerance
         return at > now ? at : 0
-      })
+      }),
+      tryTakeNow: (now) => {
+        const base = Math.max(tat, now)
+        if (base - tolerance > now) return false
+        tat = base + emission
+        return true
+      }
     }
   })
