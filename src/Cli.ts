@@ -22,7 +22,8 @@
  * @since 0.1.0
  */
 import { Args, Command, HelpDoc, Options, ValidationError } from "@effect/cli"
-import { HttpClient, HttpClientRequest } from "@effect/platform"
+import { HttpClientError, HttpClientResponse } from "@effect/platform"
+import type { HttpClient } from "@effect/platform"
 import type { Teardown } from "@effect/platform/Runtime"
 import { resolve } from "node:path"
 import {
@@ -38,10 +39,12 @@ import {
   Option,
   Redacted
 } from "effect"
+import * as Client from "./Client.js"
 import * as Config from "./Config.js"
 import * as Demo from "./Demo.js"
 import * as Main from "./Main.js"
 import * as Retention from "./Retention.js"
+import * as Errors from "./Server/Errors.js"
 import * as Graph from "./Server/Graph.js"
 import * as Store from "./Store.js"
 import * as Telemetry from "./Telemetry.js"
@@ -245,71 +248,61 @@ interface Remote {
   readonly apiKey: Option.Option<Redacted.Redacted<string>>
 }
 
-interface Answer {
-  readonly status: number
-  readonly body: unknown
-}
-
 const ClientLive = Transport.layer()
 
-const call = (
+/**
+ * Runs `f` with the typed client ({@link Client.make}) of the server at `remote`: a refusal the
+ * server answered (its declared error body), a transport failure, or an answer that does not
+ * decode becomes a {@link CommandFailed} saying which; `label` names the request in messages.
+ */
+const callApi = <A, E>(
   remote: Remote,
-  method: "GET" | "POST" | "DELETE",
-  path: string,
-  body?: unknown
-): Effect.Effect<Answer, CommandFailed | UsageError, HttpClient.HttpClient> =>
+  label: string,
+  f: (client: Client.Client) => Effect.Effect<A, E>
+): Effect.Effect<A, CommandFailed | UsageError, HttpClient.HttpClient> =>
   Effect.gen(function*() {
     if (!URL.canParse(remote.url) || !/^https?:$/.test(new URL(remote.url).protocol)) {
       return yield* new UsageError({ message: `--url: expected an http(s) URL, got ${JSON.stringify(remote.url)}` })
     }
-    const client = yield* HttpClient.HttpClient
-    let request = HttpClientRequest.make(method)(new URL(path, remote.url).toString()).pipe(
-      HttpClientRequest.acceptJson
-    )
-    if (Option.isSome(remote.apiKey)) {
-      request = HttpClientRequest.bearerToken(request, Redacted.value(remote.apiKey.value))
-    }
-    if (body !== undefined) {
-      request = HttpClientRequest.bodyUnsafeJson(request, body)
-    }
-    const response = yield* client.execute(request).pipe(
+    const client = yield* Client.make({ baseUrl: remote.url, apiKey: Option.getOrUndefined(remote.apiKey) })
+    return yield* f(client).pipe(
       Effect.timeoutFail({
         duration: "60 seconds",
         onTimeout: () => new CommandFailed({ message: `${remote.url}: no answer within 60 seconds` })
       }),
-      Effect.catchTags({
-        RequestError: (error) => {
-          const cause = error.cause as { code?: string; cause?: { code?: string }; message?: string } | undefined
-          const reason = cause?.code ?? cause?.cause?.code ?? cause?.message ?? error.message
-          return Effect.fail(new CommandFailed({ message: `cannot reach ${remote.url}: ${reason}` }))
-        },
-        ResponseError: (error) => Effect.fail(new CommandFailed({ message: `${remote.url}: ${error.message}` }))
-      })
+      Effect.catchAll((error) => Effect.flatMap(failureOf(remote, label, error), Effect.fail))
     )
-    const text = yield* response.text.pipe(
-      Effect.mapError((error) =>
-        new CommandFailed({ message: `${remote.url}: cannot read the answer: ${error.message}` })
+  })
+
+/** What a failed call says. */
+const failureOf = (remote: Remote, label: string, error: unknown): Effect.Effect<CommandFailed> => {
+  if (error instanceof CommandFailed) return Effect.succeed(error)
+  if (Client.isRefusal(error)) return Effect.succeed(new CommandFailed({ message: describeRefusal(label, error) }))
+  if (HttpClientError.isHttpClientError(error)) {
+    if (error._tag === "RequestError") {
+      const cause = error.cause as { code?: string; cause?: { code?: string }; message?: string } | undefined
+      const reason = cause?.code ?? cause?.cause?.code ?? cause?.message ?? error.message
+      return Effect.succeed(new CommandFailed({ message: `cannot reach ${remote.url}: ${reason}` }))
+    }
+    // A status the API does not declare for this endpoint: its body, if it has the one error shape.
+    const response = error.response
+    return HttpClientResponse.schemaBodyJson(Errors.ErrorBody)(response).pipe(
+      Effect.map((body) => new CommandFailed({ message: describeRefusal(label, body) })),
+      Effect.orElseSucceed(() =>
+        new CommandFailed({ message: `${label}: HTTP ${response.status}: unexpected answer (${error.reason})` })
       )
     )
-    let parsed: unknown = text
-    try {
-      parsed = text.length === 0 ? undefined : JSON.parse(text)
-    } catch {
-      // not JSON: kept as text
-    }
-    if (response.status >= 400) {
-      return yield* new CommandFailed({ message: describeRefusal(method, path, response.status, parsed) })
-    }
-    return { status: response.status, body: parsed }
-  }).pipe(Effect.scoped)
+  }
+  const message = typeof error === "object" && error !== null && "message" in error
+    ? String(error.message)
+    : String(error)
+  return Effect.succeed(new CommandFailed({ message: `${remote.url}: cannot read the answer of ${label}: ${message}` }))
+}
 
-const describeRefusal = (method: string, path: string, status: number, body: unknown): string => {
-  const error = typeof body === "object" && body !== null && "error" in body
-    ? (body as { error: { message?: string; issues?: ReadonlyArray<{ path: string; message: string }> } }).error
-    : undefined
-  const lines = [`${method} ${path}: HTTP ${status}${error?.message !== undefined ? `: ${error.message}` : ""}`]
-  for (const issue of error?.issues ?? []) lines.push(`  ${issue.path || "(body)"}: ${issue.message}`)
-  if (error === undefined && typeof body === "string" && body.length > 0) lines.push(`  ${body.slice(0, 500)}`)
+const describeRefusal = (label: string, body: Client.Refusal): string => {
+  const error = body.error
+  const lines = [`${label}: HTTP ${error.status}: ${error.message}`]
+  for (const issue of error.issues ?? []) lines.push(`  ${issue.path || "(body)"}: ${issue.message}`)
   return lines.join("\n")
 }
 
@@ -334,13 +327,6 @@ const dropUndefined = (record: Record<string, unknown>) =>
   Object.fromEntries(Object.entries(record).filter(([, v]) => v !== undefined))
 
 const iso = (ms: number | undefined) => (ms === undefined ? undefined : new Date(ms).toISOString())
-
-const query = (params: Record<string, string | number | undefined>) => {
-  const search = new URLSearchParams()
-  for (const [key, value] of Object.entries(params)) if (value !== undefined) search.set(key, String(value))
-  const s = search.toString()
-  return s === "" ? "" : `?${s}`
-}
 
 // ---------------------------------------------------------------------------------------------
 // serve, worker, demo
@@ -560,17 +546,19 @@ const send = Command.make(
         try: () => JSON.parse(options.payload) as unknown,
         catch: (e) => new UsageError({ message: `<json>: not valid JSON: ${(e as Error).message}` })
       })
-      const body = dropUndefined({
-        type: options.type,
-        payload,
-        id: Option.getOrUndefined(options.id),
-        key: Option.getOrUndefined(options.key)
-      })
-      const answer = yield* call(options, "POST", `/v1/events${options.wait ? "?wait=settled" : ""}`, body)
-      yield* printJson(answer.body)
-      const deliveries = (answer.body as {
-        deliveries?: ReadonlyArray<{ target: string; status: string; heldBy?: unknown; shadow?: boolean }>
-      }).deliveries ?? []
+      const answer = yield* callApi(options, "POST /v1/events", (client) =>
+        client.events.send({
+          payload: {
+            type: options.type,
+            payload,
+            ...(Option.isSome(options.id) ? { id: options.id.value } : {}),
+            ...(Option.isSome(options.key) ? { key: options.key.value } : {})
+          },
+          urlParams: options.wait ? { wait: "settled" } : {},
+          headers: {}
+        }))
+      yield* printJson(answer)
+      const deliveries = answer.deliveries
       // Shadow deliveries are observers: their failures never make `send --wait` fail.
       const primary = deliveries.filter((d) => d.shadow !== true)
       const dead = primary.filter((d) => d.status === "dead")
@@ -597,8 +585,8 @@ const status = Command.make(
     Option.match(options.config, {
       onNone: (): Effect.Effect<void, Failure> =>
         withClient(Effect.flatMap(
-          call(options, "GET", `/v1/events/${encodeURIComponent(options.id)}`),
-          (answer) => printJson(answer.body)
+          callApi(options, `GET /v1/events/${options.id}`, (c) => c.events.status({ path: { id: options.id } })),
+          printJson
         )),
       onSome: (file): Effect.Effect<void, Failure> =>
         withStore(file, (store) => store.status(options.id)).pipe(
@@ -636,7 +624,7 @@ const targets = Command.make(
   (options) =>
     Option.match(options.config, {
       onNone: (): Effect.Effect<void, Failure> =>
-        withClient(Effect.flatMap(call(options, "GET", "/v1/targets"), (answer) => printJson(answer.body))),
+        withClient(Effect.flatMap(callApi(options, "GET /v1/targets", (client) => client.targets.list()), printJson)),
       onSome: (file): Effect.Effect<void, Failure> =>
         Effect.flatMap(Config.load(file), (config) =>
           printJson({
@@ -696,8 +684,16 @@ const dlqList = Command.make(
     return Option.match(options.config, {
       onNone: (): Effect.Effect<void, Failure> =>
         withClient(Effect.flatMap(
-          call(options, "GET", `/v1/dead-letters${query({ target, error, cursor, limit: options.limit })}`),
-          (answer) => printJson(answer.body)
+          callApi(options, "GET /v1/dead-letters", (client) =>
+            client.deadLetters.list({
+              urlParams: {
+                limit: options.limit,
+                ...(target !== undefined ? { target } : {}),
+                ...(error !== undefined ? { error } : {}),
+                ...(cursor !== undefined ? { cursor } : {})
+              }
+            })),
+          printJson
         )),
       onSome: (file): Effect.Effect<void, Failure> =>
         withStore(file, (store) => store.deadLetters({ limit: options.limit, target, errorLabel: error, cursor })).pipe(
@@ -770,12 +766,24 @@ const dlqReplay = Command.make("replay", selection, (options) =>
       return yield* printJson({ replayed })
     }
     const answer = yield* withClient(Option.match(filter, {
-      onNone: () =>
-        call(options, "POST", `/v1/dead-letters/${encodeURIComponent(Option.getOrThrow(options.id))}/replay`),
+      onNone: () => {
+        const id = Option.getOrThrow(options.id)
+        return callApi(
+          options,
+          `POST /v1/dead-letters/${id}/replay`,
+          (client) => client.deadLetters.replay({ path: { id } })
+        )
+      },
       onSome: (f) =>
-        call(options, "POST", "/v1/dead-letters:replay", dropUndefined({ target: f.target, error: f.errorLabel }))
+        callApi(options, "POST /v1/dead-letters:replay", (client) =>
+          client.deadLetters.replayMany({
+            payload: {
+              ...(f.target !== undefined ? { target: f.target } : {}),
+              ...(f.errorLabel !== undefined ? { error: f.errorLabel } : {})
+            }
+          }))
     }))
-    yield* printJson(answer.body)
+    yield* printJson(answer)
   })).pipe(
     Command.withDescription(
       "Replay dead letters: one by delivery id, or many (--all, --target, --error); same idempotency key"
@@ -801,7 +809,11 @@ const dlqPurge = Command.make("purge", selection, (options) =>
           "purge: the API deletes one dead letter at a time (give its id); purge by filter needs --config (the store directly)"
       })
     }
-    yield* withClient(call(options, "DELETE", `/v1/dead-letters/${encodeURIComponent(Option.getOrThrow(options.id))}`))
+    const id = Option.getOrThrow(options.id)
+    yield* withClient(
+      callApi(options, `DELETE /v1/dead-letters/${id}`, (client) =>
+        client.deadLetters.purge({ path: { id } }))
+    )
     yield* printJson({ purged: 1 })
   })).pipe(
     Command.withDescription(

@@ -3,6 +3,8 @@
  *
  * @since 0.1.0
  */
+export * as Client from "./Client.js"
+export { FanoutClient } from "./Client.js"
 export * as Config from "./Config.js"
 export * as Delivery from "./Delivery.js"
 export * as Event from "./Event.js"

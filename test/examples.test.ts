@@ -44,4 +44,14 @@ describe("examples", () => {
     expect(out).toMatch(/shipping\s+Blocked\s+blocked by payment/)
     expect(out).toMatch(/shipping\s+after \[customer, inventory, payment\]\s+sent at/)
   })
+
+  it("embed-server.ts: one HttpServer serves the app's own route and Fanout's API; the typed client sends and reads", {
+    timeout: 70_000
+  }, async () => {
+    const { code, out } = await run("examples/embed-server.ts")
+    expect(code, out).toBe(0)
+    expect(out).toMatch(/GET \/hello -> 200 \{"hello":"world"\} \(x-served-by: embed-example\)/)
+    expect(out).toMatch(/POST \/v1\/events\?wait=settled -> order-1: orders delivered/)
+    expect(out).toMatch(/the downstream API received 1 event\(s\): \["order-1"\]/)
+  })
 })

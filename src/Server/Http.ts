@@ -17,6 +17,7 @@ import * as NodeHttp from "node:http"
 import type { Duplex } from "node:stream"
 import {
   HttpApiBuilder,
+  type HttpApiGroup,
   HttpApiSwagger,
   type HttpApp,
   HttpServer,
@@ -491,6 +492,50 @@ const layerShared = (
 ): Layer.Layer<Auth.AuthCheck | Ingest.Ingest, never, Outbox.Outbox> =>
   Layer.merge(Auth.layerCheck(options), Ingest.layer(options))
 
+/** Every group's handlers (what {@link layerHandlers} and the server's own routes provide). */
+const layerGroups = (options: ServerOptions.Options) =>
+  Layer.mergeAll(EventsLive(options), DeadLettersLive(options), TargetsLive, OpsLive)
+
+/**
+ * Fanout's handlers, as the `HttpApiBuilder.group` layers of every group of {@link Api.Api}
+ * (`events`, `deadLetters`, `targets`, `ops`), with the API-key middleware and the ingest rules
+ * they share: what an application provides to its own `HttpApiBuilder.api(FanoutApi)` (or to
+ * `HttpApiBuilder.api(FanoutApi.add(MyGroup))`, its own groups beside Fanout's) to serve Fanout's
+ * API from its own `HttpServer`, under its own middleware. `POST /v1/events` and
+ * `POST /v1/events:batch` are answered by these handlers (the lean listener of {@link layer} is
+ * an addition of Fanout's own Node server).
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerHandlers = (
+  options: ServerOptions.Options | ServerOptions.Input = {}
+): Layer.Layer<
+  | HttpApiGroup.ApiGroup<"fanout", "events">
+  | HttpApiGroup.ApiGroup<"fanout", "deadLetters">
+  | HttpApiGroup.ApiGroup<"fanout", "targets">
+  | HttpApiGroup.ApiGroup<"fanout", "ops">,
+  never,
+  Requirements
+> => {
+  const resolved = resolveOptions(options)
+  return layerGroups(resolved).pipe(
+    Layer.provide(Auth.layerAuthorization),
+    Layer.provide(layerShared(resolved))
+  )
+}
+
+/**
+ * The one error shape (`{ "error": { code, message, status, issues? } }`) for what fails outside
+ * Fanout's handlers: a path, query or header that does not decode (400), an unknown route (404 or
+ * 405 for Fanout's routes), a defect (500). An `HttpApiBuilder.middleware`: it applies to every
+ * route of the application it is provided to (optional when mounting {@link layerHandlers}).
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerErrors: Layer.Layer<never> = ErrorsLive
+
 /** The API's routes over the shared pieces in context. */
 const layerRoutes = (options: ServerOptions.Options) =>
   Layer.mergeAll(
@@ -500,7 +545,7 @@ const layerRoutes = (options: ServerOptions.Options) =>
   ).pipe(
     Layer.provideMerge(
       HttpApiBuilder.api(Api.Api).pipe(
-        Layer.provide([EventsLive(options), DeadLettersLive(options), TargetsLive, OpsLive]),
+        Layer.provide(layerGroups(options)),
         Layer.provide(Auth.layerAuthorization)
       )
     )
