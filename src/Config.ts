@@ -16,6 +16,7 @@ import type * as Outbox from "./Outbox.js"
 import * as Pipeline from "./Pipeline.js"
 import type * as Policy from "./Resilience/Policy.js"
 import * as Router from "./Router.js"
+import * as Schemas from "./Schemas.js"
 import * as Signing from "./Signing.js"
 import type * as Store from "./Store.js"
 import * as Target from "./Target.js"
@@ -217,6 +218,44 @@ const RouteConfig = Schema.Union(
   })
 )
 
+/** An Effect Schema (TypeScript configs). */
+const EffectSchema = Schema.declare(
+  (u: unknown): u is Schema.Schema<any, any, never> => Schema.isSchema(u),
+  { identifier: "Schema" }
+)
+
+/** An `Event.define(...)` declaration (TypeScript configs). */
+const EventDefinition = Schema.declare(
+  (u: unknown): u is Event.Definition<string, any, any> =>
+    typeof u === "object" && u !== null && typeof (u as { type?: unknown }).type === "string" &&
+    Schema.isSchema((u as { payload?: unknown }).payload),
+  { identifier: "EventDefinition" }
+)
+
+/**
+ * An event type's declaration (`events` of the configuration): `{ "schema": <JSON Schema, draft
+ * 2020-12> }`; in a TypeScript configuration also `{ schema: <an Effect Schema> }` or an
+ * `Event.define(...)` value. The payload of every event of that type is checked at ingest.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const EventTypeConfig = Schema.Union(
+  Schema.Struct({
+    schema: Schema.Union(
+      EffectSchema,
+      Schema.Boolean,
+      Schema.Record({ key: Schema.String, value: Schema.Unknown })
+    ).annotations({
+      message: () => ({
+        message: "Expected a JSON Schema (an object or a boolean), or in a TypeScript configuration an Effect Schema",
+        override: true
+      })
+    })
+  }),
+  EventDefinition
+).annotations({ identifier: "EventType" })
+
 /**
  * @since 0.1.0
  * @category schemas
@@ -303,6 +342,11 @@ export const FanoutConfig = Schema.Struct({
   telemetry: Schema.optional(Schema.Struct({ sampleRatio: Schema.optional(Schema.Number.pipe(Schema.between(0, 1))) })),
   targets: Schema.Record({ key: Schema.String.pipe(Schema.pattern(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$/)), value: TargetConfig }),
   routes: Schema.Record({ key: Schema.String.pipe(Schema.minLength(1)), value: RouteConfig }),
+  /**
+   * Event type (exact, no `*`) → its payload schema, checked at ingest: a payload that does not
+   * match is refused with `422 schema_mismatch` and nothing is stored.
+   */
+  events: Schema.optional(Schema.Record({ key: Schema.String.pipe(Schema.minLength(1)), value: EventTypeConfig })),
   /**
    * TypeScript configs only: event type → `({ event, responses }) => answer`, the one answer
    * `POST /v1/events?wait=all` returns once every delivery of such an event is delivered
@@ -684,6 +728,8 @@ export interface Built {
   readonly after: Store.Dependencies
   /** Event type → its aggregate (TypeScript configs): what `Outbox.layer(router, { aggregates })` takes. */
   readonly aggregates: Readonly<Record<string, Outbox.AggregateFunction>>
+  /** The declared event types (`events`), their schemas compiled: what ingest checks payloads with. */
+  readonly eventTypes: Schemas.Service
 }
 
 /**
@@ -753,14 +799,59 @@ export const build = (
         })
       }
     }
+    const eventTypes = eventTypesOf(config, router, issues)
     if (issues.length > 0) return Effect.fail(new ConfigError({ file, issues }))
     return Effect.succeed({
       targets,
       router,
       after: dependenciesOf(config),
-      aggregates: (config.aggregates ?? {}) as Readonly<Record<string, Outbox.AggregateFunction>>
+      aggregates: (config.aggregates ?? {}) as Readonly<Record<string, Outbox.AggregateFunction>>,
+      eventTypes
     })
   })
 
 /** The default body of a target with `after`: its (derived) event's payload, `{ event, inputs }`. */
 const dependentBody = (event: Event.Any): unknown => event.payload
+
+/**
+ * The event types of a configuration (`events`), each schema compiled once; what is wrong is added
+ * to `issues` (a type with `*`, one no route matches, an `Event.define` under another type, a JSON
+ * Schema Ajv refuses).
+ */
+const eventTypesOf = (
+  config: FanoutConfig,
+  router: Router.Router<Event.Any, Target.Any>,
+  issues: Array<Issue>
+): Schemas.Service => {
+  const declarations: Record<string, Schemas.Declaration> = {}
+  const pathOf = (type: string) => `events[${JSON.stringify(type)}]`
+  for (const [type, entry] of Object.entries(config.events ?? {})) {
+    if (type.includes("*")) {
+      issues.push({ path: pathOf(type), message: `Expected an exact event type (no *), got ${JSON.stringify(type)}` })
+      continue
+    }
+    if (!router.hasRoute(type)) {
+      issues.push({ path: pathOf(type), message: `Expected an event type that a route matches, got ${JSON.stringify(type)}` })
+      continue
+    }
+    if ("schema" in entry) {
+      const schema = entry.schema
+      declarations[type] = Schema.isSchema(schema)
+        ? { _tag: "Effect", schema }
+        : { _tag: "JsonSchema", schema }
+    } else if (entry.type !== type) {
+      issues.push({
+        path: pathOf(type),
+        message: `Expected the declaration of ${JSON.stringify(type)}, got Event.define(${JSON.stringify(entry.type)}, …)`
+      })
+    } else {
+      declarations[type] = { _tag: "Effect", schema: entry.payload }
+    }
+  }
+  const compiled = Schemas.make(declarations)
+  if (Either.isLeft(compiled)) {
+    for (const problem of compiled.left) issues.push({ path: `${pathOf(problem.type)}.schema`, message: problem.message })
+    return Schemas.empty
+  }
+  return compiled.right
+}

@@ -22,6 +22,7 @@ import * as Config from "./Config.js"
 import * as Outbox from "./Outbox.js"
 import * as Registry from "./Registry.js"
 import * as Retention from "./Retention.js"
+import * as Schemas from "./Schemas.js"
 import * as Http from "./Server/Http.js"
 import * as ServerOptions from "./Server/Options.js"
 import * as Store from "./Store.js"
@@ -375,6 +376,8 @@ export const layer = (
       Layer.provide(Layer.mergeAll(
         // Durable pipelines: each event's deliveries carry the configured `after` links.
         Outbox.layer(app.built.router, { after: app.built.after, aggregates: app.built.aggregates }),
+        // The declared event types: ingest checks payloads against their schemas.
+        Schemas.layer(app.built.eventTypes),
         Telemetry.layerMetricsRenderer
       ))
     )

@@ -67,7 +67,11 @@ export const Conflict = Schema.Struct({
  * @since 0.1.0
  * @category errors
  */
-export const NoRoute = errorAt(422, "No route matches the event type")
+export const NoRoute = errorAt(
+  422,
+  "No route matches the event type (`no_route`), or the payload does not match its type's schema (`schema_mismatch`: " +
+    "each issue's `path` is a JSON Pointer into the request body, like `/payload/qty`); nothing was stored"
+)
 /**
  * @since 0.1.0
  * @category errors
@@ -405,6 +409,37 @@ export const EventPage = Schema.Struct({
 const IdPath = Schema.Struct({ id: PathId })
 
 /**
+ * One event type of `GET /v1/event-types`.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const EventTypeView = Schema.Struct({
+  type: Schema.String,
+  validated: Schema.Boolean.annotations({
+    description: "Whether payloads of this type are checked at ingest (a declared schema); false: any JSON payload"
+  }),
+  kind: Schema.optional(Schema.Literal("json-schema", "effect-schema")).annotations({
+    description: "`json-schema`: declared as a JSON Schema (draft 2020-12, Ajv); `effect-schema`: an Effect Schema (TypeScript configuration)"
+  }),
+  schema: Schema.optional(Schema.Unknown).annotations({ description: "The payload's JSON Schema" }),
+  ref: Schema.optional(Schema.String).annotations({ description: "The component of the OpenAPI document that holds the schema" })
+}).annotations({ identifier: "EventType" })
+
+/**
+ * @since 0.1.0
+ * @category schemas
+ */
+export const EventTypesView = Schema.Struct({
+  types: Schema.Array(EventTypeView).annotations({
+    description: "The declared types (validated), then the exact types routes name"
+  }),
+  patterns: Schema.Array(Schema.String).annotations({
+    description: "Wildcard route patterns: their events are accepted with any payload, unless their type is declared"
+  })
+}).annotations({ identifier: "EventTypes" })
+
+/**
  * @since 0.1.0
  * @category groups
  */
@@ -455,6 +490,11 @@ export class Events extends HttpApiGroup.make("events")
       .addError(NotFound)
       .addError(Unavailable)
       .annotate(OpenApi.Summary, "An event's deliveries, with every attempt")
+  )
+  .add(
+    HttpApiEndpoint.get("types", "/v1/event-types")
+      .addSuccess(EventTypesView)
+      .annotate(OpenApi.Summary, "The event types: their payload schemas (checked at ingest) and the route patterns")
   )
 {}
 

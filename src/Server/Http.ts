@@ -37,6 +37,7 @@ import * as Api from "./Api.js"
 import * as Auth from "./Auth.js"
 import * as Body from "./Body.js"
 import * as Errors from "./Errors.js"
+import * as EventTypes from "./EventTypes.js"
 import * as Graph from "./Graph.js"
 import * as Ingest from "./Ingest.js"
 import * as Metrics from "./Metrics.js"
@@ -288,6 +289,9 @@ const EventsLive = (options: ServerOptions.Options) =>
             )
             return json(Api.EventView, { ...view, deliveries })
           })))
+        .handleRaw("types", () =>
+          Effect.map(EventTypes.current, (eventTypes) =>
+            json(Api.EventTypesView, EventTypes.view(outbox.router, eventTypes))))
     }))
 
 const DeadLettersLive = (options: ServerOptions.Options) =>
@@ -540,7 +544,8 @@ export const layerErrors: Layer.Layer<never> = ErrorsLive
 const layerRoutes = (options: ServerOptions.Options) =>
   Layer.mergeAll(
     ErrorsLive,
-    HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" }),
+    // `/openapi.json`, with the declared payload schemas of the event types.
+    EventTypes.layerOpenApi({ path: "/openapi.json" }),
     HttpApiSwagger.layer({ path: "/docs" })
   ).pipe(
     Layer.provideMerge(

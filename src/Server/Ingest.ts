@@ -3,7 +3,8 @@
  *
  * - {@link Ingest} (the service, {@link layer}) holds the rules both endpoints apply once a body has
  *   been read: schema decoding (`400` with paths), the `id` / `Idempotency-Key` check, routing
- *   (`422`), the queue-depth guard (`503` + `Retry-After`), the enqueue (store failures as `503` /
+ *   (`422`), the payload schema of the type (`422 schema_mismatch`, `Schemas.check`, when the
+ *   context has `Schemas.EventTypes`), the queue-depth guard (`503` + `Retry-After`), the enqueue (store failures as `503` /
  *   `500`, a duplicate id `200`, the same id with other content `409`) and the answer (`202` +
  *   `Location`; a batch reports each item, `conflict` among them). The `HttpApi` handlers
  *   (`Http.ts`) and the lean listener both use it, so they answer alike.
@@ -44,6 +45,7 @@ import {
 import * as Event from "../Event.js"
 import * as Metrics from "../Metrics.js"
 import * as Outbox from "../Outbox.js"
+import * as Schemas from "../Schemas.js"
 import type * as Store from "../Store.js"
 import * as Api from "./Api.js"
 import * as Auth from "./Auth.js"
@@ -146,6 +148,29 @@ const noRouteIssue = (type: string, path: string): Errors.Issue => ({
   path,
   message: `No route matches the event type ${JSON.stringify(type)}`
 })
+
+/**
+ * `422 schema_mismatch`: payloads that do not match their type's schema; each issue's `path` is a
+ * JSON Pointer (RFC 6901) into the request body (`/payload/qty`, `/events/3/payload/qty`).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const schemaMismatch = (
+  mismatches: ReadonlyArray<{ readonly at: string; readonly mismatch: Schemas.PayloadMismatch }>,
+  events = 1
+): Errors.ApiFailure => {
+  const first = mismatches[0]!.mismatch
+  const message = events === 1
+    ? `The payload does not match the schema of the event type ${JSON.stringify(first.type)}`
+    : `${mismatches.length} of ${events} events do not match the schema of their type (the first: ${
+      JSON.stringify(first.type)
+    }); nothing was stored`
+  const issues = mismatches.flatMap(({ at, mismatch }) =>
+    mismatch.issues.map((issue) => ({ path: `${at}${issue.pointer}`, message: issue.message }))
+  ).slice(0, 100)
+  return Errors.make(422, "schema_mismatch", message, { issues })
+}
 
 const decodeOptions = { errors: "all", onExcessProperty: "error", exact: true } as const
 const decodeEventSchema = Schema.decodeUnknownEither(Api.EventInput, decodeOptions)
@@ -297,6 +322,7 @@ export const make = (
 ): Effect.Effect<Service, never, Outbox.Outbox> =>
   Effect.gen(function*() {
     const outbox = yield* Outbox.Outbox
+    const eventTypes = Option.getOrElse(yield* Effect.serviceOption(Schemas.EventTypes), () => Schemas.empty)
     const maxDepth = options.maxQueueDepth
     const cachedGauges = yield* Effect.cachedWithTTL(
       Effect.either(outbox.gauges),
@@ -364,7 +390,10 @@ export const make = (
       }
       const event = toEvent(input, input.id ?? key ?? newEventId(now), now)
       if (!outbox.router.hasRoute(event.type)) return Either.left(Errors.noRoute([noRouteIssue(event.type, "type")]))
-      return Either.right(event)
+      const checked = Schemas.check(eventTypes, event)
+      return Either.isLeft(checked)
+        ? Either.left(schemaMismatch([{ at: "/payload", mismatch: checked.left }]))
+        : Either.right(event)
     }
 
     const prepareBatch = (body: unknown, now: number): Either.Either<ReadonlyArray<Event.Any>, Errors.ApiFailure> => {
@@ -381,7 +410,13 @@ export const make = (
         outbox.router.hasRoute(e.type) ? [] : [noRouteIssue(e.type, `events[${i}].type`)]
       )
       if (unrouted.length > 0) return Either.left(Errors.noRoute(unrouted))
-      return Either.right(input.events.map((e) => toEvent(e, e.id ?? newEventId(now), now)))
+      const events = input.events.map((e) => toEvent(e, e.id ?? newEventId(now), now))
+      const mismatches = events.flatMap((event, i) => {
+        const checked = Schemas.check(eventTypes, event)
+        return Either.isLeft(checked) ? [{ at: `/events/${i}/payload`, mismatch: checked.left }] : []
+      })
+      // All or nothing: one payload that does not match refuses the whole batch.
+      return mismatches.length > 0 ? Either.left(schemaMismatch(mismatches, events.length)) : Either.right(events)
     }
 
     const store = (event: Event.Any) =>
