@@ -21,6 +21,7 @@ import * as Signing from "./Signing.js"
 import type * as Store from "./Store.js"
 import * as Target from "./Target.js"
 import * as Http from "./Targets/Http.js"
+import { maskUrl } from "./internal/maskUrl.js"
 
 /**
  * One problem in a configuration: where (`path`, like `targets.inventory.timeout`) and what.
@@ -162,7 +163,11 @@ const PositiveInt = Schema.Int.pipe(Schema.positive())
 export const TargetConfig = Schema.Struct({
   url: Schema.String.pipe(
     Schema.filter((s) => URL.canParse(s) && /^https?:$/.test(new URL(s).protocol), {
-      message: (issue) => `Expected an http(s) URL, got ${JSON.stringify(issue.actual)}`
+      // The URL may hold a secret (userinfo, a query token): quoted masked.
+      message: (issue) =>
+        `Expected an http(s) URL, got ${
+          JSON.stringify(typeof issue.actual === "string" ? maskUrl(issue.actual) : issue.actual)
+        }`
     })
   ),
   method: Schema.optional(Schema.Literal("POST", "PUT", "PATCH", "DELETE", "GET")),

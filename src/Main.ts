@@ -32,6 +32,7 @@ import * as Sqlite from "./Store/Sqlite.js"
 import * as Telemetry from "./Telemetry.js"
 import * as Transport from "./Transport.js"
 import * as Worker from "./Worker.js"
+import * as masking from "./internal/maskUrl.js"
 import { onIoScheduler } from "./internal/scheduler.js"
 
 /**
@@ -163,21 +164,14 @@ export const storeOf = (
 }
 
 /**
- * A PostgreSQL URL with its password (and any `password=` parameter) masked.
+ * A URL (a PostgreSQL URL, a target's URL) with its secrets masked: the password, a user standing
+ * alone (a token), and the values of secret-looking query parameters (`password=`, `token=`,
+ * `api_key=`, `sig=`, …).
  *
  * @since 0.1.0
  * @category store
  */
-export const maskUrl = (url: string): string => {
-  try {
-    const parsed = new URL(url)
-    if (parsed.password !== "") parsed.password = "***"
-    if (parsed.searchParams.has("password")) parsed.searchParams.set("password", "***")
-    return parsed.toString()
-  } catch {
-    return "postgres://***"
-  }
-}
+export const maskUrl = (url: string): string => masking.maskUrl(url)
 
 /**
  * How a store is described in logs and banners: never with a password.

@@ -10,6 +10,7 @@ import * as Event from "../Event.js"
 import type * as Policy from "../Resilience/Policy.js"
 import type * as Signing from "../Signing.js"
 import * as Target from "../Target.js"
+import { maskUrl } from "../internal/maskUrl.js"
 
 /**
  * @since 0.1.0
@@ -37,6 +38,10 @@ export const make = <const Name extends string>(
   name: Name,
   options: Options
 ): Target.Target<Name, unknown, unknown> => {
+  if (!URL.canParse(options.url)) {
+    // Never the URL as given: it may hold a secret (userinfo, a query token).
+    throw new TypeError(`${name}: expected an http(s) URL, got ${maskUrl(options.url)}`)
+  }
   const url = new URL(options.url).toString()
   const method = options.method ?? "POST"
   const headerEntries = Object.entries(options.headers ?? {})
