@@ -327,7 +327,9 @@ export const ServerConfig = Schema.Struct({
   /** Largest request headers (default 16384 bytes); larger get a 431. */
   maxHeaderBytes: Schema.optional(PositiveInt),
   /** On shutdown, how long requests in progress may finish (default 15 seconds). */
-  shutdownGrace: Schema.optional(DurationInput)
+  shutdownGrace: Schema.optional(DurationInput),
+  /** Serve the dashboard at `/` (default `true`); `false` turns it off. */
+  dashboard: Schema.optional(Schema.Boolean)
 })
 
 /**

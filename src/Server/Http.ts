@@ -36,6 +36,7 @@ import * as Store from "../Store.js"
 import * as Api from "./Api.js"
 import * as Auth from "./Auth.js"
 import * as Body from "./Body.js"
+import * as Dashboard from "./Dashboard.js"
 import * as Errors from "./Errors.js"
 import * as EventTypes from "./EventTypes.js"
 import * as Graph from "./Graph.js"
@@ -577,7 +578,7 @@ const appOf = (
     const context = yield* Layer.build(routes)
     const app = yield* Effect.provide(HttpApiBuilder.httpApp, context)
     const platform = yield* Layer.build(NodeHttpServer.layerContext)
-    return Effect.provide(app, platform) as HttpApp.Default
+    return Effect.provide(Dashboard.wrap(options)(app), platform) as HttpApp.Default
   })
 
 /**

@@ -61,6 +61,8 @@ export interface Options {
    * per request). `false`: every request goes through the `HttpApi` router.
    */
   readonly leanIngest: boolean
+  /** Serve the dashboard at `/` (its assets under `/dashboard/`). `false`: `/` is a 404. */
+  readonly dashboard: boolean
 }
 
 /**
@@ -98,6 +100,8 @@ export interface Input {
   readonly overloadRetryAfterSeconds?: number | undefined
   readonly shutdownGrace?: Duration.DurationInput | undefined
   readonly leanIngest?: boolean | undefined
+  /** Default `true`. */
+  readonly dashboard?: boolean | undefined
 }
 
 /**
@@ -126,7 +130,8 @@ export const defaults: Options = {
   queueCheckTtlMs: 1_000,
   overloadRetryAfterSeconds: 2,
   shutdownGraceMs: 15_000,
-  leanIngest: true
+  leanIngest: true,
+  dashboard: true
 }
 
 const ms = (input: Duration.DurationInput | undefined, fallback: number): number =>
@@ -173,7 +178,8 @@ export const make = (input: Input = {}): Options => {
     queueCheckTtlMs: ms(input.queueCheckTtl, defaults.queueCheckTtlMs),
     overloadRetryAfterSeconds: input.overloadRetryAfterSeconds ?? defaults.overloadRetryAfterSeconds,
     shutdownGraceMs: ms(input.shutdownGrace, Math.max(defaults.shutdownGraceMs, ms(input.waitTimeout, 0) + 5_000)),
-    leanIngest: input.leanIngest ?? defaults.leanIngest
+    leanIngest: input.leanIngest ?? defaults.leanIngest,
+    dashboard: input.dashboard ?? defaults.dashboard
   }
   const problems = check(options)
   if (problems.length > 0) throw new RangeError(`server options: ${problems.join("; ")}`)
@@ -250,7 +256,8 @@ export const fromConfig = (
     maxQueueDepth: s.maxQueueDepth,
     keepAliveTimeout: s.keepAliveTimeout as Duration.DurationInput | undefined,
     maxHeaderBytes: s.maxHeaderBytes,
-    shutdownGrace: s.shutdownGrace as Duration.DurationInput | undefined
+    shutdownGrace: s.shutdownGrace as Duration.DurationInput | undefined,
+    dashboard: s.dashboard
   }
   const merged = { ...input, ...Object.fromEntries(Object.entries(overrides).filter(([, v]) => v !== undefined)) }
   try {

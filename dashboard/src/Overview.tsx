@@ -1,0 +1,149 @@
+import { useEffect, useRef, useState } from "preact/hooks"
+import * as Api from "./api.js"
+import { Chart, type Series } from "./Chart.js"
+import { duration, rate, relative, stateLabel } from "./format.js"
+
+/** How often the overview reads `GET /v1/targets`, and how much history the charts keep. */
+const pollMs = 1000
+const keepSeconds = 300
+
+const emptySeries = (): Series => ({ t: [], delivered: [], failed: [], p99: [] })
+
+const push = (series: Series, at: number, target: Api.TargetView): Series => {
+  const w = target.recent.windowSeconds > 0 ? target.recent.windowSeconds : 1
+  const next: Series = {
+    t: [...series.t, at],
+    delivered: [...series.delivered, target.recent.successes / w],
+    failed: [...series.failed, (target.recent.attempts - target.recent.successes) / w],
+    p99: [...series.p99, target.recent.latencyMs?.p99 ?? null]
+  }
+  const drop = next.t.findIndex((t) => t >= at - keepSeconds)
+  return drop > 0
+    ? { t: next.t.slice(drop), delivered: next.delivered.slice(drop), failed: next.failed.slice(drop), p99: next.p99.slice(drop) }
+    : next
+}
+
+const Circuit = (props: { readonly circuit: Api.TargetView["circuit"]; readonly now: number }) => {
+  const { circuit } = props
+  return (
+    <span class={`badge circuit-${circuit.state}`} data-circuit={circuit.state}>
+      {stateLabel(circuit.state)}
+      {circuit.state === "open" && circuit.openUntil !== undefined && (
+        <span class="hint">, next probe {relative(circuit.openUntil, props.now)}</span>
+      )}
+      {circuit.state === "closed" && (circuit.consecutiveFailures ?? 0) > 0 && (
+        <span class="hint">, {circuit.consecutiveFailures} failing in a row</span>
+      )}
+    </span>
+  )
+}
+
+const TargetCard = (props: { readonly target: Api.TargetView; readonly series: Series; readonly now: number }) => {
+  const { target } = props
+  const w = target.recent.windowSeconds > 0 ? target.recent.windowSeconds : 1
+  const id = `target-${target.name.replace(/[^A-Za-z0-9_-]/g, "_")}`
+  return (
+    <article class="card target" aria-labelledby={id} data-target={target.name}>
+      <header>
+        <h2 id={id}>{target.name}</h2>
+        <Circuit circuit={target.circuit} now={props.now} />
+      </header>
+      <dl class="figures">
+        <div><dt>In flight</dt><dd data-figure="inFlight">{target.inFlight}</dd></div>
+        <div><dt>Waiting</dt><dd data-figure="waiting">{target.waiting}</dd></div>
+        <div><dt>Pending</dt><dd data-figure="pending">{target.queue?.pending ?? "—"}</dd></div>
+        <div>
+          <dt>Dead</dt>
+          <dd data-figure="dead">
+            {target.queue !== undefined && target.queue.dead > 0
+              ? <a href={`#/dead-letters?target=${encodeURIComponent(target.name)}`}>{target.queue.dead}</a>
+              : target.queue?.dead ?? "—"}
+          </dd>
+        </div>
+        <div><dt>Delivered/s</dt><dd data-figure="deliveredPerSecond">{rate(target.recent.successes / w)}</dd></div>
+        <div>
+          <dt>Latency p50 / p99</dt>
+          <dd data-figure="latency">
+            {target.recent.latencyMs === undefined
+              ? "—"
+              : `${duration(target.recent.latencyMs.p50)} / ${duration(target.recent.latencyMs.p99)}`}
+          </dd>
+        </div>
+      </dl>
+      <Chart series={props.series} label={`${target.name}: delivered and failed per second, p99 latency, since this page opened`} />
+    </article>
+  )
+}
+
+export const Overview = () => {
+  const [data, setData] = useState<Api.TargetsView | undefined>(undefined)
+  const [error, setError] = useState<string | undefined>(undefined)
+  const [now, setNow] = useState(Date.now())
+  const history = useRef(new Map<string, Series>())
+
+  useEffect(() => {
+    let stopped = false
+    let timer: ReturnType<typeof setTimeout> | undefined
+    const tick = async () => {
+      try {
+        const view = await Api.request<Api.TargetsView>("/v1/targets")
+        if (stopped) return
+        const at = Date.now() / 1000
+        for (const target of view.targets) {
+          history.current.set(target.name, push(history.current.get(target.name) ?? emptySeries(), at, target))
+        }
+        setData(view)
+        setError(undefined)
+      } catch (err) {
+        if (!stopped) setError(String((err as Error).message))
+      }
+      setNow(Date.now())
+      if (!stopped) timer = setTimeout(tick, pollMs)
+    }
+    tick()
+    return () => {
+      stopped = true
+      if (timer !== undefined) clearTimeout(timer)
+    }
+  }, [])
+
+  return (
+    <section aria-labelledby="overview-title">
+      <h1 id="overview-title">Overview</h1>
+      <p class="muted">
+        Every target this server delivers to, read from <code>GET /v1/targets</code> every second. Rates and latency are
+        this process's attempts over the last {data?.targets[0]?.recent.windowSeconds ?? 60} s; the charts show what
+        was read since this page opened (up to {keepSeconds / 60} minutes).
+      </p>
+      {error !== undefined && <p role="alert" class="error">Could not read the targets: {error}</p>}
+      {data === undefined
+        ? <p aria-busy="true">Loading…</p>
+        : (
+          <div class="cards" aria-live="polite">
+            {data.targets.map((target) => (
+              <TargetCard
+                key={target.name}
+                target={target}
+                series={history.current.get(target.name) ?? emptySeries()}
+                now={now}
+              />
+            ))}
+          </div>
+        )}
+      {data !== undefined && data.orphans.length > 0 && (
+        <section aria-labelledby="orphans-title">
+          <h2 id="orphans-title">Targets no longer configured</h2>
+          <p class="muted">The store holds deliveries for these; no worker claims them until the target is configured again.</p>
+          <table>
+            <thead><tr><th scope="col">Target</th><th scope="col">Pending</th><th scope="col">Dead</th></tr></thead>
+            <tbody>
+              {data.orphans.map((o) => (
+                <tr key={o.name}><td>{o.name}</td><td>{o.queue.pending}</td><td>{o.queue.dead}</td></tr>
+              ))}
+            </tbody>
+          </table>
+        </section>
+      )}
+    </section>
+  )
+}
