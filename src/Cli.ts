@@ -8,6 +8,7 @@
  * fanout send    <type> <json> [--wait]          post an event to a running server
  * fanout status  <event id>                      an event's deliveries and attempt history
  * fanout targets                                 targets: policy, circuit, in flight, latency
+ * fanout events [--type --status --target …]    find events, newest first
  * fanout dlq list | replay [<id>] | purge [<id>] dead letters
  * ```
  *
@@ -654,6 +655,85 @@ const targets = Command.make(
 )
 
 // ---------------------------------------------------------------------------------------------
+// events
+// ---------------------------------------------------------------------------------------------
+
+/** `--since` / `--until`: ISO-8601 or epoch milliseconds (as the API takes them). */
+const instantOption = (name: string, description: string) =>
+  Options.text(name).pipe(Options.optional, Options.withDescription(`${description} (ISO-8601 or epoch milliseconds)`))
+
+const parseInstant = (name: string, value: Option.Option<string>): Effect.Effect<number | undefined, UsageError> => {
+  if (Option.isNone(value)) return Effect.succeed(undefined)
+  const n = /^\d{1,16}$/.test(value.value) ? Number(value.value) : Date.parse(value.value)
+  return Number.isFinite(n)
+    ? Effect.succeed(n)
+    : Effect.fail(
+      new UsageError({
+        message: `--${name}: expected an ISO-8601 instant or epoch milliseconds, got ${JSON.stringify(value.value)}`
+      })
+    )
+}
+
+const events = Command.make(
+  "events",
+  {
+    type: Options.text("type").pipe(Options.optional, Options.withDescription("Only events of this type")),
+    status: Options.choice("status", ["pending", "in_flight", "delivered", "dead", "compensated"] as const).pipe(
+      Options.optional,
+      Options.withDescription("Only events with a delivery in this state (to --target, when given too)")
+    ),
+    target: filterTarget,
+    since: instantOption("since", "Enqueued at or after"),
+    until: instantOption("until", "Enqueued at or before"),
+    limit: Options.integer("limit").pipe(
+      Options.withDefault(50),
+      Options.withDescription("At most this many (1-1000)")
+    ),
+    cursor: Options.text("cursor").pipe(Options.optional, Options.withDescription("The `next` of the previous page")),
+    config: storeConfigFile,
+    url: serverUrl,
+    apiKey
+  },
+  (options) =>
+    Effect.gen(function*() {
+      if (options.limit < 1 || options.limit > 1000) {
+        return yield* new UsageError({ message: `--limit: expected 1 to 1000, got ${options.limit}` })
+      }
+      const since = yield* parseInstant("since", options.since)
+      const until = yield* parseInstant("until", options.until)
+      const query = {
+        type: Option.getOrUndefined(options.type),
+        status: Option.getOrUndefined(options.status),
+        target: Option.getOrUndefined(options.target),
+        since,
+        until,
+        cursor: Option.getOrUndefined(options.cursor)
+      }
+      if (Option.isNone(options.config)) {
+        return yield* withClient(Effect.flatMap(
+          callApi(options, "GET /v1/events", (client) =>
+            client.events.search({
+              urlParams: { limit: options.limit, ...(dropUndefined(query) as Partial<typeof query>) }
+            })),
+          printJson
+        ))
+      }
+      return yield* withStore(options.config.value, (store) => store.events({ limit: options.limit, ...query })).pipe(
+        Effect.flatMap((page) =>
+          printJson(dropUndefined({
+            items: page.items.map((e) => ({ ...e, enqueuedAt: iso(e.enqueuedAt) })),
+            next: page.next
+          }))
+        )
+      )
+    })
+).pipe(
+  Command.withDescription(
+    "Find events, newest first, by type, delivery status, target and enqueue time (GET /v1/events, or the store with --config)"
+  )
+)
+
+// ---------------------------------------------------------------------------------------------
 // dlq
 // ---------------------------------------------------------------------------------------------
 
@@ -888,6 +968,7 @@ export const command = Command.make("fanout").pipe(
     send,
     status,
     targets,
+    events,
     dlq,
     prune
   ])
