@@ -333,6 +333,63 @@ export const ServerConfig = Schema.Struct({
 })
 
 /**
+ * A message source (`sources` of the configuration): a name, one broker section (`nats`, `amqp`
+ * or `redis`), and optionally `type` (the whole message body is the payload of an event of this
+ * type; without it the body is the `POST /v1/events` envelope) and `concurrency` (messages stored
+ * at once). Credentials (`amqp.url`, `redis.url`, `nats.password`, `nats.token`) are secrets:
+ * a string or `{ "env": "NAME" }`.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const SourceConfig = (() => {
+  const common = {
+    name: Schema.String.pipe(Schema.pattern(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$/)),
+    type: Schema.optional(Schema.String.pipe(Schema.minLength(1), Schema.maxLength(200))),
+    concurrency: Schema.optional(Schema.Int.pipe(Schema.positive()))
+  }
+  const name = Schema.String.pipe(Schema.minLength(1))
+  return Schema.Union(
+    Schema.Struct({
+      ...common,
+      nats: Schema.Struct({
+        servers: Schema.Union(name, Schema.NonEmptyArray(name)),
+        stream: name,
+        subject: name,
+        durable: name,
+        batch: Schema.optional(Schema.Int.pipe(Schema.positive())),
+        ackWait: Schema.optional(DurationInput),
+        user: Schema.optional(Schema.String),
+        password: Schema.optional(Secret),
+        token: Schema.optional(Secret)
+      })
+    }),
+    Schema.Struct({
+      ...common,
+      amqp: Schema.Struct({
+        url: Secret,
+        queue: name,
+        prefetch: Schema.optional(Schema.Int.pipe(Schema.positive(), Schema.lessThanOrEqualTo(65535)))
+      })
+    }),
+    Schema.Struct({
+      ...common,
+      redis: Schema.Struct({
+        url: Secret,
+        stream: name,
+        group: name,
+        consumer: Schema.optional(name),
+        field: Schema.optional(name),
+        start: Schema.optional(Schema.Literal("0", "$")),
+        count: Schema.optional(Schema.Int.pipe(Schema.positive())),
+        minIdle: Schema.optional(DurationInput),
+        deadLetter: Schema.optional(name)
+      })
+    })
+  ).annotations({ identifier: "Source" })
+})()
+
+/**
  * The whole configuration.
  *
  * @since 0.1.0
@@ -349,6 +406,8 @@ export const FanoutConfig = Schema.Struct({
   telemetry: Schema.optional(Schema.Struct({ sampleRatio: Schema.optional(Schema.Number.pipe(Schema.between(0, 1))) })),
   targets: Schema.Record({ key: Schema.String.pipe(Schema.pattern(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$/)), value: TargetConfig }),
   routes: Schema.Record({ key: Schema.String.pipe(Schema.minLength(1)), value: RouteConfig }),
+  /** Message brokers whose messages become events (`fanout serve`, `fanout consume --source NAME`). */
+  sources: Schema.optional(Schema.Array(SourceConfig)),
   /**
    * Event type (exact, no `*`) → its payload schema, checked at ingest: a payload that does not
    * match is refused with `422 schema_mismatch` and nothing is stored.
@@ -861,4 +920,77 @@ const eventTypesOf = (
     return Schemas.empty
   }
   return compiled.right
+}
+
+/**
+ * A configured source with its secrets resolved.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type SourceSpec =
+  & { readonly name: string; readonly type: string | undefined; readonly concurrency: number | undefined }
+  & (
+    | {
+      readonly _tag: "nats"
+      readonly nats: Omit<Extract<typeof SourceConfig.Type, { nats: unknown }>["nats"], "password" | "token"> & {
+        readonly password: Redacted.Redacted<string> | undefined
+        readonly token: Redacted.Redacted<string> | undefined
+      }
+    }
+    | {
+      readonly _tag: "amqp"
+      readonly amqp: Omit<Extract<typeof SourceConfig.Type, { amqp: unknown }>["amqp"], "url"> & {
+        readonly url: Redacted.Redacted<string>
+      }
+    }
+    | {
+      readonly _tag: "redis"
+      readonly redis: Omit<Extract<typeof SourceConfig.Type, { redis: unknown }>["redis"], "url"> & {
+        readonly url: Redacted.Redacted<string>
+      }
+    }
+  )
+
+/**
+ * The configured sources with their secrets resolved from `env` (right), or every issue (left):
+ * an unset variable, two sources with one name. Issues never hold a secret's value.
+ *
+ * @since 0.1.0
+ * @category secrets
+ */
+export const sourcesOf = (
+  config: FanoutConfig,
+  env: Readonly<Record<string, string | undefined>> = process.env
+): Either.Either<ReadonlyArray<SourceSpec>, ReadonlyArray<Issue>> => {
+  const issues: Array<Issue> = []
+  const out: Array<SourceSpec> = []
+  const seen = new Set<string>()
+  ;(config.sources ?? []).forEach((source, i) => {
+    const path = `sources[${i}]`
+    if (seen.has(source.name)) issues.push({ path: `${path}.name`, message: `two sources are named ${source.name}` })
+    seen.add(source.name)
+    const common = { name: source.name, type: source.type, concurrency: source.concurrency }
+    const secret = (value: typeof Secret.Type | undefined, at: string): Redacted.Redacted<string> | undefined => {
+      if (value === undefined) return undefined
+      const resolved = resolveSecret(value, `${path}.${at}`, env)
+      if (isIssue(resolved)) {
+        issues.push(resolved)
+        return undefined
+      }
+      return resolved
+    }
+    if ("nats" in source) {
+      const password = secret(source.nats.password, "nats.password")
+      const token = secret(source.nats.token, "nats.token")
+      out.push({ ...common, _tag: "nats", nats: { ...source.nats, password, token } })
+    } else if ("amqp" in source) {
+      const url = secret(source.amqp.url, "amqp.url")
+      if (url !== undefined) out.push({ ...common, _tag: "amqp", amqp: { ...source.amqp, url } })
+    } else {
+      const url = secret(source.redis.url, "redis.url")
+      if (url !== undefined) out.push({ ...common, _tag: "redis", redis: { ...source.redis, url } })
+    }
+  })
+  return issues.length > 0 ? Either.left(issues) : Either.right(out)
 }

@@ -24,7 +24,12 @@ import * as Registry from "./Registry.js"
 import * as Retention from "./Retention.js"
 import * as Schemas from "./Schemas.js"
 import * as Http from "./Server/Http.js"
+import * as Ingest from "./Server/Ingest.js"
 import * as ServerOptions from "./Server/Options.js"
+import * as Source from "./Source.js"
+import * as AmqpSource from "./Sources/Amqp.js"
+import * as NatsSource from "./Sources/Nats.js"
+import * as RedisSource from "./Sources/RedisStream.js"
 import * as Store from "./Store.js"
 import * as Memory from "./Store/Memory.js"
 import * as Postgres from "./Store/Postgres.js"
@@ -238,6 +243,8 @@ export interface App {
   readonly otlpEndpoint: string | undefined
   /** Header names whose values come from the configuration (redacted from spans). */
   readonly secretHeaders: ReadonlyArray<string>
+  /** The configured sources (`sources`), secrets resolved. */
+  readonly sources?: ReadonlyArray<Config.SourceSpec> | undefined
 }
 
 /**
@@ -260,6 +267,8 @@ export const prepare = (
       ...(Option.isSome(over.host) ? { host: over.host.value } : {})
     })
     if (Either.isLeft(server)) return yield* new Config.ConfigError({ file, issues: server.left })
+    const sources = Config.sourcesOf(config, env)
+    if (Either.isLeft(sources)) return yield* new Config.ConfigError({ file, issues: sources.left })
     const secretHeaders = new Set<string>()
     for (const target of Object.values(config.targets)) {
       for (const name of Object.keys(target.headers ?? {})) secretHeaders.add(name.toLowerCase())
@@ -272,7 +281,8 @@ export const prepare = (
       store: storeOf(file, config, over.store),
       retention: retentionOf(config),
       otlpEndpoint: Option.getOrUndefined(over.otlpEndpoint),
-      secretHeaders: [...secretHeaders]
+      secretHeaders: [...secretHeaders],
+      sources: sources.right
     }
   })
 
@@ -329,6 +339,89 @@ export interface RunOptions {
   readonly worker?: Worker.Tuning | undefined
   /** Telemetry settings over the app's (tests add span processors here). */
   readonly telemetry?: Telemetry.Options | undefined
+  /**
+   * Which configured sources this process consumes: `true` every one, `false` none, or these names.
+   * Default: every one where the API runs (`serve`), none otherwise (`worker`).
+   */
+  readonly sources?: boolean | ReadonlyArray<string> | undefined
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sources
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * The adapter of a configured source.
+ *
+ * @since 0.1.0
+ * @category sources
+ */
+export const sourceOf = (spec: Config.SourceSpec): Source.Source => {
+  // The configuration's schema (`DurationInput`) admitted only strings `Duration.decode` reads.
+  const duration = (value: string | number | undefined) =>
+    value === undefined ? undefined : Duration.decode(value as Duration.DurationInput)
+  switch (spec._tag) {
+    case "nats":
+      return NatsSource.make({ name: spec.name, ...spec.nats, ackWait: duration(spec.nats.ackWait) })
+    case "amqp":
+      return AmqpSource.make({ name: spec.name, ...spec.amqp })
+    case "redis":
+      return RedisSource.make({ name: spec.name, ...spec.redis, minIdle: duration(spec.redis.minIdle) })
+  }
+}
+
+/**
+ * The server's intake for sources: the rules of `POST /v1/events` (`Ingest.prepare`: the envelope
+ * schema, the id rules, a route, the type's payload schema; then `Ingest.store`). A `5xx` answer
+ * (the store, the queue bound) is transient; every other refusal rejects the message.
+ *
+ * @since 0.1.0
+ * @category sources
+ */
+export const ingestIntake = (ingest: Ingest.Service, outbox: Outbox.Service): Source.Intake => {
+  const rejected = (failure: { readonly error: { readonly code: string; readonly message: string } }) =>
+    new Source.Rejected({ code: failure.error.code, message: failure.error.message })
+  return {
+    prepare: (body, id, now) => Either.mapLeft(ingest.prepare(Source.withDefaultId(body, id), undefined, now), rejected),
+    store: (event) =>
+      Effect.mapError(
+        ingest.store(event),
+        (failure) => failure.error.status >= 500 ? new Source.Unavailable({ message: failure.error.message }) : rejected(failure)
+      ),
+    depth: Effect.mapBoth(outbox.gauges, {
+      onFailure: (error) => new Source.Unavailable({ message: `the store's depth is unreadable (${error.reason})` }),
+      onSuccess: (gauges) => gauges.depth
+    })
+  }
+}
+
+/**
+ * The sources a run consumes (see {@link RunOptions.sources}), as a layer over the outbox.
+ *
+ * @since 0.1.0
+ * @category sources
+ */
+export const layerSources = (
+  app: App,
+  options: RunOptions
+): Layer.Layer<never, never, Outbox.Outbox | Source.Stats> => {
+  const wanted = options.sources ?? options.api !== false
+  const specs = (app.sources ?? []).filter((s) => wanted === true || (Array.isArray(wanted) && wanted.includes(s.name)))
+  if (specs.length === 0) return Layer.empty
+  return Layer.unwrapEffect(Effect.gen(function*() {
+    const ingest = yield* Ingest.Ingest
+    const outbox = yield* Outbox.Outbox
+    const intake = ingestIntake(ingest, outbox)
+    return Source.layerRun(specs.map((spec) => ({
+      source: sourceOf(spec),
+      options: {
+        intake,
+        mapping: { type: spec.type },
+        concurrency: spec.concurrency,
+        maxQueueDepth: app.server.maxQueueDepth
+      }
+    })))
+  })).pipe(Layer.provide(Ingest.layer(app.server)))
 }
 
 /**
@@ -375,10 +468,13 @@ export const layer = (
         Telemetry.layerMetricsRenderer
       ))
     )
+  const SourcesLive = layerSources(app, options).pipe(
+    Layer.provide(Outbox.layer(app.built.router, { after: app.built.after, aggregates: app.built.aggregates }))
+  )
   // Narrowed: with `api: false` / `workers: false` the layer lacks `HttpServer` / `Worker` (a type
   // cannot follow these run-time options); `run` and `provide`'s callers only use what they enabled.
-  return Layer.mergeAll(ApiLive, WorkerLive, RetentionLive).pipe(
-    Layer.provideMerge(Core),
+  return Layer.mergeAll(ApiLive, WorkerLive, RetentionLive, SourcesLive).pipe(
+    Layer.provideMerge(Layer.merge(Core, Source.layerStats)),
     Layer.provide(TelemetryLive)
   ) as Layer.Layer<HttpServer.HttpServer | Worker.Worker | Store.DeliveryStore | Registry.Registry, StartError>
 }

@@ -162,3 +162,16 @@ export const retentionRemoved = Metric.counter("fanout_retention_removed_total",
     "Rows removed by retention passes (store.retention), by kind: deliveries (delivered or compensated, past retention.delivered), dead (dead letters past retention.dead), events (left without deliveries)",
   incremental: true
 })
+
+/** @since 0.1.0 */
+export const sourceMessages = Metric.counter("fanout_source_messages_total", {
+  description:
+    "Broker messages a source handled, by source and outcome: received, stored (its event is in the store, a duplicate included), acked, rejected (to the broker's dead-letter path), redelivered (received again), retried (handed back after a transient store failure)",
+  incremental: true
+})
+
+/** @since 0.1.0 */
+export const sourceLag = Metric.gauge("fanout_source_lag", {
+  description:
+    "Messages waiting at the broker for a source: JetStream num_pending, the RabbitMQ queue's ready messages, the Redis consumer group's lag"
+})

@@ -682,6 +682,53 @@ export class Targets extends HttpApiGroup.make("targets")
 {}
 
 // ---------------------------------------------------------------------------------------------
+// Sources
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * @since 0.1.0
+ * @category schemas
+ */
+export const SourceView = Schema.Struct({
+  name: Schema.String,
+  kind: Schema.String.annotations({ description: "`nats`, `amqp` or `redis`" }),
+  describe: Schema.String.annotations({ description: "Where it reads from (never with credentials)" }),
+  state: Schema.Literal("connecting", "running", "reconnecting", "stopped"),
+  received: Schema.Int,
+  stored: Schema.Int.annotations({ description: "Messages whose event is in the store (duplicates included)" }),
+  duplicates: Schema.Int.annotations({ description: "Redelivered messages whose event the store already held" }),
+  acked: Schema.Int,
+  rejected: Schema.Int.annotations({ description: "Sent to the broker's dead-letter path: they can never become events" }),
+  redelivered: Schema.Int,
+  retried: Schema.Int.annotations({ description: "Handed back to the broker after a transient store failure" }),
+  lag: Schema.optional(Schema.Int).annotations({
+    description: "Messages waiting at the broker at the last reading (JetStream num_pending, queue depth, group lag)"
+  }),
+  lastError: Schema.optional(Schema.String)
+}).annotations({ identifier: "Source" })
+
+/**
+ * @since 0.1.0
+ * @category schemas
+ */
+export const SourcesView = Schema.Struct({ sources: Schema.Array(SourceView) }).annotations({ identifier: "Sources" })
+
+/**
+ * @since 0.1.0
+ * @category groups
+ */
+export class Sources extends HttpApiGroup.make("sources")
+  .add(
+    HttpApiEndpoint.get("list", "/v1/sources")
+      .addSuccess(SourcesView)
+      .annotate(
+        OpenApi.Summary,
+        "The message sources this process consumes: received, stored, acked, rejected, redelivered, lag"
+      )
+  )
+{}
+
+// ---------------------------------------------------------------------------------------------
 // Operations (no API key)
 // ---------------------------------------------------------------------------------------------
 
@@ -797,6 +844,7 @@ export class Api extends HttpApi.make("fanout")
   .add(Events.middleware(Authorization))
   .add(DeadLetters.middleware(Authorization))
   .add(Targets.middleware(Authorization))
+  .add(Sources.middleware(Authorization))
   .add(Ops)
   .annotateContext(OpenApi.annotations({
     title: "Fanout",

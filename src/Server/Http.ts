@@ -32,6 +32,7 @@ import type * as Event from "../Event.js"
 import * as Outbox from "../Outbox.js"
 import * as Registry from "../Registry.js"
 import * as Policy from "../Resilience/Policy.js"
+import * as Source from "../Source.js"
 import * as Store from "../Store.js"
 import * as Api from "./Api.js"
 import * as Auth from "./Auth.js"
@@ -389,6 +390,33 @@ const TargetsLive = HttpApiBuilder.group(Api.Api, "targets", (handlers) =>
       })))
   }))
 
+const SourcesLive = HttpApiBuilder.group(Api.Api, "sources", (handlers) =>
+  Effect.gen(function*() {
+    // The sources of this process (none when it runs none).
+    const stats = yield* Effect.serviceOption(Source.Stats)
+    return handlers.handleRaw("list", () =>
+      respond(Effect.gen(function*() {
+        const views = Option.isSome(stats) ? yield* stats.value.list : []
+        return json(Api.SourcesView, {
+          sources: views.map((v) => ({
+            name: v.name,
+            kind: v.kind,
+            describe: v.describe,
+            state: v.state,
+            received: v.received,
+            stored: v.stored,
+            duplicates: v.duplicates,
+            acked: v.acked,
+            rejected: v.rejected,
+            redelivered: v.redelivered,
+            retried: v.retried,
+            ...(v.lag !== undefined ? { lag: v.lag } : {}),
+            ...(v.lastError !== undefined ? { lastError: v.lastError } : {})
+          }))
+        })
+      })))
+  }))
+
 const OpsLive = HttpApiBuilder.group(Api.Api, "ops", (handlers) =>
   Effect.gen(function*() {
     const store = yield* Store.DeliveryStore
@@ -499,11 +527,11 @@ const layerShared = (
 
 /** Every group's handlers (what {@link layerHandlers} and the server's own routes provide). */
 const layerGroups = (options: ServerOptions.Options) =>
-  Layer.mergeAll(EventsLive(options), DeadLettersLive(options), TargetsLive, OpsLive)
+  Layer.mergeAll(EventsLive(options), DeadLettersLive(options), TargetsLive, SourcesLive, OpsLive)
 
 /**
  * Fanout's handlers, as the `HttpApiBuilder.group` layers of every group of {@link Api.Api}
- * (`events`, `deadLetters`, `targets`, `ops`), with the API-key middleware and the ingest rules
+ * (`events`, `deadLetters`, `targets`, `sources`, `ops`), with the API-key middleware and the ingest rules
  * they share: what an application provides to its own `HttpApiBuilder.api(FanoutApi)` (or to
  * `HttpApiBuilder.api(FanoutApi.add(MyGroup))`, its own groups beside Fanout's) to serve Fanout's
  * API from its own `HttpServer`, under its own middleware. `POST /v1/events` and
@@ -519,6 +547,7 @@ export const layerHandlers = (
   | HttpApiGroup.ApiGroup<"fanout", "events">
   | HttpApiGroup.ApiGroup<"fanout", "deadLetters">
   | HttpApiGroup.ApiGroup<"fanout", "targets">
+  | HttpApiGroup.ApiGroup<"fanout", "sources">
   | HttpApiGroup.ApiGroup<"fanout", "ops">,
   never,
   Requirements
