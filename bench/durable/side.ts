@@ -12,14 +12,54 @@
  *   the targets have received every request and every job has completed.
  */
 import { performance } from "node:perf_hooks"
+import { GCProfiler } from "node:v8"
 import { HttpClientRequest } from "@effect/platform"
 import * as Transport from "../../src/Transport.js"
-import { Effect, Layer } from "effect"
+import { Effect, Layer, RuntimeFlags, RuntimeFlagsPatch, Supervisor } from "effect"
 import * as Postgres from "../../src/Store/Postgres.js"
 import * as Sqlite from "../../src/Store/Sqlite.js"
 import * as Store from "../../src/Store.js"
 import { Event, Target, Worker } from "../../src/index.js"
 import { poster } from "../lib/undici.js"
+
+/**
+ * `FANOUT_BENCH_COUNT=1` (bench/ops.ts sets it): the fanout side also counts, over its measured
+ * window, the Effect instructions its fibers evaluate (op supervision), the fibers started, the
+ * suspensions, and the bytes allocated on the JS heap (summed from the GC profiler's before/after
+ * heap sizes). Counting costs CPU: such a run's timings are not comparable with the others.
+ */
+const counting = process.env.FANOUT_BENCH_COUNT === "1"
+const tally = { on: false, effects: 0, fibers: 0, suspends: 0 }
+class Tally extends Supervisor.AbstractSupervisor<void> {
+  value = Effect.void
+  override onStart() {
+    if (tally.on) tally.fibers++
+  }
+  override onEffect() {
+    if (tally.on) tally.effects++
+  }
+  override onSuspend() {
+    if (tally.on) tally.suspends++
+  }
+}
+const counted = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  counting
+    ? effect.pipe(
+      Effect.supervised(new Tally()),
+      Effect.withRuntimeFlagsPatch(RuntimeFlagsPatch.enable(RuntimeFlags.OpSupervision))
+    )
+    : effect
+
+/** Bytes allocated on the JS heap while `profiler` ran: each GC's heap before it, minus the heap after the previous one. */
+const allocatedBytes = (data: ReturnType<GCProfiler["stop"]> | undefined, start: number, end: number): number => {
+  let total = 0
+  let last = start
+  for (const gc of data?.statistics ?? []) {
+    total += gc.beforeGC.heapStatistics.usedHeapSize - last
+    last = gc.afterGC.heapStatistics.usedHeapSize
+  }
+  return total + (end - last)
+}
 
 export type StoreSpec =
   | { readonly kind: "sqlite"; readonly filename: string; readonly synchronous: "FULL" | "NORMAL" }
@@ -147,6 +187,10 @@ const runFanout = (side: Extract<Side, { kind: "fanout" }>) => {
     })
     while ((yield* worker.state).delivered < 2 * side.warmup) yield* Effect.sleep("5 millis")
     const base = (yield* worker.state).delivered
+    const profiler = counting ? new GCProfiler() : undefined
+    const heap0 = process.memoryUsage().heapUsed
+    profiler?.start()
+    tally.on = counting
     const cpu0 = process.cpuUsage()
     const t0 = performance.now()
     yield* Effect.forEach(events, (event) => store.enqueue(event, ["a", "b"]), {
@@ -158,6 +202,17 @@ const runFanout = (side: Extract<Side, { kind: "fanout" }>) => {
     while ((yield* worker.state).delivered - base < 2 * side.events) yield* Effect.sleep("5 millis")
     const seconds = (performance.now() - t0) / 1000
     const cpu = process.cpuUsage(cpu0)
+    tally.on = false
+    const heap1 = process.memoryUsage().heapUsed
+    const gcs = profiler?.stop()
+    const perEvent = counting
+      ? {
+        effectsPerEvent: tally.effects / side.events,
+        fibersPerEvent: tally.fibers / side.events,
+        suspendsPerEvent: tally.suspends / side.events,
+        allocatedKiBPerEvent: allocatedBytes(gcs, heap0, heap1) / 1024 / side.events
+      }
+      : {}
     const stats = yield* store.stats
     const state = yield* worker.state
     const diagnostics = yield* store.diagnostics
@@ -170,14 +225,17 @@ const runFanout = (side: Extract<Side, { kind: "fanout" }>) => {
         delivered: stats.delivered - base,
         claims: state.claims,
         retried: state.retried,
-        ...diagnostics
+        ...diagnostics,
+        ...perEvent
       }
     } satisfies SideResult
   }).pipe(
     Effect.scoped,
     Effect.provide(
       Layer.mergeAll(A.layer, B.layer).pipe(Layer.provide(Transport.layer()), Layer.merge(storeLayer(side.store)))
-    )
+    ),
+    // Outermost: the store's writer fiber and the worker's fibers are counted too.
+    counted
   )
 }
 
