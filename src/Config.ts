@@ -10,7 +10,19 @@ import { readFile } from "node:fs/promises"
 import { extname, resolve } from "node:path"
 import { pathToFileURL } from "node:url"
 import { HttpClientRequest } from "@effect/platform"
-import { Data, DateTime, Duration, Effect, Either, Option, ParseResult, Redacted, Schema } from "effect"
+import {
+  Config as EffectConfig,
+  ConfigProvider,
+  Data,
+  DateTime,
+  Duration,
+  Effect,
+  Either,
+  Option,
+  ParseResult,
+  Redacted,
+  Schema
+} from "effect"
 import type * as Event from "./Event.js"
 import type * as Outbox from "./Outbox.js"
 import * as Pipeline from "./Pipeline.js"
@@ -681,14 +693,84 @@ export const load = (path: string): Effect.Effect<FanoutConfig, ConfigError> =>
 export const resolveSecret = (
   secret: typeof Secret.Type,
   path: string,
-  env: Readonly<Record<string, string | undefined>>
+  env: Environment
 ): Redacted.Redacted<string> | Issue => {
   if (typeof secret === "string") return Redacted.make(secret)
   const value = env[secret.env]
-  return value === undefined || value.length === 0
+  const text = value === undefined ? undefined : Redacted.isRedacted(value) ? Redacted.value(value) : value
+  return text === undefined || text.length === 0
     ? { path: `${path}.env`, message: `environment variable ${secret.env} is not set` }
-    : Redacted.make(value)
+    : Redacted.isRedacted(value)
+    ? value
+    : Redacted.make(text)
 }
+
+/**
+ * The values of the environment variables a configuration names (`{ "env": "NAME" }`), by name:
+ * what the secret resolvers ({@link resolveSecret}, {@link build}, {@link sourcesOf},
+ * `ServerOptions.fromConfig`) read. {@link environment} reads one from Effect's `ConfigProvider`
+ * (values `Redacted`); a plain record (tests) works too.
+ *
+ * @since 0.1.0
+ * @category secrets
+ */
+export type Environment = Readonly<Record<string, string | Redacted.Redacted<string> | undefined>>
+
+/**
+ * Every environment variable a configuration names as a secret (`{ "env": "NAME" }` anywhere in
+ * it: API keys, target headers, signing secrets, source credentials), sorted, each once.
+ *
+ * @since 0.1.0
+ * @category secrets
+ */
+export const environmentNames = (config: unknown): Array<string> => {
+  const names = new Set<string>()
+  const seen = new Set<unknown>()
+  const visit = (value: unknown): void => {
+    if (typeof value !== "object" || value === null || seen.has(value)) return
+    seen.add(value)
+    if (Array.isArray(value)) return value.forEach(visit)
+    const keys = Object.keys(value)
+    const env = (value as { readonly env?: unknown }).env
+    if (keys.length === 1 && typeof env === "string") names.add(env)
+    else for (const key of keys) visit((value as Record<string, unknown>)[key])
+  }
+  visit(config)
+  return [...names].sort()
+}
+
+/**
+ * Reads the variables `names` with Effect `Config` (`Config.redacted`) from the current
+ * `ConfigProvider` — the process environment unless replaced (`Effect.withConfigProvider`, e.g.
+ * {@link environmentProvider} in tests). An unset variable is left out: the resolver that needs it
+ * reports it by the configuration's path.
+ *
+ * @since 0.1.0
+ * @category secrets
+ */
+export const environment = (names: ReadonlyArray<string>): Effect.Effect<Environment> =>
+  Effect.map(
+    Effect.forEach(names, (name) =>
+      Effect.map(
+        EffectConfig.option(EffectConfig.redacted(name)).pipe(Effect.orElseSucceed(() => Option.none())),
+        (value) => [name, Option.getOrUndefined(value)] as const
+      )),
+    (entries): Environment => Object.fromEntries(entries.filter(([, value]) => value !== undefined))
+  )
+
+/**
+ * A `ConfigProvider` over a record shaped like the process environment (`FANOUT_PORT`, secrets by
+ * name; nested configs joined with `_`, as `ConfigProvider.fromEnv` does): for tests, and for
+ * anything that holds its environment in a record.
+ *
+ * @since 0.1.0
+ * @category secrets
+ */
+export const environmentProvider = (env: Readonly<Record<string, string | undefined>>): ConfigProvider.ConfigProvider =>
+  ConfigProvider.fromMap(
+    new Map(Object.entries(env).filter((entry): entry is [string, string] => entry[1] !== undefined)),
+    { pathDelim: "_" }
+  )
 
 /**
  * Resolves a target's signing secret (one, or each of a list) from the environment: the
@@ -700,7 +782,7 @@ export const resolveSecret = (
 export const resolveSigningSecret = (
   secret: typeof SigningSecret.Type,
   path: string,
-  env: Readonly<Record<string, string | undefined>>
+  env: Environment
 ): Either.Either<Signing.Secrets, ReadonlyArray<Issue>> => {
   if (!Array.isArray(secret)) {
     const resolved = resolveSecret(secret as typeof Secret.Type, path, env)
@@ -799,7 +881,8 @@ export interface Built {
 }
 
 /**
- * Builds targets and routes from a validated configuration, resolving secrets from `env`.
+ * Builds targets and routes from a validated configuration, resolving secrets from `env` (by
+ * default: read with Effect `Config` from the current `ConfigProvider`, see {@link environment}).
  *
  * @since 0.1.0
  * @category building
@@ -807,7 +890,16 @@ export interface Built {
 export const build = (
   file: string,
   config: FanoutConfig,
-  env: Readonly<Record<string, string | undefined>> = process.env
+  env?: Environment
+): Effect.Effect<Built, ConfigError> =>
+  env === undefined
+    ? Effect.flatMap(environment(environmentNames(config)), (read) => buildWith(file, config, read))
+    : buildWith(file, config, env)
+
+const buildWith = (
+  file: string,
+  config: FanoutConfig,
+  env: Environment
 ): Effect.Effect<Built, ConfigError> =>
   Effect.suspend(() => {
     const issues: Array<Issue> = []
@@ -961,7 +1053,7 @@ export type SourceSpec =
  */
 export const sourcesOf = (
   config: FanoutConfig,
-  env: Readonly<Record<string, string | undefined>> = process.env
+  env: Environment
 ): Either.Either<ReadonlyArray<SourceSpec>, ReadonlyArray<Issue>> => {
   const issues: Array<Issue> = []
   const out: Array<SourceSpec> = []

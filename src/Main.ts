@@ -75,11 +75,15 @@ export interface Overrides {
  * @category environment
  */
 export const overridesConfig: EffectConfig.Config<Overrides> = EffectConfig.all({
-  port: EffectConfig.option(EffectConfig.port("FANOUT_PORT")),
-  host: EffectConfig.option(EffectConfig.nonEmptyString("FANOUT_HOST")),
-  store: EffectConfig.option(EffectConfig.redacted(EffectConfig.nonEmptyString("FANOUT_STORE"))),
+  // `FANOUT_PORT`, `FANOUT_HOST`, `FANOUT_STORE`: nested under `FANOUT` (joined with `_` by the
+  // environment's provider, `ConfigProvider.fromEnv`, and by `Config.environmentProvider`).
+  fanout: EffectConfig.all({
+    port: EffectConfig.option(EffectConfig.port("PORT")),
+    host: EffectConfig.option(EffectConfig.nonEmptyString("HOST")),
+    store: EffectConfig.option(EffectConfig.redacted(EffectConfig.nonEmptyString("STORE")))
+  }).pipe(EffectConfig.nested("FANOUT")),
   otlpEndpoint: EffectConfig.option(EffectConfig.nonEmptyString("OTEL_EXPORTER_OTLP_ENDPOINT"))
-})
+}).pipe(EffectConfig.map(({ fanout, otlpEndpoint }) => ({ ...fanout, otlpEndpoint })))
 
 const configErrorIssues = (error: EffectConfigError.ConfigError): Array<Config.Issue> => {
   switch (error._op) {
@@ -90,7 +94,8 @@ const configErrorIssues = (error: EffectConfigError.ConfigError): Array<Config.I
     case "MissingData":
     case "SourceUnavailable":
     case "Unsupported":
-      return [{ path: error.path.join("."), message: error.message }]
+      // The variable's name, as the environment spells it (`FANOUT_PORT`).
+      return [{ path: error.path.join("_"), message: error.message }]
   }
 }
 
@@ -249,7 +254,10 @@ export interface App {
 
 /**
  * Resolves a validated configuration: the environment's overrides (`FANOUT_*`), secrets, targets
- * and routes, server options.
+ * and routes, server options. Everything from the environment is read with Effect `Config` from
+ * the current `ConfigProvider` (the process environment unless replaced with
+ * `Effect.withConfigProvider`); `env`, when given, is that environment instead
+ * (`Config.environmentProvider(env)`).
  *
  * @since 0.1.0
  * @category constructors
@@ -257,10 +265,18 @@ export interface App {
 export const prepare = (
   file: string,
   config: Config.FanoutConfig,
-  env: Readonly<Record<string, string | undefined>> = process.env
+  env?: Readonly<Record<string, string | undefined>>
 ): Effect.Effect<App, Config.ConfigError> =>
+  env === undefined ? prepareFromProvider(file, config) : Effect.withConfigProvider(
+    prepareFromProvider(file, config),
+    Config.environmentProvider(env)
+  )
+
+const prepareFromProvider = (file: string, config: Config.FanoutConfig): Effect.Effect<App, Config.ConfigError> =>
   Effect.gen(function*() {
     const over = yield* overrides
+    // Every secret the configuration names, read with `Config.redacted` from the ConfigProvider.
+    const env = yield* Config.environment(Config.environmentNames(config))
     const built = yield* Config.build(file, config, env)
     const server = ServerOptions.fromConfig(config.server, env, {
       ...(Option.isSome(over.port) ? { port: over.port.value } : {}),

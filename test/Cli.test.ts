@@ -9,8 +9,9 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { NodeContext } from "@effect/platform-node"
 import { afterAll, assert, describe, it, vi } from "@effect/vitest"
-import { ConfigProvider, Effect, Exit, Logger, LogLevel, Schedule } from "effect"
+import { Effect, Exit, Logger, LogLevel, Schedule } from "effect"
 import * as Cli from "../src/Cli.js"
+import * as Config from "../src/Config.js"
 import * as Event from "../src/Event.js"
 import * as Store from "../src/Store.js"
 import * as SqliteStore from "../src/Store/Sqlite.js"
@@ -45,7 +46,8 @@ const cli = (args: ReadonlyArray<string>, env: Record<string, string> = {}): Eff
     })
     const exit = yield* Cli.run(["node", "fanout", ...args]).pipe(
       Effect.provide(NodeContext.layer),
-      Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env)))),
+      // Shaped like the process environment (`FANOUT_PORT`: nested configs joined with `_`).
+      Effect.withConfigProvider(Config.environmentProvider(env)),
       Effect.exit,
       Effect.ensuring(Effect.sync(() => {
         log.mockRestore()

@@ -6,7 +6,7 @@
 import { spawn } from "node:child_process"
 import type { ChildProcess } from "node:child_process"
 import { fileURLToPath } from "node:url"
-import { ConfigProvider, Effect, Fiber } from "effect"
+import { Effect, Fiber } from "effect"
 import type { Scope } from "effect"
 import * as Config from "../src/Config.js"
 import * as Main from "../src/Main.js"
@@ -21,7 +21,7 @@ export const prepare = (
   file = "test.config.json"
 ): Effect.Effect<Main.App, Config.ConfigError> =>
   Effect.flatMap(Config.decode(file, config), (decoded) => Main.prepare(file, decoded, env)).pipe(
-    Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env))))
+    Effect.withConfigProvider(Config.environmentProvider(env))
   )
 
 /** The whole application in this process until the scope closes; answers its URL. */

@@ -215,7 +215,8 @@ const check = (o: Options): Array<string> => {
 }
 
 /**
- * Resolves the `server` section of a validated configuration: secrets from `env`, then
+ * Resolves the `server` section of a validated configuration: secrets from `env` (what
+ * `Config.environment` read from the `ConfigProvider`, or a plain record), then
  * {@link make}. `overrides` (e.g. the CLI's `--port`) win over the file.
  *
  * @since 0.1.0
@@ -223,7 +224,7 @@ const check = (o: Options): Array<string> => {
  */
 export const fromConfig = (
   server: typeof Config.ServerConfig.Type | undefined,
-  env: Readonly<Record<string, string | undefined>> = process.env,
+  env: Config.Environment,
   overrides: Input = {}
 ): Either.Either<Options, ReadonlyArray<Config.Issue>> => {
   const s = server ?? {}
