@@ -448,6 +448,7 @@ export const banner = (
     "  Fanout demo: one event in, two APIs out.",
     "",
     `  API       ${url}   (docs ${url}/docs, metrics ${url}/metrics)`,
+    `  dashboard ${url}/`,
     `  store     ${ready.store}`,
     `  targets   inventory    -> ${apis.inventoryUrl}`,
     `            notification -> ${apis.notificationUrl}${

@@ -36,9 +36,9 @@ export const Chart = (props: { readonly series: Series; readonly label: string }
       ],
       series: [
         {},
-        { label: "delivered/s", scale: "rate", stroke: css("--ok", "#1a7f37"), width: 2 },
-        { label: "failed/s", scale: "rate", stroke: css("--bad", "#cf222e"), width: 2 },
-        { label: "p99 ms", scale: "ms", stroke: css("--accent", "#0969da"), width: 1, dash: [4, 4] }
+        { label: "delivered/s", scale: "rate", stroke: css("--ok", "#1a7f37"), width: 2, points: { show: false } },
+        { label: "failed/s", scale: "rate", stroke: css("--bad", "#cf222e"), width: 2, points: { show: false } },
+        { label: "p99 ms", scale: "ms", stroke: css("--accent", "#0969da"), width: 1, dash: [4, 4], points: { show: false } }
       ]
     }
     const p = new uPlot(opts, [[], [], [], []], el)

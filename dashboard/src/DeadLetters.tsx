@@ -36,7 +36,7 @@ const describeFilter = (filter: Filter): string => {
     filter.from !== undefined ? `dead since ${localTime(filter.from)}` : undefined,
     filter.to !== undefined ? `dead until ${localTime(filter.to)}` : undefined
   ].filter((p) => p !== undefined)
-  return parts.length === 0 ? "every dead letter" : parts.join(", ")
+  return parts.length === 0 ? "no filter: every dead letter" : `matching ${parts.join(", ")}`
 }
 
 const initialFilter = (): Filter => {
@@ -123,7 +123,7 @@ export const DeadLetters = () => {
       const n = await countMatching(filter)
       ask({
         title: "Replay all matching",
-        body: `Replay ${plural(n)} matching ${describeFilter(filter)}? Each goes back to pending with the same idempotency key.`,
+        body: `Replay ${plural(n)} (${describeFilter(filter)})? Each goes back to pending with the same idempotency key.`,
         confirm: `Replay ${n}`,
         run: async () => {
           const r = await Api.request<{ replayed: number }>("/v1/dead-letters:replay", { method: "POST", json: filter })
@@ -276,7 +276,8 @@ export const DeadLetters = () => {
                     </td>
                     <td>{d.totalAttempts}</td>
                     <td><time dateTime={d.deadAt}>{localTime(d.deadAt)}</time></td>
-                    <td class="row-actions">
+                    <td>
+                      <div class="row-actions">
                       <button
                         type="button"
                         aria-label={`Replay… dead letter ${d.id} (${d.target}, event ${d.eventId})`}
@@ -304,6 +305,7 @@ export const DeadLetters = () => {
                       >
                         Purge…
                       </button>
+                      </div>
                     </td>
                   </tr>
                 ))}

@@ -18,7 +18,8 @@ const Timeline = (props: { readonly delivery: Api.Delivery; readonly now: number
   const next = delivery.status === "pending" && delivery.nextAttemptAt !== undefined
     ? new Date(delivery.nextAttemptAt).getTime()
     : undefined
-  const t1 = Math.max(t0 + 1, ...ends, next ?? 0)
+  // At least a second wide, so a short attempt is a short bar.
+  const t1 = Math.max(t0 + 1000, ...ends, next ?? 0)
   const pct = (t: number) => `${(((t - t0) / (t1 - t0)) * 100).toFixed(2)}%`
   return (
     <div class="timeline-wrap">

@@ -112,7 +112,7 @@ export const Overview = () => {
       <h1 id="overview-title">Overview</h1>
       <p class="muted">
         Every target this server delivers to, read from <code>GET /v1/targets</code> every second. Rates and latency are
-        this process's attempts over the last {data?.targets[0]?.recent.windowSeconds ?? 60} s; the charts show what
+        this process's attempts over the last {Math.round(data?.targets[0]?.recent.windowSeconds ?? 60)} s; the charts show what
         was read since this page opened (up to {keepSeconds / 60} minutes).
       </p>
       {error !== undefined && <p role="alert" class="error">Could not read the targets: {error}</p>}

@@ -251,7 +251,7 @@ d(`dashboard in Chromium${skipReason !== undefined ? ` (skipped: ${skipReason})`
         // All matching: the count is shown before anything is replayed.
         yield* P(() => page.getByRole("button", { name: "Replay all matching…" }).click())
         yield* P(() =>
-          dialog.getByText("Replay 2 dead letters matching every dead letter?", { exact: false }).waitFor({
+          dialog.getByText("Replay 2 dead letters (no filter: every dead letter)?", { exact: false }).waitFor({
             timeout: TIMEOUT
           })
         )
