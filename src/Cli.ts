@@ -950,6 +950,50 @@ const dlq = Command.make("dlq", {}, () => usageHint("dlq ")).pipe(
 )
 
 // ---------------------------------------------------------------------------------------------
+// sources, consume
+// ---------------------------------------------------------------------------------------------
+
+const sources = Command.make(
+  "sources",
+  { url: serverUrl, apiKey },
+  (options) =>
+    withClient(Effect.flatMap(callApi(options, "GET /v1/sources", (client) => client.sources.list()), printJson))
+).pipe(
+  Command.withDescription(
+    "The message sources a server consumes: state, received, stored, acked, rejected, redelivered, lag (GET /v1/sources)"
+  )
+)
+
+const consume = Command.make(
+  "consume",
+  {
+    config: configFile,
+    source: Options.text("source").pipe(Options.withDescription("The configured source (its name) to consume")),
+    logFormat: logFormat("json")
+  },
+  (options) =>
+    runLogged(
+      options.logFormat,
+      Effect.flatMap(Main.load(options.config), (app): Effect.Effect<never, Main.StartError | UsageError> => {
+        const names = (app.sources ?? []).map((s) => s.name)
+        return names.includes(options.source)
+          ? stopped(Main.run(app, { api: false, workers: false, sources: [options.source] }))
+          : Effect.fail(
+            new UsageError({
+              message: `--source: no source named ${JSON.stringify(options.source)} (configured: ${
+                names.length === 0 ? "none" : names.join(", ")
+              })`
+            })
+          )
+      })
+    )
+).pipe(
+  Command.withDescription(
+    "Consume one configured source alone (no API, no workers: run `fanout worker` or `fanout serve` on the same store to deliver) until SIGINT/SIGTERM"
+  )
+)
+
+// ---------------------------------------------------------------------------------------------
 // The command
 // ---------------------------------------------------------------------------------------------
 
@@ -969,6 +1013,8 @@ export const command = Command.make("fanout").pipe(
     send,
     status,
     targets,
+    sources,
+    consume,
     events,
     dlq,
     prune

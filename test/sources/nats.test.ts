@@ -96,8 +96,8 @@ describe.skipIf(skip !== undefined)("NATS JetStream source", () => {
       const advisories: Array<{ stream_seq: number }> = []
       const sub = nc.subscribe(`$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED.${stream}.fanout`, {
         callback: (_error, msg) => {
-        advisories.push(msg.json())
-      }
+          advisories.push(msg.json())
+        }
       })
       cleanups.push(async () => sub.unsubscribe())
       const js = jetstream(nc)

@@ -1,0 +1,149 @@
+/**
+ * The Redis Streams source against the machine's Redis (127.0.0.1:6379) for delivery, the
+ * dead-letter stream and XAUTOCLAIM of a dead consumer's entries, and a private `redis-server`
+ * (its own port, an append-only file) stopped and started again for "the broker goes away".
+ */
+import { afterAll, assert, describe, it } from "@effect/vitest"
+import { Redis } from "ioredis"
+import {
+  brokers,
+  configOf,
+  privateRedis,
+  removeDir,
+  run,
+  skipReason,
+  sourceView,
+  startTargets,
+  tempDir,
+  undelivered,
+  unique,
+  waitFor
+} from "./helpers.js"
+
+const skip = await skipReason("sources/redis.test", "redis")
+const cleanups: Array<() => Promise<void>> = []
+afterAll(async () => {
+  for (const f of cleanups.reverse()) await f().catch(() => undefined)
+}, 60_000)
+
+const client = (url: string = brokers.redis.url) => {
+  const r = new Redis(url, { lazyConnect: false })
+  cleanups.push(() => r.quit().then(() => undefined))
+  return r
+}
+
+/** Adds `n` envelopes (field `field`); answers the expected event ids (`<stream>:<entry id>`). */
+const add = async (r: Redis, stream: string, label: string, n: number, field = "body") => {
+  const ids: Array<string> = []
+  for (let i = 0; i < n; i++) {
+    const id = await r.xadd(stream, "*", field, JSON.stringify({ type: "order.placed", payload: { label, i } }))
+    ids.push(`${stream}:${id}`)
+  }
+  return ids
+}
+
+describe.skipIf(skip !== undefined)("Redis Streams source", () => {
+  it("every entry becomes an event delivered to both routed targets; XACKed; the group is created", async () => {
+    const r = client()
+    const stream = unique("fanout-t")
+    cleanups.push(() => r.del(stream).then(() => undefined))
+    const ids = await add(r, stream, "r", 200, "msg")
+    const targets = await startTargets()
+    cleanups.push(targets.close)
+    const dir = tempDir("redis")
+    cleanups.push(async () => removeDir(dir))
+    const app = await run(configOf(dir, targets, [{
+      name: "audit",
+      redis: { url: brokers.redis.url, stream, group: "fanout", field: "msg", consumer: "c1" }
+    }]))
+    cleanups.push(app.stop)
+    await waitFor("every entry delivered to a and b", () => undelivered(targets, ids).length === 0, 60_000)
+    await waitFor("every entry acked", async () => (await sourceView(app.url, "audit"))?.acked === 200, 30_000)
+    const pending = (await r.xpending(stream, "fanout")) as [number, ...Array<unknown>]
+    assert.strictEqual(pending[0], 0)
+    const view = await sourceView(app.url, "audit")
+    assert.strictEqual(view?.kind, "redis")
+    assert.strictEqual(view?.received, 200)
+    assert.strictEqual(view?.rejected, 0)
+    for (const id of ids) assert.strictEqual(targets.a.okCount(`${id}:a`), 1, id)
+  }, 120_000)
+
+  it(
+    "poison entries go to the dead-letter stream; a dead consumer's pending entry is reclaimed (XAUTOCLAIM)",
+    async () => {
+      const r = client()
+      const stream = unique("fanout-p")
+      cleanups.push(() => r.del(stream, `${stream}:dead`).then(() => undefined))
+      // An existing group, and an entry a consumer that died took and never acked.
+      await r.xgroup("CREATE", stream, "fanout", "0", "MKSTREAM")
+      const orphan = await add(r, stream, "orphan", 1)
+      await r.xreadgroup("GROUP", "fanout", "dead-consumer", "COUNT", 1, "STREAMS", stream, ">")
+      await r.xadd(stream, "*", "body", "not json {")
+      await r.xadd(stream, "*", "other", "no body field")
+      await r.xadd(stream, "*", "body", JSON.stringify({ type: "invoice.sent", payload: {} }))
+      const good = await add(r, stream, "good", 1)
+      const targets = await startTargets()
+      cleanups.push(targets.close)
+      const dir = tempDir("redis-poison")
+      cleanups.push(async () => removeDir(dir))
+      const app = await run(configOf(dir, targets, [{
+        name: "poison",
+        redis: { url: brokers.redis.url, stream, group: "fanout", consumer: "c1", minIdle: "1 millis" }
+      }]))
+      cleanups.push(app.stop)
+      await waitFor(
+        "the good entry and the orphan delivered",
+        () => undelivered(targets, [...good, ...orphan]).length === 0,
+        30_000
+      )
+      await waitFor("three dead-lettered", async () => (await r.xlen(`${stream}:dead`)) === 3, 30_000)
+      const dead = await r.xrange(`${stream}:dead`, "-", "+")
+      const reasons = dead.map(([, fields]) => fields[fields.indexOf("reason") + 1]!.split(":")[0])
+      assert.deepStrictEqual(reasons.sort(), ["no_route", "not_json", "not_json"])
+      const view = await sourceView(app.url, "poison")
+      assert.strictEqual(view?.rejected, 3)
+      assert.strictEqual(view?.acked, 2)
+      assert.isAtLeast(view?.redelivered ?? 0, 1)
+      const pending = (await r.xpending(stream, "fanout")) as [number, ...Array<unknown>]
+      assert.strictEqual(pending[0], 0)
+    },
+    120_000
+  )
+
+  it("survives its broker stopping and starting again: nothing lost", async () => {
+    const dir = tempDir("redis-away")
+    cleanups.push(async () => removeDir(dir))
+    const broker = await privateRedis(dir)
+    await broker.start()
+    cleanups.push(broker.stop)
+    const url = `redis://127.0.0.1:${broker.port}`
+    const stream = "away"
+    let r = new Redis(url)
+    const first = await add(r, stream, "a1", 50)
+    await r.quit()
+    const targets = await startTargets()
+    cleanups.push(targets.close)
+    const app = await run(
+      configOf(dir, targets, [{ name: "away", redis: { url, stream, group: "fanout", consumer: "c1" } }])
+    )
+    cleanups.push(app.stop)
+    await waitFor("the first batch delivered", () => undelivered(targets, first).length === 0, 60_000)
+    await broker.stop()
+    await waitFor(
+      "the source sees its broker gone",
+      async () => (await sourceView(app.url, "away"))?.state === "reconnecting",
+      30_000
+    )
+    await broker.start()
+    r = client(url)
+    const second = await add(r, stream, "a2", 50)
+    await waitFor(
+      "the second batch delivered after the restart",
+      () => undelivered(targets, second).length === 0,
+      90_000
+    )
+    const view = await sourceView(app.url, "away")
+    assert.strictEqual(view?.rejected, 0)
+    assert.strictEqual(view?.state, "running")
+  }, 180_000)
+})
