@@ -620,6 +620,29 @@ const status = Command.make(
   )
 )
 
+const resend = Command.make(
+  "resend",
+  {
+    id: Args.text({ name: "event id" }),
+    target: Options.text("target").pipe(Options.withDescription("The target to send the event to again")),
+    url: serverUrl,
+    apiKey
+  },
+  (options) =>
+    withClient(Effect.flatMap(
+      callApi(
+        options,
+        `POST /v1/events/${options.id}/targets/${options.target}/resend`,
+        (c) => c.events.resend({ path: { id: options.id, name: options.target } })
+      ),
+      printJson
+    ))
+).pipe(
+  Command.withDescription(
+    "Send a delivered event to one target again, under a new idempotency key (POST /v1/events/:id/targets/:name/resend)"
+  )
+)
+
 const targets = Command.make(
   "targets",
   { config: storeConfigFile, url: serverUrl, apiKey },
@@ -1012,6 +1035,7 @@ export const command = Command.make("fanout").pipe(
     demo,
     send,
     status,
+    resend,
     targets,
     sources,
     consume,

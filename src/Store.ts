@@ -128,6 +128,43 @@ export const isRetryable = (error: StoreError): boolean => error.reason === "Bus
 export const idempotencyKey = (eventId: string, target: string): string => `${eventId}:${target}`
 
 /**
+ * The idempotency key of a delivery that was resent `resends` times ({@link DeliveryStore.resend}):
+ * `<event id>:<target>` before any resend, `<event id>:<target>:resend-<n>` after the n-th, so the
+ * target can tell a resend from the original (and from another resend) while retries of one
+ * resend share one key.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const resendKey = (eventId: string, target: string, resends: number): string =>
+  resends > 0 ? `${eventId}:${target}:resend-${resends}` : idempotencyKey(eventId, target)
+
+/**
+ * The answer to {@link DeliveryStore.resend}:
+ * - `Resent`: the delivery is pending again, due now, under its new idempotency key;
+ * - `UnknownEvent`: no event with this id;
+ * - `NoDelivery`: the event has no delivery to this target (it was never routed there);
+ * - `Open`: the delivery is still `pending` or `in_flight` (nothing changed: it will be sent anyway);
+ * - `Dead`: the delivery is dead (nothing changed: replay it, with its key, instead).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ResendResult =
+  | {
+    readonly _tag: "Resent"
+    readonly id: string
+    readonly target: string
+    readonly idempotencyKey: string
+    /** How many times it has been resent, this one included. */
+    readonly resends: number
+  }
+  | { readonly _tag: "UnknownEvent" }
+  | { readonly _tag: "NoDelivery" }
+  | { readonly _tag: "Open"; readonly id: string; readonly status: Status }
+  | { readonly _tag: "Dead"; readonly id: string }
+
+/**
  * The answer to {@link DeliveryStore.enqueue}.
  *
  * @since 0.1.0
@@ -612,6 +649,14 @@ export interface DeliveryStore {
   readonly replay: (id: string) => Effect.Effect<boolean, StoreError>
   /** {@link replay} for every dead letter matching the filter; answers how many. */
   readonly replayMany: (filter: DeadLetterFilter) => Effect.Effect<number, StoreError>
+  /**
+   * Sends a finished (`delivered` or `compensated`) delivery of an event to its target again: one
+   * atomic step puts it back to pending, due now, with its scheduling attempts and its age budget
+   * reset (as a replay does), and counts one more resend, which gives it a new idempotency key
+   * ({@link resendKey}). The history and the delivery id stay; its dependents (pipelines) are not
+   * run again. See {@link ResendResult} for what it answers otherwise (nothing is changed then).
+   */
+  readonly resend: (eventId: string, target: string) => Effect.Effect<ResendResult, StoreError>
   /** Deletes one dead letter (by id) or every dead letter matching a filter, with their history; answers how many. */
   readonly purge: (selection: string | DeadLetterFilter) => Effect.Effect<number, StoreError>
   /**

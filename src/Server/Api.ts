@@ -409,6 +409,50 @@ export const EventPage = Schema.Struct({
 const IdPath = Schema.Struct({ id: PathId })
 
 /**
+ * The answer to `POST /v1/events/{id}/targets/{name}/resend`: the delivery, pending again under its
+ * new idempotency key.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const Resent = Schema.Struct({
+  id: Schema.String.annotations({ description: "The delivery (the same id: its history goes on)" }),
+  eventId: Schema.String,
+  target: Schema.String,
+  status: Schema.Literal("pending"),
+  idempotencyKey: Schema.String.annotations({
+    description: "`<event id>:<target>:resend-<n>` after the n-th resend: the target can tell it from the original"
+  }),
+  resends: Schema.Int.annotations({ description: "How many times this delivery has been resent, this one included" })
+}).annotations({ identifier: "Resent" })
+
+/**
+ * `409` of a resend: the delivery is still open (`delivery_open`: pending or in flight, it will be
+ * sent anyway) or dead (`delivery_dead`: replay it instead). Nothing was changed.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export const ResendConflict = errorAt(
+  409,
+  "The delivery is not finished: still pending or in flight (`delivery_open`), or dead (`delivery_dead`: replay the dead letter instead); nothing was changed"
+)
+
+/**
+ * `422` of a resend: the event has a delivery to this target, but this server's configuration no
+ * longer names it (`target_not_configured`): no worker would send it.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export const TargetNotConfigured = errorAt(
+  422,
+  "The target is not in this server's configuration (`target_not_configured`): nothing was changed"
+)
+
+const ResendPath = Schema.Struct({ id: PathId, name: PathId })
+
+/**
  * One event type of `GET /v1/event-types`.
  *
  * @since 0.1.0
@@ -495,6 +539,19 @@ export class Events extends HttpApiGroup.make("events")
     HttpApiEndpoint.get("types", "/v1/event-types")
       .addSuccess(EventTypesView)
       .annotate(OpenApi.Summary, "The event types: their payload schemas (checked at ingest) and the route patterns")
+  )
+  .add(
+    HttpApiEndpoint.post("resend", "/v1/events/:id/targets/:name/resend")
+      .setPath(ResendPath)
+      .addSuccess(Resent, { status: 202 })
+      .addError(NotFound)
+      .addError(ResendConflict)
+      .addError(TargetNotConfigured)
+      .addError(Unavailable)
+      .annotate(
+        OpenApi.Summary,
+        "Send a delivered event to one target again, under a new idempotency key (<event id>:<target>:resend-<n>)"
+      )
   )
 {}
 

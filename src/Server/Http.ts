@@ -294,6 +294,64 @@ const EventsLive = (options: ServerOptions.Options) =>
         .handleRaw("types", () =>
           Effect.map(EventTypes.current, (eventTypes) =>
             json(Api.EventTypesView, EventTypes.view(outbox.router, eventTypes))))
+        .handleRaw("resend", ({ path }) =>
+          respond(Effect.gen(function*() {
+            const quoted = `${JSON.stringify(path.id)} to ${JSON.stringify(path.name)}`
+            if (!registry.has(path.name)) {
+              // Not configured here: resending would only leave it pending, unclaimed. Say which case it is.
+              const status = yield* fromStore(outbox.status(path.id))
+              if (Option.isNone(status)) {
+                return yield* Effect.fail(Errors.notFound(`No event with id ${JSON.stringify(path.id)}`))
+              }
+              if (
+                !status.value.deliveries.some((d) =>
+                  d.target === path.name
+                )
+              ) {
+                return yield* Effect.fail(Errors.notFound(`The event ${quoted} has no delivery`))
+              }
+              return yield* Effect.fail(Errors.make(
+                422,
+                "target_not_configured",
+                `The target ${
+                  JSON.stringify(path.name)
+                } is not in this server's configuration: no worker would send the event ${quoted}`
+              ))
+            }
+            const result = yield* fromStore(store.resend(path.id, path.name))
+            switch (result._tag) {
+              case "UnknownEvent":
+                return yield* Effect.fail(Errors.notFound(`No event with id ${JSON.stringify(path.id)}`))
+              case "NoDelivery":
+                return yield* Effect.fail(Errors.notFound(`The event ${quoted} has no delivery`))
+              case "Open":
+                return yield* Effect.fail(Errors.make(
+                  409,
+                  "delivery_open",
+                  `The delivery of ${quoted} is still ${result.status}: it will be sent; resend it once it is delivered`
+                ))
+              case "Dead":
+                return yield* Effect.fail(Errors.make(
+                  409,
+                  "delivery_dead",
+                  `The delivery of ${quoted} is dead: replay it (POST /v1/dead-letters/${result.id}/replay), with its idempotency key`
+                ))
+              case "Resent":
+                return json(
+                  Api.Resent,
+                  {
+                    id: result.id,
+                    eventId: path.id,
+                    target: result.target,
+                    status: "pending" as const,
+                    idempotencyKey: result.idempotencyKey,
+                    resends: result.resends
+                  },
+                  202,
+                  location(path.id)
+                )
+            }
+          })))
     }))
 
 const DeadLettersLive = (options: ServerOptions.Options) =>

@@ -47,6 +47,8 @@ interface Row {
   readonly dependents: number
   /** The answer stored for the dependents. */
   response: string | undefined
+  /** How many times it was resent (its idempotency key: `Store.resendKey`). */
+  resends: number
 }
 
 interface EventRow {
@@ -195,7 +197,8 @@ export const make: Effect.Effect<Store.DeliveryStore> = Effect.gen(function*() {
             after: dependencies.get(target) ?? [],
             waiting: dependencies.get(target)?.length ?? 0,
             dependents: dependents.get(target) ?? 0,
-            response: undefined
+            response: undefined,
+            resends: 0
           }
           rows.set(id, row)
           activate(row)
@@ -245,7 +248,7 @@ export const make: Effect.Effect<Store.DeliveryStore> = Effect.gen(function*() {
             lease: row.lease,
             eventId: row.eventId,
             target: row.target,
-            idempotencyKey: Store.idempotencyKey(row.eventId, row.target),
+            idempotencyKey: Store.resendKey(row.eventId, row.target, row.resends),
             event: events.get(row.eventId)!.event,
             attempts: row.attempts,
             firstAttemptAt: row.firstAttemptAt,
@@ -362,7 +365,7 @@ export const make: Effect.Effect<Store.DeliveryStore> = Effect.gen(function*() {
     eventId: row.eventId,
     eventType: events.get(row.eventId)!.event.type,
     target: row.target,
-    idempotencyKey: Store.idempotencyKey(row.eventId, row.target),
+    idempotencyKey: Store.resendKey(row.eventId, row.target, row.resends),
     reason: row.deadReason ?? "",
     lastError: row.lastError,
     lastErrorMessage: row.lastErrorMessage,
@@ -453,6 +456,32 @@ export const make: Effect.Effect<Store.DeliveryStore> = Effect.gen(function*() {
       (done) => done ? signal.notify : Effect.void
     )
 
+  const resend: Store.DeliveryStore["resend"] = (eventId, target) =>
+    Effect.tap(
+      write((now): Store.ResendResult => {
+        const stored = events.get(eventId)
+        if (stored === undefined) return { _tag: "UnknownEvent" }
+        const row = stored.deliveries.map((id) => rows.get(id)!).find((r) => r.target === target)
+        if (row === undefined) return { _tag: "NoDelivery" }
+        if (row.status === "pending" || row.status === "in_flight") {
+          return { _tag: "Open", id: row.id, status: row.status }
+        }
+        if (row.status === "dead") {
+          return { _tag: "Dead", id: row.id }
+        }
+        row.resends++
+        replayRow(row, now)
+        return {
+          _tag: "Resent",
+          id: row.id,
+          target,
+          idempotencyKey: Store.resendKey(eventId, target, row.resends),
+          resends: row.resends
+        }
+      }),
+      (result) => result._tag === "Resent" ? signal.notify : Effect.void
+    )
+
   const replayMany: Store.DeliveryStore["replayMany"] = (filter) =>
     Effect.tap(
       write((now) => {
@@ -516,7 +545,7 @@ export const make: Effect.Effect<Store.DeliveryStore> = Effect.gen(function*() {
           return {
             id: row.id,
             target: row.target,
-            idempotencyKey: Store.idempotencyKey(row.eventId, row.target),
+            idempotencyKey: Store.resendKey(row.eventId, row.target, row.resends),
             status: row.status,
             attempts: row.attempts,
             totalAttempts: row.history.length,
@@ -600,6 +629,7 @@ export const make: Effect.Effect<Store.DeliveryStore> = Effect.gen(function*() {
     deadLetters,
     replay,
     replayMany,
+    resend,
     purge,
     status,
     events: events_,

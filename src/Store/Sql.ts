@@ -232,6 +232,8 @@ interface ClaimRow {
   readonly attempts: unknown
   readonly first_attempt_at: unknown
   readonly replayed_at: unknown
+  /** Migration 0007: how many times the delivery was resent. */
+  readonly resends: unknown
   readonly enqueued_at: unknown
   readonly envelope: string
   readonly lease: string
@@ -256,6 +258,8 @@ interface DeliveryRow {
   readonly after_targets: unknown
   readonly waiting: unknown
   readonly response: unknown
+  /** Migration 0007: how many times the delivery was resent. */
+  readonly resends: unknown
 }
 
 interface AttemptRow {
@@ -386,7 +390,7 @@ export const make = (
       existing: `SELECT e.fingerprint, d.id, d.target, d.status
         FROM ${Q.events} e LEFT JOIN ${Q.deliveries} d ON d.event_id = e.id WHERE e.id = ? ORDER BY d.id`,
       allTargets: `SELECT name FROM ${Q.targets} ORDER BY name`,
-      due: `SELECT d.id, d.event_id, d.target, d.attempts, d.first_attempt_at, d.enqueued_at, d.replayed_at,
+      due: `SELECT d.id, d.event_id, d.target, d.attempts, d.first_attempt_at, d.enqueued_at, d.replayed_at, d.resends,
           d.after_targets, d.dependents, e.envelope
         FROM ${Q.deliveries} d JOIN ${Q.events} e ON e.id = d.event_id
         WHERE d.target = ? AND d.status IN ('pending', 'in_flight') AND d.waiting = 0 AND d.available_at <= ?
@@ -1017,7 +1021,8 @@ export const make = (
           SET status = 'in_flight', lease = ${token}::text || ':' || d.id::text, available_at = ${now + options.leaseMs},
               worker_id = ${options.workerId}, updated_at = ${now}
           FROM picked WHERE d.id = picked.id
-          RETURNING d.id, d.event_id, d.target, d.attempts, d.first_attempt_at, d.enqueued_at, d.replayed_at, d.lease, d.available_at,
+          RETURNING d.id, d.event_id, d.target, d.attempts, d.first_attempt_at, d.enqueued_at, d.replayed_at, d.resends, d.lease,
+            d.available_at,
             d.after_targets, d.dependents
         )
         SELECT claimed.*, e.envelope FROM claimed JOIN ${T.events} e ON e.id = claimed.event_id
@@ -1065,7 +1070,7 @@ export const make = (
             lease: row.lease,
             eventId: row.event_id,
             target: row.target,
-            idempotencyKey: Store.idempotencyKey(row.event_id, row.target),
+            idempotencyKey: Store.resendKey(row.event_id, row.target, num(row.resends)),
             event,
             attempts: num(row.attempts),
             firstAttemptAt: optNum(row.first_attempt_at),
@@ -1807,7 +1812,7 @@ export const make = (
           "deadLetters",
           "query",
           sql<DeliveryRow & { type: string }>`SELECT d.id, d.event_id, e.type, d.target, d.status, d.attempts, d.total_attempts,
-              d.available_at, d.last_error, d.last_error_message, d.dead_reason, d.finished_at, d.enqueued_at
+              d.available_at, d.last_error, d.last_error_message, d.dead_reason, d.finished_at, d.enqueued_at, d.resends
             FROM ${T.deliveries} d JOIN ${T.events} e ON e.id = d.event_id
             WHERE ${deadWhere(query)} AND d.id > ${after}
             ORDER BY d.id LIMIT ${query.limit + 1}`
@@ -1817,7 +1822,7 @@ export const make = (
           eventId: row.event_id,
           eventType: row.type,
           target: row.target,
-          idempotencyKey: Store.idempotencyKey(row.event_id, row.target),
+          idempotencyKey: Store.resendKey(row.event_id, row.target, num(row.resends)),
           reason: optStr(row.dead_reason) ?? "",
           lastError: optStr(row.last_error),
           lastErrorMessage: optStr(row.last_error_message),
@@ -1853,6 +1858,56 @@ export const make = (
     }
 
     const replayMany: Store.DeliveryStore["replayMany"] = (filter) => replayWhere("replayMany", deadWhere(filter), false)
+
+    /**
+     * One conditional UPDATE (a finished delivery of the event to the target back to pending, one
+     * more resend); when it changes nothing, one read says why.
+     */
+    const resend: Store.DeliveryStore["resend"] = (eventId, target) =>
+      Effect.gen(function*() {
+        const now = yield* Clock.currentTimeMillis
+        const update = sql`UPDATE ${T.deliveries}
+          SET status = 'pending', attempts = 0, first_attempt_at = NULL, replayed_at = ${now}, available_at = ${now}, lease = NULL,
+              dead_reason = NULL, finished_at = NULL, resends = resends + 1, updated_at = ${now}
+          WHERE event_id = ${eventId} AND target = ${target} AND status IN ('delivered', 'compensated')
+          RETURNING id, resends`
+        const rows = yield* run(
+          "resend",
+          "batch",
+          pg
+            ? sql<{ id: unknown; resends: unknown }>`WITH resent AS (${update}) SELECT id, resends, pg_notify(${channel}, '1') FROM resent`
+            : sql<{ id: unknown; resends: unknown }>`${update}`,
+          true
+        )
+        const resent = rows[0]
+        if (resent !== undefined) {
+          yield* signal.notify
+          const resends = num(resent.resends)
+          return {
+            _tag: "Resent",
+            id: String(resent.id),
+            target,
+            idempotencyKey: Store.resendKey(eventId, target, resends),
+            resends
+          } satisfies Store.ResendResult
+        }
+        const found = yield* run(
+          "resend",
+          "read",
+          sql<{ id: unknown; status: Store.Status | null }>`SELECT d.id, d.status FROM ${T.events} e
+            LEFT JOIN ${T.deliveries} d ON d.event_id = e.id AND d.target = ${target}
+            WHERE e.id = ${eventId}`
+        )
+        const row = found[0]
+        if (row === undefined) return { _tag: "UnknownEvent" } satisfies Store.ResendResult
+        if (row.status === null || row.id === null) return { _tag: "NoDelivery" } satisfies Store.ResendResult
+        if (row.status === "dead") return { _tag: "Dead", id: String(row.id) } satisfies Store.ResendResult
+        if (row.status === "pending" || row.status === "in_flight") {
+          return { _tag: "Open", id: String(row.id), status: row.status } satisfies Store.ResendResult
+        }
+        // It finished between the update and the read: resend it now.
+        return yield* resend(eventId, target)
+      })
 
     /** Deletes matching deliveries (with their attempts, and events left empty) in chunks of 1 000. */
     /**
@@ -1979,7 +2034,7 @@ export const make = (
             return {
               id: String(row.id),
               target: row.target,
-              idempotencyKey: Store.idempotencyKey(row.event_id, row.target),
+              idempotencyKey: Store.resendKey(row.event_id, row.target, num(row.resends)),
               status: row.status,
               attempts: num(row.attempts),
               totalAttempts: num(row.total_attempts),
@@ -2178,6 +2233,7 @@ export const make = (
       deadLetters,
       replay,
       replayMany,
+      resend,
       purge,
       status,
       events: events_,

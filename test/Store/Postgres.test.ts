@@ -244,7 +244,7 @@ d(`PostgresStore${skip !== undefined ? ` (skipped: ${skip})` : ""}`, () => {
       const applied = yield* sql<{ migration_id: number }>`SELECT migration_id FROM ${
         sql(t.migrations)
       } ORDER BY migration_id`
-      assert.deepStrictEqual(applied.map((row) => row.migration_id), [1, 2, 3, 4, 5, 6])
+      assert.deepStrictEqual(applied.map((row) => row.migration_id), [1, 2, 3, 4, 5, 6, 7])
       const [due] = yield* sql<
         { indexdef: string }
       >`SELECT indexdef FROM pg_indexes WHERE indexname = ${`${t.deliveries}_due`}`

@@ -244,7 +244,7 @@ describe("SqliteStore: dependencies (migration 0002)", () => {
       const store = yield* Effect.provide(Store.DeliveryStore, ctx)
       const sql = yield* Effect.provide(SqlClient.SqlClient, ctx)
       const applied = yield* sql<{ migration_id: number }>`SELECT migration_id FROM fanout_migrations ORDER BY migration_id`
-      assert.deepStrictEqual(applied.map((row) => row.migration_id), [1, 2, 3, 4, 5, 6])
+      assert.deepStrictEqual(applied.map((row) => row.migration_id), [1, 2, 3, 4, 5, 6, 7])
       const [due] = yield* sql<{ sql: string }>`SELECT sql FROM sqlite_master WHERE name = 'fanout_deliveries_due'`
       assert.include(due!.sql, "waiting = 0")
       // Migration 0004: the status indexes became partial ones over the open, dead and finished rows.

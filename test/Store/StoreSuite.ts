@@ -735,6 +735,98 @@ export const suite = (name: string, layer: StoreLayer, options: SuiteOptions = {
         assert.strictEqual((yield* store.stats).dead, 0)
       }))
 
+    test("resend: a finished delivery back to pending, due now, under a new idempotency key; the rest refused, unchanged", () =>
+      Effect.gen(function*() {
+        const store = yield* Store.DeliveryStore
+        const claimOne = (target: string) =>
+          Effect.map(store.claim({ workerId: "w", limit: 10, leaseMs: 60_000, targets: [target] }), (batch) => {
+            assert.strictEqual(batch.length, 1, `one claim for ${target}`)
+            return batch[0]!
+          })
+        yield* store.enqueue(yield* makeEvent("s-1"), ["a", "b", "c"])
+        const first = yield* claimOne("a")
+        assert.strictEqual(first.idempotencyKey, "s-1:a")
+        assert.isTrue(yield* store.finish(first, ok, Store.Next.Delivered({})))
+        yield* TestClock.adjust(3_000)
+
+        assert.deepStrictEqual(yield* store.resend("nope", "a"), { _tag: "UnknownEvent" })
+        assert.deepStrictEqual(yield* store.resend("s-1", "zzz"), { _tag: "NoDelivery" })
+        const b = deliveryOf(yield* getStatus("s-1"), "b")
+        assert.deepStrictEqual(yield* store.resend("s-1", "b"), { _tag: "Open", id: b.id, status: "pending" })
+
+        const resent = yield* store.resend("s-1", "a")
+        assert.deepStrictEqual(resent, {
+          _tag: "Resent",
+          id: first.id,
+          target: "a",
+          idempotencyKey: "s-1:a:resend-1",
+          resends: 1
+        })
+        const pending = deliveryOf(yield* getStatus("s-1"), "a")
+        assert.deepStrictEqual(
+          [
+            pending.status,
+            pending.nextAttemptAt,
+            pending.attempts,
+            pending.totalAttempts,
+            pending.finishedAt,
+            pending.idempotencyKey
+          ],
+          ["pending", 3_000, 0, 1, undefined, "s-1:a:resend-1"]
+        )
+        assert.deepStrictEqual(yield* store.resend("s-1", "a"), { _tag: "Open", id: first.id, status: "pending" })
+        const again = yield* claimOne("a")
+        assert.deepStrictEqual(
+          [again.id, again.idempotencyKey, again.attempts, again.firstAttemptAt, again.replayedAt, again.enqueuedAt],
+          [first.id, "s-1:a:resend-1", 0, undefined, 3_000, 0]
+        )
+        assert.deepStrictEqual(yield* store.resend("s-1", "a"), { _tag: "Open", id: first.id, status: "in_flight" })
+        assert.isTrue(yield* store.finish(again, { ...ok, startedAt: 3_000 }, Store.Next.Delivered({})))
+        const done = deliveryOf(yield* getStatus("s-1"), "a")
+        assert.deepStrictEqual([done.status, done.history.map((h) => h.number)], ["delivered", [1, 2]])
+
+        // Each resend a key of its own; its dead letter carries it.
+        const second = yield* store.resend("s-1", "a")
+        assert.strictEqual(second._tag === "Resent" ? second.idempotencyKey : second._tag, "s-1:a:resend-2")
+        yield* killDelivery("a", "s-1", "http_400")
+        const [deadA] = (yield* store.deadLetters({ limit: 10, target: "a" })).items
+        assert.strictEqual(deadA!.idempotencyKey, "s-1:a:resend-2")
+        assert.deepStrictEqual(yield* store.resend("s-1", "a"), { _tag: "Dead", id: first.id })
+        assert.strictEqual(deliveryOf(yield* getStatus("s-1"), "a").status, "dead", "a refused resend changes nothing")
+
+        // A compensated delivery may be resent too.
+        const c = yield* claimOne("c")
+        assert.isTrue(yield* store.finish(c, ok, Store.Next.Compensated()))
+        const compensated = yield* store.resend("s-1", "c")
+        assert.strictEqual(
+          compensated._tag === "Resent" ? compensated.idempotencyKey : compensated._tag,
+          "s-1:c:resend-1"
+        )
+      }))
+
+    test("resend: a pipeline input sent again does not run its (delivered or held) dependents again", () =>
+      Effect.gen(function*() {
+        const store = yield* Store.DeliveryStore
+        const claimAllNow = () => store.claim({ workerId: "w", limit: 100, leaseMs: 60_000 })
+        yield* store.enqueue(yield* makeEvent("p-1"), ["a", "b"], { after: { b: ["a"] } })
+        for (const target of ["a", "b"]) {
+          const [claim] = yield* claimAllNow()
+          assert.strictEqual(claim?.target, target)
+          assert.isTrue(yield* store.finish(claim!, ok, Store.Next.Delivered({ response: `"${target}"` })))
+        }
+        const resent = yield* store.resend("p-1", "a")
+        assert.strictEqual(resent._tag, "Resent")
+        const [a, ...none] = yield* claimAllNow()
+        assert.deepStrictEqual([a?.idempotencyKey, none.length], ["p-1:a:resend-1", 0])
+        assert.isTrue(yield* store.finish(a!, ok, Store.Next.Delivered({ response: "\"a again\"" })))
+        const status = yield* getStatus("p-1")
+        assert.deepStrictEqual(status.deliveries.map((x) => [x.target, x.status, x.waiting, x.history.length]), [
+          ["a", "delivered", 0, 2],
+          ["b", "delivered", 0, 1]
+        ])
+        assert.deepStrictEqual(yield* claimAllNow(), [])
+      }))
+
     test("purge deletes dead letters (by id or filter) with their history, and events left empty", () =>
       Effect.gen(function*() {
         const store = yield* Store.DeliveryStore

@@ -13,6 +13,7 @@ import fingerprint from "./0003_fingerprint.js"
 import leanIndexes from "./0004_lean_indexes.js"
 import replayedAt from "./0005_replayed_at.js"
 import eventSearch from "./0006_event_search.js"
+import resends from "./0007_resends.js"
 
 /**
  * Table names (plain lower-case identifiers: `<prefix>events`, …).
@@ -47,5 +48,6 @@ export const migrations = (
   "0003_fingerprint": fingerprint(sql, t, dialect),
   "0004_lean_indexes": leanIndexes(sql, t, dialect),
   "0005_replayed_at": replayedAt(sql, t, dialect),
-  "0006_event_search": eventSearch(sql, t, dialect)
+  "0006_event_search": eventSearch(sql, t, dialect),
+  "0007_resends": resends(sql, t, dialect)
 })
