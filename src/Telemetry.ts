@@ -24,7 +24,7 @@ import { PrometheusExporter, PrometheusSerializer } from "@opentelemetry/exporte
 import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http"
 import { BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler } from "@opentelemetry/sdk-trace-base"
 import type { SpanProcessor } from "@opentelemetry/sdk-trace-base"
-import { Clock, Context, Effect, Layer, Logger, Metric } from "effect"
+import { Clock, Context, Effect, FiberRef, FiberRefs, Inspectable, Layer, Logger, Metric, Tracer } from "effect"
 import type { LogLevel } from "effect"
 import type { Duration } from "effect"
 import * as Metrics from "./Metrics.js"
@@ -231,8 +231,26 @@ export const layerPropagateTrace = <E, R>(
 export type LogFormat = "json" | "pretty" | "logfmt" | "none"
 
 /**
+ * The JSON logger: one object a line, as `Logger.jsonLogger` writes it (`message`, `logLevel`,
+ * `timestamp`, `cause`, `annotations`, `spans`, `fiberId`), plus `trace_id` and `span_id` of the
+ * span current where the line was logged (hex, as W3C `traceparent` and OTLP spell them) — so a log
+ * line and its span find each other. Without a span (or with tracing off) the two are absent.
+ *
+ * @since 0.1.0
+ * @category logging
+ */
+export const jsonLogger: Logger.Logger<unknown, string> = Logger.make((options) => {
+  const line = Logger.structuredLogger.log(options)
+  const span = Context.getOption(FiberRefs.getOrDefault(options.context, FiberRef.currentContext), Tracer.ParentSpan)
+  const ids = span._tag === "Some" && span.value.traceId !== "noop"
+    ? { trace_id: span.value.traceId, span_id: span.value.spanId }
+    : {}
+  return Inspectable.stringifyCircular({ ...line, ...ids })
+})
+
+/**
  * The logger layer: replaces the default logger with the given format and, if given, sets the
- * minimum level.
+ * minimum level. `json` is {@link jsonLogger}.
  *
  * @since 0.1.0
  * @category logging
@@ -240,7 +258,7 @@ export type LogFormat = "json" | "pretty" | "logfmt" | "none"
 export const logger = (format: LogFormat, level?: LogLevel.LogLevel | undefined): Layer.Layer<never> =>
   Layer.merge(
     format === "json"
-      ? Logger.json
+      ? Logger.replace(Logger.defaultLogger, Logger.withConsoleLog(jsonLogger))
       : format === "logfmt"
       ? Logger.logFmt
       : format === "pretty"
