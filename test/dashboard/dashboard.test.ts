@@ -271,6 +271,53 @@ d(`dashboard in Chromium${skipReason !== undefined ? ` (skipped: ${skipReason})`
   )
 })
 
+d(`dashboard in Chromium, by keyboard${skipReason !== undefined ? ` (skipped: ${skipReason})` : ""}`, () => {
+  it.scopedLive(
+    "select a dead letter and purge it with the keyboard only: it leaves the list and the store",
+    () =>
+      Effect.gen(function*() {
+        const h = yield* start({ worker: true, server: { apiKeys: [KEY] }, targets: { crm: () => Fault.status(422) } })
+        for (const id of ["pk-1", "pk-2"]) {
+          const r = yield* post(h, { id, type: "order.placed", payload: {} }, "?wait=settled")
+          assert.strictEqual(r.body.deliveries[0].status, "dead", r.text)
+        }
+        const b = yield* browser
+        const page = yield* newPage(b)
+        yield* signIn(page, h.url)
+        yield* P(() => page.getByRole("link", { name: "Dead letters" }).focus())
+        yield* P(() => page.keyboard.press("Enter"))
+        const rows = page.locator("tr[data-dead-letter]")
+        yield* P(() => rows.nth(1).waitFor({ timeout: TIMEOUT }))
+        yield* P(() => page.getByRole("checkbox", { name: /event pk-1\)$/ }).focus())
+        yield* P(() => page.keyboard.press("Space"))
+        assert.isTrue(yield* P(() => page.getByRole("checkbox", { name: /event pk-1\)$/ }).isChecked()))
+        // The bulk action and its confirmation, each pressed with Enter.
+        const purge = page.getByRole("button", { name: "Purge selected…" })
+        yield* P(() => purge.focus())
+        yield* P(() => page.keyboard.press("Enter"))
+        const confirm = page.getByRole("dialog").getByRole("button", { name: "Purge 1" })
+        yield* P(() => confirm.waitFor({ timeout: TIMEOUT }))
+        yield* P(() => confirm.focus())
+        yield* P(() => page.keyboard.press("Enter"))
+        yield* P(() =>
+          page.getByRole("status").filter({ hasText: "Purged 1 dead letter." }).waitFor({ timeout: TIMEOUT })
+        )
+        yield* eventually(async () => (await rows.count()) === 1, "the purged row to leave the list")
+        const left = yield* P(() => h.request("/v1/dead-letters", { headers: auth }))
+        assert.deepStrictEqual(left.body.items.map((x: any) => x.eventId), ["pk-2"])
+        // Escape closes a confirmation without doing anything.
+        yield* P(() => page.getByRole("button", { name: /^Purge… dead letter .* event pk-2\)$/ }).focus())
+        yield* P(() => page.keyboard.press("Enter"))
+        yield* P(() => page.getByRole("dialog").waitFor({ timeout: TIMEOUT }))
+        yield* P(() => page.keyboard.press("Escape"))
+        yield* P(() => page.getByRole("dialog").waitFor({ state: "hidden", timeout: TIMEOUT }))
+        const still = yield* P(() => h.request("/v1/dead-letters", { headers: auth }))
+        assert.deepStrictEqual(still.body.items.map((x: any) => x.eventId), ["pk-2"])
+      }),
+    60_000
+  )
+})
+
 describe("dashboard routes (no browser)", () => {
   it.scopedLive(
     "GET / is the page shell (no data, CSP), its bundle is served; server.dashboard: false makes / a 404",
