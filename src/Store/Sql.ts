@@ -34,7 +34,7 @@
 import * as Migrator from "@effect/sql/Migrator"
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { Connection } from "@effect/sql/SqlConnection"
-import type { SqlError } from "@effect/sql/SqlError"
+import { SqlError } from "@effect/sql/SqlError"
 import type { Fragment } from "@effect/sql/Statement"
 import {
   Cause,
@@ -65,6 +65,7 @@ import {
   roundRobin
 } from "./internal.js"
 import { migrations, type Tables, tables } from "./migrations/index.js"
+import { type ExecuteSync, syncExecutor } from "./syncConnection.js"
 
 const isPlainObject = (value: unknown): value is Record<string, unknown> =>
   typeof value === "object" && value !== null && Object.getPrototypeOf(value) === Object.prototype
@@ -332,8 +333,14 @@ type Op<A> =
   | Effect.Effect<A, SqlError | Store.StoreError>
   | ((conn: Connection) => Effect.Effect<A, SqlError | Store.StoreError>)
 
+/** An operation as plain calls on a synchronous connection (see `syncConnection.ts`); throws the statement's `SqlError`. */
+type SyncOp<A> = (exec: ExecuteSync) => A
+
 interface Job {
   readonly op: (conn: Connection) => Effect.Effect<unknown, Store.StoreError>
+  /** The same operation as plain calls, when it has such a form (SQLite finish): the fast pass runs it so. */
+  readonly sync: SyncOp<unknown> | undefined
+  readonly operation: string
   /** Answers the caller, once (a callback, not a `Deferred`: one closure per operation on the hot path). */
   readonly answer: (exit: Exit.Exit<unknown, Store.StoreError>) => void
 }
@@ -520,7 +527,7 @@ export const make = (
     // ---- group commit (SQLite; PostgreSQL's is further down, after its statements) ----------
 
     const closedError = new Store.StoreError({ operation: "commit", reason: "Closed", message: "commit: the store was closed" })
-    let submit: (<A>(op: Op<A>, operation: string) => Effect.Effect<A, Store.StoreError>) | undefined
+    let submit: (<A>(op: Op<A>, operation: string, sync?: SyncOp<A>) => Effect.Effect<A, Store.StoreError>) | undefined
     if (options.groupCommit !== undefined && !pg) {
       const maxBatch = Math.max(1, options.groupCommit.maxBatch ?? 512)
       const queue = yield* Queue.bounded<Job>(Math.max(1, options.groupCommit.maxPending ?? 10_000))
@@ -543,8 +550,28 @@ export const make = (
       const runPlain = (
         conn: Connection,
         jobs: ReadonlyArray<Job>
-      ): Effect.Effect<Array<Exit.Exit<unknown, Store.StoreError>>, Store.StoreError | typeof againWithSavepoints> =>
-        Effect.forEach(jobs, (job) =>
+      ): Effect.Effect<Array<Exit.Exit<unknown, Store.StoreError>>, Store.StoreError | typeof againWithSavepoints> => {
+        const exec = syncExecutor(conn)
+        if (exec !== undefined && jobs.every((job) => job.sync !== undefined)) {
+          // Every operation has a plain form and the connection runs statements synchronously: the
+          // whole pass is one Effect (DESIGN §8), with the same failure rules as below.
+          return Effect.suspend((): Effect.Effect<
+            Array<Exit.Exit<unknown, Store.StoreError>>,
+            Store.StoreError | typeof againWithSavepoints
+          > => {
+            const out: Array<Exit.Exit<unknown, Store.StoreError>> = []
+            for (const job of jobs) {
+              try {
+                out.push(Exit.succeed(job.sync!(exec)))
+              } catch (cause) {
+                if (jobs.length > 1) return Effect.fail(againWithSavepoints)
+                return cause instanceof SqlError ? Effect.fail(fromSqlError(job.operation)(cause)) : Effect.die(cause)
+              }
+            }
+            return Effect.succeed(out)
+          })
+        }
+        return Effect.forEach(jobs, (job) =>
           Effect.flatMap(
             Effect.exit(job.op(conn)),
             (exit): Effect.Effect<Exit.Exit<unknown, Store.StoreError>, Store.StoreError | typeof againWithSavepoints> =>
@@ -554,6 +581,7 @@ export const make = (
                 ? Effect.fail(againWithSavepoints)
                 : Effect.failCause(exit.cause)
           ))
+      }
       const inTransaction = (jobs: ReadonlyArray<Job>, savepoints: boolean) =>
         own(
           "commit",
@@ -630,7 +658,7 @@ export const make = (
         yield* Effect.uninterruptible(runBatch(jobs))
         saturated = (yield* Queue.size(queue)) > 0
       }).pipe(Effect.forever, Effect.forkScoped)
-      submit = <A>(op: Op<A>, operation: string) =>
+      submit = <A>(op: Op<A>, operation: string, sync?: SyncOp<A>) =>
         Effect.suspend(() => {
           if (closed) return Effect.fail(closedError)
           const lifted = lift(operation)
@@ -639,6 +667,8 @@ export const make = (
           let resume: ((exit: Exit.Exit<unknown, Store.StoreError>) => void) | undefined
           const job: Job = {
             op: typeof op === "function" ? (conn) => lifted(op(conn)) : () => lifted(op),
+            sync,
+            operation,
             answer: (exit) => {
               if (resume !== undefined) resume(exit)
               else early = exit
@@ -674,11 +704,12 @@ export const make = (
       operation: string,
       kind: "batch" | "write" | "read" | "query",
       op: Op<A>,
-      single = false
+      single = false,
+      sync?: SyncOp<A>
     ): Effect.Effect<A, Store.StoreError> => {
       // The group commit runs the operation on its writer fiber: nothing of the caller's context
       // (a foreign transaction) reaches it, so it needs no detaching.
-      if (kind === "batch" && submit !== undefined && !options.joinTransactions) return submit(op, operation)
+      if (kind === "batch" && submit !== undefined && !options.joinTransactions) return submit(op, operation, sync)
       // A connection operation only runs where a transaction provides the connection (ours, the
       // group commit's, or a joined one): it is only ever given as a write.
       const lifted = lift(operation)(
@@ -889,6 +920,28 @@ export const make = (
      * SQLite: the event (its id is the idempotency key), any new target names, then the deliveries,
      * in constant SQL texts run straight on the transaction's connection.
      */
+    /** SQLite's deliveries INSERT for a new event: its text and parameters. */
+    const sqliteDeliveries = (
+      event: { readonly id: string },
+      targets: ReadonlyArray<string>,
+      dependencies: ReadonlyMap<string, ReadonlyArray<string>>,
+      keep: boolean,
+      now: number
+    ) => {
+      const columns = dependencies.size > 0 || keep ? dependencyColumns(targets, dependencies, keep) : undefined
+      const params: Array<unknown> = []
+      for (let i = 0; i < targets.length; i++) {
+        params.push(event.id, targets[i], now, now, now)
+        if (columns !== undefined) params.push(columns[i]!.after_targets, columns[i]!.waiting, columns[i]!.dependents)
+      }
+      return { text: insertDeliveries(targets.length, columns !== undefined), params }
+    }
+    const enqueuedOf = (event: { readonly id: string }, rows: ReadonlyArray<any>): Store.Enqueued => ({
+      eventId: event.id,
+      created: true,
+      deliveries: rows.map((row) => ({ id: String(row.id), target: row.target, status: row.status }))
+    })
+
     const enqueueSqlite: Enqueue = (event, json, fingerprint, targets, dependencies, keep, now) => (conn: Connection) =>
       Effect.flatMap(q(conn, text.insertEvent, [event.id, event.type, json, now, fingerprint]), (inserted): Effect.Effect<
         EnqueueResult,
@@ -898,25 +951,32 @@ export const make = (
           return Effect.map(q(conn, text.existing, [event.id]), (rows) => duplicateOf(event.id, fingerprint, rows as ReadonlyArray<ExistingRow>))
         }
         const fresh = targets.filter((target) => !knownTargets.has(target))
-        const columns = dependencies.size > 0 || keep ? dependencyColumns(targets, dependencies, keep) : undefined
-        const params: Array<unknown> = []
-        for (let i = 0; i < targets.length; i++) {
-          params.push(event.id, targets[i], now, now, now)
-          if (columns !== undefined) params.push(columns[i]!.after_targets, columns[i]!.waiting, columns[i]!.dependents)
-        }
-        const deliveries = Effect.map(
-          q(conn, insertDeliveries(targets.length, columns !== undefined), params),
-          (rows): Store.Enqueued => ({
-            eventId: event.id,
-            created: true,
-            deliveries: rows.map((row) => ({ id: String(row.id), target: row.target, status: row.status }))
-          })
-        )
+        const insert = sqliteDeliveries(event, targets, dependencies, keep, now)
+        const deliveries = Effect.map(q(conn, insert.text, insert.params), (rows) => enqueuedOf(event, rows))
         return fresh.length === 0 ? deliveries : Effect.zipRight(
           q(conn, insertTargets(fresh.length), fresh),
           deliveries
         )
       })
+
+    /** `enqueueSqlite` as plain calls (the group commit's fast pass; see `runPlain`). */
+    const enqueueSqliteSync = (
+      event: { readonly id: string; readonly type: string },
+      json: string,
+      fingerprint: string,
+      targets: ReadonlyArray<string>,
+      dependencies: ReadonlyMap<string, ReadonlyArray<string>>,
+      keep: boolean,
+      now: number
+    ): SyncOp<EnqueueResult> =>
+    (exec) => {
+      const inserted = exec(text.insertEvent, [event.id, event.type, json, now, fingerprint])
+      if (inserted.length === 0) return duplicateOf(event.id, fingerprint, exec(text.existing, [event.id]) as ReadonlyArray<ExistingRow>)
+      const fresh = targets.filter((target) => !knownTargets.has(target))
+      if (fresh.length > 0) exec(insertTargets(fresh.length), fresh)
+      const insert = sqliteDeliveries(event, targets, dependencies, keep, now)
+      return enqueuedOf(event, exec(insert.text, insert.params))
+    }
 
     /** The fingerprint of an event the schema path encoded (the shortcut stepped aside). */
     const fingerprintSlow = (event: Event.Any) =>
@@ -959,7 +1019,8 @@ export const make = (
           "enqueue",
           "batch",
           (pg ? enqueuePg : enqueueSqlite)(event, json, fingerprint, unique, dependencies, keep, now, joined),
-          true
+          true,
+          pg ? undefined : enqueueSqliteSync(event, json, fingerprint, unique, dependencies, keep, now)
         )
         if (result instanceof Store.ConflictError) return yield* result
         if (result.created) {
@@ -1133,7 +1194,9 @@ export const make = (
       attempt: Store.AttemptInput,
       next: Store.Next,
       now: number,
-      notifyInline: boolean
+      notifyInline: boolean,
+      /** Filled with the operation's plain form too, where it has one (SQLite). */
+      sync?: { op?: SyncOp<Finished> }
     ): Op<Finished> => {
       const state = finalState(next, now)
       const failed = attempt.outcome !== "success"
@@ -1212,31 +1275,42 @@ export const make = (
       if (failed) updateParams.push(attempt.outcome, attempt.message ?? null)
       if (delivered) updateParams.push(response)
       updateParams.push(id, claim.lease)
+      const updateText = finishTexts[failed ? 1 : 0]![delivered ? 1 : 0]!
+      const attemptParams = (row: Record<string, unknown>) => [
+        id,
+        num(row.total_attempts),
+        values.started_at,
+        values.duration_ms,
+        values.outcome,
+        values.http_status,
+        values.error_tag,
+        values.message,
+        values.retry_after_ms,
+        values.lease,
+        optStr(row.worker_id) ?? null
+      ]
+      const releaseParams = (row: Record<string, unknown>) => [now, now, String(row.event_id), String(row.target)]
+      const releasedFinished = (released: ReadonlyArray<Record<string, unknown>>): Finished => ({
+        applied: true,
+        due: released.filter((r) => num(r.waiting) === 0).length
+      })
+      if (sync !== undefined) {
+        // The same three statements as plain calls (the group commit's fast pass; see `runPlain`).
+        sync.op = (exec) => {
+          const row = exec(updateText, updateParams)[0]
+          if (row === undefined) return notApplied
+          exec(text.attempt, attemptParams(row))
+          if (!delivered || num(row.dependents) === 0) return appliedAlone
+          return releasedFinished(exec(text.releaseDependents, releaseParams(row)))
+        }
+      }
       return (conn: Connection) =>
-        Effect.flatMap(q(conn, finishTexts[failed ? 1 : 0]![delivered ? 1 : 0]!, updateParams), (rows) => {
+        Effect.flatMap(q(conn, updateText, updateParams), (rows) => {
           const row = rows[0]
           if (row === undefined) return Effect.succeed(notApplied)
-          const insert = q(conn, text.attempt, [
-            id,
-            num(row.total_attempts),
-            values.started_at,
-            values.duration_ms,
-            values.outcome,
-            values.http_status,
-            values.error_tag,
-            values.message,
-            values.retry_after_ms,
-            values.lease,
-            optStr(row.worker_id) ?? null
-          ])
+          const insert = q(conn, text.attempt, attemptParams(row))
           if (!delivered || num(row.dependents) === 0) return Effect.as(insert, appliedAlone)
-          return Effect.zipRight(
-            insert,
-            Effect.map(
-              q(conn, text.releaseDependents, [now, now, String(row.event_id), String(row.target)]),
-              (released): Finished => ({ applied: true, due: released.filter((r) => num(r.waiting) === 0).length })
-            )
-          )
+          return Effect.zipRight(insert, Effect.map(q(conn, text.releaseDependents, releaseParams(row)), releasedFinished))
         })
     }
 
@@ -1707,22 +1781,35 @@ export const make = (
       return Effect.zipRight(writer.submit(job), answered)
     }
 
+    const runFinish = (
+      id: number,
+      claim: Store.Claim,
+      attempt: Store.AttemptInput,
+      next: Store.Next,
+      now: number,
+      joined: boolean
+    ): Effect.Effect<Finished, Store.StoreError> => {
+      const sync: { op?: SyncOp<Finished> } = {}
+      const op = finishOp(id, claim, attempt, next, now, joined, pg ? undefined : sync)
+      return run("finish", "batch", op, true, sync.op)
+    }
+
     const finish: Store.DeliveryStore["finish"] = (claim, attempt, next) => {
       const id = parseId(claim.id)
       if (id === undefined) return Effect.succeed(false)
-      return Effect.flatMap(Clock.currentTimeMillis, (now) =>
-        Effect.flatMap(
-          pg && options.joinTransactions ? inJoinedTransaction : Effect.succeed(false),
-          (joined) =>
-            pgWriter !== undefined && !joined
-              ? finishBatched(pgWriter, id, claim, attempt, next, now)
-              : Effect.flatMap(run("finish", "batch", finishOp(id, claim, attempt, next, now, joined), true), (finished) =>
-                finished.due > 0
-                  // Dependents became due: wake the workers, as an enqueue does (PostgreSQL: NOTIFY after
-                  // our commit, or inside the caller's transaction when we joined it).
-                  ? Effect.as(joined ? signal.notify : Effect.zipRight(notifyLater, signal.notify), finished.applied)
-                  : Effect.succeed(finished.applied))
-        ))
+      const finishAt = (now: number, joined: boolean) =>
+        pgWriter !== undefined && !joined
+          ? finishBatched(pgWriter, id, claim, attempt, next, now)
+          : Effect.flatMap(runFinish(id, claim, attempt, next, now, joined), (finished) =>
+            finished.due > 0
+              // Dependents became due: wake the workers, as an enqueue does (PostgreSQL: NOTIFY after
+              // our commit, or inside the caller's transaction when we joined it).
+              ? Effect.as(joined ? signal.notify : Effect.zipRight(notifyLater, signal.notify), finished.applied)
+              : Effect.succeed(finished.applied))
+      // Only PostgreSQL joins a caller's transaction here; elsewhere no lookup for one.
+      return pg && options.joinTransactions
+        ? Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.flatMap(inJoinedTransaction, (joined) => finishAt(now, joined)))
+        : Effect.clockWith((clock) => finishAt(clock.unsafeCurrentTimeMillis(), false))
     }
 
     const extendLease: Store.DeliveryStore["extendLease"] = (claim, leaseMs) =>

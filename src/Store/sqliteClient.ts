@@ -21,7 +21,7 @@
  */
 import * as Reactivity from "@effect/experimental/Reactivity"
 import * as Client from "@effect/sql/SqlClient"
-import type { Connection } from "@effect/sql/SqlConnection"
+import type { SyncConnection } from "./syncConnection.js"
 import { SqlError } from "@effect/sql/SqlError"
 import * as Statement from "@effect/sql/Statement"
 import { createRequire } from "node:module"
@@ -123,7 +123,20 @@ export const make = (filename: string): Effect.Effect<Client.SqlClient, SqlError
       }
     }
 
-    const connection: Connection = {
+    const connection: SyncConnection = {
+      executeSync: (sql, params) => {
+        let statement: SqliteStatement
+        try {
+          statement = prepared(sql)
+        } catch (cause) {
+          throw prepareFailed(cause)
+        }
+        try {
+          return runNow(statement, params, false) as ReadonlyArray<any>
+        } catch (cause) {
+          throw executeFailed(cause)
+        }
+      },
       execute: (sql, params, transformRows) => {
         const rows = withStatement(sql, (statement) => runNow(statement, params, false) as ReadonlyArray<any>)
         return transformRows ? Effect.map(rows, transformRows) : rows

@@ -91,6 +91,14 @@ describe("SqliteStore", () => {
         }
       }
       assert.strictEqual((yield* store.stats).pending, 38)
+      // Alone in its commit (the fast pass's batch of one): the statement's error, typed.
+      const alone = yield* Effect.either(store.enqueue(events[7]!, ["a"]))
+      assert.strictEqual(alone._tag, "Left")
+      if (alone._tag === "Left") {
+        assert.strictEqual(alone.left._tag, "StoreError")
+        assert.match(alone.left.message, /poisoned/)
+      }
+      assert.strictEqual((yield* store.stats).pending, 38)
     }).pipe(Effect.scoped))
 
   it.effect("sequential enqueues are not held back: each is its own commit", () =>
