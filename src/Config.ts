@@ -231,7 +231,20 @@ const RouteConfig = Schema.Union(
   Schema.Array(Schema.String),
   Schema.Struct({
     targets: Schema.Array(Schema.String),
-    shadow: Schema.optional(Schema.Array(Schema.String))
+    /**
+     * Mirrored targets: a list, or shadow → the primary (one of `targets`) it mirrors, whose answers
+     * are then compared (status and JSON body).
+     */
+    shadow: Schema.optional(Schema.Union(
+      Schema.Array(Schema.String),
+      Schema.Record({ key: Schema.String, value: Schema.String })
+    )),
+    /** The comparison of mirrored answers: JSON Pointers into the body it ignores (`*`: any one segment). */
+    compare: Schema.optional(Schema.Struct({
+      ignore: Schema.optional(Schema.Array(Schema.String.pipe(Schema.pattern(/^(\/[^/]*)*$/, {
+        message: (issue) => `Expected a JSON Pointer like "/meta/requestId", got ${JSON.stringify(issue.actual)}`
+      }))))
+    }))
   })
 )
 
@@ -490,16 +503,56 @@ const tidy = (issues: ReadonlyArray<Issue>): Array<Issue> =>
     issues.findIndex((other) => other.path === issue.path && other.message === issue.message) === i
   )
 
+/**
+ * A route's shadows: their names, which primary each mirrors (the object form), and what the
+ * comparison of mirrored answers ignores.
+ */
+const shadowOf = (route: typeof RouteConfig.Type): {
+  readonly names: ReadonlyArray<string>
+  readonly mirrors: Readonly<Record<string, string>>
+  readonly ignore: ReadonlyArray<string>
+} => {
+  if (Array.isArray(route)) return { names: [], mirrors: {}, ignore: [] }
+  const spec = route as {
+    readonly shadow?: ReadonlyArray<string> | Readonly<Record<string, string>>
+    readonly compare?: { readonly ignore?: ReadonlyArray<string> }
+  }
+  const ignore = spec.compare?.ignore ?? []
+  const shadow = spec.shadow ?? []
+  return Array.isArray(shadow)
+    ? { names: shadow as ReadonlyArray<string>, mirrors: {}, ignore }
+    : { names: Object.keys(shadow), mirrors: shadow as Readonly<Record<string, string>>, ignore }
+}
+
 const checkReferences = (config: FanoutConfig): Array<Issue> => {
   const known = Object.keys(config.targets)
   const issues: Array<Issue> = []
   for (const [pattern, route] of Object.entries(config.routes)) {
+    const shadow = shadowOf(route)
+    if (!Array.isArray(route)) {
+      const primaries = (route as { targets: ReadonlyArray<string> }).targets
+      for (const [name, primary] of Object.entries(shadow.mirrors)) {
+        const path = `routes[${JSON.stringify(pattern)}].shadow[${JSON.stringify(name)}]`
+        if (!known.includes(name)) {
+          issues.push({
+            path,
+            message: `Expected the name of a target (${known.join(", ") || "none defined"}), got ${JSON.stringify(name)}`
+          })
+        } else if (!primaries.includes(primary)) {
+          issues.push({
+            path,
+            message: `Expected the primary ${name} mirrors, one of this route's targets (${
+              primaries.join(", ") || "none"
+            }), got ${JSON.stringify(primary)}`
+          })
+        }
+      }
+    }
     const lists: Array<readonly [string, ReadonlyArray<string>]> = Array.isArray(route)
       ? [["", route as ReadonlyArray<string>]]
-      : [[".targets", (route as { targets: ReadonlyArray<string> }).targets], [
-        ".shadow",
-        (route as { shadow?: ReadonlyArray<string> }).shadow ?? []
-      ]]
+      : Object.keys(shadow.mirrors).length > 0
+      ? [[".targets", (route as { targets: ReadonlyArray<string> }).targets]]
+      : [[".targets", (route as { targets: ReadonlyArray<string> }).targets], [".shadow", shadow.names]]
     for (const [suffix, names] of lists) {
       names.forEach((name, i) => {
         if (!known.includes(name)) {
@@ -621,7 +674,7 @@ const routeSpec = (route: typeof RouteConfig.Type): {
     ? { targets: route as ReadonlyArray<string>, shadow: [], object: false }
     : {
       targets: (route as { targets: ReadonlyArray<string> }).targets,
-      shadow: (route as { shadow?: ReadonlyArray<string> }).shadow ?? [],
+      shadow: shadowOf(route).names,
       object: true
     }
 
@@ -939,11 +992,13 @@ const buildWith = (
     let router: Router.Router<Event.Any, Target.Any> = Router.make()
     for (const [pattern, route] of Object.entries(config.routes)) {
       const spec = Array.isArray(route)
-        ? { targets: route as ReadonlyArray<string>, shadow: [] as ReadonlyArray<string> }
-        : route as { targets: ReadonlyArray<string>; shadow?: ReadonlyArray<string> }
+        ? { targets: route as ReadonlyArray<string> }
+        : route as { targets: ReadonlyArray<string> }
+      const shadow = shadowOf(route)
       try {
         router = router.route(pattern, spec.targets.map((n) => targets.get(n)!), {
-          shadow: (spec.shadow ?? []).map((n) => targets.get(n)!)
+          shadow: shadow.names.map((n) => targets.get(n)!),
+          ...(Object.keys(shadow.mirrors).length > 0 ? { mirrors: shadow.mirrors, compare: { ignore: shadow.ignore } } : {})
         })
       } catch (e) {
         issues.push({ path: `routes[${JSON.stringify(pattern)}]`, message: (e as Error).message })

@@ -88,6 +88,12 @@ export const retries = Metric.counter("fanout_retries_total", {
 })
 
 /** @since 0.1.0 */
+export const shadowComparisons = Metric.counter("fanout_shadow_comparisons_total", {
+  description: "Answers of a shadow compared with those of the primary it mirrors, by result (match, differ)",
+  incremental: true
+})
+
+/** @since 0.1.0 */
 export const inFlight = Metric.gauge("fanout_in_flight", {
   description: "Attempts in flight, by target"
 })

@@ -38,6 +38,13 @@ export interface RouteOptions<E> {
   readonly filter?: (event: E) => boolean
   /** Mirrored targets: delivered in the background; their outcome never changes the result. */
   readonly shadow?: ReadonlyArray<Target.Any>
+  /**
+   * Shadow name → the name of the primary (one of `targets`) it mirrors: the two answers are
+   * compared ({@link compareAnswers}) — the way to try a new version of an API on real traffic.
+   */
+  readonly mirrors?: Readonly<Record<string, string>>
+  /** What the comparison of mirrored answers ignores: JSON Pointers into the body (`*` matches any one segment). */
+  readonly compare?: { readonly ignore?: ReadonlyArray<string> }
 }
 
 /**
@@ -50,6 +57,23 @@ export interface Route {
   readonly shadow: ReadonlyArray<Target.Any>
   readonly filter: ((event: Event.Any) => boolean) | undefined
   readonly matches: (type: string) => boolean
+  /** Shadow name → the primary it mirrors (empty: no comparison). */
+  readonly mirrors: Readonly<Record<string, string>>
+  /** JSON Pointers the comparison of mirrored answers ignores. */
+  readonly ignore: ReadonlyArray<string>
+}
+
+/**
+ * A shadow that mirrors a primary, for one event: their answers are compared.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Mirror {
+  readonly shadow: string
+  readonly primary: string
+  /** JSON Pointers the comparison ignores (`*` matches any one segment). */
+  readonly ignore: ReadonlyArray<string>
 }
 
 /**
@@ -115,12 +139,23 @@ export class Router<E extends Event.Any, T extends Target.Any> {
       if (names.has(target.name)) throw new TypeError(`route ${pattern}: target ${target.name} named twice`)
       names.add(target.name)
     }
+    const mirrors = options.mirrors ?? {}
+    for (const [shadow, primary] of Object.entries(mirrors)) {
+      if (!(options.shadow ?? []).some((t) => t.name === shadow)) {
+        throw new TypeError(`route ${pattern}: ${shadow} mirrors ${primary} but is not one of its shadow targets`)
+      }
+      if (!targets.some((t) => t.name === primary)) {
+        throw new TypeError(`route ${pattern}: ${shadow} mirrors ${primary}, which is not one of its targets`)
+      }
+    }
     return new Router([...this.routes, {
       pattern,
       targets,
       shadow: options.shadow ?? [],
       filter: options.filter,
-      matches: matcher(pattern)
+      matches: matcher(pattern),
+      mirrors,
+      ignore: options.compare?.ignore ?? []
     }])
   }
 
@@ -153,6 +188,27 @@ export class Router<E extends Event.Any, T extends Target.Any> {
       if (route.shadow.some((t) => t.name === target)) shadow = true
     }
     return shadow
+  }
+
+  /**
+   * The shadows of an event that mirror a primary (every matching route's `mirrors`, for the
+   * targets it resolves as shadow and primary): the pairs whose answers are compared.
+   */
+  mirrorsOf(event: Event.Any): ReadonlyArray<Mirror> {
+    const resolved = this.resolve(event)
+    const shadows = new Set(resolved.shadow.map((t) => t.name))
+    const primaries = new Set(resolved.targets.map((t) => t.name))
+    const out = new Map<string, Mirror>()
+    for (const route of this.routes) {
+      if (!route.matches(event.type)) continue
+      if (route.filter !== undefined && !route.filter(event)) continue
+      for (const [shadow, primary] of Object.entries(route.mirrors)) {
+        if (shadows.has(shadow) && primaries.has(primary) && !out.has(shadow)) {
+          out.set(shadow, { shadow, primary, ignore: route.ignore })
+        }
+      }
+    }
+    return [...out.values()]
   }
 
   /** Does any route match this event type (filters aside)? */
@@ -200,3 +256,96 @@ export type EventsOf<R> = R extends Router<infer E, any> ? E : never
  * @category type-level
  */
 export type TargetsOf<R> = R extends Router<any, infer T> ? T : never
+
+/**
+ * One answer of a target, as compared: its HTTP status and its body (parsed JSON, or text).
+ *
+ * @since 0.1.0
+ * @category comparison
+ */
+export interface Answer {
+  readonly status: number | undefined
+  readonly body: unknown
+}
+
+/**
+ * Where two answers differ: a JSON Pointer into the body (`""` the whole body), or `status`.
+ *
+ * @since 0.1.0
+ * @category comparison
+ */
+export interface Difference {
+  readonly at: string
+  readonly primary: unknown
+  readonly shadow: unknown
+}
+
+/**
+ * The comparison of a shadow's answer with its primary's.
+ *
+ * @since 0.1.0
+ * @category comparison
+ */
+export interface Comparison {
+  readonly result: "match" | "differ"
+  /** The first differences (at most 20), status first. */
+  readonly differences: ReadonlyArray<Difference>
+}
+
+const escapeSegment = (segment: string): string => segment.replaceAll("~", "~0").replaceAll("/", "~1")
+
+const ignoredBy = (patterns: ReadonlyArray<ReadonlyArray<string>>) => (path: ReadonlyArray<string>): boolean =>
+  patterns.some((p) => p.length <= path.length && p.every((segment, i) => segment === "*" || segment === path[i]))
+
+const parsePointer = (pointer: string): ReadonlyArray<string> =>
+  pointer === "" ? [] : pointer.replace(/^\//, "").split("/").map((s) => s.replaceAll("~1", "/").replaceAll("~0", "~"))
+
+/**
+ * Compares a shadow's answer with its primary's: the status, and the body as JSON (objects by
+ * member, whatever their order; arrays by position), skipping every path `ignore` names (JSON
+ * Pointers, `*` for any one segment; a pointer also ignores everything below it).
+ *
+ * @since 0.1.0
+ * @category comparison
+ */
+export const compareAnswers = (primary: Answer, shadow: Answer, ignore: ReadonlyArray<string> = []): Comparison => {
+  const differences: Array<Difference> = []
+  const max = 20
+  if (primary.status !== shadow.status) {
+    differences.push({ at: "status", primary: primary.status, shadow: shadow.status })
+  }
+  const ignored = ignoredBy(ignore.map(parsePointer))
+  const walk = (a: unknown, b: unknown, path: Array<string>): void => {
+    if (differences.length >= max || ignored(path)) return
+    const at = path.map((s) => `/${escapeSegment(s)}`).join("")
+    if (Array.isArray(a) && Array.isArray(b)) {
+      for (let i = 0; i < Math.max(a.length, b.length); i++) {
+        if (i >= a.length || i >= b.length) {
+          if (!ignored([...path, String(i)])) differences.push({ at: `${at}/${i}`, primary: a[i], shadow: b[i] })
+          if (differences.length >= max) return
+          continue
+        }
+        walk(a[i], b[i], [...path, String(i)])
+      }
+      return
+    }
+    const isObject = (v: unknown): v is Record<string, unknown> =>
+      typeof v === "object" && v !== null && !Array.isArray(v)
+    if (isObject(a) && isObject(b)) {
+      const keys = [...new Set([...Object.keys(a), ...Object.keys(b)])]
+      for (const key of keys) {
+        const next = [...path, key]
+        if (!(key in a) || !(key in b)) {
+          if (!ignored(next)) differences.push({ at: `${at}/${escapeSegment(key)}`, primary: a[key], shadow: b[key] })
+          if (differences.length >= max) return
+          continue
+        }
+        walk(a[key], b[key], next)
+      }
+      return
+    }
+    if (a !== b) differences.push({ at, primary: a, shadow: b })
+  }
+  walk(primary.body, shadow.body, [])
+  return { result: differences.length === 0 ? "match" : "differ", differences }
+}

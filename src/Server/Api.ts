@@ -344,6 +344,29 @@ export const DeliveryView = Schema.Struct({
 }).annotations({ identifier: "Delivery" })
 
 /**
+ * A shadow's answer compared with the answer of the primary it mirrors (a route's
+ * `"shadow": { "<shadow>": "<primary>" }`).
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const ShadowComparisonView = Schema.Struct({
+  shadow: Schema.String,
+  primary: Schema.String,
+  result: Schema.Literal("match", "differ", "pending").annotations({
+    description: "`pending` until both deliveries are finished"
+  }),
+  compared: Schema.Array(Schema.Literal("status", "body")).annotations({
+    description: "What was compared: the HTTP status always; the JSON body when both answers are stored"
+  }),
+  differences: Schema.Array(Schema.Struct({
+    at: Schema.String.annotations({ description: "`status`, or a JSON Pointer into the body" }),
+    primary: Schema.optional(Schema.Unknown),
+    shadow: Schema.optional(Schema.Unknown)
+  })).annotations({ description: "The first differences (at most 20)" })
+}).annotations({ identifier: "ShadowComparison" })
+
+/**
  * @since 0.1.0
  * @category schemas
  */
@@ -355,7 +378,10 @@ export const EventView = Schema.Struct({
   headers: Schema.Record({ key: Schema.String, value: Schema.String }),
   createdAt: Instant,
   enqueuedAt: Instant,
-  deliveries: Schema.Array(DeliveryView)
+  deliveries: Schema.Array(DeliveryView),
+  shadowComparisons: Schema.optional(Schema.Array(ShadowComparisonView)).annotations({
+    description: "For each shadow that mirrors a primary: their answers compared"
+  })
 }).annotations({ identifier: "EventStatus" })
 
 /**
@@ -723,40 +749,6 @@ export const TargetsView = Schema.Struct({
   orphans: Schema.Array(OrphanView)
 }).annotations({ identifier: "Targets" })
 
-const QueueGauges = Schema.Struct({
-  pending: Schema.Int,
-  inFlight: Schema.Int,
-  dead: Schema.Int
-}).annotations({ identifier: "QueueGauges" })
-
-/**
- * One target in `GET /v1/targets:live`: what `GET /v1/targets` says of it, with the queue as its
- * gauges only (pending, in flight, dead) and without the policy.
- *
- * @since 0.1.0
- * @category schemas
- */
-export const TargetLiveView = Schema.Struct({
-  name: Schema.String,
-  circuit: TargetView.fields.circuit,
-  inFlight: Schema.Int,
-  waiting: Schema.Int,
-  queue: Schema.optional(QueueGauges),
-  recent: TargetView.fields.recent
-}).annotations({ identifier: "TargetLive" })
-
-/**
- * The answer to `GET /v1/targets:live`.
- *
- * @since 0.1.0
- * @category schemas
- */
-export const TargetsLiveView = Schema.Struct({
-  at: Instant,
-  targets: Schema.Array(TargetLiveView),
-  orphans: Schema.Array(Schema.Struct({ name: Schema.String, queue: QueueGauges }))
-}).annotations({ identifier: "TargetsLive" })
-
 /**
  * @since 0.1.0
  * @category groups
@@ -768,15 +760,6 @@ export class Targets extends HttpApiGroup.make("targets")
       .annotate(
         OpenApi.Summary,
         "Every target: policy, circuit state, in flight, queue, recent rate and latency; and the orphans, targets no longer configured that still hold deliveries"
-      )
-  )
-  .add(
-    // `::` is the router's escape for a literal `:`.
-    HttpApiEndpoint.get("live", "/v1/targets::live")
-      .addSuccess(TargetsLiveView)
-      .annotate(
-        OpenApi.Summary,
-        "What a live view polls: every target's circuit, in flight, queue gauges (pending, in flight, dead; read from the store's partial indexes, so the cost follows the queue, not the history), recent rate and latency"
       )
   )
 {}
@@ -879,8 +862,7 @@ export class Authorization extends HttpApiMiddleware.Tag<Authorization>()("fanou
  */
 const colonPaths: ReadonlyArray<readonly [string, string]> = [
   ["/v1/events:{batch}", "/v1/events:batch"],
-  ["/v1/dead-letters:{replay}", "/v1/dead-letters:replay"],
-  ["/v1/targets:{live}", "/v1/targets:live"]
+  ["/v1/dead-letters:{replay}", "/v1/dead-letters:replay"]
 ]
 
 /** The component every error response refers to. */

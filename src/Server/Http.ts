@@ -26,11 +26,12 @@ import {
   HttpServerResponse
 } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
-import { Cause, Clock, DateTime, Duration, Effect, Layer, Option, Schema } from "effect"
+import { Cause, DateTime, Duration, Effect, Layer, Option, Schema } from "effect"
 import type { Scope } from "effect"
 import type * as Event from "../Event.js"
 import * as Outbox from "../Outbox.js"
 import * as Registry from "../Registry.js"
+import * as Router from "../Router.js"
 import * as Policy from "../Resilience/Policy.js"
 import * as Source from "../Source.js"
 import * as Store from "../Store.js"
@@ -134,6 +135,51 @@ const eventView = (
     }))
   }))
 })
+
+/**
+ * The comparisons of an event's mirrored shadows with their primaries: `pending` until both are
+ * finished; then the status of each last attempt, and the stored answers (JSON) when both have one.
+ */
+const shadowComparisons = (
+  mirrors: ReadonlyArray<Router.Mirror>,
+  status: Store.EventStatus
+): Array<typeof Api.ShadowComparisonView.Type> =>
+  mirrors.flatMap((mirror): Array<typeof Api.ShadowComparisonView.Type> => {
+    const primary = status.deliveries.find((d) => d.target === mirror.primary)
+    const shadow = status.deliveries.find((d) => d.target === mirror.shadow)
+    if (primary === undefined || shadow === undefined) return []
+    const base = { shadow: mirror.shadow, primary: mirror.primary }
+    const finished = (d: Store.DeliveryStatus) => d.status !== "pending" && d.status !== "in_flight"
+    if (!finished(primary) || !finished(shadow)) {
+      return [{ ...base, result: "pending" as const, compared: [], differences: [] }]
+    }
+    const body = (d: Store.DeliveryStatus): { readonly value: unknown } | undefined => {
+      if (d.response === undefined) return undefined
+      try {
+        return { value: JSON.parse(d.response) }
+      } catch {
+        return { value: d.response }
+      }
+    }
+    const a = body(primary)
+    const b = body(shadow)
+    const withBody = a !== undefined && b !== undefined
+    const comparison = Router.compareAnswers(
+      { status: primary.history.at(-1)?.status, body: withBody ? a.value : undefined },
+      { status: shadow.history.at(-1)?.status, body: withBody ? b.value : undefined },
+      mirror.ignore
+    )
+    return [{
+      ...base,
+      result: comparison.result,
+      compared: withBody ? ["status" as const, "body" as const] : ["status" as const],
+      differences: comparison.differences.map((d) => ({
+        at: d.at,
+        ...(d.primary !== undefined ? { primary: d.primary } : {}),
+        ...(d.shadow !== undefined ? { shadow: d.shadow } : {})
+      }))
+    }]
+  })
 
 const deadLetterView = (d: Store.DeadLetter): typeof Api.DeadLetterView.Type => ({
   id: d.id,
@@ -289,7 +335,12 @@ const EventsLive = (options: ServerOptions.Options) =>
             const deliveries = view.deliveries.map((d) =>
               registry.has(d.target) ? d : { ...d, unconfigured: true as const }
             )
-            return json(Api.EventView, { ...view, deliveries })
+            const mirrors = outbox.router.mirrorsOf(status.value.event)
+            return json(Api.EventView, {
+              ...view,
+              deliveries,
+              ...(mirrors.length > 0 ? { shadowComparisons: shadowComparisons(mirrors, status.value) } : {})
+            })
           })))
         .handleRaw("types", () =>
           Effect.map(EventTypes.current, (eventTypes) =>
@@ -412,7 +463,6 @@ const TargetsLive = HttpApiBuilder.group(Api.Api, "targets", (handlers) =>
     const registry = yield* Registry.Registry
     const outbox = yield* Outbox.Outbox
     const stats = yield* TargetStats.make()
-    const store = yield* Store.DeliveryStore
     return handlers.handleRaw("list", () =>
       respond(Effect.gen(function*() {
         const queue = yield* Effect.option(outbox.stats)
@@ -447,40 +497,6 @@ const TargetsLive = HttpApiBuilder.group(Api.Api, "targets", (handlers) =>
         })
         return json(Api.TargetsView, { targets, orphans })
       })))
-      .handleRaw("live", () =>
-        respond(Effect.gen(function*() {
-          // The gauges (pending, in flight, dead) only: partial-index reads, not the delivered history.
-          const queue = yield* Effect.option(store.gauges)
-          const now = yield* Clock.currentTimeMillis
-          const targets = yield* Effect.forEach([...registry.values()], (runtime) =>
-            Effect.gen(function*() {
-              const state = yield* runtime.breaker.state
-              // A target with no open or dead delivery has no gauge row: zeros.
-              const counts = Option.map(queue, (q) => q.targets[runtime.name] ?? { pending: 0, inFlight: 0, dead: 0 })
-              const view: typeof Api.TargetLiveView.Type = {
-                name: runtime.name,
-                circuit: state._tag === "Closed"
-                  ? { state: "closed", consecutiveFailures: state.consecutiveFailures }
-                  : state._tag === "Open"
-                  ? { state: "open", openUntil: iso(state.until) }
-                  : { state: "half_open" },
-                inFlight: yield* runtime.bulkhead.inFlight,
-                waiting: yield* runtime.bulkhead.waiting,
-                ...(Option.isSome(counts) ? { queue: counts.value } : {}),
-                recent: yield* stats.recent(runtime.name)
-              }
-              return view
-            }))
-          const orphans = Option.match(queue, {
-            onNone: () => [],
-            onSome: (q) =>
-              Object.entries(q.targets)
-                .filter(([name, counts]) => !registry.has(name) && counts.pending + counts.inFlight + counts.dead > 0)
-                .map(([name, counts]) => ({ name, queue: counts }))
-                .sort((a, b) => a.name.localeCompare(b.name))
-          })
-          return json(Api.TargetsLiveView, { at: iso(now), targets, orphans })
-        })))
   }))
 
 const SourcesLive = HttpApiBuilder.group(Api.Api, "sources", (handlers) =>
