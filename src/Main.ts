@@ -485,7 +485,11 @@ export const layer = (
       ))
     )
   const SourcesLive = layerSources(app, options).pipe(
-    Layer.provide(Outbox.layer(app.built.router, { after: app.built.after, aggregates: app.built.aggregates }))
+    Layer.provide(Layer.merge(
+      Outbox.layer(app.built.router, { after: app.built.after, aggregates: app.built.aggregates }),
+      // Sources check payloads against the declared event types, as ingest does.
+      Schemas.layer(app.built.eventTypes)
+    ))
   )
   // Narrowed: with `api: false` / `workers: false` the layer lacks `HttpServer` / `Worker` (a type
   // cannot follow these run-time options); `run` and `provide`'s callers only use what they enabled.

@@ -69,7 +69,7 @@ describe.skipIf(skip !== undefined)("Redis Streams source", () => {
   }, 120_000)
 
   it(
-    "poison entries go to the dead-letter stream; a dead consumer's pending entry is reclaimed (XAUTOCLAIM)",
+    "poison entries (not JSON, no body field, no route, a payload failing its schema) go to the dead-letter stream; a dead consumer's pending entry is reclaimed (XAUTOCLAIM)",
     async () => {
       const r = client()
       const stream = unique("fanout-p")
@@ -81,27 +81,32 @@ describe.skipIf(skip !== undefined)("Redis Streams source", () => {
       await r.xadd(stream, "*", "body", "not json {")
       await r.xadd(stream, "*", "other", "no body field")
       await r.xadd(stream, "*", "body", JSON.stringify({ type: "invoice.sent", payload: {} }))
+      // The declared schema of order.placed wants a `label`.
+      await r.xadd(stream, "*", "body", JSON.stringify({ type: "order.placed", payload: { i: 1 } }))
       const good = await add(r, stream, "good", 1)
       const targets = await startTargets()
       cleanups.push(targets.close)
       const dir = tempDir("redis-poison")
       cleanups.push(async () => removeDir(dir))
-      const app = await run(configOf(dir, targets, [{
-        name: "poison",
-        redis: { url: brokers.redis.url, stream, group: "fanout", consumer: "c1", minIdle: "1 millis" }
-      }]))
+      const app = await run({
+        ...configOf(dir, targets, [{
+          name: "poison",
+          redis: { url: brokers.redis.url, stream, group: "fanout", consumer: "c1", minIdle: "1 millis" }
+        }]),
+        events: { "order.placed": { schema: { type: "object", required: ["label"] } } }
+      })
       cleanups.push(app.stop)
       await waitFor(
         "the good entry and the orphan delivered",
         () => undelivered(targets, [...good, ...orphan]).length === 0,
         30_000
       )
-      await waitFor("three dead-lettered", async () => (await r.xlen(`${stream}:dead`)) === 3, 30_000)
+      await waitFor("four dead-lettered", async () => (await r.xlen(`${stream}:dead`)) === 4, 30_000)
       const dead = await r.xrange(`${stream}:dead`, "-", "+")
       const reasons = dead.map(([, fields]) => fields[fields.indexOf("reason") + 1]!.split(":")[0])
-      assert.deepStrictEqual(reasons.sort(), ["no_route", "not_json", "not_json"])
+      assert.deepStrictEqual(reasons.sort(), ["no_route", "not_json", "not_json", "schema_mismatch"])
       const view = await sourceView(app.url, "poison")
-      assert.strictEqual(view?.rejected, 3)
+      assert.strictEqual(view?.rejected, 4)
       assert.strictEqual(view?.acked, 2)
       assert.isAtLeast(view?.redelivered ?? 0, 1)
       const pending = (await r.xpending(stream, "fanout")) as [number, ...Array<unknown>]
@@ -109,6 +114,52 @@ describe.skipIf(skip !== undefined)("Redis Streams source", () => {
     },
     120_000
   )
+
+  it("backpressure: while the queue depth is at server.maxQueueDepth the source takes no more entries", async () => {
+    const r = client()
+    const stream = unique("fanout-bp")
+    cleanups.push(() => r.del(stream).then(() => undefined))
+    const ids = await add(r, stream, "bp", 100)
+    const targets = await startTargets()
+    cleanups.push(targets.close)
+    // The targets answer 503 (transient): deliveries pile up in the store, retried.
+    targets.a.setBehaviour(() => 503)
+    targets.b.setBehaviour(() => 503)
+    const dir = tempDir("redis-bp")
+    cleanups.push(async () => removeDir(dir))
+    const base = configOf(dir, targets, [{
+      name: "bp",
+      concurrency: 2,
+      redis: { url: brokers.redis.url, stream, group: "fanout", consumer: "c1", count: 5 }
+    }])
+    const retry = { maxAttempts: 1000, initialDelay: "50 millis", maxDelay: "200 millis" }
+    const app = await run({
+      ...base,
+      server: { ...base.server, maxQueueDepth: 20 },
+      targets: {
+        a: { url: `${targets.a.url}/a`, retry, circuitBreaker: false },
+        b: { url: `${targets.b.url}/b`, retry, circuitBreaker: false }
+      }
+    })
+    cleanups.push(app.stop)
+    const depth = async () => ((await (await fetch(`${app.url}/readyz`)).json()) as { depth: number }).depth
+    await waitFor("the queue at its bound", async () => (await depth()) >= 20, 30_000)
+    const held = (await sourceView(app.url, "bp"))!
+    // 10 events fill 20 deliveries; at most the 2 in progress, the entries read with them (5) and a
+    // depth reading up to 100 ms old more: far from the 100 published, which wait at the broker.
+    assert.isAtMost(held.stored, 10 + 2 + 5 + 10)
+    const groups = (await r.call("XINFO", "GROUPS", stream)) as Array<Array<unknown>>
+    const lag = Number(groups[0]![groups[0]!.indexOf("lag") + 1])
+    assert.isAtLeast(lag, 100 - held.received - 5)
+    targets.a.setBehaviour(() => "ok")
+    targets.b.setBehaviour(() => "ok")
+    await waitFor(
+      "every entry delivered once the targets answer",
+      () => undelivered(targets, ids).length === 0,
+      120_000
+    )
+    assert.strictEqual((await sourceView(app.url, "bp"))?.stored, 100)
+  }, 180_000)
 
   it("survives its broker stopping and starting again: nothing lost", async () => {
     const dir = tempDir("redis-away")
