@@ -699,10 +699,10 @@ export const makeRuntime = <P, A, PI>(
     const prepare = (event: Event.Any) =>
       Effect.flatMap(toEvent(event), (typed) => buildWith(name, options.request, typed))
 
-    const attempt = (event: Event.Any, _n: number) =>
+    const attempt = (event: Event.Any, _n: number, key?: string) =>
       Effect.flatMap(
         prepare(event),
-        (request) => guarded(exchange(request, idempotencyKey(event), true, never), false, never)
+        (request) => guarded(exchange(request, key ?? idempotencyKey(event), true, never), false, never)
       )
 
     const deliver = (

@@ -135,8 +135,16 @@ export interface Runtime<A = unknown> {
   readonly hasCompensation: boolean
   /** The idempotency key of an event at this target: `<event id>:<target>`. */
   readonly idempotencyKey: (event: Event.Any) => string
-  /** One attempt (number `attempt`, from 1), through breaker, bulkhead, rate limit and timeout; no retry. */
-  readonly attempt: (event: Event.Any, attempt: number) => Effect.Effect<Answer<A>, TargetError.DeliveryError>
+  /**
+   * One attempt (number `attempt`, from 1), through breaker, bulkhead, rate limit and timeout; no retry.
+   * `idempotencyKey` is the one sent (default {@link Runtime.idempotencyKey}; a worker passes the stored
+   * delivery's, which a resend changes).
+   */
+  readonly attempt: (
+    event: Event.Any,
+    attempt: number,
+    idempotencyKey?: string
+  ) => Effect.Effect<Answer<A>, TargetError.DeliveryError>
   /** The whole delivery under the policy: attempts, retries by the schedule, deadline. */
   readonly deliver: (
     event: Event.Any,

@@ -527,11 +527,12 @@ export const make = <T extends Target.Any>(
               lane.inFlight--
             }
           }
+          // The stored delivery's idempotency key: `<event id>:<target>`, or its resend's (Store.resendKey).
           const send = claimed.after.length === 0 && pipelines.size === 0
-            ? lane.runtime.attempt(claimed.event, number)
+            ? lane.runtime.attempt(claimed.event, number, claimed.idempotencyKey)
             : Effect.flatMap(
               Effect.annotateLogs(eventOf(claimed), ofDelivery(claimed)),
-              (event) => lane.runtime.attempt(event, number)
+              (event) => lane.runtime.attempt(event, number, claimed.idempotencyKey)
             )
           // No span at all when tracing is off (see Delivery).
           const traced = fiber.getFiberRef(FiberRef.currentTracerEnabled)
