@@ -20,7 +20,7 @@ export const StatusBadge = (props: { readonly status: string }) => (
 export const useTargetNames = (): ReadonlyArray<string> => {
   const [names, setNames] = useState<ReadonlyArray<string>>([])
   useEffect(() => {
-    Api.request<Api.TargetsView>("/v1/targets").then(
+    Api.request<Api.TargetsView>(Api.livePath).then(
       (view) => setNames([...view.targets.map((t) => t.name), ...view.orphans.map((o) => o.name)]),
       () => setNames([])
     )

@@ -3,7 +3,7 @@ import * as Api from "./api.js"
 import { Chart, type Series } from "./Chart.js"
 import { duration, rate, relative, stateLabel } from "./format.js"
 
-/** How often the overview reads `GET /v1/targets`, and how much history the charts keep. */
+/** How often the overview reads `GET /v1/targets:live`, and how much history the charts keep. */
 const pollMs = 1000
 const keepSeconds = 300
 
@@ -86,7 +86,7 @@ export const Overview = () => {
     let timer: ReturnType<typeof setTimeout> | undefined
     const tick = async () => {
       try {
-        const view = await Api.request<Api.TargetsView>("/v1/targets")
+        const view = await Api.request<Api.TargetsView>(Api.livePath)
         if (stopped) return
         const at = Date.now() / 1000
         for (const target of view.targets) {
@@ -111,7 +111,7 @@ export const Overview = () => {
     <section aria-labelledby="overview-title">
       <h1 id="overview-title">Overview</h1>
       <p class="muted">
-        Every target this server delivers to, read from <code>GET /v1/targets</code> every second. Rates and latency are
+        Every target this server delivers to, read from <code>GET /v1/targets:live</code> every second. Rates and latency are
         this process's attempts over the last {Math.round(data?.targets[0]?.recent.windowSeconds ?? 60)} s; the charts show what
         was read since this page opened (up to {keepSeconds / 60} minutes).
       </p>

@@ -13,17 +13,8 @@ export interface Recent {
   readonly latencyMs?: { readonly p50: number; readonly p90: number; readonly p99: number }
 }
 
-export interface Counts {
-  readonly pending: number
-  readonly inFlight: number
-  readonly delivered: number
-  readonly dead: number
-  readonly compensated: number
-}
-
 export interface TargetView {
   readonly name: string
-  readonly policy: unknown
   readonly circuit: {
     readonly state: "closed" | "open" | "half_open"
     readonly consecutiveFailures?: number
@@ -31,14 +22,24 @@ export interface TargetView {
   }
   readonly inFlight: number
   readonly waiting: number
-  readonly queue?: Counts
+  readonly queue?: QueueGauges
   readonly recent: Recent
 }
 
 export interface TargetsView {
   readonly targets: ReadonlyArray<TargetView>
-  readonly orphans: ReadonlyArray<{ readonly name: string; readonly queue: Counts }>
+  readonly orphans: ReadonlyArray<{ readonly name: string; readonly queue: QueueGauges }>
 }
+
+/** `GET /v1/targets:live`: the queue as gauges (pending, in flight, dead), read cheaply by the server. */
+export interface QueueGauges {
+  readonly pending: number
+  readonly inFlight: number
+  readonly dead: number
+}
+
+/** The path a live view polls. */
+export const livePath = "/v1/targets:live"
 
 export interface EventListItem {
   readonly id: string

@@ -30,7 +30,7 @@ const SignIn = (props: { readonly onSignedIn: () => void; readonly message: stri
     setBusy(true)
     Api.setKey(key)
     try {
-      await Api.request<Api.TargetsView>("/v1/targets")
+      await Api.request<Api.TargetsView>(Api.livePath)
       props.onSignedIn()
     } catch (err) {
       Api.setKey(undefined)
@@ -84,7 +84,7 @@ const App = () => {
 
   useEffect(() => {
     // Open server (no keys) or not: ask the API itself.
-    Api.request<Api.TargetsView>("/v1/targets").then(
+    Api.request<Api.TargetsView>(Api.livePath).then(
       () => setAuth("ready"),
       (err) => {
         setAuth("signin")

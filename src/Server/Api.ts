@@ -749,6 +749,40 @@ export const TargetsView = Schema.Struct({
   orphans: Schema.Array(OrphanView)
 }).annotations({ identifier: "Targets" })
 
+const QueueGauges = Schema.Struct({
+  pending: Schema.Int,
+  inFlight: Schema.Int,
+  dead: Schema.Int
+}).annotations({ identifier: "QueueGauges" })
+
+/**
+ * One target in `GET /v1/targets:live`: what `GET /v1/targets` says of it, with the queue as its
+ * gauges only (pending, in flight, dead) and without the policy.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const TargetLiveView = Schema.Struct({
+  name: Schema.String,
+  circuit: TargetView.fields.circuit,
+  inFlight: Schema.Int,
+  waiting: Schema.Int,
+  queue: Schema.optional(QueueGauges),
+  recent: TargetView.fields.recent
+}).annotations({ identifier: "TargetLive" })
+
+/**
+ * The answer to `GET /v1/targets:live`.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const TargetsLiveView = Schema.Struct({
+  at: Instant,
+  targets: Schema.Array(TargetLiveView),
+  orphans: Schema.Array(Schema.Struct({ name: Schema.String, queue: QueueGauges }))
+}).annotations({ identifier: "TargetsLive" })
+
 /**
  * @since 0.1.0
  * @category groups
@@ -760,6 +794,15 @@ export class Targets extends HttpApiGroup.make("targets")
       .annotate(
         OpenApi.Summary,
         "Every target: policy, circuit state, in flight, queue, recent rate and latency; and the orphans, targets no longer configured that still hold deliveries"
+      )
+  )
+  .add(
+    // `::` is the router's escape for a literal `:`.
+    HttpApiEndpoint.get("live", "/v1/targets::live")
+      .addSuccess(TargetsLiveView)
+      .annotate(
+        OpenApi.Summary,
+        "What a live view polls: every target's circuit, in flight, queue gauges (pending, in flight, dead; read from the store's partial indexes, so the cost follows the queue, not the history), recent rate and latency"
       )
   )
 {}
@@ -862,7 +905,8 @@ export class Authorization extends HttpApiMiddleware.Tag<Authorization>()("fanou
  */
 const colonPaths: ReadonlyArray<readonly [string, string]> = [
   ["/v1/events:{batch}", "/v1/events:batch"],
-  ["/v1/dead-letters:{replay}", "/v1/dead-letters:replay"]
+  ["/v1/dead-letters:{replay}", "/v1/dead-letters:replay"],
+  ["/v1/targets:{live}", "/v1/targets:live"]
 ]
 
 /** The component every error response refers to. */

@@ -26,7 +26,7 @@ import {
   HttpServerResponse
 } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
-import { Cause, DateTime, Duration, Effect, Layer, Option, Schema } from "effect"
+import { Cause, Clock, DateTime, Duration, Effect, Layer, Option, Schema } from "effect"
 import type { Scope } from "effect"
 import type * as Event from "../Event.js"
 import * as Outbox from "../Outbox.js"
@@ -463,6 +463,7 @@ const TargetsLive = HttpApiBuilder.group(Api.Api, "targets", (handlers) =>
     const registry = yield* Registry.Registry
     const outbox = yield* Outbox.Outbox
     const stats = yield* TargetStats.make()
+    const store = yield* Store.DeliveryStore
     return handlers.handleRaw("list", () =>
       respond(Effect.gen(function*() {
         const queue = yield* Effect.option(outbox.stats)
@@ -497,6 +498,40 @@ const TargetsLive = HttpApiBuilder.group(Api.Api, "targets", (handlers) =>
         })
         return json(Api.TargetsView, { targets, orphans })
       })))
+      .handleRaw("live", () =>
+        respond(Effect.gen(function*() {
+          // The gauges (pending, in flight, dead) only: partial-index reads, not the delivered history.
+          const queue = yield* Effect.option(store.gauges)
+          const now = yield* Clock.currentTimeMillis
+          const targets = yield* Effect.forEach([...registry.values()], (runtime) =>
+            Effect.gen(function*() {
+              const state = yield* runtime.breaker.state
+              // A target with no open or dead delivery has no gauge row: zeros.
+              const counts = Option.map(queue, (q) => q.targets[runtime.name] ?? { pending: 0, inFlight: 0, dead: 0 })
+              const view: typeof Api.TargetLiveView.Type = {
+                name: runtime.name,
+                circuit: state._tag === "Closed"
+                  ? { state: "closed", consecutiveFailures: state.consecutiveFailures }
+                  : state._tag === "Open"
+                  ? { state: "open", openUntil: iso(state.until) }
+                  : { state: "half_open" },
+                inFlight: yield* runtime.bulkhead.inFlight,
+                waiting: yield* runtime.bulkhead.waiting,
+                ...(Option.isSome(counts) ? { queue: counts.value } : {}),
+                recent: yield* stats.recent(runtime.name)
+              }
+              return view
+            }))
+          const orphans = Option.match(queue, {
+            onNone: () => [],
+            onSome: (q) =>
+              Object.entries(q.targets)
+                .filter(([name, counts]) => !registry.has(name) && counts.pending + counts.inFlight + counts.dead > 0)
+                .map(([name, counts]) => ({ name, queue: counts }))
+                .sort((a, b) => a.name.localeCompare(b.name))
+          })
+          return json(Api.TargetsLiveView, { at: iso(now), targets, orphans })
+        })))
   }))
 
 const SourcesLive = HttpApiBuilder.group(Api.Api, "sources", (handlers) =>
