@@ -98,6 +98,7 @@ import { HttpClientRequest } from "@effect/platform"
 import { Effect, Layer, Schema } from "effect"
 import { Event, Fanout, Router, Target, Transport } from "fanout"
 import { Fault, TestTarget, keyOf, simulate } from "fanout/testing"
+import { FanoutApi, FanoutClient, Main, Server, Telemetry } from "fanout/server"
 
 const api = (name, status) =>
   new Promise((resolve) => {
@@ -156,17 +157,20 @@ console.log(JSON.stringify({
   inventory: inventory.seen,
   notification: notification.seen,
   inventoryKey: keyOf(event, "inventory"),
-  testing: [typeof TestTarget.make, typeof Fault.script, typeof simulate]
+  testing: [typeof TestTarget.make, typeof Fault.script, typeof simulate],
+  server: [typeof Server.layerHandlers, typeof Server.layer, typeof FanoutClient.make, typeof Main.layer, typeof Telemetry.layer, Object.keys(FanoutApi.groups).sort()]
 }))
 `
 
 /** Type-checked with tsc in the consumer project. */
 const consumerSource = `
 import { HttpClientRequest } from "@effect/platform"
-import { Effect, Schema } from "effect"
+import { Effect, Layer, Schema } from "effect"
 import { Event, Fanout, Router, Target } from "fanout"
 import type { Outcome } from "fanout"
 import { Fault, TestTarget, keyOf } from "fanout/testing"
+import { FanoutApi, FanoutClient, Server } from "fanout/server"
+import { HttpApiBuilder } from "@effect/platform"
 
 const OrderPlaced = Event.define("order.placed", Schema.Struct({ orderId: Schema.String, qty: Schema.Int }))
 
@@ -197,6 +201,12 @@ export const program = Effect.gen(function*() {
 })
 
 export const target = TestTarget.make("inventory", { faults: Fault.script([Fault.status(503), Fault.ok()]) })
+
+// The server as a library: Fanout's handlers under an application's own HttpApiBuilder.api, and the typed client.
+export const api = HttpApiBuilder.api(FanoutApi).pipe(Layer.provide(Server.layerHandlers()))
+export const sent = Effect.flatMap(FanoutClient.make({ baseUrl: "http://127.0.0.1:8080" }), (client) =>
+  client.events.send({ payload: { type: "order.placed", payload: {} }, urlParams: {}, headers: {} }))
+export const accepted: Effect.Effect.Success<typeof sent>["deliveries"] = []
 `
 
 it("npm pack installs into a fresh ESM project and works there with plain node", async (ctx) => {
@@ -222,7 +232,11 @@ it("npm pack installs into a fresh ESM project and works there with plain node",
     "dist/index.d.ts.map",
     "dist/testing.js",
     "dist/testing.d.ts",
-    "dist/bin.js"
+    "dist/server.js",
+    "dist/server.d.ts",
+    "dist/Client.js",
+    "dist/bin.js",
+    "LICENSE"
   ]))
   expect(files.filter((f) => /^(test|bench|examples|node_modules)\//.test(f) || f.startsWith("tsconfig"))).toEqual([])
 
@@ -258,6 +272,7 @@ it("npm pack installs into a fresh ESM project and works there with plain node",
     notification: Array<{ method: string; url: string; key: string; body: unknown }>
     inventoryKey: string
     testing: Array<string>
+    server: Array<unknown>
   }
   expect(result.outcomes).toEqual({ inventory: "Delivered", notification: "Delivered" })
   expect(result.inventory).toEqual([
@@ -266,6 +281,14 @@ it("npm pack installs into a fresh ESM project and works there with plain node",
   expect(result.notification).toHaveLength(1)
   expect(result.notification[0]).toMatchObject({ method: "POST", url: "/notify", body: { text: "order o-1 placed" } })
   expect(result.testing).toEqual(["function", "function", "function"])
+  expect(result.server).toEqual([
+    "function",
+    "function",
+    "function",
+    "function",
+    "function",
+    ["deadLetters", "events", "ops", "sources", "targets"]
+  ])
 
   // 4. the bin
   const help = await run(npx, ["fanout", "--help"], project, 60_000)
