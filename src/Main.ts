@@ -553,7 +553,8 @@ export const run = <E = never, R = never>(
     Effect.gen(function*() {
       const url = options.api === false ? undefined : yield* Http.url
       const ready: Ready = { url, store: describeStore(app.store), targets: [...app.built.targets.keys()] }
-      yield* Effect.logInfo(url === undefined ? "fanout: workers running" : `fanout: listening on ${url}`).pipe(
+      const running = options.workers === false ? "fanout: sources running" : "fanout: workers running"
+      yield* Effect.logInfo(url === undefined ? running : `fanout: listening on ${url}`).pipe(
         Effect.annotateLogs({
           ...(url !== undefined ? { url } : {}),
           store: ready.store,
