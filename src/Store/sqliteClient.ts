@@ -45,6 +45,7 @@ const Sqlite = createRequire(import.meta.url)("better-sqlite3") as new(filename:
 
 /** Prepared statements kept per connection (the store uses a few dozen texts). */
 const capacity = 500
+const transactionControl = /^(BEGIN|COMMIT|ROLLBACK|SAVEPOINT|RELEASE)\b/
 
 const failed = (message: string) => (cause: unknown) => new SqlError({ cause, message })
 const prepareFailed = failed("Failed to prepare statement ")
@@ -146,7 +147,10 @@ export const make = (filename: string): Effect.Effect<Client.SqlClient, SqlError
       executeUnprepared: (sql, params, transformRows) => {
         const rows = Effect.suspend(() => {
           try {
-            return Effect.succeed(runNow(db.prepare(sql), params ?? [], false) as ReadonlyArray<any>)
+            // Transaction control (the store's BEGIN IMMEDIATE, COMMIT, savepoints: a few fixed texts,
+            // several per commit) reuses its prepared statement; anything else is prepared afresh.
+            const statement = transactionControl.test(sql) ? prepared(sql) : db.prepare(sql)
+            return Effect.succeed(runNow(statement, params ?? [], false) as ReadonlyArray<any>)
           } catch (cause) {
             return Effect.fail(executeFailed(cause))
           }
