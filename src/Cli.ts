@@ -591,27 +591,32 @@ const status = Command.make(
           printJson
         )),
       onSome: (file): Effect.Effect<void, Failure> =>
-        withStore(file, (store) => store.status(options.id)).pipe(
-          Effect.flatMap(Option.match({
-            onNone: () => Effect.fail(new CommandFailed({ message: `no event with id ${JSON.stringify(options.id)}` })),
-            onSome: (s) => {
-              const held = Graph.heldBy(s.deliveries)
-              return printJson({
-                ...s,
-                enqueuedAt: iso(s.enqueuedAt),
-                deliveries: s.deliveries.map((d) =>
-                  dropUndefined({
-                    ...d,
-                    nextAttemptAt: iso(d.nextAttemptAt),
-                    leaseExpiresAt: iso(d.leaseExpiresAt),
-                    finishedAt: iso(d.finishedAt),
-                    heldBy: held.get(d.target),
-                    history: d.history.map((a) => ({ ...a, startedAt: iso(a.startedAt) }))
-                  })
-                )
-              })
-            }
-          }))
+        // The configuration too: a delivery to a target it no longer names is marked `unconfigured` (held, not failed).
+        Effect.zip(withStore(file, (store) => store.status(options.id)), Config.load(file)).pipe(
+          Effect.flatMap(([found, config]) =>
+            Option.match(found, {
+              onNone: () =>
+                Effect.fail(new CommandFailed({ message: `no event with id ${JSON.stringify(options.id)}` })),
+              onSome: (s) => {
+                const held = Graph.heldBy(s.deliveries)
+                return printJson({
+                  ...s,
+                  enqueuedAt: iso(s.enqueuedAt),
+                  deliveries: s.deliveries.map((d) =>
+                    dropUndefined({
+                      ...d,
+                      nextAttemptAt: iso(d.nextAttemptAt),
+                      leaseExpiresAt: iso(d.leaseExpiresAt),
+                      finishedAt: iso(d.finishedAt),
+                      heldBy: held.get(d.target),
+                      unconfigured: Object.hasOwn(config.targets, d.target) ? undefined : true,
+                      history: d.history.map((a) => ({ ...a, startedAt: iso(a.startedAt) }))
+                    })
+                  )
+                })
+              }
+            })
+          )
         )
     })
 ).pipe(
@@ -640,6 +645,24 @@ const resend = Command.make(
 ).pipe(
   Command.withDescription(
     "Send a delivered event to one target again, under a new idempotency key (POST /v1/events/:id/targets/:name/resend)"
+  )
+)
+
+const purgeOrphan = Command.make(
+  "purge-orphan",
+  { target: Args.text({ name: "target" }), url: serverUrl, apiKey },
+  (options) =>
+    withClient(Effect.flatMap(
+      callApi(
+        options,
+        `DELETE /v1/targets/${options.target}/deliveries`,
+        (c) => c.targets.purgeOrphan({ path: { name: options.target } })
+      ),
+      printJson
+    ))
+).pipe(
+  Command.withDescription(
+    "Delete the pending and dead deliveries of a target the server's configuration no longer names (DELETE /v1/targets/:name/deliveries)"
   )
 )
 
@@ -1036,6 +1059,7 @@ export const command = Command.make("fanout").pipe(
     send,
     status,
     resend,
+    purgeOrphan,
     targets,
     sources,
     consume,

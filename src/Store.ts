@@ -657,6 +657,13 @@ export interface DeliveryStore {
    * run again. See {@link ResendResult} for what it answers otherwise (nothing is changed then).
    */
   readonly resend: (eventId: string, target: string) => Effect.Effect<ResendResult, StoreError>
+  /**
+   * Deletes every `pending` and `dead` delivery to `target`, with its history, the held dependents
+   * of those that were pipeline inputs, and events left with no delivery; answers how many went.
+   * In-flight deliveries stay (a worker of another process may hold them). For the deliveries of a
+   * target no longer configured (an orphan) that will never be sent.
+   */
+  readonly purgeTarget: (target: string) => Effect.Effect<Removed, StoreError>
   /** Deletes one dead letter (by id) or every dead letter matching a filter, with their history; answers how many. */
   readonly purge: (selection: string | DeadLetterFilter) => Effect.Effect<number, StoreError>
   /**

@@ -741,6 +741,29 @@ export const OrphanView = Schema.Struct({
 })
 
 /**
+ * The answer to `DELETE /v1/targets/{name}/deliveries`.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const OrphanPurged = Schema.Struct({
+  target: Schema.String,
+  deliveries: Schema.Int.annotations({ description: "Deliveries deleted (pending and dead; in-flight ones stay)" }),
+  events: Schema.Int.annotations({ description: "Events deleted because they had no delivery left" })
+}).annotations({ identifier: "OrphanPurged" })
+
+/**
+ * `409` of `DELETE /v1/targets/{name}/deliveries`: the target is configured; its deliveries are sent.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export const TargetConfigured = errorAt(
+  409,
+  "The target is in this server's configuration (`target_configured`): only an orphan's deliveries are purged here"
+)
+
+/**
  * @since 0.1.0
  * @category schemas
  */
@@ -803,6 +826,17 @@ export class Targets extends HttpApiGroup.make("targets")
       .annotate(
         OpenApi.Summary,
         "What a live view polls: every target's circuit, in flight, queue gauges (pending, in flight, dead; read from the store's partial indexes, so the cost follows the queue, not the history), recent rate and latency"
+      )
+  )
+  .add(
+    HttpApiEndpoint.del("purgeOrphan", "/v1/targets/:name/deliveries")
+      .setPath(Schema.Struct({ name: PathId }))
+      .addSuccess(OrphanPurged)
+      .addError(TargetConfigured)
+      .addError(Unavailable)
+      .annotate(
+        OpenApi.Summary,
+        "Delete the pending and dead deliveries of a target this configuration no longer names (an orphan)"
       )
   )
 {}

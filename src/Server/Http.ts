@@ -532,6 +532,21 @@ const TargetsLive = HttpApiBuilder.group(Api.Api, "targets", (handlers) =>
           })
           return json(Api.TargetsLiveView, { at: iso(now), targets, orphans })
         })))
+      .handleRaw("purgeOrphan", ({ path }) =>
+        respond(Effect.gen(function*() {
+          if (registry.has(path.name)) {
+            return yield* Effect.fail(Errors.make(
+              409,
+              "target_configured",
+              `The target ${
+                JSON.stringify(path.name)
+              } is in this server's configuration: its deliveries are sent, not purged ` +
+                "(its dead letters can be purged with DELETE /v1/dead-letters/{id})"
+            ))
+          }
+          const removed = yield* fromStore(store.purgeTarget(path.name))
+          return json(Api.OrphanPurged, { target: path.name, ...removed })
+        })))
   }))
 
 const SourcesLive = HttpApiBuilder.group(Api.Api, "sources", (handlers) =>

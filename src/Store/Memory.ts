@@ -504,6 +504,19 @@ export const make: Effect.Effect<Store.DeliveryStore> = Effect.gen(function*() {
       return selected.length + purgeHeld(selected)
     })
 
+  const purgeTarget: Store.DeliveryStore["purgeTarget"] = (target) =>
+    write(() => {
+      const selected = Array.from(rows.values()).filter((row) =>
+        row.target === target && (row.status === "pending" || row.status === "dead")
+      )
+      const eventIds = new Set(selected.map((row) => row.eventId))
+      for (const row of selected) remove(row)
+      // Held dependents (in the same events) go with their inputs.
+      const held = purgeHeld(selected)
+      const removedEvents = Array.from(eventIds).filter((id) => !events.has(id)).length
+      return { deliveries: selected.length + held, events: removedEvents }
+    })
+
   /** Removes the held dependents of removed inputs, transitively (they could never run); answers how many. */
   const purgeHeld = (removed: ReadonlyArray<Row>): number => {
     let n = 0
@@ -630,6 +643,7 @@ export const make: Effect.Effect<Store.DeliveryStore> = Effect.gen(function*() {
     replay,
     replayMany,
     resend,
+    purgeTarget,
     purge,
     status,
     events: events_,

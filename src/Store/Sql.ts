@@ -2064,6 +2064,17 @@ export const make = (
       return Effect.map(deleteWhere("purge", deadWhere(selection)), (removed) => removed.deliveries)
     }
 
+    const purgeTarget: Store.DeliveryStore["purgeTarget"] = (target) =>
+      Effect.gen(function*() {
+        // Two passes, each on a partial index: `_open (status, target)` for pending, `_dead` for dead.
+        const pending = yield* deleteWhere(
+          "purgeTarget",
+          sql`status IN ('pending', 'in_flight') AND status = 'pending' AND target = ${target}`
+        )
+        const dead = yield* deleteWhere("purgeTarget", sql`status = 'dead' AND target = ${target}`)
+        return { deliveries: pending.deliveries + dead.deliveries, events: pending.events + dead.events }
+      })
+
     const retention: Store.DeliveryStore["retention"] = (olderThan) =>
       Effect.gen(function*() {
         const now = yield* Clock.currentTimeMillis
@@ -2321,6 +2332,7 @@ export const make = (
       replay,
       replayMany,
       resend,
+      purgeTarget,
       purge,
       status,
       events: events_,

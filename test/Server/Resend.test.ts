@@ -78,6 +78,8 @@ describe("resend", () => {
       assert.deepStrictEqual(delivery.history.map((a: { number: number }) => a.number), [1, 2])
       assert.strictEqual(targets.on("/inventory").length, 2, "the target received the event a second time")
       assert.deepStrictEqual(targets.on("/inventory").map((r) => JSON.parse(r.body).id), ["o-1", "o-1"])
+      // On the wire too: the resend carries its own Idempotency-Key.
+      assert.deepStrictEqual(targets.on("/inventory").map((r) => r.key), ["o-1:inventory", "o-1:inventory:resend-1"])
 
       const twice = yield* post(url, "/v1/events/o-1/targets/inventory/resend")
       assert.strictEqual(twice.body.idempotencyKey, "o-1:inventory:resend-2")

@@ -827,6 +827,36 @@ export const suite = (name: string, layer: StoreLayer, options: SuiteOptions = {
         assert.deepStrictEqual(yield* claimAllNow(), [])
       }))
 
+    test("purgeTarget: every pending and dead delivery to one target goes (held dependents too), in-flight ones stay", () =>
+      Effect.gen(function*() {
+        const store = yield* Store.DeliveryStore
+        yield* store.enqueue(yield* makeEvent("o-1"), ["gone", "kept"]) // pending for gone
+        yield* store.enqueue(yield* makeEvent("o-2"), ["gone"]) // dead for gone: the event goes with it
+        yield* killDelivery("gone", "o-2", "http_400")
+        yield* store.enqueue(yield* makeEvent("o-3"), ["gone"]) // in flight for gone: stays
+        // o-3's delivery in flight, o-1's handed back (pending again)
+        const claimed = yield* store.claim({ workerId: "w", limit: 10, leaseMs: 60_000, targets: ["gone"] })
+        const o3 = claimed.find((c) => c.eventId === "o-3")
+        assert.isDefined(o3, `o-3 claimed among ${claimed.map((c) => c.eventId).join(", ")}`)
+        yield* store.release(claimed.filter((c) => c !== o3))
+        yield* store.enqueue(yield* makeEvent("o-4"), ["gone", "after-gone"], { after: { "after-gone": ["gone"] } })
+
+        const removed = yield* store.purgeTarget("gone")
+        // o-1:gone, o-2:gone (dead), o-4:gone and its held dependent o-4:after-gone
+        assert.deepStrictEqual(removed, { deliveries: 4, events: 2 })
+        assert.deepStrictEqual((yield* getStatus("o-1")).deliveries.map((d) => d.target), ["kept"])
+        assert.isTrue(Option.isNone(yield* store.status("o-2")))
+        assert.isTrue(Option.isNone(yield* store.status("o-4")))
+        assert.deepStrictEqual((yield* getStatus("o-3")).deliveries.map((d) => [d.target, d.status]), [[
+          "gone",
+          "in_flight"
+        ]])
+        assert.deepStrictEqual((yield* store.deadLetters({ limit: 10 })).items, [])
+        assert.deepStrictEqual(yield* store.purgeTarget("gone"), { deliveries: 0, events: 0 })
+        assert.deepStrictEqual(yield* store.purgeTarget("nobody"), { deliveries: 0, events: 0 })
+        assert.isTrue(yield* store.finish(o3!, ok, Store.Next.Delivered({})), "the in-flight lease still holds")
+      }))
+
     test("purge deletes dead letters (by id or filter) with their history, and events left empty", () =>
       Effect.gen(function*() {
         const store = yield* Store.DeliveryStore
