@@ -431,6 +431,15 @@ export const FanoutConfig = Schema.Struct({
   telemetry: Schema.optional(Schema.Struct({ sampleRatio: Schema.optional(Schema.Number.pipe(Schema.between(0, 1))) })),
   targets: Schema.Record({ key: Schema.String.pipe(Schema.pattern(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$/)), value: TargetConfig }),
   routes: Schema.Record({ key: Schema.String.pipe(Schema.minLength(1)), value: RouteConfig }),
+  /**
+   * Operator events (`fanout.target.circuit_opened`, `fanout.delivery.dead`, …; see
+   * docs/operator-events.md), sent where a route for their types says. Off unless set.
+   */
+  operatorEvents: Schema.optional(Schema.Struct({
+    minInterval: Schema.optional(DurationInput),
+    every: Schema.optional(DurationInput),
+    dlqThreshold: Schema.optional(PositiveInt)
+  })),
   /** Message brokers whose messages become events (`fanout serve`, `fanout consume --source NAME`). */
   sources: Schema.optional(Schema.Array(SourceConfig)),
   /**

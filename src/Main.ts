@@ -21,6 +21,7 @@ import { Config as EffectConfig, ConfigError as EffectConfigError, Duration, Eff
 import * as Config from "./Config.js"
 import * as Outbox from "./Outbox.js"
 import * as Registry from "./Registry.js"
+import * as OperatorEvents from "./OperatorEvents.js"
 import * as Retention from "./Retention.js"
 import * as Schemas from "./Schemas.js"
 import * as Http from "./Server/Http.js"
@@ -473,6 +474,16 @@ export const layer = (
     : Worker.layer({ router: app.built.router, ...options.worker })
   // Retention runs where the API runs (`fanout serve`, with or without `--api-only`), not in `fanout worker`.
   const RetentionLive = options.api === false || app.retention === false ? Layer.empty : Retention.layer(app.retention)
+  // Operator events, where the API runs too, when the configuration asks for them.
+  const operator = app.config.operatorEvents
+  const OperatorEventsLive = options.api === false || operator === undefined
+    ? Layer.empty
+    : OperatorEvents.layer({
+      // The configuration's durations are validated duration strings or milliseconds.
+      minInterval: operator.minInterval as Duration.DurationInput | undefined,
+      every: operator.every as Duration.DurationInput | undefined,
+      dlqThreshold: operator.dlqThreshold
+    }).pipe(Layer.provide(Outbox.layer(app.built.router, { after: app.built.after, aggregates: app.built.aggregates })))
   const ApiLive = options.api === false
     ? Layer.empty
     : Http.layer(app.server).pipe(
@@ -493,7 +504,7 @@ export const layer = (
   )
   // Narrowed: with `api: false` / `workers: false` the layer lacks `HttpServer` / `Worker` (a type
   // cannot follow these run-time options); `run` and `provide`'s callers only use what they enabled.
-  return Layer.mergeAll(ApiLive, WorkerLive, RetentionLive, SourcesLive).pipe(
+  return Layer.mergeAll(ApiLive, WorkerLive, RetentionLive, SourcesLive, OperatorEventsLive).pipe(
     Layer.provideMerge(Layer.merge(Core, Source.layerStats)),
     Layer.provide(TelemetryLive)
   ) as Layer.Layer<HttpServer.HttpServer | Worker.Worker | Store.DeliveryStore | Registry.Registry, StartError>

@@ -1,7 +1,7 @@
 import { useEffect, useRef, useState } from "preact/hooks"
 import * as Api from "./api.js"
 import { Chart, type Series } from "./Chart.js"
-import { duration, rate, relative, stateLabel } from "./format.js"
+import { duration, localTime, rate, relative, stateLabel } from "./format.js"
 
 /** How often the overview reads `GET /v1/targets:live`, and how much history the charts keep. */
 const pollMs = 1000
@@ -75,16 +75,62 @@ const TargetCard = (props: { readonly target: Api.TargetView; readonly series: S
   )
 }
 
+/** The operator events' types (src/OperatorEvents.ts), with their labels. */
+const operatorTypes: ReadonlyArray<readonly [string, string]> = [
+  ["fanout.target.circuit_opened", "circuit opened"],
+  ["fanout.target.circuit_closed", "circuit closed"],
+  ["fanout.delivery.dead", "delivery dead"],
+  ["fanout.target.dlq_threshold", "dead letters over threshold"]
+]
+
+/** The latest operator events stored, newest first (a search per type, merged). */
+const readActivity = async (): Promise<ReadonlyArray<Api.EventListItem>> => {
+  const pages = await Promise.all(
+    operatorTypes.map(([type]) => Api.request<Api.EventPage>(`/v1/events${Api.query({ type, limit: 10 })}`))
+  )
+  return pages.flatMap((p) => p.items).sort((a, b) => b.enqueuedAt.localeCompare(a.enqueuedAt)).slice(0, 15)
+}
+
+const Activity = (props: { readonly items: ReadonlyArray<Api.EventListItem> | undefined }) => (
+  <section aria-labelledby="activity-title" class="activity">
+    <h2 id="activity-title">Activity</h2>
+    <p class="muted">
+      Operator events stored on this server, newest first: empty unless the configuration's <code>operatorEvents</code>
+      {" "}is set and a route takes their types.
+    </p>
+    {props.items === undefined
+      ? <p aria-busy="true">Loading…</p>
+      : props.items.length === 0
+      ? <p>Nothing yet.</p>
+      : (
+        <ol class="feed">
+          {props.items.map((e) => (
+            <li key={e.id} data-activity={e.type}>
+              <time dateTime={e.enqueuedAt}>{localTime(e.enqueuedAt)}</time>{" "}
+              <a href={`#/events/${encodeURIComponent(e.id)}`}>
+                {operatorTypes.find(([t]) => t === e.type)?.[1] ?? e.type}
+              </a>
+            </li>
+          ))}
+        </ol>
+      )}
+  </section>
+)
+
 export const Overview = () => {
   const [data, setData] = useState<Api.TargetsView | undefined>(undefined)
   const [error, setError] = useState<string | undefined>(undefined)
   const [now, setNow] = useState(Date.now())
   const history = useRef(new Map<string, Series>())
+  const [activity, setActivity] = useState<ReadonlyArray<Api.EventListItem> | undefined>(undefined)
 
   useEffect(() => {
     let stopped = false
     let timer: ReturnType<typeof setTimeout> | undefined
+    let ticks = 0
     const tick = async () => {
+      // The activity feed every fifth reading (four small searches).
+      if (ticks++ % 5 === 0) readActivity().then((items) => !stopped && setActivity(items), () => {})
       try {
         const view = await Api.request<Api.TargetsView>(Api.livePath)
         if (stopped) return
@@ -130,6 +176,7 @@ export const Overview = () => {
             ))}
           </div>
         )}
+      <Activity items={activity} />
       {data !== undefined && data.orphans.length > 0 && (
         <section aria-labelledby="orphans-title">
           <h2 id="orphans-title">Targets no longer configured</h2>
