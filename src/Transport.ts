@@ -20,6 +20,7 @@ import * as Undici from "@effect/platform-node/Undici"
 import { Data, Duration, Effect, Either, Layer, Predicate, Stream } from "effect"
 import type { Scope } from "effect"
 import { Readable } from "node:stream"
+import { maskUrl } from "./internal/maskUrl.js"
 
 /**
  * @since 0.1.0
@@ -190,7 +191,10 @@ const DESTINATIONS_MAX = 512
 const destinationOf = (url: URL): Destination | TransportError =>
   url.protocol === "http:" || url.protocol === "https:" ?
     { origin: url.origin, path: url.pathname + url.search } :
-    new TransportError({ reason: "InvalidRequest", message: `unsupported protocol ${url.protocol} in ${url.href}` })
+    new TransportError({
+      reason: "InvalidRequest",
+      message: `unsupported protocol ${url.protocol} in ${maskUrl(url.href)}`
+    })
 
 const resolve = (request: HttpClientRequest.HttpClientRequest): Destination | TransportError => {
   // The fragment is never sent; only the plain URL case (the hot one) is cached.
@@ -203,7 +207,8 @@ const resolve = (request: HttpClientRequest.HttpClientRequest): Destination | Tr
     } catch (cause) {
       return transportError(
         "InvalidRequest",
-        `invalid URL ${JSON.stringify(request.url)}: ${messageOf(cause)}`,
+        // An unparsable URL is not shown (it could hold a secret); Node's message does not repeat it.
+        `invalid URL: ${messageOf(cause)}`,
         codeOf(cause)
       )
     }
@@ -217,7 +222,7 @@ const resolve = (request: HttpClientRequest.HttpClientRequest): Destination | Tr
   if (Either.isLeft(url)) {
     return transportError(
       "InvalidRequest",
-      `invalid URL ${JSON.stringify(request.url)}: ${url.left.message}`,
+      `invalid URL ${JSON.stringify(maskUrl(request.url))}: ${url.left.message}`,
       codeOf(url.left)
     )
   }

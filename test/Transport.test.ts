@@ -403,6 +403,22 @@ describe.each(sides)("Transport contract: %s", (_name, makeTransport) => {
       assert.strictEqual(server.seen.length, 1)
     }))
 
+  it.scopedLive("an InvalidRequest's message never shows a secret of the URL (userinfo, token parameters)", () =>
+    Effect.gen(function*() {
+      const transport = yield* makeTransport
+      const requests = [
+        HttpClientRequest.get("ftp://user:hunter2@example.com/x?token=s3cret&page=2"),
+        HttpClientRequest.get("http://[hunter2"),
+        HttpClientRequest.get("ftp://example.com/x").pipe(HttpClientRequest.setUrlParam("api_key", "s3cret"))
+      ]
+      for (const request of requests) {
+        const error = yield* Effect.flip(transport.send(request, roomy))
+        assert.strictEqual(error.reason, "InvalidRequest", error.message)
+        assert.notInclude(error.message, "hunter2")
+        assert.notInclude(error.message, "s3cret")
+      }
+    }))
+
   it.scopedLive("interruption aborts the request: the server sees the connection close", () =>
     Effect.gen(function*() {
       const server = yield* serve(() => {})
