@@ -110,13 +110,16 @@ export interface Service {
  */
 export class EventTypes extends Context.Tag("fanout/EventTypes")<EventTypes, Service>() {}
 
+/** No issue: one shared empty list (the check runs for every ingested event). */
+const none: ReadonlyArray<Issue> = Object.freeze([])
+
 /**
  * No declared types: every payload is accepted.
  *
  * @since 0.1.0
  * @category constructors
  */
-export const empty: Service = { types: [], has: () => false, issues: () => [] }
+export const empty: Service = { types: [], has: () => false, issues: () => none }
 
 /**
  * A schema that cannot be used (Ajv refused to compile it), with its type.
@@ -182,7 +185,7 @@ const effectIssues = (schema: Schema.Schema<any, any, never>) => {
   const decode = Schema.decodeUnknownEither(schema, { errors: "all", onExcessProperty: "error" })
   return (payload: unknown): ReadonlyArray<Issue> => {
     const result = decode(payload)
-    if (Either.isRight(result)) return []
+    if (Either.isRight(result)) return none
     return ParseResult.ArrayFormatter.formatErrorSync(result.left)
       .slice(0, maxIssues)
       .map((issue) => ({ pointer: pointerOf(issue.path), message: issue.message }))
@@ -229,14 +232,14 @@ export const make = (
       problems.push({ type, message: `${(e as Error).message} (a JSON Schema draft 2020-12 is expected)` })
       continue
     }
-    checks.set(type, (payload) => validate(payload) ? [] : (validate.errors ?? []).slice(0, maxIssues).map(ajvIssue))
+    checks.set(type, (payload) => validate(payload) ? none : (validate.errors ?? []).slice(0, maxIssues).map(ajvIssue))
     types.push({ type, kind: "json-schema", schema: declaration.schema })
   }
   if (problems.length > 0) return Either.left(problems)
   return Either.right({
     types,
     has: (type) => checks.has(type),
-    issues: (type, payload) => checks.get(type)?.(payload) ?? []
+    issues: (type, payload) => checks.get(type)?.(payload) ?? none
   })
 }
 
