@@ -25,7 +25,7 @@
  */
 import type { HttpClient } from "@effect/platform"
 import { Headers, HttpClientRequest } from "@effect/platform"
-import type { MetricLabel } from "effect"
+import type { Metric, MetricLabel } from "effect"
 import {
   Cause,
   Clock,
@@ -378,8 +378,17 @@ export const makeRuntime = <P, A, PI>(
     const latencyMetric = Metrics.labelled(Metrics.attemptLatency, "target", name)
     const retriesMetric = Metrics.labelled(Metrics.retries, "target", name)
     const inFlightMetric = Metrics.labelled(Metrics.inFlight, "target", name)
-    const countAttempt = byOutcome(Metrics.labelled(Metrics.attempts, "target", name))
-    const countDelivery = byOutcome(Metrics.labelled(Metrics.deliveries, "target", name))
+    // By role: a shadow's attempts and deliveries are counted apart (`role="shadow"`), so they never
+    // weigh in a primary's alerts.
+    const byRole = (metric: Metric.Metric.Counter<number>) => {
+      const labelled = Metrics.labelled(metric, "target", name)
+      const primary = byOutcome(labelled.tagged("role", "primary"))
+      const shadow = byOutcome(labelled.tagged("role", "shadow"))
+      return (outcome: string, labels: ReadonlyArray<MetricLabel.MetricLabel>, role: Target.Role = "primary") =>
+        role === "shadow" ? shadow(outcome, labels) : primary(outcome, labels)
+    }
+    const countAttempt = byRole(Metrics.attempts)
+    const countDelivery = byRole(Metrics.deliveries)
     const idempotencyKey = (event: Event.Any) => `${event.id}:${name}`
     const runTrace = spanTrace()
     const attemptTrace = spanTrace()
@@ -628,7 +637,8 @@ export const makeRuntime = <P, A, PI>(
     const runAttempts = <X>(
       attemptOnce: (n: number, deadlineAt: number) => Effect.Effect<X, TargetError.DeliveryError>,
       span: string,
-      key: string
+      key: string,
+      role: Target.Role = "primary"
     ): Effect.Effect<Attempted<X>, Outcome.Failed | Outcome.Skipped> =>
       Effect.withFiberRuntime<Attempted<X>, Outcome.Failed | Outcome.Skipped>((fiber) => {
         const traced = tracingOn(fiber)
@@ -646,13 +656,13 @@ export const makeRuntime = <P, A, PI>(
               const failure = Cause.failureOption(cause)
               if (failure._tag === "Some" && !isDeadline(failure.value)) {
                 if (!isLocalRefusal(failure.value)) sent++
-                countAttempt(TargetError.label(failure.value), labels)
+                countAttempt(TargetError.label(failure.value), labels, role)
               }
               return Effect.failCause(cause)
             },
             onSuccess: (value) => {
               sent++
-              countAttempt("success", labels)
+              countAttempt("success", labels, role)
               return Effect.succeed(value)
             }
           })
@@ -677,14 +687,14 @@ export const makeRuntime = <P, A, PI>(
           onSuccess: (value) => {
             const durationMs = clock.unsafeCurrentTimeMillis() - start
             if (attempts > 1) retriesMetric.unsafeUpdate(attempts - 1, labels)
-            countDelivery("delivered", labels)
+            countDelivery("delivered", labels, role)
             return Effect.succeed({ attempts, durationMs, value })
           },
           onFailure: (error) => {
             const durationMs = clock.unsafeCurrentTimeMillis() - start
             if (attempts > 1) retriesMetric.unsafeUpdate(attempts - 1, labels)
             const outcome = sent === 0 && isLocalRefusal(error) ? "Skipped" as const : "Failed" as const
-            countDelivery(outcome === "Skipped" ? "skipped" : "failed", labels)
+            countDelivery(outcome === "Skipped" ? "skipped" : "failed", labels, role)
             return Effect.fail({ _tag: outcome, target: name, attempts, durationMs, error })
           }
         })
@@ -712,6 +722,7 @@ export const makeRuntime = <P, A, PI>(
       const key = idempotencyKey(event)
       const protect = hooks.finishInFlight === true
       const onDelivered = hooks.onDelivered
+      const role = hooks.role ?? "primary"
       const delivered = (result: Attempted<Target.Answer<any>>): Outcome.Delivered<A> => ({
         _tag: "Delivered",
         target: name,
@@ -723,7 +734,7 @@ export const makeRuntime = <P, A, PI>(
       return Effect.matchEffect(prepare(event), {
         onFailure: (error) =>
           Effect.withFiberRuntime<never, Outcome.Failed>((fiber) => {
-            countAttempt(TargetError.label(error), metricLabels(fiber))
+            countAttempt(TargetError.label(error), metricLabels(fiber), role)
             return Effect.fail({ _tag: "Failed", target: name, attempts: 0, durationMs: 0, error })
           }),
         onSuccess: (request) =>
@@ -732,7 +743,8 @@ export const makeRuntime = <P, A, PI>(
               runAttempts(
                 (_, deadlineAt) => guarded(exchange(request, key, true, deadlineAt), protect, deadlineAt),
                 "fanout.deliver",
-                key
+                key,
+                role
               ),
               delivered
             )
@@ -756,7 +768,8 @@ export const makeRuntime = <P, A, PI>(
                       deadlineAt
                     ),
                   "fanout.deliver",
-                  key
+                  key,
+                  role
                 ),
                 delivered
               ))

@@ -193,7 +193,7 @@ const makeAny = <T extends Target.Any>(
         ? Effect.void
         : FiberSet.run(
           background,
-          Effect.forEach(shadow, (t) => Effect.either(runtimeOf(t).deliver(event)), {
+          Effect.forEach(shadow, (t) => Effect.either(runtimeOf(t).deliver(event, { role: "shadow" })), {
             concurrency: "unbounded",
             discard: true
           }).pipe(Effect.withSpan("fanout.shadow", { attributes: { "fanout.event.id": event.id } }))

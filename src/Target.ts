@@ -113,9 +113,20 @@ export interface Answer<A> {
  * @since 0.1.0
  * @category models
  */
+/**
+ * What a delivery is to its event: one of the targets it is routed to, or a shadow that only
+ * mirrors it (counted apart in the metrics: `role="shadow"`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Role = "primary" | "shadow"
+
 export interface DeliverOptions<A> {
   /** Let an attempt already on the wire finish even if the delivery is interrupted (sagas need its outcome). */
   readonly finishInFlight?: boolean
+  /** The `role` label of this delivery's attempt and delivery counters. Default `"primary"`. */
+  readonly role?: Role
   /** Runs as part of the successful attempt, before any interruption can intervene. */
   readonly onDelivered?: (delivered: Outcome.Delivered<A>) => Effect.Effect<void>
 }

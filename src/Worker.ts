@@ -195,9 +195,11 @@ interface Lane {
   readonly wakeTimes: Array<number>
   /** Not before this time (breaker open, no rate-limit token). */
   blockedUntil: number
-  /** Counts one attempt (or delivery) of the target by outcome, with the fiber's metric labels (plain calls). */
-  readonly attemptCounter: (outcome: string, labels: ReadonlyArray<MetricLabel.MetricLabel>) => void
-  readonly deliveryCounter: (outcome: string, labels: ReadonlyArray<MetricLabel.MetricLabel>) => void
+  /** Counts one attempt (or delivery) of the target by outcome and role, with the fiber's metric labels (plain calls). */
+  readonly attemptCounter: (outcome: string, labels: ReadonlyArray<MetricLabel.MetricLabel>, role: Target.Role) => void
+  readonly deliveryCounter: (outcome: string, labels: ReadonlyArray<MetricLabel.MetricLabel>, role: Target.Role) => void
+  /** Whether this target only mirrors events of a type (a shadow in the router), by event type. */
+  readonly roles: Map<string, Target.Role>
   /** Increments the retries counter of the target. */
   readonly retriesMetric: Metrics.Labelled<number>
 }
@@ -230,12 +232,13 @@ const positiveInt = (name: string, value: number): Effect.Effect<number, WorkerO
  */
 const counterBy = (metric: Metric.Metric.Counter<number>, target: string) => {
   const byTarget = Metrics.labelled(metric, "target", target)
-  const counters = new Map<string, Metrics.Labelled<number>>()
-  return (outcome: string, labels: ReadonlyArray<MetricLabel.MetricLabel>): void => {
-    let counter = counters.get(outcome)
+  const byRole = { primary: byTarget.tagged("role", "primary"), shadow: byTarget.tagged("role", "shadow") }
+  const counters = { primary: new Map<string, Metrics.Labelled<number>>(), shadow: new Map<string, Metrics.Labelled<number>>() }
+  return (outcome: string, labels: ReadonlyArray<MetricLabel.MetricLabel>, role: Target.Role): void => {
+    let counter = counters[role].get(outcome)
     if (counter === undefined) {
-      counter = byTarget.tagged("outcome", outcome)
-      counters.set(outcome, counter)
+      counter = byRole[role].tagged("outcome", outcome)
+      counters[role].set(outcome, counter)
     }
     counter.unsafeUpdate(1, labels)
   }
@@ -347,6 +350,7 @@ export const make = <T extends Target.Any>(
         blockedUntil: 0,
         attemptCounter: counterBy(Metrics.attempts, target.name),
         deliveryCounter: counterBy(Metrics.deliveries, target.name),
+        roles: new Map(),
         retriesMetric: Metrics.labelled(Metrics.retries, "target", target.name)
       }
       lanes.push(lane)
@@ -584,6 +588,18 @@ export const make = <T extends Target.Any>(
         })
       )
 
+    /** A shadow of the router for events of this type, or one of their targets (cached per type). */
+    const roleOf = (lane: Lane, type: string): Target.Role => {
+      if (options.router === undefined) return "primary"
+      let role = lane.roles.get(type)
+      if (role === undefined) {
+        role = options.router.isShadowOf(type, lane.name) ? "shadow" : "primary"
+        if (lane.roles.size >= 1_000) lane.roles.clear()
+        lane.roles.set(type, role)
+      }
+      return role
+    }
+
     /** What follows an attempt: the record and what is next (delivered, retry at a time, dead), written durably. */
     const settle = (
       lane: Lane,
@@ -597,6 +613,7 @@ export const make = <T extends Target.Any>(
       random: number
     ): Effect.Effect<void> => {
       entry.phase = "finish"
+      const role = roleOf(lane, claimed.event.type)
       const durationMs = now - startedAt
       let record: Store.AttemptInput
       let next: Store.Next
@@ -605,7 +622,7 @@ export const make = <T extends Target.Any>(
         next = claimed.dependents > 0
           ? Store.Next.Delivered({ response: storedAnswer(answer?.body) })
           : Store.Next.Delivered()
-        lane.attemptCounter("success", labels)
+        lane.attemptCounter("success", labels, role)
       } else {
         const label = TargetError.label(error)
         const retryAfterMs = TargetError.retryAfter(error)
@@ -618,7 +635,7 @@ export const make = <T extends Target.Any>(
           message: error.message,
           retryAfterMs
         }
-        lane.attemptCounter(label, labels)
+        lane.attemptCounter(label, labels, role)
         const decision = Delivery.decide(lane.runtime.policy, {
           attempts: claimed.attempts + 1,
           // The budget counts from the last replay (which also reset the attempts), else from the enqueue.
@@ -644,7 +661,7 @@ export const make = <T extends Target.Any>(
         }
         if (next._tag === "Delivered") {
           counts.delivered++
-          lane.deliveryCounter("delivered", labels)
+          lane.deliveryCounter("delivered", labels, role)
           return Effect.void
         }
         if (next._tag === "Retry") {
@@ -654,7 +671,7 @@ export const make = <T extends Target.Any>(
         }
         if (next._tag !== "Dead") return Effect.void
         counts.dead++
-        lane.deliveryCounter("dead", labels)
+        lane.deliveryCounter("dead", labels, role)
         return Effect.logInfo(`worker: delivery dead-lettered (${next.reason})`).pipe(
           Effect.annotateLogs({ workerId, deliveryId: claimed.id, ...ofDelivery(claimed), error: record.outcome })
         )

@@ -144,8 +144,12 @@ describe("Telemetry", () => {
         const app = yield* prepare({
           server: { port: 0 },
           store: { memory: true },
-          targets: { good: { url: `${targets.url}/good` }, bad: { url: `${targets.url}/bad` } },
-          routes: { "order.*": ["good", "bad"] }
+          targets: {
+            good: { url: `${targets.url}/good` },
+            bad: { url: `${targets.url}/bad` },
+            mirror: { url: `${targets.url}/mirror` }
+          },
+          routes: { "order.*": { targets: ["good", "bad"], shadow: ["mirror"] } }
         })
         const url = yield* start(app, { worker: { pollInterval: "50 millis" } })
         const posted = yield* request(`${url}/v1/events?wait=settled`, {
@@ -153,8 +157,24 @@ describe("Telemetry", () => {
           json: { type: "order.placed", payload: { orderId: "o-2" } }
         })
         assert.strictEqual(posted.status, 200, posted.text)
+        // ?wait ignores the shadow: wait until its attempt is counted too.
+        const shadowCounted =
+          /^fanout_attempts_total\{[^}]*target="mirror"[^}]*role="shadow"[^}]*outcome="success"[^}]*\} 1$/m
+        yield* request(`${url}/metrics`).pipe(
+          Effect.repeat({ schedule: Schedule.spaced("20 millis"), until: (m) => shadowCounted.test(m.text) }),
+          Effect.timeoutFail({
+            duration: "10 seconds",
+            onTimeout: () => new Error("the shadow's attempt was never counted")
+          })
+        )
         const metrics = yield* request(`${url}/metrics`)
         assert.strictEqual(metrics.status, 200)
+        // A shadow's attempts and deliveries are counted apart from the primaries'.
+        assert.match(metrics.text, /^fanout_attempts_total\{[^}]*target="good"[^}]*role="primary"[^}]*\} 1$/m)
+        assert.match(
+          metrics.text,
+          /^fanout_deliveries_total\{[^}]*target="mirror"[^}]*role="shadow"[^}]*outcome="delivered"[^}]*\} 1$/m
+        )
         assert.match(metrics.headers.get("content-type") ?? "", /^text\/plain; version=0\.0\.4/)
         const text = metrics.text
         // What operators alert on is there, by target and outcome.
