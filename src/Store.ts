@@ -206,6 +206,32 @@ export interface EnqueueOptions {
    * `?wait=all`), not only the answers of inputs. Each delivery then counts one more dependent.
    */
   readonly keepAnswers?: boolean | undefined
+  /**
+   * Later delivery: no delivery of the event is due before this instant (epoch ms). The deliveries
+   * are stored at once, pending with this due time, so the schedule survives restarts. A time not
+   * after now is due now. Must be a finite number (else `InvalidInput`); bounding it (a horizon) is
+   * the caller's business.
+   */
+  readonly availableAt?: number | undefined
+}
+
+/**
+ * The due time of an enqueue's deliveries: `now`, or `options.availableAt` when it is later; a
+ * value that is not a finite number is `InvalidInput`.
+ *
+ * @internal
+ */
+export const dueAt = (options: EnqueueOptions | undefined, now: number): StoreError | number => {
+  const at = options?.availableAt
+  if (at === undefined) return now
+  if (typeof at !== "number" || !Number.isFinite(at)) {
+    return new StoreError({
+      operation: "enqueue",
+      reason: "InvalidInput",
+      message: `enqueue: availableAt must be a finite epoch-millisecond time, got ${String(at)}`
+    })
+  }
+  return at > now ? Math.ceil(at) : now
 }
 
 /**
@@ -700,6 +726,13 @@ export interface DeliveryStore {
   readonly wakeups: Stream.Stream<void>
   /** This instance's counters. */
   readonly diagnostics: Effect.Effect<Diagnostics>
+  /**
+   * The earliest due time (epoch ms) later than now of a `pending` delivery to `target` that waits
+   * for no input: a scheduled delivery (`EnqueueOptions.availableAt`) or a retry; none when there is
+   * none. Workers ask it when a claim comes back short, to wake exactly then. Optional: a store
+   * without it leaves such deliveries to the poll interval.
+   */
+  readonly nextDue?: (target: string) => Effect.Effect<Option.Option<number>, StoreError>
 }
 
 /**

@@ -158,7 +158,9 @@ export const make: Effect.Effect<Store.DeliveryStore> = Effect.gen(function*() {
         try: () => Event.fingerprint(event),
         catch: (cause) => invalid("enqueue", `event ${event.id} cannot be fingerprinted: ${String(cause)}`)
       })
-      const result = yield* write((now): Store.Enqueued | Store.ConflictError => {
+      const result = yield* write((now): Store.Enqueued | Store.ConflictError | Store.StoreError => {
+        const due = Store.dueAt(options, now)
+        if (typeof due !== "number") return due
         const existing = events.get(event.id)
         if (existing !== undefined) {
           if (Store.conflicts(fingerprint, existing.fingerprint)) {
@@ -183,7 +185,7 @@ export const make: Effect.Effect<Store.DeliveryStore> = Effect.gen(function*() {
             target,
             status: "pending",
             attempts: 0,
-            availableAt: now,
+            availableAt: due,
             firstAttemptAt: undefined,
             lease: undefined,
             workerId: undefined,
@@ -211,9 +213,22 @@ export const make: Effect.Effect<Store.DeliveryStore> = Effect.gen(function*() {
           deliveries: ids.map((id) => ({ id, target: rows.get(id)!.target, status: "pending" as const }))
         }
       })
-      if (result instanceof Store.ConflictError) return yield* result
+      if (result instanceof Store.ConflictError || result instanceof Store.StoreError) return yield* result
       if (result.created) yield* signal.notify
       return result
+    })
+
+  const nextDue: NonNullable<Store.DeliveryStore["nextDue"]> = (target) =>
+    Effect.map(Clock.currentTimeMillis, (now) => {
+      let earliest: number | undefined
+      for (const id of active.get(target) ?? []) {
+        const row = rows.get(id)!
+        if (
+          row.status === "pending" && row.waiting === 0 && row.availableAt !== undefined && row.availableAt > now &&
+          (earliest === undefined || row.availableAt < earliest)
+        ) earliest = row.availableAt
+      }
+      return Option.fromNullable(earliest)
     })
 
   const claim: Store.DeliveryStore["claim"] = (options) =>
@@ -651,6 +666,7 @@ export const make: Effect.Effect<Store.DeliveryStore> = Effect.gen(function*() {
     gauges,
     retention,
     wakeups: signal.stream,
+    nextDue,
     diagnostics: Effect.sync(() => ({
       writeTransactions: writes,
       writeOperations: writes,

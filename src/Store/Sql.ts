@@ -791,7 +791,9 @@ export const make = (
       dependencies: ReadonlyMap<string, ReadonlyArray<string>>,
       keep: boolean,
       now: number,
-      notifyInline: boolean
+      notifyInline: boolean,
+      /** When the deliveries are due (`Store.dueAt`: now, or a later scheduled time). */
+      due: number
     ) => Op<EnqueueResult>
 
     interface ExistingRow {
@@ -867,7 +869,7 @@ export const make = (
      * NOTIFYs (delivered at commit). A duplicate id inserts nothing; its deliveries are then read by a
      * second statement, whose fresh snapshot sees a concurrent first enqueue once it has committed.
      */
-    const enqueuePg: Enqueue = (event, json, fingerprint, targets, dependencies, keep, now, notifyInline) =>
+    const enqueuePg: Enqueue = (event, json, fingerprint, targets, dependencies, keep, now, notifyInline, due) =>
       Effect.gen(function*() {
         const fresh = targets.filter((target) => !knownTargets.has(target))
         const names = sql.csv(fresh.map((name) => sql`(${name}::text)`))
@@ -899,7 +901,7 @@ export const make = (
             INSERT INTO ${T.deliveries} (event_id, target, status, attempts, total_attempts, available_at, enqueued_at, updated_at${
           piped ? sql.literal(", after_targets, waiting, dependents") : sql.literal("")
         })
-            SELECT ev.id, v.target, 'pending', 0, 0, ${now}, ${now}, ${now}${
+            SELECT ev.id, v.target, 'pending', 0, 0, ${due}, ${now}, ${now}${
           piped ? sql.literal(", v.after_targets, v.waiting, v.dependents") : sql.literal("")
         }
             FROM ev CROSS JOIN (VALUES ${rows}) AS v (target, ord${
@@ -926,12 +928,13 @@ export const make = (
       targets: ReadonlyArray<string>,
       dependencies: ReadonlyMap<string, ReadonlyArray<string>>,
       keep: boolean,
-      now: number
+      now: number,
+      due: number
     ) => {
       const columns = dependencies.size > 0 || keep ? dependencyColumns(targets, dependencies, keep) : undefined
       const params: Array<unknown> = []
       for (let i = 0; i < targets.length; i++) {
-        params.push(event.id, targets[i], now, now, now)
+        params.push(event.id, targets[i], due, now, now)
         if (columns !== undefined) params.push(columns[i]!.after_targets, columns[i]!.waiting, columns[i]!.dependents)
       }
       return { text: insertDeliveries(targets.length, columns !== undefined), params }
@@ -942,7 +945,7 @@ export const make = (
       deliveries: rows.map((row) => ({ id: String(row.id), target: row.target, status: row.status }))
     })
 
-    const enqueueSqlite: Enqueue = (event, json, fingerprint, targets, dependencies, keep, now) => (conn: Connection) =>
+    const enqueueSqlite: Enqueue = (event, json, fingerprint, targets, dependencies, keep, now, _notifyInline, due) => (conn: Connection) =>
       Effect.flatMap(q(conn, text.insertEvent, [event.id, event.type, json, now, fingerprint]), (inserted): Effect.Effect<
         EnqueueResult,
         SqlError
@@ -951,7 +954,7 @@ export const make = (
           return Effect.map(q(conn, text.existing, [event.id]), (rows) => duplicateOf(event.id, fingerprint, rows as ReadonlyArray<ExistingRow>))
         }
         const fresh = targets.filter((target) => !knownTargets.has(target))
-        const insert = sqliteDeliveries(event, targets, dependencies, keep, now)
+        const insert = sqliteDeliveries(event, targets, dependencies, keep, now, due)
         const deliveries = Effect.map(q(conn, insert.text, insert.params), (rows) => enqueuedOf(event, rows))
         return fresh.length === 0 ? deliveries : Effect.zipRight(
           q(conn, insertTargets(fresh.length), fresh),
@@ -967,14 +970,15 @@ export const make = (
       targets: ReadonlyArray<string>,
       dependencies: ReadonlyMap<string, ReadonlyArray<string>>,
       keep: boolean,
-      now: number
+      now: number,
+      due: number
     ): SyncOp<EnqueueResult> =>
     (exec) => {
       const inserted = exec(text.insertEvent, [event.id, event.type, json, now, fingerprint])
       if (inserted.length === 0) return duplicateOf(event.id, fingerprint, exec(text.existing, [event.id]) as ReadonlyArray<ExistingRow>)
       const fresh = targets.filter((target) => !knownTargets.has(target))
       if (fresh.length > 0) exec(insertTargets(fresh.length), fresh)
-      const insert = sqliteDeliveries(event, targets, dependencies, keep, now)
+      const insert = sqliteDeliveries(event, targets, dependencies, keep, now, due)
       return enqueuedOf(event, exec(insert.text, insert.params))
     }
 
@@ -996,7 +1000,11 @@ export const make = (
         const now = yield* Clock.currentTimeMillis
         const joined = options.joinTransactions ? yield* inJoinedTransaction : false
         const keep = enqueueOptions?.keepAnswers === true
-        if (pgWriter !== undefined && !joined) {
+        const due = Store.dueAt(enqueueOptions, now)
+        if (typeof due !== "number") return yield* due
+        // A scheduled enqueue (due later) takes the single-statement path, not the group commit's
+        // batch statement (which stores one time for due, enqueue and update).
+        if (pgWriter !== undefined && !joined && due === now) {
           // The group commit does the rest after its commit (known targets, NOTIFY, signal).
           const { answer, answered } = slot<EnqueueResult>()
           yield* pgWriter.submit({
@@ -1008,7 +1016,7 @@ export const make = (
             columns: dependencies.size > 0 || keep ? dependencyColumns(unique, dependencies, keep) : [],
             now,
             alone: Effect.suspend(() =>
-              run("enqueue", "batch", enqueuePg(event, json, fingerprint, unique, dependencies, keep, now, false), true)
+              run("enqueue", "batch", enqueuePg(event, json, fingerprint, unique, dependencies, keep, now, false, now), true)
             ),
             answer
           })
@@ -1018,9 +1026,9 @@ export const make = (
         const result = yield* run(
           "enqueue",
           "batch",
-          (pg ? enqueuePg : enqueueSqlite)(event, json, fingerprint, unique, dependencies, keep, now, joined),
+          (pg ? enqueuePg : enqueueSqlite)(event, json, fingerprint, unique, dependencies, keep, now, joined, due),
           true,
-          pg ? undefined : enqueueSqliteSync(event, json, fingerprint, unique, dependencies, keep, now)
+          pg ? undefined : enqueueSqliteSync(event, json, fingerprint, unique, dependencies, keep, now, due)
         )
         if (result instanceof Store.ConflictError) return yield* result
         if (result.created) {
@@ -2310,6 +2318,23 @@ export const make = (
 
     // ---- wake-ups ----------------------------------------------------------------------------
 
+    // Later delivery: the earliest future due time of a pending delivery to the target. Its WHERE
+    // implies the partial `_due` index's (target, available_at) predicate, so it reads that index.
+    const nextDue: NonNullable<Store.DeliveryStore["nextDue"]> = (target) =>
+      Effect.gen(function*() {
+        const now = yield* Clock.currentTimeMillis
+        const rows = yield* run(
+          "nextDue",
+          "query",
+          sql<{ readonly at: unknown }>`SELECT available_at AS at FROM ${T.deliveries}
+            WHERE target = ${target} AND status IN ('pending', 'in_flight') AND waiting = 0 AND available_at > ${now}
+              AND status = 'pending'
+            ORDER BY available_at LIMIT 1`
+        )
+        const at = rows[0]?.at
+        return at === undefined || at === null ? Option.none() : Option.some(num(at))
+      })
+
     const wakeups: Stream.Stream<void> = options.listen === undefined
       ? signal.stream
       : Stream.merge(
@@ -2340,6 +2365,7 @@ export const make = (
       gauges,
       retention,
       wakeups,
+      nextDue,
       diagnostics: Effect.sync(() => flush === undefined ? { ...counters } : { ...counters, flushes: flush.flushes() })
     } satisfies Store.DeliveryStore
   })

@@ -378,6 +378,66 @@ export const suite = (name: string, layer: StoreLayer, options: SuiteOptions = {
         assert.strictEqual(second!.workerId, "w-2")
       }))
 
+    // ---- later delivery (availableAt) -------------------------------------------------------
+
+    test("a scheduled enqueue is stored at once, pending, not claimable before its time, claimable at it", () =>
+      Effect.gen(function*() {
+        const store = yield* Store.DeliveryStore
+        yield* TestClock.adjust(1_000)
+        const result = yield* store.enqueue(yield* makeEvent("sch-1"), ["a", "b"], { availableAt: 61_000 })
+        assert.isTrue(result.created)
+        assert.deepStrictEqual(result.deliveries.map((x) => x.status), ["pending", "pending"])
+        const status = yield* getStatus("sch-1")
+        assert.strictEqual(status.enqueuedAt, 1_000)
+        assert.deepStrictEqual(status.deliveries.map((x) => x.nextAttemptAt), [61_000, 61_000])
+        assert.strictEqual((yield* store.gauges).pending, 2)
+        // nextDue: the earliest future due time per target.
+        assert.deepStrictEqual(yield* store.nextDue!("a"), Option.some(61_000))
+        assert.deepStrictEqual(yield* store.nextDue!("other"), Option.none())
+        assert.deepStrictEqual(yield* store.claim({ workerId: "w", limit: 10, leaseMs: 1_000 }), [])
+        yield* TestClock.adjust(59_999)
+        assert.deepStrictEqual(yield* store.claim({ workerId: "w", limit: 10, leaseMs: 1_000 }), [])
+        yield* TestClock.adjust(1)
+        assert.deepStrictEqual(yield* store.nextDue!("a"), Option.none())
+        const claimed = yield* store.claim({ workerId: "w", limit: 10, leaseMs: 1_000 })
+        assert.deepStrictEqual(claimed.map((c) => c.target).sort(), ["a", "b"])
+        assert.isTrue(claimed.every((c) => c.enqueuedAt === 1_000 && c.attempts === 0))
+      }))
+
+    test("a scheduled delivery does not hold back the target's due ones; nextDue gives the earliest", () =>
+      Effect.gen(function*() {
+        const store = yield* Store.DeliveryStore
+        yield* TestClock.adjust(1_000)
+        yield* store.enqueue(yield* makeEvent("sch-late"), ["a"], { availableAt: 50_000 })
+        yield* store.enqueue(yield* makeEvent("sch-early"), ["a"], { availableAt: 20_000 })
+        yield* store.enqueue(yield* makeEvent("sch-now"), ["a"])
+        assert.deepStrictEqual(yield* store.nextDue!("a"), Option.some(20_000))
+        const first = yield* store.claim({ workerId: "w", limit: 10, leaseMs: 100_000 })
+        assert.deepStrictEqual(first.map((c) => c.eventId), ["sch-now"])
+        yield* TestClock.adjust(19_000)
+        const second = yield* store.claim({ workerId: "w", limit: 10, leaseMs: 100_000 })
+        assert.deepStrictEqual(second.map((c) => c.eventId), ["sch-early"])
+        // In-flight rows (their lease expiry) are not a due time.
+        assert.deepStrictEqual(yield* store.nextDue!("a"), Option.some(50_000))
+      }))
+
+    test("a scheduled time not after now is due now; a time that is not a finite number is InvalidInput", () =>
+      Effect.gen(function*() {
+        const store = yield* Store.DeliveryStore
+        yield* TestClock.adjust(10_000)
+        yield* store.enqueue(yield* makeEvent("sch-past"), ["a"], { availableAt: 5_000 })
+        assert.strictEqual(deliveryOf(yield* getStatus("sch-past"), "a").nextAttemptAt, 10_000)
+        const claimed = yield* store.claim({ workerId: "w", limit: 10, leaseMs: 1_000 })
+        assert.deepStrictEqual(claimed.map((c) => c.eventId), ["sch-past"])
+        for (const bad of [Number.NaN, Number.POSITIVE_INFINITY]) {
+          const error = yield* storeError(
+            store.enqueue(yield* makeEvent(`sch-bad-${bad}`), ["a"], { availableAt: bad })
+          )
+          assert.strictEqual(error.reason, "InvalidInput")
+          assert.isTrue(Option.isNone(yield* store.status(`sch-bad-${bad}`)))
+        }
+      }))
+
     // ---- fencing ---------------------------------------------------------------------------
 
     test("fencing: a stale worker's finish, extend and release are rejected and change nothing", () =>
