@@ -33,6 +33,45 @@ export interface RateLimiter {
 }
 
 /**
+ * The generic cell rate algorithm behind every rate limit of Fanout (a target's, and the server's
+ * per-API-key one): `limit` requests per `intervalMs`, bursts of up to `limit`, no timer. Plain
+ * state and arithmetic; the callers bring the clock.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export class Gcra {
+  /** Milliseconds between two requests at the steady rate. */
+  readonly emission: number
+  /** How far ahead of the steady rate a burst may run. */
+  readonly tolerance: number
+  /** Theoretical arrival time of the next request. */
+  tat = 0
+  constructor(limit: number, intervalMs: number) {
+    this.emission = intervalMs / limit
+    this.tolerance = intervalMs - this.emission
+  }
+  /** Milliseconds until a request may go at `now` (0: now). Takes nothing. */
+  waitAt(now: number): number {
+    const wait = Math.max(this.tat, now) - this.tolerance - now
+    // Below a microsecond is rounding (emission is limit / interval, rarely exact), not a wait.
+    return wait > 1e-3 ? wait : 0
+  }
+  /** Takes a slot `waitAt(now)` from now (the caller waits that long, or has checked it is 0). */
+  take(now: number): void {
+    this.tat = Math.max(this.tat, now) + this.emission
+  }
+  /** Holds every request until `now + millis`; never shortens a hold. */
+  holdUntil(at: number): void {
+    this.tat = Math.max(this.tat, at + this.tolerance)
+  }
+  /** Whether a full burst is available again at `now` (its state can be forgotten). */
+  idleAt(now: number): boolean {
+    return this.tat <= now
+  }
+}
+
+/**
  * @since 0.1.0
  * @category constructors
  */
@@ -42,15 +81,12 @@ export const make = (
   maxWaitWhenPaused: Duration.DurationInput = "30 seconds"
 ): Effect.Effect<RateLimiter> =>
   Effect.sync(() => {
-    const emission = options ? Duration.toMillis(options.interval) / options.limit : 0
-    const tolerance = options ? Duration.toMillis(options.interval) - emission : 0
+    // No limit: every request is on time (emission and tolerance 0); only a pause holds them.
+    const gcra = options ? new Gcra(options.limit, Duration.toMillis(options.interval)) : unlimited()
     const maxWait = Duration.toMillis(options ? options.maxWait : maxWaitWhenPaused)
-    // Theoretical arrival time of the next request (GCRA). A pause pushes it forward.
-    let tat = 0
     const reserve = Effect.clockWith((clock) => {
       const now = clock.unsafeCurrentTimeMillis()
-      const base = Math.max(tat, now)
-      const wait = Math.max(0, base - tolerance - now)
+      const wait = gcra.waitAt(now)
       if (wait > maxWait) {
         return Effect.fail(
           new RateLimitedError({
@@ -60,7 +96,7 @@ export const make = (
           })
         )
       }
-      tat = base + emission
+      gcra.take(now)
       return Effect.succeed(wait)
     })
     const take = Effect.flatMap(reserve, (wait) => wait > 0 ? Effect.sleep(Duration.millis(wait)) : Effect.void)
@@ -69,17 +105,22 @@ export const make = (
       reserve,
       pauseFor: (millis) =>
         Effect.map(Clock.currentTimeMillis, (now) => {
-          tat = Math.max(tat, now + millis + tolerance)
+          gcra.holdUntil(now + millis)
         }),
       nextFreeAt: Effect.map(Clock.currentTimeMillis, (now) => {
-        const at = tat - tolerance
+        const at = gcra.tat - gcra.tolerance
         return at > now ? at : 0
       }),
       tryTakeNow: (now) => {
-        const base = Math.max(tat, now)
-        if (base - tolerance > now) return false
-        tat = base + emission
+        if (gcra.waitAt(now) > 0) return false
+        gcra.take(now)
         return true
       }
     }
   })
+
+/** A GCRA that never makes a request wait (no emission, no tolerance): only `holdUntil` holds. */
+const unlimited = (): Gcra => {
+  const gcra = new Gcra(1, 1)
+  return Object.assign(gcra, { emission: 0, tolerance: 0 })
+}

@@ -21,6 +21,7 @@ import { createHash, timingSafeEqual } from "node:crypto"
 import { HttpServerRequest } from "@effect/platform"
 import { Clock, Context, Duration, Effect, Either, Layer, Option, Redacted, Runtime } from "effect"
 import * as Metrics from "../Metrics.js"
+import { Gcra } from "../Resilience/RateLimit.js"
 import { Authorization } from "./Api.js"
 import * as Errors from "./Errors.js"
 import type { Options } from "./Options.js"
@@ -80,30 +81,31 @@ export interface RateLimiter {
 }
 
 /**
- * A token bucket per key: `limit` tokens, refilled continuously over `intervalMs`.
- * Buckets that are full again are forgotten (memory stays bounded by the active keys).
+ * A rate limit per key: `limit` requests per `intervalMs`, bursts of up to `limit` — the same
+ * GCRA as a target's rate limit (`RateLimit.Gcra`), one per active key. A key whose burst is full
+ * again is forgotten (memory stays bounded by the active keys).
  *
  * @since 0.1.0
  * @category constructors
  */
 export const makeRateLimiter = (limit: number, intervalMs: number): RateLimiter => {
-  const perMs = limit / intervalMs
-  const buckets = new Map<string, { tokens: number; at: number }>()
+  const cells = new Map<string, Gcra>()
   let sweptAt = 0
   return {
     take: (key, now) => {
       if (now - sweptAt > intervalMs) {
         sweptAt = now
-        for (const [k, b] of buckets) if (b.tokens + (now - b.at) * perMs >= limit) buckets.delete(k)
+        for (const [k, cell] of cells) if (cell.idleAt(now)) cells.delete(k)
       }
-      const bucket = buckets.get(key) ?? { tokens: limit, at: now }
-      const tokens = Math.min(limit, bucket.tokens + Math.max(0, now - bucket.at) * perMs)
-      if (tokens >= 1) {
-        buckets.set(key, { tokens: tokens - 1, at: now })
-        return 0
+      let cell = cells.get(key)
+      if (cell === undefined) {
+        cell = new Gcra(limit, intervalMs)
+        cells.set(key, cell)
       }
-      buckets.set(key, { tokens, at: now })
-      return Math.ceil((1 - tokens) / perMs)
+      const wait = cell.waitAt(now)
+      if (wait > 0) return Math.ceil(wait)
+      cell.take(now)
+      return 0
     }
   }
 }
