@@ -472,9 +472,10 @@ for (const tracing of [true, false]) {
             path: "app"
           },
           {
-            name: "GET /v1/events (not taken)",
+            // (GET /v1/events is the event search now: also the app's, but its answer names each store's own events.)
+            name: "PUT /v1/events (not taken)",
             status: 405,
-            bytes: "GET /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer k-1\r\n\r\n"
+            bytes: "PUT /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer k-1\r\nContent-Length: 0\r\n\r\n"
           }
         ])
       }))
@@ -614,7 +615,9 @@ describe("ingest decoding shortcuts", () => {
       }),
       { numRuns: 3000 }
     )
-    assert.isAbove(accepted, 600)
+    // About a fifth of the bodies are events the schema accepts (binomial, n = 3000: a spread of
+    // about 22); 500 is far below any draw of a generator that works, and far above one that broke.
+    assert.isAbove(accepted, 500)
   })
 
   it("decodeBatchInput answers what the schema answers, for any JSON body", () => {
