@@ -539,6 +539,14 @@ const send = Command.make(
       Options.withDescription("The event id (its idempotency key); default a new UUIDv7")
     ),
     key: Options.text("key").pipe(Options.optional, Options.withDescription("The ordering/partition key")),
+    deliverAt: Options.text("deliver-at").pipe(
+      Options.optional,
+      Options.withDescription("Later delivery: no attempt before this RFC 3339 instant (2026-01-02T03:04:05Z)")
+    ),
+    delay: Options.text("delay").pipe(
+      Options.optional,
+      Options.withDescription("Later delivery: no attempt before this long from now (\"30 seconds\", \"5 minutes\")")
+    ),
     url: serverUrl,
     apiKey
   },
@@ -554,7 +562,9 @@ const send = Command.make(
             type: options.type,
             payload,
             ...(Option.isSome(options.id) ? { id: options.id.value } : {}),
-            ...(Option.isSome(options.key) ? { key: options.key.value } : {})
+            ...(Option.isSome(options.key) ? { key: options.key.value } : {}),
+            ...(Option.isSome(options.deliverAt) ? { deliverAt: options.deliverAt.value } : {}),
+            ...(Option.isSome(options.delay) ? { delay: options.delay.value } : {})
           },
           urlParams: options.wait ? { wait: "settled" } : {},
           headers: {}

@@ -343,6 +343,11 @@ export const ServerConfig = Schema.Struct({
   )),
   maxBodyBytes: Schema.optional(PositiveInt),
   maxBatch: Schema.optional(PositiveInt),
+  /**
+   * Later delivery: how far ahead an event's `deliverAt` / `delay` may be (default 30 days); a
+   * later one is refused with 422 `schedule_beyond_horizon`.
+   */
+  maxDelay: Schema.optional(DurationInput),
   headersTimeout: Schema.optional(DurationInput),
   requestTimeout: Schema.optional(DurationInput),
   waitTimeout: Schema.optional(DurationInput),

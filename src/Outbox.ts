@@ -23,9 +23,13 @@ export interface Service {
   /**
    * Enqueues an event for every target its routes name (shadow targets included). Idempotent on the
    * event id: the same id with the same content (type, key, payload) again answers `created: false`;
-   * with other content it fails with `Store.ConflictError` and stores nothing.
+   * with other content it fails with `Store.ConflictError` and stores nothing. With
+   * `options.availableAt` (epoch ms; later delivery) no delivery is due before that instant.
    */
-  readonly enqueue: (event: Event.Any) => Effect.Effect<Store.Enqueued, NoRouteError | Store.StoreError | Store.ConflictError>
+  readonly enqueue: (
+    event: Event.Any,
+    options?: EnqueueOptions
+  ) => Effect.Effect<Store.Enqueued, NoRouteError | Store.StoreError | Store.ConflictError>
   readonly status: (eventId: string) => Effect.Effect<Option.Option<Store.EventStatus>, Store.StoreError>
   readonly deadLetters: (query: Store.DeadLetterQuery) => Effect.Effect<Store.DeadLetterPage, Store.StoreError>
   readonly replay: (deliveryId: string) => Effect.Effect<boolean, Store.StoreError>
@@ -41,6 +45,21 @@ export interface Service {
    * delivered. A throwing aggregate function fails with a `PermanentError` (target `"aggregate"`).
    */
   readonly aggregate: (status: Store.EventStatus) => Effect.Effect<Option.Option<unknown>, TargetError.PermanentError>
+}
+
+/**
+ * What {@link Service.enqueue} takes besides the event.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface EnqueueOptions {
+  /**
+   * Later delivery: no delivery is attempted before this instant (epoch ms). The deliveries are
+   * stored at once with it as their due time, so the schedule survives restarts; a time not after
+   * now is due now. No horizon is enforced here (the server bounds it: `server.maxDelay`).
+   */
+  readonly availableAt?: number | undefined
 }
 
 /**
@@ -179,22 +198,28 @@ const build = <E extends Event.Any>(
     const store = yield* Store.DeliveryStore
     const after = options.after
     const aggregates = new Map(Object.entries(options.aggregates ?? {}))
-    const place = (event: Event.Any): Effect.Effect<Store.Enqueued, NoRouteError | Store.StoreError | Store.ConflictError> => {
+    const place = (
+      event: Event.Any,
+      availableAt: number | undefined
+    ): Effect.Effect<Store.Enqueued, NoRouteError | Store.StoreError | Store.ConflictError> => {
+      const at = availableAt !== undefined ? { availableAt } : {}
       const typed = byType.get(event.type)
       if (typed !== undefined) {
         const { pipeline, plan } = typed
         const keepAnswers = pipeline.graph.aggregate
-        return store.enqueue(event, plan.targets, { after: plan.after, ...(keepAnswers ? { keepAnswers } : {}) })
+        return store.enqueue(event, plan.targets, { after: plan.after, ...(keepAnswers ? { keepAnswers } : {}), ...at })
       }
       return Effect.flatMap(targetsOf(router, event), (targets) => {
         const keepAnswers = aggregates.has(event.type)
-        if (after === undefined && !keepAnswers) return store.enqueue(event, targets)
+        if (after === undefined && !keepAnswers) {
+          return availableAt === undefined ? store.enqueue(event, targets) : store.enqueue(event, targets, at)
+        }
         const routed: Record<string, ReadonlyArray<string>> = {}
         for (const target of targets) {
           const inputs = after?.[target]
           if (inputs !== undefined && inputs.length > 0) routed[target] = inputs
         }
-        return store.enqueue(event, targets, { after: routed, ...(keepAnswers ? { keepAnswers } : {}) })
+        return store.enqueue(event, targets, { after: routed, ...(keepAnswers ? { keepAnswers } : {}), ...at })
       })
     }
     const aggregate = (status: Store.EventStatus): Effect.Effect<Option.Option<unknown>, TargetError.PermanentError> => {
@@ -220,8 +245,8 @@ const build = <E extends Event.Any>(
       })
     }
     return {
-      enqueue: (event) =>
-        place(event).pipe(
+      enqueue: (event, options) =>
+        place(event, options?.availableAt).pipe(
           Effect.withSpan("fanout.enqueue", {
             attributes: { "fanout.event.id": event.id, "fanout.event.type": event.type },
             captureStackTrace: false

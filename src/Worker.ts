@@ -717,6 +717,38 @@ export const make = <T extends Target.Any>(
         return out
       })
 
+    /**
+     * Later delivery (scheduled events, `EnqueueOptions.availableAt`): after a short claim, asks the
+     * store for the lane's earliest future due time (`store.nextDue`) and wakes the lane exactly then
+     * with `wakeAt`, instead of at the next poll. At most one question per lane at a time (a short
+     * claim meanwhile asks again once it is answered); an answer no earlier than a wake-up already
+     * set adds nothing. A store failure is ignored: the poll interval still covers it.
+     */
+    const asking = new Set<Lane>()
+    const askAgain = new Set<Lane>()
+    const askNextDue = (lane: Lane): Effect.Effect<void> => {
+      const nextDue = store.nextDue
+      if (nextDue === undefined || !running) return Effect.void
+      if (asking.has(lane)) {
+        askAgain.add(lane)
+        return Effect.void
+      }
+      asking.add(lane)
+      const ask: Effect.Effect<void> = nextDue(lane.name).pipe(
+        Effect.flatMap((at) => {
+          if (at._tag === "None") return Effect.void
+          const set = lane.wakeTimes[0]
+          return set !== undefined && set <= Math.ceil(at.value / 10) * 10 ? Effect.void : wakeAt(lane, at.value)
+        }),
+        Effect.catchAll(() => Effect.void),
+        Effect.zipRight(Effect.suspend(() => {
+          if (!askAgain.delete(lane)) return Effect.void
+          return ask
+        }))
+      )
+      return Effect.asVoid(FiberSet.run(control, Effect.ensuring(ask, Effect.sync(() => asking.delete(lane)))))
+    }
+
     const claimFor = (lane: Lane, n: number): Effect.Effect<boolean> =>
       Effect.gen(function*() {
         const generation = lane.generation
@@ -742,6 +774,8 @@ export const make = <T extends Target.Any>(
         lane.held -= unused
         held -= unused
         if (claimed.length < n && lane.generation === generation) lane.idle = true
+        // Later delivery: a short claim asks the store when the lane's next delivery falls due.
+        if (claimed.length < n) yield* askNextDue(lane)
         for (const c of claimed) {
           const entry: Entry = {
             claim: { id: c.id, lease: c.lease },

@@ -144,7 +144,15 @@ export const EventInput = Schema.Struct({
     description: "The ordering key: the same alphabet as `id`"
   }),
   payload: Schema.Unknown.annotations({ description: "Any JSON value" }),
-  headers: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.String }))
+  headers: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.String })),
+  deliverAt: Schema.optional(Schema.String).annotations({
+    description: "Later delivery: no attempt before this RFC 3339 instant (a past one is due now); " +
+      "at most `server.maxDelay` ahead (default 30 days), else 422. Not with `delay`"
+  }),
+  delay: Schema.optional(Schema.String).annotations({
+    description: "Later delivery: no attempt before this long after the server received it " +
+      "(a duration: \"30 seconds\", \"5 minutes\"); at most `server.maxDelay`, else 422. Not with `deliverAt`"
+  })
 }).annotations({ identifier: "EventInput" })
 
 /**
@@ -154,6 +162,17 @@ export const EventInput = Schema.Struct({
 export const DeliveryState = Schema.Literal("pending", "in_flight", "delivered", "dead", "compensated").annotations({
   identifier: "DeliveryState"
 })
+
+/**
+ * The state a delivery's view shows: a {@link DeliveryState}, or `scheduled` — a pending delivery
+ * of an event sent with `deliverAt` or `delay` whose time has not come yet (no attempt made, no
+ * input awaited). Derived when the view is read; the store keeps it as `pending`.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const DeliveryViewState = Schema.Literal("pending", "scheduled", "in_flight", "delivered", "dead", "compensated")
+  .annotations({ identifier: "DeliveryViewState" })
 
 /**
  * Why a delivery of a pipeline is held for good: an input it runs after (directly, or through
@@ -320,10 +339,13 @@ export const DeliveryView = Schema.Struct({
   id: Schema.String,
   target: Schema.String,
   idempotencyKey: Schema.String,
-  status: DeliveryState,
+  status: DeliveryViewState,
   attempts: Schema.Int,
   totalAttempts: Schema.Int,
   nextAttemptAt: Schema.optional(Instant),
+  deliverAt: Schema.optional(Instant).annotations({
+    description: "A `scheduled` delivery: when it falls due (no attempt starts before)"
+  }),
   leaseExpiresAt: Schema.optional(Instant),
   lastError: Schema.optional(Schema.String),
   lastErrorMessage: Schema.optional(Schema.String),

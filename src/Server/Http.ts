@@ -92,6 +92,20 @@ const summaryOfStatus = (held: ReadonlyMap<string, Graph.HeldBy>) => (d: Store.D
 })
 
 /** Every delivery's summary, with `heldBy` on those a dead input blocks. */
+/**
+ * Later delivery: a pending delivery not due yet, with no attempt made and no input awaited, waits
+ * for its schedule (`deliverAt`/`delay`): shown as `scheduled`, with `deliverAt`.
+ */
+const scheduledView = (
+  view: typeof Api.DeliveryView.Type,
+  d: Store.DeliveryStatus | undefined,
+  now: number
+): typeof Api.DeliveryView.Type =>
+  d !== undefined && d.status === "pending" && d.totalAttempts === 0 && (d.waiting ?? 0) === 0 &&
+    d.nextAttemptAt !== undefined && d.nextAttemptAt > now
+    ? { ...view, status: "scheduled", deliverAt: iso(d.nextAttemptAt) }
+    : view
+
 const summariesOfStatus = (deliveries: ReadonlyArray<Store.DeliveryStatus>): Array<Summary> =>
   deliveries.map(summaryOfStatus(Graph.heldBy(deliveries)))
 
@@ -331,9 +345,12 @@ const EventsLive = (options: ServerOptions.Options) =>
               return yield* Effect.fail(Errors.notFound(`No event with id ${JSON.stringify(path.id)}`))
             }
             const view = eventView(status.value)
+            const now = yield* Clock.currentTimeMillis
             // A delivery to a target this configuration no longer names is held, not failed: say so.
             const deliveries = view.deliveries.map((d) =>
               registry.has(d.target) ? d : { ...d, unconfigured: true as const }
+            ).map((d, i) =>
+              scheduledView(d, status.value.deliveries[i], now)
             )
             const mirrors = outbox.router.mirrorsOf(status.value.event)
             return json(Api.EventView, {

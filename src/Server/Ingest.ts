@@ -51,7 +51,7 @@ import * as Api from "./Api.js"
 import * as Auth from "./Auth.js"
 import * as Body from "./Body.js"
 import * as Errors from "./Errors.js"
-import type * as ServerOptions from "./Options.js"
+import * as ServerOptions from "./Options.js"
 import { uuidv7 } from "../internal/uuid.js"
 
 /**
@@ -255,6 +255,61 @@ export const decodeBatchInput = (body: unknown): Either.Either<typeof Api.BatchI
   return Either.mapLeft(decodeBatchSchema(body), (error) => Errors.invalidRequest(Errors.issuesOf(error)))
 }
 
+const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$/
+
+/**
+ * Later delivery: when an input's deliveries fall due (`deliverAt`, an RFC 3339 instant, or
+ * `delay`, a duration from `now`), `undefined` without either, or why not: both given or a bad
+ * value (`422 invalid_schedule`), more than `maxDelayMs` ahead (`422 schedule_beyond_horizon`).
+ * A time in the past is returned as it is (the store makes it due now).
+ *
+ * @since 0.1.0
+ * @category decoding
+ */
+export const scheduleOf = (
+  input: { readonly deliverAt?: string | undefined; readonly delay?: string | undefined },
+  now: number,
+  maxDelayMs: number,
+  at = ""
+): Either.Either<number | undefined, Errors.ApiFailure> => {
+  const { delay, deliverAt } = input
+  if (deliverAt === undefined && delay === undefined) return Either.right(undefined)
+  const invalid = (path: string, message: string) =>
+    Either.left(
+      Errors.make(422, "invalid_schedule", `Invalid schedule: ${message}`, { issues: [{ path: at + path, message }] })
+    )
+  if (deliverAt !== undefined && delay !== undefined) return invalid("deliverAt", "Give deliverAt or delay, not both")
+  let due: number
+  if (deliverAt !== undefined) {
+    const parsed = RFC3339.test(deliverAt) ? Date.parse(deliverAt) : Number.NaN
+    if (!Number.isFinite(parsed)) {
+      return invalid(
+        "deliverAt",
+        `Expected an RFC 3339 date-time (2026-01-02T03:04:05Z), got ${JSON.stringify(deliverAt)}`
+      )
+    }
+    due = parsed
+  } else {
+    // `Duration.decode` reads "-5 seconds" as zero: a negative delay is refused here instead.
+    const decoded = delay!.startsWith("-") ? Option.none() : Duration.decodeUnknown(delay)
+    const millis = Option.isSome(decoded) ? Duration.toMillis(decoded.value) : Number.NaN
+    if (!Number.isFinite(millis) || millis < 0) {
+      return invalid("delay", `Expected a duration such as "30 seconds" or "5 minutes", got ${JSON.stringify(delay)}`)
+    }
+    due = now + Math.ceil(millis)
+  }
+  if (due - now > maxDelayMs) {
+    const path = deliverAt !== undefined ? "deliverAt" : "delay"
+    const message = `At most ${Duration.format(Duration.millis(maxDelayMs))} ahead (server.maxDelay), got ${
+      Duration.format(Duration.millis(due - now))
+    }`
+    return Either.left(Errors.make(422, "schedule_beyond_horizon", `Schedule beyond the horizon: ${message}`, {
+      issues: [{ path: at + path, message }]
+    }))
+  }
+  return Either.right(due)
+}
+
 /**
  * The body of a `202`/`200` answer to `POST /v1/events`: what `Schema.encodeSync(Api.EventAccepted)`
  * gives (the same properties in the same order), built directly.
@@ -318,10 +373,18 @@ const makeRefusals = () => {
  * @category constructors
  */
 export const make = (
-  options: Pick<ServerOptions.Options, "maxQueueDepth" | "queueCheckTtlMs" | "overloadRetryAfterSeconds" | "maxBatch">
+  options:
+    & Pick<ServerOptions.Options, "maxQueueDepth" | "queueCheckTtlMs" | "overloadRetryAfterSeconds" | "maxBatch">
+    & { readonly maxDelayMs?: number | undefined }
 ): Effect.Effect<Service, never, Outbox.Outbox> =>
   Effect.gen(function*() {
     const outbox = yield* Outbox.Outbox
+    const maxDelayMs = options.maxDelayMs ?? ServerOptions.defaults.maxDelayMs
+    /**
+     * Later delivery: the due time of each prepared event sent with `deliverAt` / `delay`, from
+     * `prepare` to `store` (kept out of the envelope; the store keeps it as the deliveries' due time).
+     */
+    const scheduled = new WeakMap<Event.Any, number>()
     const eventTypes = Option.getOrElse(yield* Effect.serviceOption(Schemas.EventTypes), () => Schemas.empty)
     const maxDepth = options.maxQueueDepth
     const cachedGauges = yield* Effect.cachedWithTTL(
@@ -357,7 +420,7 @@ export const make = (
     })
 
     const enqueue = (event: Event.Any) =>
-      outbox.enqueue(event).pipe(
+      outbox.enqueue(event, scheduleFor(event)).pipe(
         // Once the store has it, the answer must get out: never cut an enqueue short.
         Effect.uninterruptible,
         Effect.catchAll((error) =>
@@ -371,6 +434,11 @@ export const make = (
             })
         )
       )
+
+    const scheduleFor = (event: Event.Any): Outbox.EnqueueOptions | undefined => {
+      const availableAt = scheduled.get(event)
+      return availableAt === undefined ? undefined : { availableAt }
+    }
 
     const location = (id: string) => ({ location: `/v1/events/${encodeURIComponent(id)}` })
 
@@ -390,10 +458,12 @@ export const make = (
       }
       const event = toEvent(input, input.id ?? key ?? newEventId(now), now)
       if (!outbox.router.hasRoute(event.type)) return Either.left(Errors.noRoute([noRouteIssue(event.type, "type")]))
+      const due = scheduleOf(input, now, maxDelayMs)
+      if (Either.isLeft(due)) return Either.left(due.left)
       const checked = Schemas.check(eventTypes, event)
-      return Either.isLeft(checked)
-        ? Either.left(schemaMismatch([{ at: "/payload", mismatch: checked.left }]))
-        : Either.right(event)
+      if (Either.isLeft(checked)) return Either.left(schemaMismatch([{ at: "/payload", mismatch: checked.left }]))
+      if (due.right !== undefined) scheduled.set(event, due.right)
+      return Either.right(event)
     }
 
     const prepareBatch = (body: unknown, now: number): Either.Either<ReadonlyArray<Event.Any>, Errors.ApiFailure> => {
@@ -410,7 +480,18 @@ export const make = (
         outbox.router.hasRoute(e.type) ? [] : [noRouteIssue(e.type, `events[${i}].type`)]
       )
       if (unrouted.length > 0) return Either.left(Errors.noRoute(unrouted))
+      const dues: Array<number | undefined> = []
+      for (let i = 0; i < input.events.length; i++) {
+        const due = scheduleOf(input.events[i]!, now, maxDelayMs, `events[${i}].`)
+        // All or nothing, as for payloads: one bad schedule refuses the whole batch.
+        if (Either.isLeft(due)) return Either.left(due.left)
+        dues.push(due.right)
+      }
       const events = input.events.map((e) => toEvent(e, e.id ?? newEventId(now), now))
+      events.forEach((event, i) => {
+        const due = dues[i]
+        if (due !== undefined) scheduled.set(event, due)
+      })
       const mismatches = events.flatMap((event, i) => {
         const checked = Schemas.check(eventTypes, event)
         return Either.isLeft(checked) ? [{ at: `/events/${i}/payload`, mismatch: checked.left }] : []
@@ -491,7 +572,9 @@ export const make = (
  * @category layers
  */
 export const layer = (
-  options: Pick<ServerOptions.Options, "maxQueueDepth" | "queueCheckTtlMs" | "overloadRetryAfterSeconds" | "maxBatch">
+  options:
+    & Pick<ServerOptions.Options, "maxQueueDepth" | "queueCheckTtlMs" | "overloadRetryAfterSeconds" | "maxBatch">
+    & { readonly maxDelayMs?: number | undefined }
 ): Layer.Layer<Ingest, never, Outbox.Outbox> => Layer.effect(Ingest, make(options))
 
 // ---------------------------------------------------------------------------------------------

@@ -33,6 +33,8 @@ export interface Options {
   readonly drainLimitBytes: number
   /** The most events in one `POST /v1/events:batch`. */
   readonly maxBatch: number
+  /** Later delivery: how far ahead an event's `deliverAt` / `delay` may be (422 beyond). */
+  readonly maxDelayMs: number
   /** Node's `maxHeaderSize`: larger request headers get a 431. */
   readonly maxHeaderBytes: number
   /** Node's `headersTimeout`: a client must send its headers within this (slow-loris). */
@@ -88,6 +90,8 @@ export interface Input {
   readonly maxBodyBytes?: number | undefined
   readonly drainLimitBytes?: number | undefined
   readonly maxBatch?: number | undefined
+  /** Default 30 days. */
+  readonly maxDelay?: Duration.DurationInput | undefined
   readonly maxHeaderBytes?: number | undefined
   readonly headersTimeout?: Duration.DurationInput | undefined
   readonly requestTimeout?: Duration.DurationInput | undefined
@@ -119,6 +123,7 @@ export const defaults: Options = {
   maxBodyBytes: 1024 * 1024,
   drainLimitBytes: 8 * 1024 * 1024,
   maxBatch: 100,
+  maxDelayMs: 30 * 24 * 60 * 60 * 1000,
   maxHeaderBytes: 16 * 1024,
   headersTimeoutMs: 10_000,
   requestTimeoutMs: 30_000,
@@ -167,6 +172,7 @@ export const make = (input: Input = {}): Options => {
     maxBodyBytes,
     drainLimitBytes: input.drainLimitBytes ?? Math.max(defaults.drainLimitBytes, 4 * maxBodyBytes),
     maxBatch: input.maxBatch ?? defaults.maxBatch,
+    maxDelayMs: ms(input.maxDelay, defaults.maxDelayMs),
     maxHeaderBytes: input.maxHeaderBytes ?? defaults.maxHeaderBytes,
     headersTimeoutMs: ms(input.headersTimeout, defaults.headersTimeoutMs),
     requestTimeoutMs: ms(input.requestTimeout, defaults.requestTimeoutMs),
@@ -193,6 +199,7 @@ const check = (o: Options): Array<string> => {
   }
   positive("maxBodyBytes", o.maxBodyBytes)
   positive("maxBatch", o.maxBatch)
+  positive("maxDelay", o.maxDelayMs)
   positive("maxHeaderBytes", o.maxHeaderBytes)
   positive("headersTimeout", o.headersTimeoutMs)
   positive("requestTimeout", o.requestTimeoutMs)
@@ -251,6 +258,7 @@ export const fromConfig = (
     },
     maxBodyBytes: s.maxBodyBytes,
     maxBatch: s.maxBatch,
+    maxDelay: s.maxDelay as Duration.DurationInput | undefined,
     headersTimeout: s.headersTimeout as Duration.DurationInput | undefined,
     requestTimeout: s.requestTimeout as Duration.DurationInput | undefined,
     waitTimeout: s.waitTimeout as Duration.DurationInput | undefined,
