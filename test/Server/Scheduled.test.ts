@@ -103,6 +103,17 @@ describe("later delivery through the server", () => {
       // The instant is the server's receipt + 1.5 s: after the enqueue.
       assert.isAbove(deliverAt, Date.parse(status.body.enqueuedAt))
 
+      // The same id and content again, due now: a duplicate, and the first schedule stands.
+      const again = yield* post(url, "/v1/events", {
+        id: "o-1",
+        type: "order.placed",
+        payload: { n: 1 },
+        delay: "0 seconds"
+      })
+      assert.deepStrictEqual([again.status, again.body.duplicate], [200, true])
+      const still = (yield* request(`${url}/v1/events/o-1`)).body.deliveries[0]
+      assert.deepStrictEqual([still.status, still.deliverAt], ["scheduled", delivery.deliverAt])
+
       // A batch item with deliverAt, the same instant.
       const batch = yield* post(url, "/v1/events:batch", {
         events: [{ id: "o-2", type: "order.placed", payload: { n: 2 }, deliverAt: delivery.deliverAt }]
