@@ -4,15 +4,21 @@
  * asks `store.nextDue` after a short claim and wakes the lane exactly then. The poll interval is
  * one minute here, so nothing else can deliver within the tests' bounds. Real worker, real SQLite
  * file, a real loopback target that records when each request arrived; the schedule survives
- * closing and reopening the store (a restart).
+ * closing and reopening the store (a restart). On PostgreSQL, an event scheduled by another
+ * process (another pool) wakes the worker through LISTEN/NOTIFY, and it is delivered on time too.
  */
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import * as Reactivity from "@effect/experimental/Reactivity"
 import { HttpClientRequest } from "@effect/platform"
+import * as PgClient from "@effect/sql-pg/PgClient"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Option, Schema } from "effect"
+import { Effect, Layer, Option, Redacted, Schema } from "effect"
+import * as PostgresStore from "../../src/Store/Postgres.js"
 import * as SqliteStore from "../../src/Store/Sqlite.js"
+import * as Store from "../../src/Store.js"
+import { skipReason, url } from "../Store/pgAvailable.js"
 import { Event, Target } from "../../src/index.js"
 import { reply, startServer } from "../integration/helpers.js"
 import { eventually, makeEnv } from "./helpers.js"
@@ -84,3 +90,38 @@ describe("later delivery in the worker", () => {
       assert.isAtLeast(receivedAt("kept")[0]!, at)
     }))
 })
+
+const pgSkip = skipReason("Worker/Scheduled.test", "later delivery on PostgreSQL")
+const prefix = `fanout_sch${process.pid.toString(36)}${Date.now().toString(36)}_`
+
+describe.skipIf(pgSkip !== undefined)(
+  `later delivery on PostgreSQL${pgSkip !== undefined ? ` (skipped: ${pgSkip})` : ""}`,
+  () => {
+    it.scopedLive("an event scheduled through another pool wakes the idle worker, and arrives at or after its instant", () =>
+      Effect.gen(function*() {
+        // Drop the tables when done (after both stores have closed: finalizers run in reverse).
+        yield* Effect.addFinalizer(() =>
+          Effect.gen(function*() {
+            const sql = yield* PgClient.make({ url: Redacted.make(url) })
+            for (const table of ["attempts", "deliveries", "targets", "events", "migrations"]) {
+              yield* sql.unsafe(`DROP TABLE IF EXISTS ${prefix}${table} CASCADE`)
+            }
+          }).pipe(Effect.scoped, Effect.provide(Reactivity.layer), Effect.orDie)
+        )
+        const { T, receivedAt, server } = yield* setup
+        const env = yield* makeEnv([T], PostgresStore.layer({ url, prefix }))
+        // The producer: a store of its own (its own pool, as another process would have).
+        const producer = yield* Effect.flatMap(
+          Layer.build(PostgresStore.layer({ url, prefix })),
+          (context) => Effect.provide(Store.DeliveryStore, context)
+        )
+        yield* env.start({ pollInterval: "1 minute" })
+        // The worker's first claims came back empty; it idles until woken.
+        yield* eventually("the worker idle", Effect.map(env.store.gauges, (g) => g.depth === 0))
+        const at = Date.now() + 800
+        yield* producer.enqueue(yield* Ping.make({ n: 1 }, { id: "pg-1" }), ["t"], { availableAt: at })
+        yield* eventually("the scheduled event delivered", Effect.sync(() => server.on("/t").length === 1), 20_000)
+        assert.isAtLeast(receivedAt("pg-1")[0]!, at)
+      }))
+  }
+)
