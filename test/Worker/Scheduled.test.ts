@@ -14,7 +14,7 @@ import * as Reactivity from "@effect/experimental/Reactivity"
 import { HttpClientRequest } from "@effect/platform"
 import * as PgClient from "@effect/sql-pg/PgClient"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Layer, Option, Redacted, Schema } from "effect"
+import { Effect, Layer, Option, Redacted, Ref, Schema, Stream } from "effect"
 import * as PostgresStore from "../../src/Store/Postgres.js"
 import * as SqliteStore from "../../src/Store/Sqlite.js"
 import * as Store from "../../src/Store.js"
@@ -64,10 +64,11 @@ describe("later delivery in the worker", () => {
       }
       const order = server.on("/t").map((r) => JSON.parse(r.body).id)
       assert.deepStrictEqual(order, ["now", "early", "middle", "late"])
-      const status = Option.getOrThrow(yield* env.store.status("late")).deliveries[0]!
-      assert.strictEqual(status.status, "delivered")
-      assert.strictEqual(status.totalAttempts, 1)
-      assert.isAtLeast(status.history[0]!.startedAt, now + 900)
+      const status = () => Effect.map(env.store.status("late"), (s) => Option.getOrThrow(s).deliveries[0]!)
+      yield* eventually("its finish written", Effect.map(status(), (d) => d.status === "delivered"))
+      const late = yield* status()
+      assert.strictEqual(late.totalAttempts, 1)
+      assert.isAtLeast(late.history[0]!.startedAt, now + 900)
     }))
 
   it.scopedLive("the schedule survives a restart: stored, reopened, delivered at or after its instant", () =>
@@ -116,8 +117,19 @@ describe.skipIf(pgSkip !== undefined)(
           (context) => Effect.provide(Store.DeliveryStore, context)
         )
         yield* env.start({ pollInterval: "1 minute" })
-        // The worker's first claims came back empty; it idles until woken.
-        yield* eventually("the worker idle", Effect.map(env.store.gauges, (g) => g.depth === 0))
+        // The worker's LISTEN connection is up once a NOTIFY of the producer reaches its store: probe
+        // events (to a target no worker serves) until one does.
+        const woken = yield* Ref.make(0)
+        yield* Effect.forkScoped(Stream.runForEach(env.store.wakeups, () => Ref.update(woken, (n) => n + 1)))
+        let probes = 0
+        yield* eventually(
+          "the worker's store hears the producer's NOTIFY",
+          Effect.gen(function*() {
+            yield* producer.enqueue(yield* Ping.make({ n: 0 }, { id: `probe-${++probes}` }), ["nobody"])
+            yield* Effect.sleep("50 millis")
+            return (yield* Ref.get(woken)) > 0
+          })
+        )
         const at = Date.now() + 800
         yield* producer.enqueue(yield* Ping.make({ n: 1 }, { id: "pg-1" }), ["t"], { availableAt: at })
         yield* eventually("the scheduled event delivered", Effect.sync(() => server.on("/t").length === 1), 20_000)
