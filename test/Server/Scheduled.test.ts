@@ -90,7 +90,7 @@ describe("later delivery through the server", () => {
         id: "o-1",
         type: "order.placed",
         payload: { n: 1 },
-        delay: "1500 millis"
+        delay: "3 seconds"
       })
       assert.strictEqual(sent.status, 202, sent.text)
       assert.deepStrictEqual(sent.body.deliveries.map((d: { status: string }) => d.status), ["pending"])
@@ -100,7 +100,7 @@ describe("later delivery through the server", () => {
       assert.strictEqual(delivery.status, "scheduled", status.text)
       assert.strictEqual(delivery.nextAttemptAt, delivery.deliverAt)
       assert.deepStrictEqual(delivery.history, [])
-      // The instant is the server's receipt + 1.5 s: after the enqueue.
+      // The instant is the server's receipt + 3 s: after the enqueue.
       assert.isAbove(deliverAt, Date.parse(status.body.enqueuedAt))
 
       // The same id and content again, due now: a duplicate, and the first schedule stands.
