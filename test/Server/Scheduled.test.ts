@@ -144,6 +144,15 @@ describe("later delivery through the server", () => {
       assert.strictEqual(past.status, 200, past.text)
       assert.strictEqual(past.body.deliveries[0].status, "delivered")
 
+      // ?wait= does not wait for the schedule past its bound (here Prefer: wait=1): 202, not settled.
+      const waited = yield* request(`${url}/v1/events?wait=all`, {
+        method: "POST",
+        headers: { prefer: "wait=1" },
+        json: { id: "w-1", type: "order.placed", payload: {}, delay: "1 hour" }
+      })
+      assert.strictEqual(waited.status, 202, waited.text)
+      assert.strictEqual(waited.body.settled, false)
+
       // --deliver-at: an instant the test chose, so the receipt can be compared with it.
       const at = new Date(Date.now() + 2_000).toISOString()
       const [ran, later] = yield* Effect.all([
