@@ -30,7 +30,7 @@
 import { hostname } from "node:os"
 import { Headers, HttpTraceContext } from "@effect/platform"
 import type { MetricLabel, Scope, Tracer } from "effect"
-import { Cause, Clock, Context, Data, Duration, Effect, Either, Fiber, FiberRef, FiberSet, Layer, Metric, Queue, Random, Stream } from "effect"
+import { Cause, Clock, Context, Data, Duration, Effect, Fiber, FiberRef, FiberSet, Layer, Metric, Queue, Random, Schedule, Stream } from "effect"
 import * as Delivery from "./Delivery.js"
 import type * as Event from "./Event.js"
 import * as Metrics from "./Metrics.js"
@@ -281,6 +281,15 @@ const deadReason = (reason: "Permanent" | "MaxAttempts" | "MaxElapsed"): string 
 const statusOf = (error: TargetError.DeliveryError): number | undefined =>
   error._tag === "TransientError" || error._tag === "PermanentError" ? error.status : undefined
 
+/**
+ * Retries of a store operation: 50 ms doubling, at most 5 s apart (`union` takes the shorter
+ * delay), jittered; forever (a finish is retried until it is written or its lease runs out).
+ */
+const storeRetries = Schedule.exponential("50 millis", 2).pipe(
+  Schedule.union(Schedule.spaced("5 seconds")),
+  Schedule.jittered
+)
+
 /** Retry backoff for store operations: 50 ms doubling to 5 s, with jitter. */
 const storeBackoff = (failures: number): Effect.Effect<void> =>
   Effect.flatMap(Random.next, (r) =>
@@ -458,22 +467,32 @@ export const make = <T extends Target.Any>(
       next: Store.Next,
       firstError: Store.StoreError
     ): Effect.Effect<"written" | "fenced" | "abandoned"> =>
-      Effect.gen(function*() {
-        let failures = 0
-        let result: Either.Either<boolean, Store.StoreError> = Either.left(firstError)
-        while (true) {
-          if (failures > 0) result = yield* Effect.either(store.finish(entry.claim, attempt, next))
-          if (result._tag === "Right") return result.right ? "written" : "fenced"
-          yield* storeFailed("finish", result.left, { deliveryId: entry.claim.id, target: entry.lane.name })
-          if (!Store.isRetryable(result.left)) {
-            // The store refuses the record (or is closed): the lease expires and the delivery is sent again.
-            yield* Effect.logError("worker: the attempt could not be recorded; the delivery will be retried after its lease")
-              .pipe(Effect.annotateLogs({ workerId, deliveryId: entry.claim.id, reason: result.left.reason }))
-            return "abandoned"
-          }
-          yield* storeBackoff(failures++)
-        }
-      })
+      {
+        const annotations = { deliveryId: entry.claim.id, target: entry.lane.name }
+        // The store refuses the record (or is closed): the lease expires and the delivery is sent again.
+        const abandon = (error: Store.StoreError) =>
+          Effect.as(
+            Effect.logError("worker: the attempt could not be recorded; the delivery will be retried after its lease")
+              .pipe(Effect.annotateLogs({ workerId, deliveryId: entry.claim.id, reason: error.reason })),
+            "abandoned" as const
+          )
+        // The first retry waits the schedule's first delay too (`retry` would run it at once).
+        const again = Effect.zipRight(
+          Effect.sleep(Duration.millis(50)),
+          // Asked again each time (a store may decide at the call, not when the effect runs).
+          Effect.suspend(() => store.finish(entry.claim, attempt, next)).pipe(
+            Effect.tapError((error) => storeFailed("finish", error, annotations)),
+            Effect.retry({ schedule: storeRetries, while: Store.isRetryable })
+          )
+        ).pipe(Effect.matchEffect({
+          onSuccess: (written) => Effect.succeed(written ? "written" as const : "fenced" as const),
+          onFailure: abandon
+        }))
+        return Effect.zipRight(
+          storeFailed("finish", firstError, annotations),
+          Store.isRetryable(firstError) ? again : abandon(firstError)
+        )
+      }
 
     /**
      * What a delivery sends: the stored event, or — for a step of a durable pipeline, or a delivery
