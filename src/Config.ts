@@ -443,7 +443,8 @@ export const FanoutConfig = Schema.Struct({
   operatorEvents: Schema.optional(Schema.Struct({
     minInterval: Schema.optional(DurationInput),
     every: Schema.optional(DurationInput),
-    dlqThreshold: Schema.optional(PositiveInt)
+    dlqThreshold: Schema.optional(PositiveInt),
+    sourceLagThreshold: Schema.optional(PositiveInt)
   })),
   /** Message brokers whose messages become events (`fanout serve`, `fanout consume --source NAME`). */
   sources: Schema.optional(Schema.Array(SourceConfig)),

@@ -482,7 +482,8 @@ export const layer = (
       // The configuration's durations are validated duration strings or milliseconds.
       minInterval: operator.minInterval as Duration.DurationInput | undefined,
       every: operator.every as Duration.DurationInput | undefined,
-      dlqThreshold: operator.dlqThreshold
+      dlqThreshold: operator.dlqThreshold,
+      sourceLagThreshold: operator.sourceLagThreshold
     }).pipe(Layer.provide(Outbox.layer(app.built.router, { after: app.built.after, aggregates: app.built.aggregates })))
   const ApiLive = options.api === false
     ? Layer.empty

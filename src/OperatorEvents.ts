@@ -8,6 +8,7 @@
  * | `fanout.target.circuit_closed` | it closes again | `{ target, suppressed }` |
  * | `fanout.delivery.dead` | a delivery is dead-lettered | `{ target, deliveryId, eventId, eventType, reason, lastError, suppressed }` |
  * | `fanout.target.dlq_threshold` | a target's dead letters reach `dlqThreshold` | `{ target, dead, threshold, suppressed }` |
+ * | `fanout.source.lagging` | a broker source of this process has `sourceLagThreshold` messages or more waiting at its broker | `{ source, lag, threshold, suppressed }` |
  *
  * - **Rate-limited** per kind and target: at most one event of a kind for a target per
  *   `minInterval` (default 1 minute); the ones left out are counted in the next one's `suppressed`.
@@ -25,6 +26,7 @@ import { Clock, Duration, Effect, Layer, Schedule, Stream } from "effect"
 import * as Event from "./Event.js"
 import * as Outbox from "./Outbox.js"
 import * as Registry from "./Registry.js"
+import * as Source from "./Source.js"
 import * as Store from "./Store.js"
 
 /**
@@ -38,6 +40,8 @@ export interface Options {
   readonly every?: Duration.DurationInput | undefined
   /** `fanout.target.dlq_threshold` when a target holds this many dead letters. Default 100. */
   readonly dlqThreshold?: number | undefined
+  /** `fanout.source.lagging` when a source's broker holds this many messages for it. Default 10,000. */
+  readonly sourceLagThreshold?: number | undefined
 }
 
 /**
@@ -50,7 +54,8 @@ export const types = {
   circuitOpened: "fanout.target.circuit_opened",
   circuitClosed: "fanout.target.circuit_closed",
   deliveryDead: "fanout.delivery.dead",
-  dlqThreshold: "fanout.target.dlq_threshold"
+  dlqThreshold: "fanout.target.dlq_threshold",
+  sourceLagging: "fanout.source.lagging"
 } as const
 
 /**
@@ -98,23 +103,32 @@ export const layer = (
     const minIntervalMs = Duration.toMillis(Duration.decode(options.minInterval ?? "1 minute"))
     const every = Duration.decode(options.every ?? "1 second")
     const threshold = options.dlqThreshold ?? 100
+    const lagThreshold = options.sourceLagThreshold ?? 10_000
+    // The sources of this process (`fanout serve`, `fanout consume`), when there are any.
+    const sources = yield* Effect.serviceOption(Source.Stats)
     const allow = limiter(minIntervalMs)
     let seq = 0
 
-    const emit = (type: string, target: string, payload: Record<string, unknown>) =>
+    /** Enqueues one operator event about `subject` (a target, or with `about: "source"` a source). */
+    const emit = (
+      type: string,
+      subject: string,
+      payload: Record<string, unknown>,
+      about: "target" | "source" = "target"
+    ) =>
       Effect.gen(function*() {
         const now = yield* Clock.currentTimeMillis
-        const suppressed = allow(type, target, now)
+        const suppressed = allow(type, subject, now)
         if (suppressed === undefined) return
-        const id = `${type}:${target}:${now}:${++seq}`.slice(0, 200)
-        const event = yield* Event.make(type, { ...payload, target, suppressed }, { id })
+        const id = `${type}:${subject}:${now}:${++seq}`.slice(0, 200)
+        const event = yield* Event.make(type, { ...payload, [about]: subject, suppressed }, { id })
         // A type no route takes is not stored (NoRouteError): nothing to tell, nobody to tell it to.
         yield* outbox.enqueue(event)
       }).pipe(
         Effect.catchAll((error) =>
           error._tag === "NoRouteError"
             ? Effect.void
-            : Effect.logWarning(`fanout operator events: ${type} for ${target} not stored (${error._tag})`)
+            : Effect.logWarning(`fanout operator events: ${type} for ${subject} not stored (${error._tag})`)
         )
       )
 
@@ -149,6 +163,7 @@ export const layer = (
     })
     let cursor = yield* lastDead.pipe(Effect.orElseSucceed(() => undefined))
     const over = new Set<string>()
+    const lagging = new Set<string>()
     const pass = Effect.gen(function*() {
       while (true) {
         const page = yield* store.deadLetters({ limit: 100, cursor })
@@ -172,6 +187,17 @@ export const layer = (
           over.add(target)
           yield* emit(types.dlqThreshold, target, { dead: counts.dead, threshold })
         } else if (counts.dead < threshold) over.delete(target)
+      }
+      // Sources falling behind: told once when the lag reaches the threshold, again only after it
+      // fell below and rose again (and at most once per interval).
+      if (sources._tag === "Some") {
+        for (const view of yield* sources.value.list) {
+          if (view.lag === undefined) continue
+          if (view.lag >= lagThreshold && !lagging.has(view.name)) {
+            lagging.add(view.name)
+            yield* emit(types.sourceLagging, view.name, { lag: view.lag, threshold: lagThreshold }, "source")
+          } else if (view.lag < lagThreshold) lagging.delete(view.name)
+        }
       }
     }).pipe(
       Effect.catchAll((error) =>

@@ -115,6 +115,57 @@ describe.skipIf(skip !== undefined)("Redis Streams source", () => {
     120_000
   )
 
+  it("a source falling behind its broker is told once as a fanout.source.lagging operator event", async () => {
+    const r = client()
+    const stream = unique("fanout-lag")
+    cleanups.push(() => r.del(stream).then(() => undefined))
+    const ids = await add(r, stream, "lag", 60)
+    const targets = await startTargets()
+    cleanups.push(targets.close)
+    // Target a answers 503: deliveries pile up to maxQueueDepth, the source stops pulling, and the
+    // entries left at the broker are its lag.
+    targets.a.setBehaviour((path) => (path === "/a" ? 503 : "ok"))
+    const dir = tempDir("redis-lag")
+    cleanups.push(async () => removeDir(dir))
+    const base = configOf(dir, targets, [{
+      name: "lagging",
+      concurrency: 2,
+      redis: { url: brokers.redis.url, stream, group: "fanout", consumer: "c1", count: 5 }
+    }])
+    const app = await run({
+      ...base,
+      server: { ...base.server, maxQueueDepth: 10 },
+      targets: {
+        a: {
+          url: `${targets.a.url}/a`,
+          retry: { maxAttempts: 1000, initialDelay: "50 millis", maxDelay: "200 millis" },
+          circuitBreaker: false
+        },
+        pager: { url: `${targets.b.url}/pager` }
+      },
+      routes: { "order.*": ["a"], "fanout.source.*": ["pager"] },
+      operatorEvents: { minInterval: "1 hour", every: "50 millis", sourceLagThreshold: 20 }
+    })
+    cleanups.push(app.stop)
+    const told = () =>
+      targets.b.receipts.filter((x) => x.path === "/pager" && x.key.startsWith("fanout.source.lagging:lagging:"))
+    await waitFor("the lagging source told to the pager", async () => told().length === 1, 30_000)
+    const found = await (await fetch(`${app.url}/v1/events?type=fanout.source.lagging`)).json() as {
+      items: Array<{ id: string }>
+    }
+    assert.strictEqual(found.items.length, 1)
+    const event = await (await fetch(`${app.url}/v1/events/${encodeURIComponent(found.items[0]!.id)}`)).json() as {
+      payload: { source: string; lag: number; threshold: number; suppressed: number }
+    }
+    assert.strictEqual(event.payload.source, "lagging")
+    assert.isAtLeast(event.payload.lag, 20)
+    assert.strictEqual(event.payload.threshold, 20)
+    // Once the target answers, the backlog drains; the lag was told once, not at every reading.
+    targets.a.setBehaviour(() => "ok")
+    await waitFor("every entry delivered", () => ids.every((id) => targets.a.okCount(`${id}:a`) > 0), 120_000)
+    assert.strictEqual(told().length, 1)
+  }, 180_000)
+
   it("backpressure: while the queue depth is at server.maxQueueDepth the source takes no more entries", async () => {
     const r = client()
     const stream = unique("fanout-bp")
