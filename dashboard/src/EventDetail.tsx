@@ -147,7 +147,9 @@ export const EventDetail = (props: { readonly id: string }) => {
         setError(undefined)
         setNow(Date.now())
         // Follow an event whose deliveries are still moving.
-        if (v.deliveries.some((d) => d.status === "pending" || d.status === "in_flight")) timer = setTimeout(load, 1000)
+        if (v.deliveries.some((d) => d.status === "pending" || d.status === "scheduled" || d.status === "in_flight")) {
+          timer = setTimeout(load, 1000)
+        }
       } catch (err) {
         if (!stopped) setError(String((err as Error).message))
       }

@@ -3,7 +3,8 @@
  * key (kept in this module's memory only: never in a URL, a cookie or storage) as `Authorization`.
  */
 
-export type DeliveryState = "pending" | "in_flight" | "delivered" | "dead" | "compensated"
+/** `scheduled`: pending, not due yet (a later delivery, `deliverAt`); the others as the store keeps them. */
+export type DeliveryState = "pending" | "scheduled" | "in_flight" | "delivered" | "dead" | "compensated"
 
 export interface Recent {
   readonly windowSeconds: number
@@ -156,7 +157,7 @@ export const request = async <A>(path: string, init: { method?: string; json?: u
     body = undefined
   }
   if (!response.ok) {
-    if (response.status === 401) for (const listener of unauthorizedListeners) listener()
+    if (response.status === 401) { for (const listener of unauthorizedListeners) listener() }
     const error = body?.error
     throw new ApiError(
       response.status,
@@ -169,6 +170,8 @@ export const request = async <A>(path: string, init: { method?: string; json?: u
 
 /** Query string of the defined, non-empty values. */
 export const query = (params: Record<string, string | number | undefined>): string => {
-  const entries = Object.entries(params).filter((e): e is [string, string | number] => e[1] !== undefined && e[1] !== "")
+  const entries = Object.entries(params).filter((e): e is [string, string | number] =>
+    e[1] !== undefined && e[1] !== ""
+  )
   return entries.length === 0 ? "" : `?${new URLSearchParams(entries.map(([k, v]) => [k, String(v)])).toString()}`
 }
