@@ -48,7 +48,10 @@ describe("orphans", () => {
         // Two events for both targets, no worker yet.
         const first = yield* start(yield* prepare(both), { workers: false })
         for (const id of ["e-1", "e-2"]) {
-          const sent = yield* request(`${first}/v1/events`, { method: "POST", json: { id, type: "order.placed", payload: {} } })
+          const sent = yield* request(`${first}/v1/events`, {
+            method: "POST",
+            json: { id, type: "order.placed", payload: {} }
+          })
           assert.strictEqual(sent.status, 202, sent.text)
         }
 
@@ -71,7 +74,9 @@ describe("orphans", () => {
         const cli = yield* Effect.promise(() => runFanout(["status", "e-1", "--config", withoutFile]))
         assert.strictEqual(cli.code, 0, cli.stderr)
         assert.deepStrictEqual(
-          JSON.parse(cli.stdout).deliveries.map((d: { target: string; unconfigured?: true }) => [d.target, d.unconfigured]),
+          JSON.parse(cli.stdout).deliveries.map((
+            d: { target: string; unconfigured?: true }
+          ) => [d.target, d.unconfigured]),
           [["inventory", undefined], ["gone", true]]
         )
         const configured = yield* request(`${second}/v1/targets/inventory/deliveries`, { method: "DELETE" })
@@ -83,7 +88,12 @@ describe("orphans", () => {
           yield* until(request(`${third}/v1/events/e-2`), (r) =>
             r.body.deliveries.every((d: { status: string }) => d.status === "delivered"))
         }))
-        assert.deepStrictEqual(targets.on("/gone").map((r) => JSON.parse(r.body).id).sort(), ["e-1", "e-2"])
+        assert.deepStrictEqual(
+          targets.on("/gone").map((r) =>
+            JSON.parse(r.body).id
+          ).sort(),
+          ["e-1", "e-2"]
+        )
 
         // Another event while "gone" is away again: purged on request, the rest of the event kept.
         yield* request(`${first}/v1/events`, { method: "POST", json: { id: "e-3", type: "order.placed", payload: {} } })
