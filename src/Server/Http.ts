@@ -32,6 +32,7 @@ import type * as Event from "../Event.js"
 import * as Outbox from "../Outbox.js"
 import * as Registry from "../Registry.js"
 import * as Router from "../Router.js"
+import type * as CircuitBreaker from "../Resilience/CircuitBreaker.js"
 import * as Policy from "../Resilience/Policy.js"
 import * as Source from "../Source.js"
 import * as Store from "../Store.js"
@@ -475,6 +476,31 @@ const DeadLettersLive = (options: ServerOptions.Options) =>
           })))
     }))
 
+/** A breaker's state as the targets views show it. */
+const circuitView = (state: CircuitBreaker.State) =>
+  state._tag === "Closed"
+    ? { state: "closed" as const, consecutiveFailures: state.consecutiveFailures }
+    : state._tag === "Open"
+    ? { state: "open" as const, openUntil: iso(state.until) }
+    : { state: "half_open" as const }
+
+/**
+ * Targets the store holds deliveries for that are not configured here (removed from the
+ * configuration): nothing claims them, so they are shown rather than left silent.
+ */
+const orphansOf = <C extends { readonly pending: number; readonly inFlight: number; readonly dead: number }>(
+  registry: Registry.Registry["Type"],
+  queue: Option.Option<{ readonly targets: Readonly<Record<string, C>> }>
+): Array<{ readonly name: string; readonly queue: C }> =>
+  Option.match(queue, {
+    onNone: () => [],
+    onSome: (q) =>
+      Object.entries(q.targets)
+        .filter(([name, counts]) => !registry.has(name) && counts.pending + counts.inFlight + counts.dead > 0)
+        .map(([name, counts]) => ({ name, queue: counts }))
+        .sort((a, b) => a.name.localeCompare(b.name))
+  })
+
 const TargetsLive = HttpApiBuilder.group(Api.Api, "targets", (handlers) =>
   Effect.gen(function*() {
     const registry = yield* Registry.Registry
@@ -491,11 +517,7 @@ const TargetsLive = HttpApiBuilder.group(Api.Api, "targets", (handlers) =>
             const view: typeof Api.TargetView.Type = {
               name: runtime.name,
               policy: Policy.toJSON(runtime.policy),
-              circuit: state._tag === "Closed"
-                ? { state: "closed", consecutiveFailures: state.consecutiveFailures }
-                : state._tag === "Open"
-                ? { state: "open", openUntil: iso(state.until) }
-                : { state: "half_open" },
+              circuit: circuitView(state),
               inFlight: yield* runtime.bulkhead.inFlight,
               waiting: yield* runtime.bulkhead.waiting,
               ...(Option.isSome(counts) ? { queue: counts.value } : {}),
@@ -503,17 +525,7 @@ const TargetsLive = HttpApiBuilder.group(Api.Api, "targets", (handlers) =>
             }
             return view
           }))
-        // Targets the store holds deliveries for that are not configured here (removed from the
-        // configuration): nothing claims them, so they are shown rather than left silent.
-        const orphans = Option.match(queue, {
-          onNone: () => [],
-          onSome: (q) =>
-            Object.entries(q.targets)
-              .filter(([name, counts]) => !registry.has(name) && counts.pending + counts.inFlight + counts.dead > 0)
-              .map(([name, counts]) => ({ name, queue: counts }))
-              .sort((a, b) => a.name.localeCompare(b.name))
-        })
-        return json(Api.TargetsView, { targets, orphans })
+        return json(Api.TargetsView, { targets, orphans: orphansOf(registry, queue) })
       })))
       .handleRaw("live", () =>
         respond(Effect.gen(function*() {
@@ -527,11 +539,7 @@ const TargetsLive = HttpApiBuilder.group(Api.Api, "targets", (handlers) =>
               const counts = Option.map(queue, (q) => q.targets[runtime.name] ?? { pending: 0, inFlight: 0, dead: 0 })
               const view: typeof Api.TargetLiveView.Type = {
                 name: runtime.name,
-                circuit: state._tag === "Closed"
-                  ? { state: "closed", consecutiveFailures: state.consecutiveFailures }
-                  : state._tag === "Open"
-                  ? { state: "open", openUntil: iso(state.until) }
-                  : { state: "half_open" },
+                circuit: circuitView(state),
                 inFlight: yield* runtime.bulkhead.inFlight,
                 waiting: yield* runtime.bulkhead.waiting,
                 ...(Option.isSome(counts) ? { queue: counts.value } : {}),
@@ -539,15 +547,7 @@ const TargetsLive = HttpApiBuilder.group(Api.Api, "targets", (handlers) =>
               }
               return view
             }))
-          const orphans = Option.match(queue, {
-            onNone: () => [],
-            onSome: (q) =>
-              Object.entries(q.targets)
-                .filter(([name, counts]) => !registry.has(name) && counts.pending + counts.inFlight + counts.dead > 0)
-                .map(([name, counts]) => ({ name, queue: counts }))
-                .sort((a, b) => a.name.localeCompare(b.name))
-          })
-          return json(Api.TargetsLiveView, { at: iso(now), targets, orphans })
+          return json(Api.TargetsLiveView, { at: iso(now), targets, orphans: orphansOf(registry, queue) })
         })))
       .handleRaw("purgeOrphan", ({ path }) =>
         respond(Effect.gen(function*() {
