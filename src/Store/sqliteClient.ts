@@ -94,19 +94,29 @@ export const make = (filename: string): Effect.Effect<Client.SqlClient, SqlError
       return raw ? info : []
     }
 
-    /** Runs `use` on the prepared statement of `sql`, in one suspend: prepare and execute failures typed. */
+    /** Runs `use` on the prepared statement of `sql`, now; throws the prepare or execute failure as a `SqlError`. */
+    const useStatement = <A>(sql: string, use: (statement: SqliteStatement) => A): A => {
+      let statement: SqliteStatement
+      try {
+        statement = prepared(sql)
+      } catch (cause) {
+        throw prepareFailed(cause)
+      }
+      try {
+        return use(statement)
+      } catch (cause) {
+        throw executeFailed(cause)
+      }
+    }
+
+    /** {@link useStatement} in one suspend, its failure typed. */
     const withStatement = <A>(sql: string, use: (statement: SqliteStatement) => A): Effect.Effect<A, SqlError> =>
       Effect.suspend(() => {
-        let statement: SqliteStatement
         try {
-          statement = prepared(sql)
-        } catch (cause) {
-          return Effect.fail(prepareFailed(cause))
-        }
-        try {
-          return Effect.succeed(use(statement))
-        } catch (cause) {
-          return Effect.fail(executeFailed(cause))
+          return Effect.succeed(useStatement(sql, use))
+        } catch (error) {
+          // useStatement throws only the SqlErrors it builds.
+          return Effect.fail(error as SqlError)
         }
       })
 
@@ -125,19 +135,7 @@ export const make = (filename: string): Effect.Effect<Client.SqlClient, SqlError
     }
 
     const connection: SyncConnection = {
-      executeSync: (sql, params) => {
-        let statement: SqliteStatement
-        try {
-          statement = prepared(sql)
-        } catch (cause) {
-          throw prepareFailed(cause)
-        }
-        try {
-          return runNow(statement, params, false) as ReadonlyArray<any>
-        } catch (cause) {
-          throw executeFailed(cause)
-        }
-      },
+      executeSync: (sql, params) => useStatement(sql, (statement) => runNow(statement, params, false) as ReadonlyArray<any>),
       execute: (sql, params, transformRows) => {
         const rows = withStatement(sql, (statement) => runNow(statement, params, false) as ReadonlyArray<any>)
         return transformRows ? Effect.map(rows, transformRows) : rows
