@@ -81,8 +81,8 @@ export const make = (
   maxWaitWhenPaused: Duration.DurationInput = "30 seconds"
 ): Effect.Effect<RateLimiter> =>
   Effect.sync(() => {
-    // No limit: every request is on time (emission and tolerance 0); only a pause holds them.
-    const gcra = options ? new Gcra(options.limit, Duration.toMillis(options.interval)) : unlimited()
+    // No limit: `Infinity` requests per 0 ms — emission and tolerance 0, so only a pause holds.
+    const gcra = options ? new Gcra(options.limit, Duration.toMillis(options.interval)) : new Gcra(Infinity, 0)
     const maxWait = Duration.toMillis(options ? options.maxWait : maxWaitWhenPaused)
     const reserve = Effect.clockWith((clock) => {
       const now = clock.unsafeCurrentTimeMillis()
@@ -118,9 +118,3 @@ export const make = (
       }
     }
   })
-
-/** A GCRA that never makes a request wait (no emission, no tolerance): only `holdUntil` holds. */
-const unlimited = (): Gcra => {
-  const gcra = new Gcra(1, 1)
-  return Object.assign(gcra, { emission: 0, tolerance: 0 })
-}
