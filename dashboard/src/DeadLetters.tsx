@@ -1,6 +1,6 @@
 import { useEffect, useRef, useState } from "preact/hooks"
 import * as Api from "./api.js"
-import { useTargetNames } from "./Events.js"
+import { Pager, useTargetNames } from "./Events.js"
 import { fromLocalInput, localTime } from "./format.js"
 
 interface Filter {
@@ -313,19 +313,7 @@ export const DeadLetters = () => {
             </table>
           </div>
         )}
-      <div class="pager">
-        <button type="button" class="secondary" disabled={cursors.length <= 1} onClick={() => setCursors(cursors.slice(0, -1))}>
-          Previous
-        </button>
-        <button
-          type="button"
-          class="secondary"
-          disabled={page?.next === undefined}
-          onClick={() => page?.next !== undefined && setCursors([...cursors, page.next])}
-        >
-          Next
-        </button>
-      </div>
+      <Pager cursors={cursors} setCursors={setCursors} next={page?.next} back="Previous" forward="Next" />
       <dialog ref={dialog} aria-labelledby="confirm-title" onClose={() => setPending(undefined)}>
         {pending !== undefined && (
           <form method="dialog" onSubmit={(e) => {

@@ -13,6 +13,35 @@ const toLocalInput = (iso: string | undefined): string => {
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`
 }
 
+/**
+ * The two buttons of a cursor-paged list: back to the previous page, on to the next one. `cursors`
+ * holds the cursor of every page seen so far (the first page's is undefined).
+ */
+export const Pager = <C,>(props: {
+  readonly cursors: ReadonlyArray<C>
+  readonly setCursors: (cursors: Array<C>) => void
+  readonly next: C | undefined
+  readonly back: string
+  readonly forward: string
+}) => {
+  const { cursors, next, setCursors } = props
+  return (
+    <div class="pager">
+      <button type="button" class="secondary" disabled={cursors.length <= 1} onClick={() => setCursors(cursors.slice(0, -1))}>
+        {props.back}
+      </button>
+      <button
+        type="button"
+        class="secondary"
+        disabled={next === undefined}
+        onClick={() => next !== undefined && setCursors([...cursors, next])}
+      >
+        {props.forward}
+      </button>
+    </div>
+  )
+}
+
 export const StatusBadge = (props: { readonly status: string }) => (
   <span class={`badge status-${props.status}`}>{stateLabel(props.status)}</span>
 )
@@ -141,19 +170,7 @@ export const Events = (props: { readonly search: string }) => {
             </table>
           </div>
         )}
-      <div class="pager">
-        <button type="button" class="secondary" disabled={cursors.length <= 1} onClick={() => setCursors(cursors.slice(0, -1))}>
-          Newer
-        </button>
-        <button
-          type="button"
-          class="secondary"
-          disabled={page?.next === undefined}
-          onClick={() => page?.next !== undefined && setCursors([...cursors, page.next])}
-        >
-          Older
-        </button>
-      </div>
+      <Pager cursors={cursors} setCursors={setCursors} next={page?.next} back="Newer" forward="Older" />
     </section>
   )
 }
