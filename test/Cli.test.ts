@@ -7,15 +7,14 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { NodeContext } from "@effect/platform-node"
-import { afterAll, assert, describe, it, vi } from "@effect/vitest"
+import { afterAll, assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Logger, LogLevel, Schedule } from "effect"
 import * as Cli from "../src/Cli.js"
-import * as Config from "../src/Config.js"
 import * as Event from "../src/Event.js"
 import * as Store from "../src/Store.js"
 import * as SqliteStore from "../src/Store/Sqlite.js"
 import { reply, startServer } from "./integration/helpers.js"
+import { cli, type Outcome } from "./Cli.helpers.js"
 import { prepare, runFanout, start } from "./Main.helpers.js"
 
 const dir = mkdtempSync(join(tmpdir(), "fanout-cli-"))
@@ -26,38 +25,6 @@ const write = (name: string, content: unknown): string => {
   writeFileSync(file, typeof content === "string" ? content : JSON.stringify(content, null, 2))
   return file
 }
-
-interface Outcome {
-  readonly code: number
-  readonly stdout: string
-  readonly stderr: string
-}
-
-/** Runs `fanout ...args` in this process: its output, and the exit code `bin.ts` would leave with. */
-const cli = (args: ReadonlyArray<string>, env: Record<string, string> = {}): Effect.Effect<Outcome> =>
-  Effect.gen(function*() {
-    let stdout = ""
-    let stderr = ""
-    const log = vi.spyOn(console, "log").mockImplementation((...xs: Array<unknown>) => {
-      stdout += xs.map(String).join(" ") + "\n"
-    })
-    const error = vi.spyOn(console, "error").mockImplementation((...xs: Array<unknown>) => {
-      stderr += xs.map(String).join(" ") + "\n"
-    })
-    const exit = yield* Cli.run(["node", "fanout", ...args]).pipe(
-      Effect.provide(NodeContext.layer),
-      // Shaped like the process environment (`FANOUT_PORT`: nested configs joined with `_`).
-      Effect.withConfigProvider(Config.environmentProvider(env)),
-      Effect.exit,
-      Effect.ensuring(Effect.sync(() => {
-        log.mockRestore()
-        error.mockRestore()
-      }))
-    )
-    let code = -1
-    Cli.teardown(exit, (c) => (code = c))
-    return { code, stdout, stderr }
-  })
 
 const badConfig = {
   targets: {

@@ -5,41 +5,14 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { NodeContext } from "@effect/platform-node"
-import { afterAll, assert, describe, it, vi } from "@effect/vitest"
+import { afterAll, assert, describe, it } from "@effect/vitest"
 import { Effect, Logger, LogLevel } from "effect"
-import * as Cli from "../src/Cli.js"
-import * as Config from "../src/Config.js"
 import { reply, startServer } from "./integration/helpers.js"
+import { cli } from "./Cli.helpers.js"
 import { prepare, start } from "./Main.helpers.js"
 
 const dir = mkdtempSync(join(tmpdir(), "fanout-cli-events-"))
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
-
-/** Runs `fanout ...args` in this process: its output, and the exit code `bin.ts` would leave with. */
-const cli = (args: ReadonlyArray<string>, env: Record<string, string> = {}) =>
-  Effect.gen(function*() {
-    let stdout = ""
-    let stderr = ""
-    const log = vi.spyOn(console, "log").mockImplementation((...xs: Array<unknown>) => {
-      stdout += xs.map(String).join(" ") + "\n"
-    })
-    const error = vi.spyOn(console, "error").mockImplementation((...xs: Array<unknown>) => {
-      stderr += xs.map(String).join(" ") + "\n"
-    })
-    const exit = yield* Cli.run(["node", "fanout", ...args]).pipe(
-      Effect.provide(NodeContext.layer),
-      Effect.withConfigProvider(Config.environmentProvider(env)),
-      Effect.exit,
-      Effect.ensuring(Effect.sync(() => {
-        log.mockRestore()
-        error.mockRestore()
-      }))
-    )
-    let code = -1
-    Cli.teardown(exit, (c) => (code = c))
-    return { code, stdout, stderr }
-  })
 
 describe("fanout events", () => {
   it.scopedLive("finds events through the API and in the store; bad options exit 2", () =>
