@@ -9,7 +9,8 @@
  * instruction count varies only with how the group commit happened to batch), so they compare two
  * versions of the hot path on a noisy machine where CPU time per event cannot. `--base=DIR` runs
  * the same side from another checkout of the project too (e.g. `git worktree add /tmp/base HEAD~3`
- * with `node_modules` linked), alternating, and prints both.
+ * with `node_modules` linked), alternating, and prints both; both then run from source under tsx
+ * (the compiled-code hook of bench/run.ts maps only this checkout).
  *
  * Prints only (no RESULTS.md section): the figures are quoted, with the command, where used.
  *
@@ -44,6 +45,11 @@ export const main = async (args: ReadonlyArray<string>): Promise<void> => {
     ["this", root],
     ...(base !== undefined ? [["base", resolve(base)] as const] : [])
   ]
+  // Two trees compare from source (tsx) alike: bench/run.ts's compiled-code hook maps only this checkout.
+  const sourceEnv = base === undefined ? {} : {
+    NODE_OPTIONS: (process.env.NODE_OPTIONS ?? "").replace(/--import=\S*built\.mjs/, "").trim(),
+    FANOUT_BENCH_BUILT: ""
+  }
   const targets = await MockTargets.start(0)
   const results = new Map<string, Array<Counts>>(trees.map(([name]) => [name, []]))
   try {
@@ -63,7 +69,7 @@ export const main = async (args: ReadonlyArray<string>): Promise<void> => {
         const out = spawnSync("node", ["--import", "tsx", join(dir, "bench/durable/side.ts"), JSON.stringify(side)], {
           cwd: dir,
           encoding: "utf8",
-          env: { ...process.env, FANOUT_BENCH_COUNT: "1" }
+          env: { ...process.env, ...sourceEnv, FANOUT_BENCH_COUNT: "1" }
         })
         rmSync(tmp, { recursive: true, force: true })
         if (out.status !== 0) throw new Error(`side (${name}) failed: ${out.stderr.slice(-2000)}`)

@@ -58,7 +58,9 @@ export const machine = (): string => {
   const load = loadavg().map((x) => x.toFixed(2)).join(" ")
   return `nproc ${nproc}, ${cpu[0]?.model ?? "unknown CPU"}, ${
     Math.round(totalmem() / 2 ** 30)
-  } GiB, Node ${process.version}, load average ${load}`
+  } GiB, Node ${process.version}, load average ${load}; Fanout ${
+    process.env.FANOUT_BENCH_BUILT ? "compiled (dist/, npm run build)" : "from source under tsx"
+  }`
 }
 
 /** Pins process `pid` to CPU `cpu` (`taskset`); false where that is not possible. */
