@@ -40,7 +40,6 @@ import {
   Cause,
   Clock,
   Context,
-  DateTime,
   Duration,
   Effect,
   Exit,
@@ -65,47 +64,29 @@ import {
   roundRobin
 } from "./internal.js"
 import { migrations, type Tables, tables } from "./migrations/index.js"
+import { beginTexts, dialectOf, statementTexts, tableFragments } from "./Sql/dialect.js"
+import { envelopeParts } from "./Sql/envelope.js"
+import { fromSqlError, lift } from "./Sql/errors.js"
+import {
+  type AttemptRow,
+  chunks,
+  type ClaimRow,
+  type DeliveryRow,
+  duplicateOf,
+  type EnqueueResult,
+  type ExistingRow,
+  finalState,
+  num,
+  optNum,
+  optStr,
+  parseAfter,
+  parseId,
+  toAttempt
+} from "./Sql/rows.js"
 import { type ExecuteSync, syncExecutor } from "./syncConnection.js"
 
-const isPlainObject = (value: unknown): value is Record<string, unknown> =>
-  typeof value === "object" && value !== null && Object.getPrototypeOf(value) === Object.prototype
-
-const isName = (value: unknown): value is string => typeof value === "string" && value.length >= 1 && value.length <= 200
-
-/**
- * The stored envelope JSON of an event, without the schema interpreter, when its fields are
- * plainly valid: the very text `JSON.stringify(Event.encode(event))` gives (the envelope's
- * properties in its order, `createdAt` as ISO). `undefined` whenever the schema has to look (then
- * the store encodes with it, and reports what it finds).
- *
- * @internal
- */
-export const envelopeJson = (event: Event.Any): string | undefined => envelopeParts(event)?.json
-
-/**
- * {@link envelopeJson}, and the event's content text (`Event.contentJson`: type, key, payload) it
- * is built around, for the fingerprint: the payload is serialised once for both.
- *
- * @internal
- */
-export const envelopeParts = (event: Event.Any): { readonly json: string; readonly content: string } | undefined => {
-  const { createdAt, headers, id, key, type } = event
-  if (!Event.isId(id) || !isName(type) || (key !== undefined && !Event.isId(key))) return undefined
-  if (!isPlainObject(headers) || !DateTime.isDateTime(createdAt) || !DateTime.isUtc(createdAt)) return undefined
-  for (const name in headers) if (name === "__proto__" || typeof headers[name] !== "string") return undefined
-  let content: string
-  let json: string
-  try {
-    // `{"type":…,"key":…,"payload":…}`; the envelope puts `id` before and `headers`, `createdAt` after.
-    content = Event.contentJson(event)
-    json = `{"id":${JSON.stringify(id)},${content.slice(1, -1)},"headers":${JSON.stringify(headers)},"createdAt":${
-      JSON.stringify(DateTime.formatIso(createdAt))
-    }}`
-  } catch {
-    return undefined
-  }
-  return { json, content }
-}
+export { envelopeJson, envelopeParts } from "./Sql/envelope.js"
+export { fromSqlError } from "./Sql/errors.js"
 
 /**
  * Options of {@link make}.
@@ -171,157 +152,7 @@ const prefixPattern = /^[a-z_][a-z0-9_]{0,39}$/
 /** @internal */
 export const isValidPrefix = (prefix: string): boolean => prefixPattern.test(prefix)
 
-const busyCodes = new Set([
-  "SQLITE_BUSY",
-  "SQLITE_BUSY_SNAPSHOT",
-  "SQLITE_BUSY_RECOVERY",
-  "SQLITE_BUSY_TIMEOUT",
-  "SQLITE_LOCKED",
-  "SQLITE_LOCKED_SHAREDCACHE",
-  "40001",
-  "40P01",
-  "55P03"
-])
 
-/**
- * Maps an `SqlError` to a {@link Store.StoreError} (both retryable, answered `503` + `Retry-After`
- * by the server):
- *
- * - `Busy`: lock and serialization conflicts — SQLite `SQLITE_BUSY*` (another connection or process
- *   held the write lock past the busy timeout) and `SQLITE_LOCKED*`, PostgreSQL `40001`, `40P01`,
- *   `55P03`;
- * - `Unavailable`: everything else, in particular SQLite `SQLITE_FULL` (the disk or file system is
- *   full: the transaction was rolled back, nothing of it is stored), `SQLITE_IOERR*` (a failed read,
- *   write or fsync), `SQLITE_CANTOPEN` and `SQLITE_READONLY*`, and any unreachable database.
- *
- * better-sqlite3 reports extended codes (`SQLITE_BUSY_SNAPSHOT`, `SQLITE_IOERR_WRITE`, …): a code is
- * matched by its primary code, so every extension of `SQLITE_BUSY` / `SQLITE_LOCKED` is `Busy`.
- *
- * @since 0.1.0
- * @category errors
- */
-export const fromSqlError = (operation: string) => (error: SqlError): Store.StoreError => {
-  const cause = error.cause as { readonly code?: unknown; readonly message?: unknown } | null | undefined
-  const code = typeof cause?.code === "string" ? cause.code : undefined
-  const detail = typeof cause?.message === "string" ? cause.message : error.message
-  const busy = code !== undefined && (busyCodes.has(code) || /^SQLITE_(BUSY|LOCKED)(_|$)/.test(code))
-  return new Store.StoreError({
-    operation,
-    reason: busy ? "Busy" : "Unavailable",
-    message: `${operation}: ${detail}${code !== undefined && code.startsWith("SQLITE_") ? ` (${code})` : ""}`,
-    cause: error
-  })
-}
-
-const lift = (operation: string) => <A, R>(effect: Effect.Effect<A, SqlError | Store.StoreError, R>) =>
-  Effect.catchTag(effect, "SqlError", (error) => Effect.fail(fromSqlError(operation)(error)))
-
-const num = (value: unknown): number => typeof value === "number" ? value : Number(value)
-const optNum = (value: unknown): number | undefined => value === null || value === undefined ? undefined : num(value)
-const optStr = (value: unknown): string | undefined => value === null || value === undefined ? undefined : String(value)
-const parseId = (id: string): number | undefined => /^[0-9]{1,15}$/.test(id) ? Number(id) : undefined
-const chunks = <A>(items: ReadonlyArray<A>, size: number): Array<ReadonlyArray<A>> => {
-  const out: Array<ReadonlyArray<A>> = []
-  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size))
-  return out
-}
-
-interface ClaimRow {
-  readonly id: unknown
-  readonly event_id: string
-  readonly target: string
-  readonly attempts: unknown
-  readonly first_attempt_at: unknown
-  readonly replayed_at: unknown
-  /** Migration 0007: how many times the delivery was resent. */
-  readonly resends: unknown
-  readonly enqueued_at: unknown
-  readonly envelope: string
-  readonly lease: string
-  readonly available_at: unknown
-  readonly after_targets: unknown
-  readonly dependents: unknown
-}
-
-interface DeliveryRow {
-  readonly id: unknown
-  readonly event_id: string
-  readonly target: string
-  readonly status: Store.Status
-  readonly attempts: unknown
-  readonly total_attempts: unknown
-  readonly available_at: unknown
-  readonly last_error: unknown
-  readonly last_error_message: unknown
-  readonly dead_reason: unknown
-  readonly finished_at: unknown
-  readonly enqueued_at: unknown
-  readonly after_targets: unknown
-  readonly waiting: unknown
-  readonly response: unknown
-  /** Migration 0007: how many times the delivery was resent. */
-  readonly resends: unknown
-}
-
-interface AttemptRow {
-  readonly delivery_id: unknown
-  readonly number: unknown
-  readonly started_at: unknown
-  readonly duration_ms: unknown
-  readonly outcome: string
-  readonly http_status: unknown
-  readonly error_tag: unknown
-  readonly message: unknown
-  readonly retry_after_ms: unknown
-  readonly lease: string
-  readonly worker_id: unknown
-}
-
-/**
- * The stored `after_targets` (a JSON array of target names, NULL for a plain delivery); undefined
- * when the stored text is not such an array.
- */
-const parseAfter = (value: unknown): ReadonlyArray<string> | undefined => {
-  if (value === null || value === undefined) return []
-  try {
-    const parsed: unknown = JSON.parse(String(value))
-    return Array.isArray(parsed) && parsed.every((x) => typeof x === "string") ? parsed : undefined
-  } catch {
-    return undefined
-  }
-}
-
-const toAttempt = (row: AttemptRow): Store.Attempt => {
-  const status = optNum(row.http_status)
-  const errorTag = optStr(row.error_tag)
-  const message = optStr(row.message)
-  const retryAfterMs = optNum(row.retry_after_ms)
-  return {
-    number: num(row.number),
-    startedAt: num(row.started_at),
-    durationMs: num(row.duration_ms),
-    outcome: row.outcome,
-    lease: row.lease,
-    workerId: optStr(row.worker_id),
-    ...(status !== undefined ? { status } : {}),
-    ...(errorTag !== undefined ? { errorTag } : {}),
-    ...(message !== undefined ? { message } : {}),
-    ...(retryAfterMs !== undefined ? { retryAfterMs } : {})
-  }
-}
-
-const finalState = (next: Store.Next, now: number) => {
-  switch (next._tag) {
-    case "Retry":
-      return { status: "pending" as const, availableAt: Math.round(next.at), deadReason: null, finishedAt: null }
-    case "Dead":
-      return { status: "dead" as const, availableAt: null, deadReason: next.reason, finishedAt: now }
-    case "Delivered":
-      return { status: "delivered" as const, availableAt: null, deadReason: null, finishedAt: now }
-    case "Compensated":
-      return { status: "compensated" as const, availableAt: null, deadReason: null, finishedAt: now }
-  }
-}
 
 /**
  * A store operation: an effect over the SQL client (its statements find the transaction's
@@ -364,11 +195,7 @@ export const make = (
       return yield* Effect.fail(invalid("open", `bad table prefix ${JSON.stringify(prefix)}: use [a-z_][a-z0-9_]*`))
     }
     const sql = (yield* SqlClient.SqlClient).withoutTransforms()
-    const dialect = sql.onDialectOrElse({
-      sqlite: () => "sqlite" as const,
-      pg: () => "pg" as const,
-      orElse: () => undefined
-    })
+    const dialect = dialectOf(sql)
     if (dialect === undefined) {
       return yield* Effect.fail(
         new Store.StoreError({ operation: "open", reason: "Unsupported", message: "open: only SQLite and PostgreSQL are supported" })
@@ -376,85 +203,8 @@ export const make = (
     }
     const pg = dialect === "pg"
     const names: Tables = tables(prefix)
-    const T = {
-      events: sql(names.events),
-      targets: sql(names.targets),
-      deliveries: sql(names.deliveries),
-      attempts: sql(names.attempts)
-    }
-    // SQLite hot paths: constant texts (the prepared-statement cache hits; no compilation per call).
-    const Q = {
-      events: `"${names.events}"`,
-      targets: `"${names.targets}"`,
-      deliveries: `"${names.deliveries}"`,
-      attempts: `"${names.attempts}"`
-    }
-    const text = {
-      insertEvent: `INSERT INTO ${Q.events} (id, type, envelope, enqueued_at, fingerprint) VALUES (?, ?, ?, ?, ?)
-        ON CONFLICT (id) DO NOTHING RETURNING id`,
-      // A duplicate's deliveries and the stored fingerprint, in one statement (an event without
-      // deliveries, which retention is about to remove, gives one row of NULL deliveries).
-      existing: `SELECT e.fingerprint, d.id, d.target, d.status
-        FROM ${Q.events} e LEFT JOIN ${Q.deliveries} d ON d.event_id = e.id WHERE e.id = ? ORDER BY d.id`,
-      allTargets: `SELECT name FROM ${Q.targets} ORDER BY name`,
-      due: `SELECT d.id, d.event_id, d.target, d.attempts, d.first_attempt_at, d.enqueued_at, d.replayed_at, d.resends,
-          d.after_targets, d.dependents, e.envelope
-        FROM ${Q.deliveries} d JOIN ${Q.events} e ON e.id = d.event_id
-        WHERE d.target = ? AND d.status IN ('pending', 'in_flight') AND d.waiting = 0 AND d.available_at <= ?
-        ORDER BY d.available_at, d.id LIMIT ?`,
-      take: `UPDATE ${Q.deliveries}
-        SET status = 'in_flight', lease = ? || ':' || id, available_at = ?, worker_id = ?, updated_at = ?
-        WHERE id IN (SELECT value FROM json_each(?))`,
-      attempt: `INSERT INTO ${Q.attempts}
-        (delivery_id, number, started_at, duration_ms, outcome, http_status, error_tag, message, retry_after_ms, lease, worker_id)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-      // The dependents are among the event's few deliveries (the UNIQUE (event_id, target) index):
-      // those that list this target as an input and still wait. The unary `+` keeps SQLite's
-      // planner (which has no statistics) off the status indexes, which would visit every pending
-      // row of the outbox.
-      releaseDependents: `UPDATE ${Q.deliveries} SET waiting = waiting - 1, available_at = ?, updated_at = ?
-        WHERE event_id = ? AND +status = 'pending' AND waiting > 0
-          AND EXISTS (SELECT 1 FROM json_each(after_targets) WHERE json_each.value = ?)
-        RETURNING waiting`,
-      extend: `UPDATE ${Q.deliveries} SET available_at = ?, updated_at = ?
-        WHERE id = ? AND lease = ? AND status = 'in_flight' RETURNING id`
-    }
-    /** The fenced finish UPDATE, by whether the attempt failed and whether it delivered. */
-    const finishTexts = [false, true].map((failed) =>
-      [false, true].map((delivered) =>
-        `UPDATE ${Q.deliveries}
-        SET status = ?, attempts = attempts + 1, total_attempts = total_attempts + 1,
-            first_attempt_at = COALESCE(first_attempt_at, ?), available_at = ?, lease = NULL, dead_reason = ?,
-            finished_at = ?, updated_at = ?${failed ? ", last_error = ?, last_error_message = ?" : ""}${
-          delivered ? ", response = CASE WHEN dependents > 0 THEN ? ELSE NULL END" : ""
-        }
-        WHERE id = ? AND lease = ? AND status = 'in_flight'
-        RETURNING id, total_attempts, worker_id${delivered ? ", event_id, target, dependents" : ""}`
-      )
-    )
-    const memo = (build: (key: string) => string) => {
-      const cache = new Map<string, string>()
-      return (key: string) => {
-        let out = cache.get(key)
-        if (out === undefined) cache.set(key, out = build(key))
-        return out
-      }
-    }
-    const deliveryRows = memo((key) => {
-      const [n, piped] = key.split(":")
-      const row = piped === "1" ? "(?, ?, 'pending', 0, 0, ?, ?, ?, ?, ?, ?)" : "(?, ?, 'pending', 0, 0, ?, ?, ?)"
-      return `INSERT INTO ${Q.deliveries}
-        (event_id, target, status, attempts, total_attempts, available_at, enqueued_at, updated_at${
-        piped === "1" ? ", after_targets, waiting, dependents" : ""
-      })
-        VALUES ${Array.from({ length: Number(n) }, () => row).join(", ")} RETURNING id, target, status`
-    })
-    const insertDeliveries = (n: number, piped: boolean) => deliveryRows(`${n}:${piped ? 1 : 0}`)
-    const targetRows = memo((n) =>
-      `INSERT INTO ${Q.targets} (name) VALUES ${Array.from({ length: Number(n) }, () => "(?)").join(", ")}
-        ON CONFLICT (name) DO NOTHING`
-    )
-    const insertTargets = (n: number) => targetRows(String(n))
+    const T = tableFragments(sql, names)
+    const { batchText, existingMany, finishTexts, insertDeliveries, insertTargets, text } = statementTexts(names)
     /** One statement on the transaction's connection, past `@effect/sql`'s per-statement machinery. */
     const q = (conn: Connection, statement: string, params: ReadonlyArray<unknown>): Effect.Effect<ReadonlyArray<any>, SqlError> =>
       conn.execute(statement, params, undefined)
@@ -472,8 +222,7 @@ export const make = (
     // ---- transactions ------------------------------------------------------------------------
 
     const exec = (conn: Connection, statement: string) => conn.executeUnprepared(statement, [], undefined)
-    const beginWrite = pg ? "BEGIN" : "BEGIN IMMEDIATE"
-    const beginRead = pg ? "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY" : "BEGIN"
+    const begin = beginTexts(dialect)
 
     /** Runs `effect` in a transaction of our own on a reserved connection; commit errors are typed. */
     const own = <A, E, R>(
@@ -486,7 +235,7 @@ export const make = (
           Effect.gen(function*() {
             const toError = fromSqlError(operation)
             const conn = yield* Effect.mapError(restore(sql.reserve), toError)
-            yield* Effect.mapError(exec(conn, kind === "write" ? beginWrite : beginRead), toError)
+            yield* Effect.mapError(exec(conn, kind === "write" ? begin.write : begin.read), toError)
             const exit = yield* Effect.exit(
               restore(effect).pipe(Effect.provideService(SqlClient.TransactionConnection, [conn, 0] as const))
             )
@@ -777,11 +526,6 @@ export const make = (
 
     // ---- enqueue -----------------------------------------------------------------------------
 
-    /**
-     * An enqueue's answer inside the store: a conflict is a value here (nothing was written, so the
-     * transaction and the group commit carry on), and becomes the caller's `ConflictError` outside.
-     */
-    type EnqueueResult = Store.Enqueued | Store.ConflictError
 
     type Enqueue = (
       event: { readonly id: string; readonly type: string },
@@ -796,25 +540,6 @@ export const make = (
       due: number
     ) => Op<EnqueueResult>
 
-    interface ExistingRow {
-      readonly fingerprint: string | null
-      readonly id: unknown
-      readonly target: string | null
-      readonly status: Store.Status | null
-    }
-
-    /** A second enqueue of a stored id: its first enqueue's deliveries, or the conflict. */
-    const duplicateOf = (eventId: string, fingerprint: string, rows: ReadonlyArray<ExistingRow>): EnqueueResult => {
-      const stored = rows[0]?.fingerprint
-      if (Store.conflicts(fingerprint, stored)) return Store.conflict(eventId, fingerprint, stored!)
-      return {
-        eventId,
-        created: false,
-        deliveries: rows.flatMap((row) =>
-          row.id === null || row.id === undefined ? [] : [{ id: String(row.id), target: row.target!, status: row.status! }]
-        )
-      }
-    }
 
     /**
      * The dependency columns of each delivery row, for an enqueue with dependencies (a plain enqueue
@@ -1419,96 +1144,6 @@ export const make = (
       readonly target: string | null
       readonly status: Store.Status | null
     }
-
-    /** The batch statement for the parts a batch has: (e)nqueues, new (t)argets, (f)inishes, e(x)tensions. */
-    const batchText = memo((key) => {
-      let n = 0
-      const p = (type: string) => `$${++n}::${type}[]`
-      const ctes: Array<string> = []
-      const selects: Array<string> = []
-      if (key.includes("e")) {
-        ctes.push(`ev AS (
-          INSERT INTO ${Q.events} (id, type, envelope, enqueued_at, fingerprint)
-          SELECT * FROM unnest(${p("text")}, ${p("text")}, ${p("text")}, ${p("bigint")}, ${p("text")})
-          ON CONFLICT (id) DO NOTHING RETURNING id
-        )`)
-        if (key.includes("t")) {
-          ctes.push(`tg AS (INSERT INTO ${Q.targets} (name) SELECT unnest(${p("text")}) ON CONFLICT (name) DO NOTHING)`)
-        }
-        ctes.push(`dl AS (
-          INSERT INTO ${Q.deliveries}
-            (event_id, target, status, attempts, total_attempts, available_at, enqueued_at, updated_at, after_targets, waiting, dependents)
-          SELECT v.event_id, v.target, 'pending', 0, 0, v.at, v.at, v.at, v.after_targets, v.waiting, v.dependents
-          FROM unnest(${p("text")}, ${p("text")}, ${p("bigint")}, ${p("text")}, ${p("integer")}, ${p("integer")})
-            WITH ORDINALITY AS v (event_id, target, at, after_targets, waiting, dependents, ord)
-          JOIN ev ON ev.id = v.event_id
-          ORDER BY v.ord
-          RETURNING id, event_id, target, status
-        )`)
-        selects.push(`SELECT 'e' AS k, id::text AS id, event_id, target, status FROM dl`)
-      }
-      if (key.includes("f")) {
-        ctes.push(`fu AS (
-          UPDATE ${Q.deliveries} d
-          SET status = i.status, attempts = d.attempts + 1, total_attempts = d.total_attempts + 1,
-              first_attempt_at = COALESCE(d.first_attempt_at, i.started_at), available_at = i.available_at, lease = NULL,
-              dead_reason = i.dead_reason, finished_at = i.finished_at, updated_at = i.at,
-              last_error = CASE WHEN i.failed THEN i.outcome ELSE d.last_error END,
-              last_error_message = CASE WHEN i.failed THEN i.message ELSE d.last_error_message END,
-              response = CASE WHEN i.delivered THEN CASE WHEN d.dependents > 0 THEN i.response END ELSE d.response END
-          FROM unnest(${p("bigint")}, ${p("text")}, ${p("text")}, ${p("bigint")}, ${p("bigint")}, ${p("text")}, ${p("bigint")},
-              ${p("bigint")}, ${p("boolean")}, ${p("boolean")}, ${p("text")}, ${p("integer")}, ${p("text")}, ${p("integer")},
-              ${p("text")}, ${p("text")}, ${p("bigint")})
-            AS i (id, lease, status, started_at, available_at, dead_reason, finished_at, at, failed, delivered, response,
-              duration_ms, outcome, http_status, error_tag, message, retry_after_ms)
-          WHERE d.id = i.id AND d.lease = i.lease AND d.status = 'in_flight'
-          RETURNING d.id, d.total_attempts, d.worker_id, d.event_id, d.target, d.dependents, i.delivered, i.at, i.started_at,
-            i.duration_ms, i.outcome, i.http_status, i.error_tag, i.message, i.retry_after_ms, i.lease
-        )`)
-        ctes.push(`fa AS (
-          INSERT INTO ${Q.attempts}
-            (delivery_id, number, started_at, duration_ms, outcome, http_status, error_tag, message, retry_after_ms, lease, worker_id)
-          SELECT id, total_attempts, started_at, duration_ms, outcome, http_status, error_tag, message, retry_after_ms, lease, worker_id
-          FROM fu
-        )`)
-        // The dependents of the delivered inputs, among each event's few deliveries (a LATERAL probe
-        // of the (event_id, target) index per input); two inputs of one dependent in this batch count
-        // twice. Concurrent releases from other processes serialise on the row lock, and the WHERE is
-        // re-checked on the row's latest version.
-        ctes.push(`fr AS (
-          UPDATE ${Q.deliveries} d SET waiting = d.waiting - r.n, available_at = r.at, updated_at = r.at
-          FROM (
-            SELECT x.id, count(*)::integer AS n, max(u.at) AS at
-            FROM fu u CROSS JOIN LATERAL (
-              SELECT x.id FROM ${Q.deliveries} x
-              WHERE x.event_id = u.event_id AND x.status = 'pending' AND x.waiting > 0
-                AND x.after_targets::jsonb @> jsonb_build_array(u.target)
-            ) x
-            WHERE u.delivered AND u.dependents > 0
-            GROUP BY x.id
-          ) r
-          WHERE d.id = r.id AND d.status = 'pending' AND d.waiting > 0
-          RETURNING d.waiting
-        )`)
-        selects.push(`SELECT 'f' AS k, id::text AS id, NULL::text AS event_id, NULL::text AS target, NULL::text AS status FROM fu`)
-        selects.push(`SELECT 'r', (SELECT count(*) FROM fr WHERE waiting = 0)::text, NULL, NULL, NULL`)
-      }
-      if (key.includes("x")) {
-        ctes.push(`xu AS (
-          UPDATE ${Q.deliveries} d SET available_at = i.expires, updated_at = i.at
-          FROM unnest(${p("bigint")}, ${p("text")}, ${p("bigint")}, ${p("bigint")}) AS i (id, lease, expires, at)
-          WHERE d.id = i.id AND d.lease = i.lease AND d.status = 'in_flight'
-          RETURNING d.id
-        )`)
-        selects.push(`SELECT 'x' AS k, id::text AS id, NULL::text AS event_id, NULL::text AS target, NULL::text AS status FROM xu`)
-      }
-      return `WITH ${ctes.join(",\n")}\n${selects.join("\nUNION ALL ")}`
-    })
-
-    /** Stored events' fingerprints and deliveries (one row of NULL deliveries for an event without any). */
-    const existingMany = `SELECT e.id AS event_id, e.fingerprint, d.id::text AS id, d.target, d.status
-      FROM ${Q.events} e LEFT JOIN ${Q.deliveries} d ON d.event_id = e.id
-      WHERE e.id = ANY($1::text[]) ORDER BY d.id`
 
     /** After a commit that created events or made dependents due: wake workers here and elsewhere. */
     const wake = Effect.zipRight(notifyLater, signal.notify)
